@@ -1,0 +1,97 @@
+"""The one place the environment is read.
+
+Nothing reads ``os.environ`` at import time: callers ask for :func:`load_settings` when they need
+settings, so tests can change the environment without reloading modules.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ATS_ENVS = ("local", "test", "prod")
+DEFAULT_DB_PORT = 55432
+DEFAULT_DB_NAME = "ats"
+DEFAULT_DB_USER = "ats"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def project_root() -> Path:
+    """The checkout this package lives in (the folder holding ``pyproject.toml``)."""
+    return Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings of one process, resolved from the environment once per call."""
+
+    ats_env: str
+    state_dir: Path
+    db_port: int
+    db_name: str
+    external_database_url: str | None
+
+    @property
+    def managed_database(self) -> bool:
+        """True when the project runs its own cluster under ``.ats/`` (no ATS_DATABASE_URL)."""
+        return self.external_database_url is None
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.state_dir / "pg"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.pg_dir / "run"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.state_dir / "reports"
+
+    @property
+    def database_url(self) -> str:
+        """Where the platform's data lives: the external server, or the managed cluster."""
+        if self.external_database_url:
+            return self.external_database_url
+        return f"postgresql://{DEFAULT_DB_USER}@127.0.0.1:{self.db_port}/{self.db_name}"
+
+    def database_url_for(self, dbname: str) -> str:
+        """The same server, another database (Dagster storage, Optuna, test databases)."""
+        from ats_pipelines.db.connect import replace_database
+
+        return replace_database(self.database_url, dbname)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve settings from ``environ`` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+    ats_env = env.get("ATS_ENV", "local")
+    if ats_env not in ATS_ENVS:
+        raise ConfigError(f"ATS_ENV={ats_env!r} is not one of {', '.join(ATS_ENVS)}")
+    state_dir = Path(env.get("ATS_STATE_DIR") or project_root() / ".ats")
+    port_text = env.get("ATS_DB_PORT", str(DEFAULT_DB_PORT))
+    try:
+        db_port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"ATS_DB_PORT={port_text!r} is not a port number") from None
+    if not 1 <= db_port <= 65535:
+        raise ConfigError(f"ATS_DB_PORT={db_port} is outside 1..65535")
+    db_name = env.get("ATS_DB_NAME", DEFAULT_DB_NAME)
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", db_name):
+        raise ConfigError(f"ATS_DB_NAME={db_name!r}: use lowercase letters, digits and _")
+    url = env.get("ATS_DATABASE_URL") or None
+    if url is not None and not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("ATS_DATABASE_URL must start with postgresql:// (value not shown)")
+    return Settings(
+        ats_env=ats_env,
+        state_dir=state_dir,
+        db_port=db_port,
+        db_name=db_name,
+        external_database_url=url,
+    )

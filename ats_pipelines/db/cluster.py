@@ -1,0 +1,262 @@
+"""The project-managed local PostgreSQL/TimescaleDB cluster under ``.ats/pg``.
+
+initdb refuses to run as root, so when we are root the server runs as an unprivileged system
+user (``postgres`` when the Debian package created it, otherwise ``atsdb``), and every server
+command is run through ``runuser``.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ats_pipelines.config import DEFAULT_DB_USER, Settings
+
+FALLBACK_SERVER_USER = "atsdb"
+
+# Sized for a 2-core / few-GiB machine that also runs Dagster, DuckDB and the tests.
+SERVER_SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "max_connections": "100",
+    "shared_buffers": "'512MB'",
+    "temp_buffers": "'64MB'",
+    "work_mem": "'32MB'",
+    "maintenance_work_mem": "'256MB'",
+    "effective_cache_size": "'4GB'",
+    "max_wal_size": "'2GB'",
+    "checkpoint_timeout": "'15min'",
+    "wal_compression": "'on'",
+    "max_worker_processes": "16",
+    "max_parallel_workers_per_gather": "1",
+    "timezone": "'UTC'",
+    "log_timezone": "'UTC'",
+    "log_min_messages": "'warning'",
+    "log_line_prefix": "'%m [%p] %d '",
+}
+TIMESCALE_SETTINGS = {
+    "shared_preload_libraries": "'timescaledb'",
+    "timescaledb.telemetry_level": "'off'",
+    "timescaledb.max_background_workers": "4",
+}
+
+
+class ClusterError(RuntimeError):
+    """A step of managing the local cluster failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class PgInstall:
+    """The PostgreSQL server binaries the cluster runs from."""
+
+    bindir: Path
+    version: int
+    sharedir: Path
+    libdir: Path
+
+    @property
+    def has_timescaledb(self) -> bool:
+        return (self.sharedir / "extension" / "timescaledb.control").exists()
+
+
+def find_pg_install(environ: dict[str, str] | None = None) -> PgInstall:
+    """The newest installed server (or ``ATS_PG_BINDIR``), with its share and lib dirs."""
+    env = os.environ if environ is None else environ
+    candidates: list[Path] = []
+    if env.get("ATS_PG_BINDIR"):
+        candidates.append(Path(env["ATS_PG_BINDIR"]))
+    else:
+        found = glob.glob("/usr/lib/postgresql/*/bin/postgres")
+        found.sort(key=lambda p: int(Path(p).parent.parent.name), reverse=True)
+        candidates += [Path(p).parent for p in found]
+        pg_config = shutil.which("pg_config")
+        if pg_config:
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+            if out.returncode == 0:
+                candidates.append(Path(out.stdout.strip()))
+    for bindir in candidates:
+        if (bindir / "postgres").exists() and (bindir / "initdb").exists():
+            return _describe_install(bindir)
+    raise ClusterError(
+        "no PostgreSQL server binaries found (looked in /usr/lib/postgresql/*/bin and "
+        "pg_config); run `make setup`, or set ATS_PG_BINDIR"
+    )
+
+
+def _describe_install(bindir: Path) -> PgInstall:
+    out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True)
+    version = int(out.stdout.split()[-1].split(".")[0])
+    debian_share = Path(f"/usr/share/postgresql/{version}")
+    debian_lib = Path(f"/usr/lib/postgresql/{version}/lib")
+    if debian_share.exists():
+        return PgInstall(bindir, version, debian_share, debian_lib)
+    return PgInstall(bindir, version, bindir.parent / "share", bindir.parent / "lib")
+
+
+def _server_user() -> str | None:
+    """None when we may run the server ourselves; otherwise the user to run it as."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", FALLBACK_SERVER_USER):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+         FALLBACK_SERVER_USER],
+        check=True,
+    )
+    return FALLBACK_SERVER_USER
+
+
+def _as_server_user(cmd: list[str], user: str | None) -> list[str]:
+    return cmd if user is None else ["runuser", "-u", user, "--", *cmd]
+
+
+def _user_can_enter(path: Path, user: str | None) -> bool:
+    if user is None:
+        return True
+    probe = subprocess.run(_as_server_user(["test", "-x", str(path)], user))
+    return probe.returncode == 0
+
+
+class LocalCluster:
+    """``ats db up|down|status`` for the cluster in ``<state_dir>/pg``."""
+
+    def __init__(self, settings: Settings, install: PgInstall | None = None) -> None:
+        self.settings = settings
+        self._install = install
+        self.user = _server_user()
+
+    @property
+    def install(self) -> PgInstall:
+        if self._install is None:
+            self._install = find_pg_install()
+        return self._install
+
+    @property
+    def base(self) -> Path:
+        return self.settings.pg_dir
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.base / "log" / "postgres.log"
+
+    def _bin(self, name: str) -> str:
+        return str(self.install.bindir / name)
+
+    def _run(self, cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(_as_server_user(cmd, self.user), capture_output=True, text=True)
+        if proc.returncode != 0:
+            detail = (proc.stderr or proc.stdout).strip().splitlines()
+            tail = " | ".join(detail[-3:]) if detail else f"exit {proc.returncode}"
+            raise ClusterError(f"{what} failed: {tail} (log: {self.log_file})")
+        return proc
+
+    def _prepare_base(self) -> None:
+        """Create ``.ats/pg``; when the server user cannot reach the checkout, keep the
+        cluster in /var/lib and link it, rather than loosening permissions of the user's
+        folders."""
+        if self.base.exists() or self.base.is_symlink():
+            return
+        self.base.parent.mkdir(parents=True, exist_ok=True)
+        if _user_can_enter(self.base.parent, self.user):
+            self.base.mkdir()
+        else:
+            digest = hashlib.sha256(str(self.base).encode()).hexdigest()[:12]
+            real = Path("/var/lib/ats-pipelines") / digest
+            real.mkdir(parents=True, exist_ok=True)
+            self.base.symlink_to(real, target_is_directory=True)
+        for sub in ("data", "run", "log"):
+            (self.base / sub).mkdir(exist_ok=True)
+        if self.user is not None:
+            subprocess.run(["chown", "-R", f"{self.user}:", str(self.base.resolve())], check=True)
+        os.chmod(self.data_dir, 0o700)
+
+    def is_initialised(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def init(self) -> bool:
+        """initdb once; returns True when it created the cluster now."""
+        self._prepare_base()
+        if self.is_initialised():
+            return False
+        self._run(
+            [self._bin("initdb"), "-D", str(self.data_dir), "-U", DEFAULT_DB_USER,
+             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"],
+            "initdb",
+        )
+        self.write_config()
+        return True
+
+    def write_config(self) -> None:
+        settings = dict(SERVER_SETTINGS)
+        settings["port"] = str(self.settings.db_port)
+        settings["unix_socket_directories"] = f"'{self.base / 'run'}'"
+        if self.install.has_timescaledb:
+            settings.update(TIMESCALE_SETTINGS)
+        lines = ["# written by `ats db up`; edit ats_pipelines/db/cluster.py instead"]
+        lines += [f"{key} = {value}" for key, value in settings.items()]
+        conf = self.data_dir / "ats.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        main = self.data_dir / "postgresql.conf"
+        text = main.read_text()
+        if "include_if_exists = 'ats.conf'" not in text:
+            main.write_text(text + "\ninclude_if_exists = 'ats.conf'\n")
+        if self.user is not None:
+            subprocess.run(["chown", f"{self.user}:", str(conf), str(main)], check=True)
+
+    def is_running(self) -> bool:
+        if not self.is_initialised():
+            return False
+        proc = subprocess.run(
+            _as_server_user([self._bin("pg_ctl"), "status", "-D", str(self.data_dir)], self.user),
+            capture_output=True, text=True,
+        )
+        return proc.returncode == 0
+
+    def start(self) -> bool:
+        """Start the server if it is not running; True when it started it now."""
+        self.init()
+        if self.is_running():
+            return False
+        self.write_config()
+        self._run(
+            [self._bin("pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
+             "-w", "-t", "60"],
+            f"starting PostgreSQL on 127.0.0.1:{self.settings.db_port}",
+        )
+        return True
+
+    def stop(self) -> bool:
+        if not self.is_running():
+            return False
+        self._run(
+            [self._bin("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"],
+            "stopping PostgreSQL",
+        )
+        return True
+
+    def create_database(self, name: str) -> bool:
+        """CREATE DATABASE when missing, through the server's own socket."""
+        if not name.replace("_", "").isalnum():
+            raise ClusterError(f"refusing to create database with unusual name {name!r}")
+        psql = [self._bin("psql"), "-h", str(self.base / "run"), "-p",
+                str(self.settings.db_port), "-U", DEFAULT_DB_USER, "-d", "postgres", "-tAc"]
+        found = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+                          "looking up the database")
+        if found.stdout.strip() == "1":
+            return False
+        self._run([*psql, f'CREATE DATABASE "{name}"'], f"creating database {name}")
+        return True

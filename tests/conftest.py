@@ -1,0 +1,102 @@
+"""Suite-wide fixtures: a real PostgreSQL/TimescaleDB server and a fresh database per session.
+
+The managed cluster under .ats/ is started when needed (or ATS_DATABASE_URL's server is used);
+each test session gets its own database, migrated, and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from ats_pipelines.cli.db import ensure_up
+from ats_pipelines.config import Settings, load_settings
+from ats_pipelines.db.connect import connection, replace_database
+from ats_pipelines.db.migrate import MigrationReport, migrate
+from ats_pipelines.db.sqlid import quote_ident
+
+TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
+
+
+def _testdata_dir() -> Path:
+    env = os.environ.get("ATS_TESTDATA")
+    return Path(env) if env else TESTDATA
+
+
+@pytest.fixture(scope="session")
+def testdata() -> Path:
+    """The real exchange data in ../shared/testdata (see its README)."""
+    path = _testdata_dir()
+    assert path.is_dir(), f"test data not found at {path}; set ATS_TESTDATA"
+    return path
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings({**os.environ, "ATS_ENV": "test"})
+
+
+@pytest.fixture(scope="session")
+def server_url(settings: Settings) -> str:
+    """URL of the maintenance database on the test server, started if it is ours."""
+    ensure_up(settings)
+    return replace_database(settings.database_url, "postgres")
+
+
+async def _create_database(server_url: str, name: str) -> None:
+    async with connection(server_url) as conn:
+        await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
+
+
+async def _drop_database(server_url: str, name: str) -> None:
+    async with connection(server_url) as conn:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)}")
+
+
+@pytest.fixture(scope="session")
+def make_database(server_url: str) -> Iterator:
+    """Factory of empty databases on the test server, all dropped when the session ends."""
+    created: list[str] = []
+
+    def make(prefix: str = "ats_test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        asyncio.run(_create_database(server_url, name))
+        created.append(name)
+        return replace_database(server_url, name)
+
+    yield make
+    for name in created:
+        asyncio.run(_drop_database(server_url, name))
+
+
+@pytest.fixture(scope="session")
+def migration_report(make_database) -> tuple[str, MigrationReport]:
+    url = make_database()
+
+    async def body() -> MigrationReport:
+        async with connection(url) as conn:
+            return await migrate(conn)
+
+    return url, asyncio.run(body())
+
+
+@pytest.fixture(scope="session")
+def db_url(migration_report: tuple[str, MigrationReport]) -> str:
+    """A migrated database shared by the session; tests clean up what they add or use
+    unique keys."""
+    return migration_report[0]
+
+
+@pytest.fixture
+async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
+    async with connection(db_url) as c:
+        yield c
