@@ -15,6 +15,7 @@ setup:
 db-up: setup
 	@$(UV) ats db up
 	@$(UV) ats db migrate
+	@$(UV) ats dagster prepare
 
 db-down:
 	@$(UV) ats db down
@@ -26,8 +27,7 @@ test: db-up
 	@$(UV) pytest
 
 ui: db-up
-	@$(UV) ats dagster prepare
-	@$(UV) dagster dev -w workspace.yaml
+	@$(UV) ats dagster ui
 
 lint:
 	@$(UV) ruff check .
