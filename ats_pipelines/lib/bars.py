@@ -102,8 +102,9 @@ def _idkey(trade_id: Any) -> tuple[int, str]:
     return (len(s), s)
 
 
-def _vwap(quote: float, volume: float, close: float) -> float:
-    return quote / volume if volume > 0 else close
+def _vwap(quote: float, volume: float, close: float, low: float, high: float) -> float:
+    # price*amount rounding can put a one-price bar's vwap an ulp outside [low, high]: clamp
+    return min(max(quote / volume, low), high) if volume > 0 else close
 
 
 def exact_parts(values: Iterable[float]) -> list[float]:
@@ -154,7 +155,8 @@ class _Acc:
     def bar(self, exchange: str, symbol: str, timeframe: str) -> Bar:
         volume, quote = fsum(self.vols), fsum(self.quotes)
         return Bar(exchange, symbol, timeframe, self.start, self.open, self.high, self.low,
-                   self.close, volume, quote, self.count, _vwap(quote, volume, self.close),
+                   self.close, volume, quote, self.count,
+                   _vwap(quote, volume, self.close, self.low, self.high),
                    fsum(self.buys), self.first_id, self.last_id)
 
 
@@ -231,7 +233,7 @@ class BarAggregator:
         self.base: str = base.value
         self.grace_ms = grace_ms
         # ids of final buckets are kept this long so replays read as duplicates, not late
-        self.dedup_window_ms = max(dedup_window_ms or 0, 5 * base.ms, grace_ms)
+        self.dedup_window_ms = max(dedup_window_ms or 15 * 60_000, base.ms + grace_ms)
         self._base_ms: int = base.ms
         self._higher = tfs[1:]
         self._open: dict[int, _Acc] = {}
@@ -613,7 +615,9 @@ def _frame(c: _Columns, exchange: str, symbol: str, timeframe: str) -> pl.DataFr
         "first_trade_id": c.first_id, "last_trade_id": c.last_id,
     })
     vwap = (pl.when(pl.col("volume") > 0)
-            .then(pl.col("quote_volume") / pl.col("volume")).otherwise(pl.col("close")))
+            .then((pl.col("quote_volume") / pl.col("volume"))
+                  .clip(pl.col("low"), pl.col("high")))
+            .otherwise(pl.col("close")))
     return frame.with_columns(
         pl.lit(exchange).alias("exchange"), pl.lit(symbol).alias("symbol"),
         pl.lit(timeframe).alias("timeframe"), vwap.alias("vwap"),
