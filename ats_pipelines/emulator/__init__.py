@@ -1,0 +1,1 @@
+"""Binance-protocol exchange emulator (and Birdeye DEX API) on loopback, for tests and demos."""

@@ -1,0 +1,33 @@
+"""The emulator's exchange clock: wall time, optionally sped up, with injected jumps."""
+
+from __future__ import annotations
+
+import time
+
+
+class EmulatorClock:
+    """Exchange time in ms: ``start_ms + elapsed * speed + jumps``.
+
+    ``jump`` moves the exchange clock by a signed amount (the "exchange time jumps" fault);
+    market sources treat a backwards jump as time standing still until it catches up, so
+    nothing already sent is sent again.
+    """
+
+    def __init__(self, start_ms: int | None = None, speed: float = 1.0) -> None:
+        if speed <= 0:
+            raise ValueError(f"clock speed {speed} must be > 0")
+        self.speed = speed
+        self._t0 = time.monotonic()
+        self.start_ms = int(time.time() * 1000) if start_ms is None else start_ms
+        self.offset_ms = 0
+
+    def now_ms(self) -> int:
+        elapsed = time.monotonic() - self._t0
+        return self.start_ms + int(elapsed * 1000 * self.speed) + self.offset_ms
+
+    def wall_elapsed_s(self) -> float:
+        """Seconds of real time since the clock started (fault schedules use these)."""
+        return time.monotonic() - self._t0
+
+    def jump(self, delta_ms: int) -> None:
+        self.offset_ms += delta_ms

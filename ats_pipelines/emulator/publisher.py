@@ -1,0 +1,133 @@
+"""The stream publisher: every tick, what the market did since the last tick goes out.
+
+One task for the whole emulator. Each tick it reads the clock, asks each source what happened
+to the symbols someone listens to, encodes every event once and queues it on each listening
+connection (their own tasks do the sending, so a slow client never holds up the others).
+Scheduled faults (drops, time jumps, malformed frames) are applied here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from ats_pipelines.emulator.clock import EmulatorClock
+from ats_pipelines.emulator.faults import Faults
+from ats_pipelines.emulator.model import DepthDiff
+from ats_pipelines.emulator.protocol import (
+    agg_trade_events,
+    depth_event,
+    kline_event,
+    merge_diffs,
+    trade_events,
+)
+from ats_pipelines.emulator.source import MarketSource
+from ats_pipelines.emulator.streams import Subscriptions
+
+log = logging.getLogger(__name__)
+SLOW_DEPTH_MS = 1_000
+
+
+class Publisher:
+    def __init__(self, sources: dict[str, MarketSource], subs: Subscriptions,
+                 clock: EmulatorClock, faults: Faults, tick_s: float = 0.01) -> None:
+        self.sources = sources
+        self.subs = subs
+        self.clock = clock
+        self.faults = faults
+        self.tick_s = tick_s
+        self.events_sent = 0
+        self._slow_depth: dict[str, list[DepthDiff]] = defaultdict(list)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            try:
+                self.publish_once()
+            except Exception:  # one bad tick must not stop every stream
+                log.exception("event=publish_failed")
+
+    def publish_once(self) -> int:
+        wall = self.clock.wall_elapsed_s()
+        jump = self.faults.time_jump_due(wall)
+        if jump:
+            self.clock.jump(jump)
+            log.info("event=fault_time_jump delta_ms=%s", jump)
+        if self.faults.drop_due(wall):
+            self.drop_all()
+        now = self.clock.now_ms()
+        sent = 0
+        for symbol_id in sorted(self.subs.symbols()):
+            sent += self._publish_symbol(symbol_id, now)
+        frames = self.faults.malformed_frames(sent)
+        if frames:
+            for conn in list(self.subs.connections):
+                conn.push_raw(frames)
+        self.events_sent += sent
+        return sent
+
+    def drop_all(self) -> int:
+        conns = list(self.subs.connections)
+        for conn in conns:
+            conn.abort()
+        self.faults.counts["ws_dropped"] += len(conns)
+        log.info("event=fault_ws_drop connections=%s", len(conns))
+        return len(conns)
+
+    def _publish_symbol(self, symbol_id: str, now: int) -> int:
+        source = self.sources[symbol_id]
+        streams = self.subs.streams_of(symbol_id)
+        kinds = {s.kind for s in streams}
+        sent = 0
+        if kinds & {"trade", "aggTrade"}:
+            batch = source.drain_trades(symbol_id, now)
+            if len(batch):
+                encoded = {"trade": None, "aggTrade": None}
+                for stream in streams:
+                    if stream.kind not in encoded:
+                        continue
+                    if encoded[stream.kind] is None:
+                        events = (trade_events(batch) if stream.kind == "trade"
+                                  else agg_trade_events(batch))
+                        encoded[stream.kind] = self.faults.mangle_trades(events)
+                    sent += self._send(stream, encoded[stream.kind] or [])
+        if kinds & {"depth", "depth100"}:
+            diffs = [d for d in source.drain_depth(symbol_id, now)
+                     if not self.faults.skip_diff(symbol_id)]
+            fast = [depth_event(d) for d in diffs]
+            slow = self._slow_batch(symbol_id, diffs, now, "depth" in kinds)
+            for stream in streams:
+                if stream.kind == "depth100" and fast:
+                    sent += self._send(stream, fast)
+                elif stream.kind == "depth" and slow:
+                    sent += self._send(stream, slow)
+        for stream in streams:
+            if stream.kind == "kline":
+                rows = source.drain_klines(symbol_id, stream.interval, now)
+                if rows:
+                    sent += self._send(stream, [kline_event(symbol_id, stream.interval, now, r, x)
+                                                for r, x in rows])
+        return sent
+
+    def _slow_batch(self, symbol_id: str, diffs: list[DepthDiff], now: int,
+                    wanted: bool) -> list[str]:
+        """The 1000 ms depth stream: diffs merged once a second of exchange time has gathered."""
+        pending = self._slow_depth[symbol_id]
+        if not wanted:
+            pending.clear()
+            return []
+        pending.extend(diffs)
+        if pending and now - pending[0].event_time >= SLOW_DEPTH_MS:
+            merged = merge_diffs(pending)
+            pending.clear()
+            return [depth_event(merged)]
+        return []
+
+    def _send(self, stream: object, events: list[str]) -> int:
+        listeners = self.subs.by_stream.get(stream)  # type: ignore[arg-type]
+        if not listeners:
+            return 0
+        for conn in list(listeners):
+            conn.push(stream, events)  # type: ignore[arg-type]
+        return len(events) * len(listeners)

@@ -1,0 +1,226 @@
+"""Binance spot public REST endpoints, answered from the emulator's market sources.
+
+Parameters and errors follow Binance: unknown symbols answer ``-1121 Invalid symbol.``, bad
+numbers ``-1100``, a missing symbol ``-1102``; klines cap ``limit`` at 1000 (default 500),
+trades at 1000, depth at 5000 (default 100).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ats_pipelines.emulator import protocol
+from ats_pipelines.emulator.faults import Faults
+from ats_pipelines.emulator.intervals import is_interval
+from ats_pipelines.emulator.model import float_to_str
+from ats_pipelines.emulator.source import MarketSource
+
+if TYPE_CHECKING:
+    from ats_pipelines.emulator.clock import EmulatorClock
+
+KLINES_MAX = 1000
+TRADES_MAX = 1000
+DEPTH_MAX = 5000
+AGG_WINDOW_MS = 3_600_000
+
+
+class BinanceError(Exception):
+    def __init__(self, status: int, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.code, self.msg = status, code, msg
+
+
+def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or len(text) > 20:
+        raise BinanceError(400, -1100, f"Illegal characters found in parameter '{name}'; "
+                                       "legal range is '^[0-9]{1,20}$'.")
+    return int(text)
+
+
+def _limit(request: web.Request, default: int, cap: int) -> int:
+    limit = _int(request, "limit", default)
+    assert limit is not None
+    if limit < 1:
+        raise BinanceError(400, -1130, "Invalid data sent for a parameter.")
+    return min(limit, cap)
+
+
+class BinanceRest:
+    """Route handlers; one instance per emulator."""
+
+    def __init__(self, sources: dict[str, MarketSource], clock: EmulatorClock,
+                 faults: Faults) -> None:
+        self.sources = sources
+        self.clock = clock
+        self.faults = faults
+
+    def routes(self) -> list[web.RouteDef]:
+        get = web.get
+        return [
+            get("/api/v3/ping", self.ping), get("/api/v1/ping", self.ping),
+            get("/api/v3/time", self.time), get("/api/v1/time", self.time),
+            get("/api/v3/exchangeInfo", self.exchange_info),
+            get("/api/v3/klines", self.klines), get("/api/v3/uiKlines", self.klines),
+            get("/api/v3/depth", self.depth),
+            get("/api/v3/trades", self.trades), get("/api/v3/historicalTrades", self.trades),
+            get("/api/v3/aggTrades", self.agg_trades),
+            get("/api/v3/ticker/24hr", self.ticker_24hr),
+            get("/api/v3/ticker/price", self.ticker_price),
+            get("/api/v3/ticker/bookTicker", self.book_ticker),
+        ]
+
+    @web.middleware
+    async def middleware(self, request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                         ) -> web.StreamResponse:
+        """Injected faults, then the handler; Binance-shaped errors for everything."""
+        if not request.path.startswith(("/api/", "/sapi/", "/fapi/", "/dapi/", "/eapi/")):
+            return await handler(request)
+        delay = self.faults.latency_s()
+        if delay:
+            await asyncio.sleep(delay)
+        fault = self.faults.rest_fault()
+        if fault is not None:
+            headers = {}
+            if fault.retry_after_s is not None:
+                headers["Retry-After"] = f"{fault.retry_after_s:g}"
+            return web.json_response(protocol.error_body(fault.code, fault.msg),
+                                     status=fault.status, headers=headers)
+        try:
+            return await handler(request)
+        except BinanceError as exc:
+            return web.json_response(protocol.error_body(exc.code, exc.msg), status=exc.status)
+        except web.HTTPNotFound:
+            return web.json_response(protocol.error_body(
+                -5000, f"Path {request.path} is not served by the emulator (Binance spot public "
+                       "market data only)."), status=404)
+
+    def _source(self, request: web.Request) -> tuple[str, MarketSource]:
+        symbol_id = request.query.get("symbol")
+        if not symbol_id:
+            raise BinanceError(400, -1102, "Mandatory parameter 'symbol' was not sent, was "
+                                           "empty/null, or malformed.")
+        source = self.sources.get(symbol_id)
+        if source is None:
+            raise BinanceError(400, -1121, "Invalid symbol.")
+        return symbol_id, source
+
+    async def ping(self, request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    async def time(self, request: web.Request) -> web.Response:
+        return web.json_response({"serverTime": self.clock.now_ms()})
+
+    async def exchange_info(self, request: web.Request) -> web.Response:
+        specs = {s.symbol_id: s for src in dict.fromkeys(self.sources.values())
+                 for s in src.specs() if self.sources.get(s.symbol_id) is src}
+        wanted: list[str] | None = None
+        if "symbol" in request.query:
+            wanted = [request.query["symbol"]]
+        elif "symbols" in request.query:
+            wanted = [s.strip('"') for s in request.query["symbols"].strip("[]").split(",")]
+        if wanted is not None:
+            if any(w not in specs for w in wanted):
+                raise BinanceError(400, -1121, "Invalid symbol.")
+            chosen = [specs[w] for w in wanted]
+        else:
+            chosen = list(specs.values())
+        return web.json_response(protocol.exchange_info(chosen, self.clock.now_ms()))
+
+    async def klines(self, request: web.Request) -> web.Response:
+        symbol_id, source = self._source(request)
+        interval = request.query.get("interval", "")
+        if not is_interval(interval):
+            raise BinanceError(400, -1120, "Invalid interval.")
+        start, end = _int(request, "startTime"), _int(request, "endTime")
+        if start is not None and end is not None and start > end:
+            raise BinanceError(400, -1023, "Start time is greater than end time.")
+        limit = _limit(request, 500, KLINES_MAX)
+        rows = source.klines(symbol_id, interval, start, end, limit, self.clock.now_ms())
+        return web.json_response([protocol.kline_rest(r) for r in rows])
+
+    async def depth(self, request: web.Request) -> web.Response:
+        symbol_id, source = self._source(request)
+        limit = _limit(request, 100, DEPTH_MAX)
+        snapshot = source.depth(symbol_id, limit, self.clock.now_ms())
+        return web.json_response(protocol.depth_rest(snapshot))
+
+    async def trades(self, request: web.Request) -> web.Response:
+        symbol_id, source = self._source(request)
+        limit = _limit(request, 500, TRADES_MAX)
+        from_id = _int(request, "fromId")
+        batch = source.trades(symbol_id, self.clock.now_ms(), limit, from_id=from_id)
+        return web.json_response(protocol.trades_rest(batch))
+
+    async def agg_trades(self, request: web.Request) -> web.Response:
+        symbol_id, source = self._source(request)
+        limit = _limit(request, 500, TRADES_MAX)
+        from_id = _int(request, "fromId")
+        start, end = _int(request, "startTime"), _int(request, "endTime")
+        if start is not None and end is not None:
+            if end - start > AGG_WINDOW_MS:
+                raise BinanceError(400, -1127, "More than 1 hours between startTime and endTime.")
+        elif start is not None:
+            end = start + AGG_WINDOW_MS
+        elif end is not None:
+            start = end - AGG_WINDOW_MS
+        batch = source.trades(symbol_id, self.clock.now_ms(), limit, from_id=from_id,
+                              start=start, end=end)
+        return web.json_response(protocol.agg_trades_rest(batch))
+
+    def _ticker(self, symbol_id: str, source: MarketSource) -> dict[str, object]:
+        now = self.clock.now_ms()
+        rows = source.klines(symbol_id, "1h", None, None, 24, now)
+        book = source.depth(symbol_id, 1, now)
+        bid = book.bids[0] if book.bids else ("0.00000000", "0.00000000")
+        ask = book.asks[0] if book.asks else ("0.00000000", "0.00000000")
+        if rows:
+            first, last = rows[0], rows[-1]
+            volume = math.fsum(float(r.volume) for r in rows)
+            quote = math.fsum(float(r.quote_volume) for r in rows)
+            opened, closed = float(first.open), float(last.close)
+            stats = {
+                "priceChange": float_to_str(closed - opened),
+                "priceChangePercent": f"{(closed - opened) / opened * 100:.3f}" if opened else "0",
+                "weightedAvgPrice": float_to_str(quote / volume) if volume else last.close,
+                "prevClosePrice": first.open, "lastPrice": last.close, "lastQty": "0.00000000",
+                "openPrice": first.open,
+                "highPrice": float_to_str(max(float(r.high) for r in rows)),
+                "lowPrice": float_to_str(min(float(r.low) for r in rows)),
+                "volume": float_to_str(volume), "quoteVolume": float_to_str(quote),
+                "openTime": first.open_time, "closeTime": min(last.close_time, now),
+                "firstId": first.first_trade_id, "lastId": last.last_trade_id,
+                "count": sum(r.trades for r in rows),
+            }
+        else:
+            stats = {"lastPrice": "0.00000000", "openTime": now, "closeTime": now, "count": 0}
+        return {"symbol": symbol_id, **stats, "bidPrice": bid[0], "bidQty": bid[1],
+                "askPrice": ask[0], "askQty": ask[1]}
+
+    async def ticker_24hr(self, request: web.Request) -> web.Response:
+        if "symbol" in request.query:
+            return web.json_response(self._ticker(*self._source(request)))
+        return web.json_response([self._ticker(s, src) for s, src in self.sources.items()])
+
+    async def ticker_price(self, request: web.Request) -> web.Response:
+        symbol_id, source = self._source(request)
+        rows = source.klines(symbol_id, "1m", None, None, 1, self.clock.now_ms())
+        return web.json_response({"symbol": symbol_id,
+                                  "price": rows[-1].close if rows else "0.00000000"})
+
+    async def book_ticker(self, request: web.Request) -> web.Response:
+        symbol_id, source = self._source(request)
+        book = source.depth(symbol_id, 1, self.clock.now_ms())
+        bid = book.bids[0] if book.bids else ("0.00000000", "0.00000000")
+        ask = book.asks[0] if book.asks else ("0.00000000", "0.00000000")
+        return web.json_response({"symbol": symbol_id, "bidPrice": bid[0], "bidQty": bid[1],
+                                  "askPrice": ask[0], "askQty": ask[1]})
+

@@ -1,0 +1,298 @@
+"""The seeded synthetic market: many symbols, a random-walk mid, trades, klines and L2 books.
+
+Deterministic from (seed, start time): history covers ``history_days`` before the start, trades
+and klines exist for any time up to the emulator's ``now``, and klines are exactly the
+aggregation of the same trades the streams deliver, so tests can check any of them against
+:meth:`SyntheticMarket.trades_between` (the oracle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ats_pipelines.emulator.bars import Bars, bars_from_trades, rollup, to_kline_rows
+from ats_pipelines.emulator.intervals import (
+    DAY_MS,
+    INTERVAL_MS,
+    MINUTE_MS,
+    interval_open,
+    next_open,
+)
+from ats_pipelines.emulator.model import (
+    DepthDiff,
+    DepthSnapshot,
+    KlineRow,
+    SymbolSpec,
+    TradeBatch,
+    units_to_str,
+)
+from ats_pipelines.emulator.source import UnknownSymbol
+from ats_pipelines.emulator.synthetic_book import SyntheticBook
+from ats_pipelines.emulator.synthetic_history import DayTrades, SymbolHistory, SyntheticSymbol
+
+KLINE_PUSH_MS = 1_000  # Binance pushes an open kline about once a second
+
+
+def _sym(base: str, quote: str, price: float, pd: int, qd: int, rate: float,
+         lot_mu: float) -> SyntheticSymbol:
+    return SyntheticSymbol(SymbolSpec(base + quote, base, quote, pd, qd), price, rate,
+                           lot_log_mean=lot_mu)
+
+
+DEFAULT_SYMBOLS: tuple[SyntheticSymbol, ...] = (
+    _sym("BTC", "USDT", 60_000.0, 2, 5, 60.0, 5.5),
+    _sym("ETH", "USDT", 3_000.0, 2, 4, 50.0, 5.0),
+    _sym("SOL", "USDT", 150.0, 2, 3, 40.0, 4.5),
+    _sym("BNB", "USDT", 550.0, 2, 3, 30.0, 3.5),
+    _sym("XRP", "USDT", 0.5, 4, 1, 40.0, 7.0),
+    _sym("ADA", "USDT", 0.4, 4, 1, 30.0, 7.0),
+    _sym("DOGE", "USDT", 0.12, 5, 0, 30.0, 6.0),
+    _sym("LTC", "USDT", 80.0, 2, 3, 20.0, 4.0),
+    _sym("LINK", "USDT", 15.0, 3, 2, 20.0, 5.0),
+    _sym("AVAX", "USDT", 30.0, 2, 2, 20.0, 3.0),
+    _sym("DOT", "USDT", 6.0, 3, 2, 20.0, 5.0),
+    _sym("ETH", "BTC", 0.05, 5, 3, 20.0, 4.0),
+)
+
+
+def synthetic_symbols(count: int) -> list[SyntheticSymbol]:
+    """The default symbols, then generated ``SYNnnn/USDT`` markets up to ``count``."""
+    symbols = list(DEFAULT_SYMBOLS[:count])
+    for i in range(len(symbols), count):
+        price = float(1 + (i * 37) % 500)
+        symbols.append(_sym(f"SYN{i:03d}", "USDT", price, 3, 2, 20.0, 4.0))
+    return symbols
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """How the synthetic market is drawn; equal configs and start times give equal markets."""
+
+    seed: int = 7
+    history_days: int = 31
+    symbol_count: int = len(DEFAULT_SYMBOLS)
+    trade_rate_scale: float = 1.0
+    book_depth: int = 150
+    symbols: tuple[SyntheticSymbol, ...] = field(default=())
+
+    def resolved_symbols(self) -> list[SyntheticSymbol]:
+        return list(self.symbols) if self.symbols else synthetic_symbols(self.symbol_count)
+
+
+@dataclass
+class _KlineCursor:
+    open_time: int
+    pushed_at: int
+
+
+class SyntheticMarket:
+    """A :class:`~ats_pipelines.emulator.source.MarketSource` drawn from a seed."""
+
+    def __init__(self, config: SyntheticConfig, start_ms: int) -> None:
+        self.config = config
+        self.start_ms = start_ms
+        anchor_day = (start_ms - config.history_days * DAY_MS) // DAY_MS
+        self.histories: dict[str, SymbolHistory] = {
+            s.spec.symbol_id: SymbolHistory(s, config.seed, anchor_day, config.trade_rate_scale)
+            for s in config.resolved_symbols()
+        }
+        self._books: dict[str, SyntheticBook] = {}
+        self._trade_cursor: dict[str, int] = {}
+        self._kline_cursor: dict[tuple[str, str], _KlineCursor] = {}
+
+    # -- lookup ------------------------------------------------------------------------------
+
+    def specs(self) -> list[SymbolSpec]:
+        return [h.symbol.spec for h in self.histories.values()]
+
+    def history(self, symbol_id: str) -> SymbolHistory:
+        try:
+            return self.histories[symbol_id]
+        except KeyError:
+            raise UnknownSymbol(symbol_id) from None
+
+    def book(self, symbol_id: str, now: int) -> SyntheticBook:
+        """The true book of ``symbol_id`` advanced to ``now`` (the order-book oracle)."""
+        book = self._books.get(symbol_id)
+        if book is None:
+            book = SyntheticBook(self.history(symbol_id), self.config.seed, self.start_ms,
+                                 self.config.book_depth)
+            self._books[symbol_id] = book
+        book.advance(now)
+        return book
+
+    # -- trades --------------------------------------------------------------------------------
+
+    def trades_between(self, symbol_id: str, start: int, end: int) -> DayTrades:
+        """Every trade with ``start <= ts < end`` (the trade and kline oracle)."""
+        h = self.history(symbol_id)
+        start = max(start, h.history_start)
+        parts: list[DayTrades] = []
+        for day in range(start // DAY_MS, (max(end, start + 1) - 1) // DAY_MS + 1):
+            t = h.day_trades(day)
+            lo, hi = np.searchsorted(t.ts, [start, end], side="left")
+            if hi > lo:
+                parts.append(DayTrades(t.ts[lo:hi], t.ids[lo:hi], t.price[lo:hi], t.qty[lo:hi],
+                                       t.buyer_maker[lo:hi]))
+        if not parts:
+            z = np.zeros(0, dtype=np.int64)
+            return DayTrades(z, z, z, z, np.zeros(0, dtype=bool))
+        return DayTrades(*(np.concatenate([getattr(p, f) for p in parts])
+                           for f in ("ts", "ids", "price", "qty", "buyer_maker")))
+
+    def _batch(self, symbol_id: str, t: DayTrades) -> TradeBatch:
+        spec = self.history(symbol_id).symbol.spec
+        pd, qd = spec.price_decimals, spec.qty_decimals
+        prices, qtys = t.price.tolist(), t.qty.tolist()
+        return TradeBatch(
+            symbol_id, t.ids.tolist(), t.ts.tolist(),
+            [units_to_str(p, pd) for p in prices], [units_to_str(q, qd) for q in qtys],
+            t.buyer_maker.tolist(),
+            [units_to_str(p * q, pd + qd) for p, q in zip(prices, qtys, strict=True)],
+        )
+
+    def trades(self, symbol_id: str, now: int, limit: int, from_id: int | None = None,
+               start: int | None = None, end: int | None = None) -> TradeBatch:
+        h = self.history(symbol_id)
+        if from_id is not None:
+            day = h.day_of_id(from_id)
+            chunk = self.trades_between(symbol_id, day * DAY_MS, now + 1)
+            lo = int(np.searchsorted(chunk.ids, from_id))
+            sel = slice(lo, lo + limit)
+        elif start is not None:
+            stop = now if end is None else min(end, now)
+            chunk = self.trades_between(symbol_id, start, stop + 1)
+            sel = slice(0, limit)
+        else:
+            chunk = self.trades_between(symbol_id, now - DAY_MS, now + 1)
+            sel = slice(max(len(chunk) - limit, 0), None)
+        return self._batch(symbol_id, DayTrades(chunk.ts[sel], chunk.ids[sel], chunk.price[sel],
+                                                chunk.qty[sel], chunk.buyer_maker[sel]))
+
+    # -- klines --------------------------------------------------------------------------------
+
+    def _bars_1m(self, h: SymbolHistory, start: int, end: int, now: int) -> Bars:
+        """1m bars opening in ``[start, end)``; the minute holding ``now`` only up to ``now``."""
+        end = min(end, now + 1)
+        if end <= start:
+            return Bars.empty()
+        whole_end = min(end, now - now % MINUTE_MS)  # minutes that have fully happened
+        parts: list[Bars] = []
+        for day in range(start // DAY_MS, (max(whole_end, start + 1) - 1) // DAY_MS + 1):
+            if whole_end <= start:
+                break
+            bars = h.day_bars(day)
+            lo, hi = np.searchsorted(bars.open_time, [start, whole_end], side="left")
+            parts.append(bars.take(slice(lo, hi)))
+        if end > whole_end:
+            t = self.trades_between(h.symbol.spec.symbol_id, max(start, whole_end), end)
+            t_cut = t.ts <= now
+            parts.append(bars_from_trades(t.ts[t_cut] - t.ts[t_cut] % MINUTE_MS, t.ids[t_cut],
+                                          t.price[t_cut], t.qty[t_cut], t.buyer_maker[t_cut]))
+        return Bars.concat(parts)
+
+    def klines(self, symbol_id: str, interval: str, start: int | None, end: int | None,
+               limit: int, now: int) -> list[KlineRow]:
+        h = self.history(symbol_id)
+        first = interval_open(h.history_start, interval)
+        last = interval_open(min(now, end) if end is not None else now, interval)
+        if start is not None:
+            first = max(first, interval_open(start, interval))
+            if first < start:
+                first = next_open(first, interval)
+            opens = _opens(first, last, interval, limit, from_start=True)
+        else:
+            opens = _opens(first, last, interval, limit, from_start=False)
+        if not opens:
+            return []
+        span_end = next_open(opens[-1], interval)
+        if interval == "1s":
+            t = self.trades_between(symbol_id, opens[0], min(span_end, now + 1))
+            bars = bars_from_trades(t.ts - t.ts % 1000, t.ids, t.price, t.qty, t.buyer_maker)
+        else:
+            minute_bars = self._bars_1m(h, opens[0], span_end, now)
+            bars = rollup(minute_bars, _group_opens(minute_bars.open_time, interval))
+        close_times = [next_open(o, interval) - 1 for o in bars.open_time.tolist()]
+        spec = h.symbol.spec
+        return to_kline_rows(bars, close_times, spec.price_decimals, spec.qty_decimals)
+
+    # -- depth ---------------------------------------------------------------------------------
+
+    def depth(self, symbol_id: str, limit: int, now: int) -> DepthSnapshot:
+        return self.book(symbol_id, now).snapshot(limit)
+
+    # -- streams -------------------------------------------------------------------------------
+
+    def start_stream(self, symbol_id: str, now: int) -> None:
+        self.history(symbol_id)
+        self._trade_cursor.pop(symbol_id, None)
+        for key in [k for k in self._kline_cursor if k[0] == symbol_id]:
+            del self._kline_cursor[key]
+
+    def stop_stream(self, symbol_id: str) -> None:
+        self._trade_cursor.pop(symbol_id, None)
+        book = self._books.get(symbol_id)
+        if book is not None:
+            book.pending = None
+
+    def drain_trades(self, symbol_id: str, now: int) -> TradeBatch:
+        cursor = self._trade_cursor.get(symbol_id)
+        if cursor is None or now <= cursor:
+            self._trade_cursor[symbol_id] = max(now, cursor or now)
+            return TradeBatch(symbol_id)
+        self._trade_cursor[symbol_id] = now
+        return self._batch(symbol_id, self.trades_between(symbol_id, cursor + 1, now + 1))
+
+    def drain_depth(self, symbol_id: str, now: int) -> list[DepthDiff]:
+        book = self.book(symbol_id, now)
+        if book.pending is None:  # first drain: diffs start from here
+            book.pending = []
+            return []
+        diffs, book.pending = book.pending, []
+        return diffs
+
+    def drain_klines(self, symbol_id: str, interval: str, now: int) -> list[tuple[KlineRow, bool]]:
+        key = (symbol_id, interval)
+        current = interval_open(now, interval)
+        cursor = self._kline_cursor.get(key)
+        out: list[tuple[KlineRow, bool]] = []
+        if cursor is not None and current > cursor.open_time:
+            closed = self.klines(symbol_id, interval, cursor.open_time, cursor.open_time, 1, now)
+            out.extend((row, True) for row in closed)
+        elif cursor is not None and now - cursor.pushed_at < KLINE_PUSH_MS:
+            return out
+        rows = self.klines(symbol_id, interval, current, current, 1, now)
+        out.extend((row, False) for row in rows)
+        self._kline_cursor[key] = _KlineCursor(current, now)
+        return out
+
+
+def _opens(first: int, last: int, interval: str, limit: int, from_start: bool) -> list[int]:
+    """Bar opens in ``[first, last]``: the first ``limit`` or, going back, the last ``limit``."""
+    if last < first or limit <= 0:
+        return []
+    length = INTERVAL_MS.get(interval)
+    if length is not None and interval != "1w":
+        count = (last - first) // length + 1
+        if from_start:
+            return [first + i * length for i in range(min(count, limit))]
+        return [last - i * length for i in range(min(count, limit))][::-1]
+    opens: list[int] = []
+    t = first
+    while t <= last:
+        opens.append(t)
+        t = next_open(t, interval)
+    return opens[:limit] if from_start else opens[-limit:]
+
+
+def _group_opens(open_times: np.ndarray, interval: str) -> np.ndarray:
+    """Open time of the ``interval`` bar holding each 1m open time."""
+    if interval == "1M":
+        months = open_times.astype("datetime64[ms]").astype("datetime64[M]")
+        return months.astype("datetime64[ms]").astype(np.int64)
+    if interval == "1w":
+        offset = 4 * DAY_MS
+        return open_times - (open_times - offset) % INTERVAL_MS["1w"]
+    return open_times - open_times % INTERVAL_MS[interval]

@@ -1,0 +1,184 @@
+"""The synthetic market's history: a seeded price path and the trades on it, a UTC day at a time.
+
+Everything is a pure function of (seed, symbol, day): a day's trades are drawn from generators
+seeded with those three numbers, so any day can be produced alone, in any order, and old ranges
+cost one day's generation rather than a replay from the start. Only the price level carries
+over between days (the path is a random walk), and that is one float per day.
+
+Every minute holds at least one trade, so every 1m kline is the aggregation of real trades and
+there are no empty bars to invent.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from ats_pipelines.emulator.bars import Bars, bars_from_trades
+from ats_pipelines.emulator.intervals import DAY_MS, MINUTE_MS
+from ats_pipelines.emulator.model import SymbolSpec
+
+MINUTES_PER_DAY = 1440
+_TRADE_CACHE_DAYS = 6
+_BAR_CACHE_DAYS = 512
+_FIRST_TRADE_ID = 1_000_000
+
+
+@dataclass(frozen=True)
+class SyntheticSymbol:
+    """Parameters of one synthetic market. ``price_decimals + qty_decimals`` must be <= 8 so
+    quote volumes are exact on the wire."""
+
+    spec: SymbolSpec
+    start_price: float
+    trades_per_minute: float = 40.0
+    sigma_per_minute: float = 0.0008
+    half_spread_ticks: int = 1
+    lot_log_mean: float = 3.0  # log of a typical trade size in lots
+
+
+@dataclass
+class DayTrades:
+    """One symbol's trades of one UTC day, sorted by time then id."""
+
+    ts: np.ndarray
+    ids: np.ndarray
+    price: np.ndarray  # ticks
+    qty: np.ndarray  # lots
+    buyer_maker: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+class SymbolHistory:
+    """Deterministic price path, trades and 1m bars of one synthetic symbol."""
+
+    def __init__(self, symbol: SyntheticSymbol, seed: int, anchor_day: int,
+                 trade_rate_scale: float = 1.0) -> None:
+        self.symbol = symbol
+        self.seed = seed
+        self.anchor_day = anchor_day
+        self.rate = max(symbol.trades_per_minute * trade_rate_scale - 1.0, 0.0)
+        self._key = zlib.crc32(symbol.spec.symbol_id.encode())
+        self._ticks_per_unit = 10 ** symbol.spec.price_decimals
+        self._log0 = math.log(symbol.start_price)
+        self._day_start_log: dict[int, float] = {anchor_day: self._log0}
+        self._paths: dict[int, np.ndarray] = {}
+        self._counts: dict[int, np.ndarray] = {}
+        self._first_ids: dict[int, int] = {anchor_day: _FIRST_TRADE_ID}
+        self._trades: OrderedDict[int, DayTrades] = OrderedDict()
+        self._bars: OrderedDict[int, Bars] = OrderedDict()
+
+    @property
+    def history_start(self) -> int:
+        return self.anchor_day * DAY_MS
+
+    def _rng(self, day: int, stream: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self._key, day, stream])
+
+    def log_path(self, day: int) -> np.ndarray:
+        """Log mid price at each minute boundary of ``day`` (1441 points)."""
+        path = self._paths.get(day)
+        if path is not None:
+            return path
+        if day < self.anchor_day:  # before history the market has no moves
+            return np.full(MINUTES_PER_DAY + 1, self._log0)
+        known = max(d for d in self._day_start_log if d <= day)
+        for d in range(known, day):  # walk forward from the nearest known day
+            self.log_path(d)
+        start = self._day_start_log[day]
+        sigma = self.symbol.sigma_per_minute
+        # A weak pull towards the start price keeps a month-long walk in a plausible range.
+        pull = -0.05 * (start - self._log0) / MINUTES_PER_DAY
+        steps = self._rng(day, 1).normal(pull, sigma, MINUTES_PER_DAY)
+        path = start + np.concatenate(([0.0], np.cumsum(steps)))
+        self._paths[day] = path
+        self._day_start_log[day + 1] = float(path[-1])
+        return path
+
+    def mid_ticks(self, t_ms: int) -> int:
+        """Mid price in ticks at ``t_ms`` (straight line between minute points, log space)."""
+        day, rest = divmod(t_ms, DAY_MS)
+        minute, ms = divmod(rest, MINUTE_MS)
+        path = self.log_path(day)
+        log_mid = path[minute] + (ms / MINUTE_MS) * (path[minute + 1] - path[minute])
+        return max(int(round(math.exp(log_mid) * self._ticks_per_unit)),
+                   self.symbol.half_spread_ticks + 1)
+
+    def day_counts(self, day: int) -> np.ndarray:
+        counts = self._counts.get(day)
+        if counts is None:
+            counts = self._rng(day, 2).poisson(self.rate, MINUTES_PER_DAY).astype(np.int64) + 1
+            self._counts[day] = counts
+        return counts
+
+    def first_id(self, day: int) -> int:
+        """Id of the first trade of ``day`` (ids run on without gaps across days)."""
+        known = self._first_ids.get(day)
+        if known is not None:
+            return known
+        if day < self.anchor_day:
+            return _FIRST_TRADE_ID
+        last = max(d for d in self._first_ids if d < day)
+        next_id = self._first_ids[last]
+        for d in range(last, day):
+            next_id += int(self.day_counts(d).sum())
+            self._first_ids[d + 1] = next_id
+        return next_id
+
+    def day_of_id(self, trade_id: int) -> int:
+        """The day holding ``trade_id`` (ids before history map to the anchor day)."""
+        day = self.anchor_day
+        while self.first_id(day + 1) <= trade_id:
+            day += 1
+        return day
+
+    def day_trades(self, day: int) -> DayTrades:
+        cached = self._trades.get(day)
+        if cached is not None:
+            self._trades.move_to_end(day)
+            return cached
+        trades = self._generate(day)
+        self._trades[day] = trades
+        if len(self._trades) > _TRADE_CACHE_DAYS:
+            self._trades.popitem(last=False)
+        return trades
+
+    def _generate(self, day: int) -> DayTrades:
+        sym = self.symbol
+        counts = self.day_counts(day)
+        n = int(counts.sum())
+        rng = self._rng(day, 3)
+        minute_of_trade = np.repeat(np.arange(MINUTES_PER_DAY, dtype=np.int64), counts)
+        local = np.sort(minute_of_trade * MINUTE_MS + rng.integers(0, MINUTE_MS, n))
+        minute = local // MINUTE_MS
+        frac = (local % MINUTE_MS) / MINUTE_MS
+        path = self.log_path(day)
+        rising = path[minute + 1] > path[minute]
+        log_mid = (path[minute] + frac * (path[minute + 1] - path[minute])
+                   + rng.normal(0.0, sym.sigma_per_minute * 0.25, n))
+        mid = np.rint(np.exp(log_mid) * self._ticks_per_unit).astype(np.int64)
+        # Takers lean with the move: more buys while the price rises.
+        is_buy = rng.random(n) < np.where(rising, 0.6, 0.4)
+        half = sym.half_spread_ticks
+        price = np.maximum(mid + np.where(is_buy, half, -half), 1)
+        qty = np.maximum(np.rint(np.exp(rng.normal(sym.lot_log_mean, 1.1, n))), 1).astype(np.int64)
+        ids = self.first_id(day) + np.arange(n, dtype=np.int64)
+        return DayTrades(day * DAY_MS + local, ids, price, qty, ~is_buy)
+
+    def day_bars(self, day: int) -> Bars:
+        """The day's 1m bars (1440 of them: every minute trades)."""
+        cached = self._bars.get(day)
+        if cached is not None:
+            return cached
+        t = self.day_trades(day)
+        bars = bars_from_trades(t.ts - t.ts % MINUTE_MS, t.ids, t.price, t.qty, t.buyer_maker)
+        self._bars[day] = bars
+        if len(self._bars) > _BAR_CACHE_DAYS:
+            self._bars.popitem(last=False)
+        return bars
