@@ -544,6 +544,9 @@ def _group_fsum(values: list[float], starts: np.ndarray, ends: np.ndarray) -> li
 
 def _canonical_order(ts: np.ndarray, ids: pl.Series) -> tuple[np.ndarray | None, pl.Series]:
     """Row selection putting trades in (ts, id) order with repeated ids dropped; ids as str."""
+    if ids.null_count() == len(ids):  # no ids: input order breaks ties, nothing to dedupe
+        order = None if bool(np.all(np.diff(ts) >= 0)) else np.argsort(ts, kind="stable")
+        return order, ids.cast(pl.String)
     key: np.ndarray | None = None
     if ids.dtype.is_integer() and (len(ids) == 0 or ids.min() >= 0):  # type: ignore[operator]
         key = ids.cast(pl.Int64).to_numpy()
@@ -627,17 +630,21 @@ def _frame(c: _Columns, exchange: str, symbol: str, timeframe: str) -> pl.DataFr
 def aggregate_trades(trades: pl.DataFrame, timeframes: Sequence[str] = DEFAULT_TIMEFRAMES, *,
                      exchange: str, symbol: str, ts_col: str = "timestamp",
                      price_col: str = "price", amount_col: str = "amount",
-                     side_col: str = "side", id_col: str = "id") -> pl.DataFrame:
+                     side_col: str = "side", id_col: str | None = "id") -> pl.DataFrame:
     """Bars of every timeframe from a frame of trades (ccxt column names by default).
 
     ``ts_col`` is Int64 epoch ms or a Datetime. Repeated trade ids count once. The result
-    equals what ``BarAggregator`` emits for the same trades, field for field.
+    equals what ``BarAggregator`` emits for the same trades, field for field. Without ids
+    (``id_col=None``) nothing is deduplicated, same-millisecond trades keep their input order
+    and the trade-id columns are null.
     """
     tfs = BarAggregator(exchange, symbol, timeframes).timeframes  # validates the set
     ts_series = trades[ts_col]
     ts = (ts_series.dt.epoch("ms") if isinstance(ts_series.dtype, pl.Datetime)
           else ts_series.cast(pl.Int64)).to_numpy()
-    select, ids = _canonical_order(ts, trades[id_col])
+    raw_ids = trades[id_col] if id_col is not None else pl.repeat(None, trades.height,
+                                                                  dtype=pl.String, eager=True)
+    select, ids = _canonical_order(ts, raw_ids)
     price = trades[price_col].cast(pl.Float64).to_numpy()
     amount = trades[amount_col].cast(pl.Float64).to_numpy()
     buy = (trades[side_col] == "buy").fill_null(False).to_numpy()

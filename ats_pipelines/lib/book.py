@@ -66,8 +66,8 @@ def book_metrics(bids: Levels, asks: Levels, *, band: float = BAND) -> BookMetri
     ask_levels = asks.tolist() if isinstance(asks, np.ndarray) else asks
     if len(bid_levels) == 0 or len(ask_levels) == 0:
         return _EMPTY
-    imbalances = [_imbalance(_leading_sum(bid_levels, n), _leading_sum(ask_levels, n))
-                  for n in DEPTHS]
+    imb_1, imb_5, imb_10 = (_imbalance(_leading_sum(bid_levels, n), _leading_sum(ask_levels, n))
+                            for n in DEPTHS)
     best_bid, best_ask = bid_levels[0][0], ask_levels[0][0]
     mid = (best_bid + best_ask) / 2
     spread = best_ask - best_bid
@@ -81,8 +81,8 @@ def book_metrics(bids: Levels, asks: Levels, *, band: float = BAND) -> BookMetri
         if price > high:
             break
         ask_depth += size
-    return BookMetrics(mid, spread, spread / mid * 10_000 if mid > 0 else None, *imbalances,
-                       bid_depth, ask_depth)
+    return BookMetrics(mid, spread, spread / mid * 10_000 if mid > 0 else None, imb_1, imb_5,
+                       imb_10, bid_depth, ask_depth)
 
 
 def book_metrics_batch(bid_prices: np.ndarray, bid_sizes: np.ndarray, ask_prices: np.ndarray,

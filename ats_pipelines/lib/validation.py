@@ -531,6 +531,7 @@ async def quarantine(conn: asyncpg.Connection, rejected: pl.DataFrame, *, datase
         columns = [part[c].to_list() for c in ("rule", "reason", "location", "exchange",
                                                 "symbol", "timeframe", "ts", "payload",
                                                 "row_hash")]
-        total += int(await conn.fetchval(_QUARANTINE_SQL, dataset, source, *columns, batch_id))
+        inserted = await conn.fetchval(_QUARANTINE_SQL, dataset, source, *columns, batch_id)
+        total += int(inserted or 0)
     return total
 

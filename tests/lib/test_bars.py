@@ -498,3 +498,20 @@ def test_broken_copy_differences_are_all_explained(testdata: Path,
     assert len(explained) == 4 and all("missing from the file" in r for r in explained.values())
     assert set(differing) == set(explained)
     assert all("volume" in fields for fields in differing.values())
+
+
+def test_batch_without_ids(testdata: Path) -> None:
+    """Kraken's CSV dump has no trade ids: bars still come out, ids are null."""
+    path = testdata / "freqtrade" / "kraken" / "trades_csv" / "BCHEUR.csv"
+    raw = pl.read_csv(path, has_header=False, new_columns=["ts", "price", "amount"])
+    frame = raw.with_columns(pl.col("ts") * 1000, pl.lit(None, pl.String).alias("side"))
+    got = aggregate_trades(frame, ["1m", "1h"], exchange="kraken", symbol="BCH/EUR", ts_col="ts",
+                           id_col=None)
+    hourly = got.filter(pl.col("timeframe") == "1h")
+    assert hourly["trade_count"].sum() == 148 and got["first_trade_id"].null_count() == got.height
+    assert hourly["volume"].sum() == pytest.approx(raw["amount"].sum(), rel=1e-12)
+    assert (got["taker_buy_volume"] == 0).all()  # unknown side is not a taker buy
+    first = frame.row(0, named=True)
+    opening = got.filter(pl.col("timeframe") == "1m").row(0, named=True)
+    assert opening["open"] == first["price"]
+    assert opening["ts"].timestamp() * 1000 == floor_ms(first["ts"], "1m")

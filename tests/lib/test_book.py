@@ -248,4 +248,5 @@ def test_l2_metrics_use_the_whole_band(testdata: Path) -> None:
     assert len(shot.bid_prices) == 20 and shot.sequence == snap["lastUpdateId"]
     assert shot.bid_prices == sorted(shot.bid_prices, reverse=True)
     assert shot.ask_prices == sorted(shot.ask_prices) and shot.bid_prices[0] < shot.ask_prices[0]
-    assert shot.metrics.bid_depth_5pct > sum(shot.bid_sizes)  # the band reaches past 20 levels
+    depth = shot.metrics.bid_depth_5pct
+    assert depth is not None and depth > sum(shot.bid_sizes)  # the band reaches past 20 levels
