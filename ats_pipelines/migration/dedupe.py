@@ -1,50 +1,53 @@
-"""Streaming de-duplication of time-sorted chunks, keeping the LAST row of each key.
+"""Validation and de-duplication over a time-sorted stream of chunks, in bounded memory.
 
-"Last wins" matches the bulk writer: a cache that was appended to re-wrote the bar it had
-first written while still open. Across chunks this needs the input sorted by time: rows at the
-newest timestamp are held back until a later chunk proves no more rows share it. A chunk
-reaching back before that timestamp raises :class:`Unsorted`; the loader then restarts the
-file through an external sort (see ``spill.py``) instead of holding the whole file in memory.
+The validator settles repeated keys inside the frame it is given (first row wins; repeats
+with other values are quarantined). For that to hold across chunks, rows at the newest
+timestamp of a chunk are held back and validated together with the next chunk: only when a
+later timestamp has been seen can no more rows share theirs. This needs the input sorted by
+time; a chunk reaching back before the held-back timestamp raises :class:`Unsorted`, and the
+loader restarts the file through an external sort (``spill.py``) rather than holding the
+whole file in memory. Within a chunk, disorder is fixed by a stable sort.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import polars as pl
 
 from ats_pipelines.migration.normalise import TS
+from ats_pipelines.migration.validation import Checked
 
 
 class Unsorted(Exception):
     """The file is not sorted by time; the message says where."""
 
 
-class StreamDeduper:
-    def __init__(self, key: Sequence[str]) -> None:
-        self.key = list(key)
+class SortedStream:
+    def __init__(self, check: Callable[[pl.DataFrame], Checked]) -> None:
+        self.check = check
         self.carry: pl.DataFrame | None = None
-        self.duplicates = 0
 
-    def push(self, chunk: pl.DataFrame) -> pl.DataFrame:
-        """Rows of ``chunk`` (plus held-back ones) that are final: unique and time-sorted."""
+    def push(self, chunk: pl.DataFrame) -> Checked:
+        """Validate what is final: everything before the newest timestamp seen so far."""
         if chunk.is_empty():
-            return chunk
+            return Checked.empty(chunk)
+        # stable: rows sharing a timestamp keep their file order, so "first" means first
+        chunk = chunk.sort(TS, maintain_order=True, nulls_last=True)
         if self.carry is not None:
             watermark = self.carry[TS][0]
             earliest = chunk[TS].min()
-            if earliest is not None and earliest < watermark:
-                raise Unsorted(f"rows at {earliest} arrive after rows at {watermark}")
+            if earliest is not None and earliest < watermark:  # type: ignore[operator]
+                raise Unsorted(f"rows at {earliest} come after rows at {watermark}")
             chunk = pl.concat([self.carry, chunk], how="vertical")
-        # stable sort keeps arrival order among equal keys, so keep="last" is the later row
-        ordered = chunk.sort(TS, maintain_order=True, nulls_last=True)
-        unique = ordered.unique(subset=self.key, keep="last", maintain_order=True)
-        self.duplicates += ordered.height - unique.height
-        newest = unique[TS][-1]
-        held = unique[TS] == newest
-        self.carry = unique.filter(held)
-        return unique.filter(~held)
+        newest = chunk[TS].max()
+        if newest is None:
+            self.carry = None
+            return self.check(chunk)
+        held = (chunk[TS] == newest).fill_null(False)
+        self.carry = chunk.filter(held)
+        return self.check(chunk.filter(~held))
 
-    def finish(self) -> pl.DataFrame | None:
+    def finish(self) -> Checked | None:
         carry, self.carry = self.carry, None
-        return carry
+        return None if carry is None else self.check(carry)

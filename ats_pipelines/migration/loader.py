@@ -79,10 +79,6 @@ class _DatabaseSink:
             frame,
             dataset=self.file.dataset,
             source=self.config.source,
-            location=self.file.relative,
-            exchange=self.file.exchange,
-            symbol=self.file.symbol,
-            timeframe=self.file.timeframe,
             batch_id=self.batch_id,
         )
 

@@ -17,7 +17,8 @@ import polars as pl
 import pyarrow as pa
 
 TS = "ts"
-ROW = "_row"  # 0-based row number in the source file, for error locations
+ROW = "_src_row"  # 0-based row number in the source file, for error locations
+LOCATION = "_src_loc"  # "relative/path:row N" (1-based), where a quarantined row came from
 
 # canonical column -> accepted spellings (normalised: lower case, spaces and dashes as '_')
 _TIME_ALIASES = (

@@ -12,20 +12,20 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import polars as pl
 
-from ats_pipelines.migration import validation
 from ats_pipelines.migration.checksum import Digest, frame_digest
 from ats_pipelines.migration.config import MigrationConfig
 from ats_pipelines.migration.datasets import SPECS, DatasetSpec
-from ats_pipelines.migration.dedupe import StreamDeduper
+from ats_pipelines.migration.dedupe import SortedStream
 from ats_pipelines.migration.discovery import DiscoveredFile
 from ats_pipelines.migration.grid import GridTracker
 from ats_pipelines.migration.normalise import TS, ColumnPlan
 from ats_pipelines.migration.readers import open_source
 from ats_pipelines.migration.spill import SpillSorter
+from ats_pipelines.migration.validation import Checked, FileValidator
 
 T = TypeVar("T")
 
@@ -59,10 +59,9 @@ class SourceStats:
 
 
 @dataclass
-class _Prepared:
-    accepted: pl.DataFrame
-    rejected: pl.DataFrame
-    rows: int
+class _Piece:
+    checked: Checked
+    digest: Digest
 
 
 class SourcePipeline:
@@ -72,9 +71,10 @@ class SourcePipeline:
         self.file = file
         self.config = config
         self.spec: DatasetSpec = SPECS[file.dataset]
+        self.validator = FileValidator(file)
         self.stats = SourceStats()
 
-    def _prepared(self) -> Iterator[_Prepared]:
+    def _normalised(self) -> Iterator[pl.DataFrame]:
         started = time.perf_counter()
         reader = open_source(
             self.file.path,
@@ -90,66 +90,72 @@ class SourcePipeline:
             self.config.naive_timezone,
             str(self.file.path),
         )
-        offset = 0
         self.stats.add_time("open_s", time.perf_counter() - started)
+        offset = 0
         for chunk in reader.chunks():
             t0 = time.perf_counter()
-            frame = plan.apply(chunk, offset)
+            frame = self.validator.with_location(plan.apply(chunk, offset))
             offset += chunk.num_rows
-            t1 = time.perf_counter()
-            split = validation.split(frame, self.file.dataset)
-            self.stats.add_time("normalise_s", t1 - t0)
-            self.stats.add_time("validate_s", time.perf_counter() - t1)
+            self.stats.rows_read += chunk.num_rows
+            self.stats.add_time("normalise_s", time.perf_counter() - t0)
             self.stats.assumptions.update(plan.assumptions)
-            yield _Prepared(split.accepted, split.rejected, chunk.num_rows)
+            yield frame
         self.stats.assumptions.update(plan.assumptions)
+
+    def _pieces(self, external_sort: bool) -> Iterator[_Piece]:
+        """All CPU work of the file, run in a worker thread one piece ahead of the sink."""
+        stream = SortedStream(self._check)
+        if not external_sort:
+            for frame in self._normalised():
+                yield self._piece(stream.push(frame))
+        else:
+            sorter = SpillSorter(self.config.spill_memory_limit)
+            try:
+                for frame in self._normalised():
+                    sorter.add(frame)
+                self.stats.assumptions["sorted"] = "externally (file was not in time order)"
+                for frame in sorter.sorted_chunks(self.config.chunk_rows):
+                    yield self._piece(stream.push(frame))
+            finally:
+                sorter.close()
+        last = stream.finish()
+        if last is not None:
+            yield self._piece(last)
+
+    def _check(self, frame: pl.DataFrame) -> Checked:
+        t0 = time.perf_counter()
+        checked = self.validator.check(frame)
+        self.stats.add_time("validate_s", time.perf_counter() - t0)
+        return checked
+
+    def _piece(self, checked: Checked) -> _Piece:
+        t0 = time.perf_counter()
+        accepted = checked.accepted
+        digest = Digest()
+        if not accepted.is_empty():
+            digest = frame_digest(accepted, self.spec.checksum, self.spec.text)
+            if self.stats.grid is not None:
+                self.stats.grid.push(accepted[TS].dt.epoch("us").to_numpy())
+        self.stats.add_time("checksum_s", time.perf_counter() - t0)
+        return _Piece(checked, digest)
 
     async def run(self, sink: Sink, *, external_sort: bool = False) -> SourceStats:
         self.stats = SourceStats()
         if self.file.timeframe and self.file.dataset != "trades":
             self.stats.grid = GridTracker(self.file.timeframe)
-        deduper = StreamDeduper(self.spec.key)
-        sorter = SpillSorter(self.config.spill_memory_limit) if external_sort else None
-        try:
-            async with aclosing(_ahead(self._prepared())) as source:
-                async for prepared in source:
-                    await self._take(sink, prepared, deduper, sorter)
-            if sorter is not None:
-                self.stats.sorted_externally = True
-                self.stats.assumptions["sorted"] = "externally (file was not in time order)"
-                async with aclosing(_ahead(sorter.sorted_chunks(self.config.chunk_rows))) as back:
-                    async for chunk in back:
-                        await self._emit(sink, deduper.push(chunk))
-            await self._emit(sink, deduper.finish())
-        finally:
-            if sorter is not None:
-                sorter.close()
-        self.stats.rows_duplicate = deduper.duplicates
+        async with aclosing(_ahead(self._pieces(external_sort))) as pieces:
+            async for piece in pieces:
+                checked = piece.checked
+                self.stats.rows_quarantined += checked.rows_rejected
+                self.stats.rows_duplicate += checked.duplicates
+                if not checked.quarantine.is_empty():
+                    await sink.rejected(checked.quarantine)
+                if not checked.accepted.is_empty():
+                    self.stats.digest = self.stats.digest + piece.digest
+                    self.stats.rows_unique += checked.accepted.height
+                    await sink.accept(checked.accepted, piece.digest)
+        self.stats.sorted_externally = external_sort
         return self.stats
-
-    async def _take(
-        self, sink: Sink, prepared: _Prepared, deduper: StreamDeduper, sorter: SpillSorter | None
-    ) -> None:
-        self.stats.rows_read += prepared.rows
-        self.stats.rows_quarantined += prepared.rejected.height
-        if prepared.rejected.height:
-            await sink.rejected(prepared.rejected)
-        if sorter is not None:
-            await asyncio.to_thread(sorter.add, prepared.accepted)
-        else:
-            await self._emit(sink, deduper.push(prepared.accepted))
-
-    async def _emit(self, sink: Sink, frame: pl.DataFrame | None) -> None:
-        if frame is None or frame.is_empty():
-            return
-        t0 = time.perf_counter()
-        digest = await asyncio.to_thread(frame_digest, frame, self.spec.checksum, self.spec.text)
-        if self.stats.grid is not None:
-            self.stats.grid.push(frame[TS].dt.epoch("us").to_numpy())
-        self.stats.add_time("checksum_s", time.perf_counter() - t0)
-        self.stats.digest = self.stats.digest + digest
-        self.stats.rows_unique += frame.height
-        await sink.accept(frame, digest)
 
 
 async def _ahead(items: Iterator[T]) -> AsyncIterator[T]:
@@ -162,7 +168,7 @@ async def _ahead(items: Iterator[T]) -> AsyncIterator[T]:
             if item is done:
                 return
             pending = asyncio.ensure_future(asyncio.to_thread(next, items, done))
-            yield item
+            yield cast(T, item)
     finally:
         # never leave the generator running in a thread when the consumer stops early
         if not pending.done():

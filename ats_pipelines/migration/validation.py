@@ -1,174 +1,155 @@
-"""Adapter between the migration and the shared validator (``ats_pipelines.lib.validation``).
+"""The migration's use of the shared validator (``ats_pipelines.lib.validation``).
 
-TEMPORARY FALLBACK — clearly not a validator of its own: until ``lib/validation.py`` lands,
-:func:`_fallback_split` rejects only what the database's CHECK constraints would refuse
-(nulls, non-positive prices, high < low …), so one bad row is quarantined instead of failing
-a whole file's COPY. Replace by the shared ``DataValidator`` as soon as it exists.
+Candles and reference candles go through ``DataValidator.candles`` (mark/index candles with
+``require_volume=False``), trades through ``DataValidator.trades``. The validator keeps the
+first row of a repeated key; repeats with the same values are counted as duplicates, repeats
+with other values are quarantined (``*.duplicate_conflict``) with the rows it rejects.
+
+Funding rates have no rule set in the shared validator yet. LOCAL STOP-GAP, marked as such:
+:func:`_funding` applies only what the database would refuse anyway (missing time, a rate
+outside (-1, 1)) and the validator's duplicate convention, shaping rejections exactly like
+the validator's so the same quarantine writer takes them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 
 import asyncpg
 import polars as pl
 
-from ats_pipelines.migration.normalise import ROW, TS
-
-REJECT_COLUMNS = ("rule", "reason")
+from ats_pipelines.lib.validation import REJECT_SCHEMA, DataValidator, payload_json
+from ats_pipelines.lib.validation import quarantine as write_quarantine
+from ats_pipelines.migration.discovery import DiscoveredFile
+from ats_pipelines.migration.normalise import LOCATION, ROW, TS
 
 
 @dataclass(frozen=True)
-class Split:
+class Checked:
+    """One validated piece: rows to load, rows to quarantine, and same-value repeats."""
+
     accepted: pl.DataFrame
-    rejected: pl.DataFrame  # the rejected rows plus ``rule`` and ``reason``
+    quarantine: pl.DataFrame  # REJECT_SCHEMA rows (one per broken rule)
+    rows_rejected: int  # distinct source rows in ``quarantine``
+    duplicates: int
+
+    @staticmethod
+    def empty(frame: pl.DataFrame) -> Checked:
+        return Checked(frame.clear(), pl.DataFrame(schema=REJECT_SCHEMA), 0, 0)
 
 
-def _rules(dataset: str) -> list[tuple[str, str, pl.Expr]]:
-    """(rule, reason, expression that is True for a BAD row)."""
-    ts_null = ("ts_missing", "timestamp missing or unparseable", pl.col(TS).is_null())
-    if dataset == "trades":
-        return [
-            ts_null,
-            (
-                "trade_id_missing",
-                "trade id missing or empty",
-                pl.col("trade_id").is_null() | (pl.col("trade_id") == ""),
-            ),
-            (
-                "price_not_positive",
-                "price missing or <= 0",
-                ~(pl.col("price") > 0).fill_null(False),
-            ),
-            (
-                "amount_not_positive",
-                "amount missing or <= 0",
-                ~(pl.col("amount") > 0).fill_null(False),
-            ),
-            (
-                "side_invalid",
-                "side not buy/sell",
-                pl.col("side").is_not_null() & ~pl.col("side").is_in(["buy", "sell"]),
-            ),
-        ]
-    if dataset == "funding_rates":
-        return [
-            ts_null,
-            (
-                "rate_out_of_range",
-                "funding rate missing or outside (-1, 1)",
-                ~((pl.col("rate") > -1) & (pl.col("rate") < 1)).fill_null(False),
-            ),
-        ]
-    ohlc = [pl.col(c) for c in ("open", "high", "low", "close")]
+class FileValidator:
+    """Validation of one file's normalised rows, piece by piece."""
+
+    def __init__(self, file: DiscoveredFile, validator: DataValidator | None = None) -> None:
+        self.file = file
+        self.validator = validator or DataValidator()
+
+    def with_location(self, frame: pl.DataFrame) -> pl.DataFrame:
+        where = pl.lit(f"{self.file.relative}:row ") + (pl.col(ROW) + 1).cast(pl.String)
+        return frame.with_columns(where.alias(LOCATION))
+
+    def check(self, frame: pl.DataFrame) -> Checked:
+        if frame.is_empty():
+            return Checked.empty(frame)
+        f = self.file
+        if f.dataset in ("candles", "reference_candles"):
+            result = self.validator.candles(
+                frame,
+                timeframe=f.timeframe,
+                exchange=f.exchange,
+                symbol=f.symbol,
+                location_col=LOCATION,
+                ts_col=TS,
+                require_volume=f.dataset == "candles",
+            )
+        elif f.dataset == "trades":
+            result = self.validator.trades(
+                frame,
+                exchange=f.exchange,
+                symbol=f.symbol,
+                location_col=LOCATION,
+                ts_col=TS,
+                id_col="trade_id",
+            )
+        else:
+            return _funding(frame, f)
+        bad = result.quarantinable()
+        same = result.duplicates.filter(pl.col("rule").str.ends_with("duplicate_key"))
+        return Checked(result.accepted, bad, bad["row"].n_unique(), same.height)
+
+
+def _funding(frame: pl.DataFrame, file: DiscoveredFile) -> Checked:
+    """LOCAL STOP-GAP until the shared validator has funding-rate rules (see module doc)."""
+    rate = pl.col("rate")
     rules = [
-        ts_null,
+        ("funding.ts_missing", pl.col(TS).is_null(), "timestamp is missing"),
         (
-            "ohlc_missing",
-            "open/high/low/close missing",
-            pl.any_horizontal(c.is_null() for c in ohlc),
+            "funding.rate_range",
+            (rate.is_null() | rate.is_nan() | (rate <= -1) | (rate >= 1)).fill_null(True),
+            "rate is missing or outside (-1, 1)",
         ),
-        ("high_below_low", "high < low", (pl.col("high") < pl.col("low")).fill_null(False)),
     ]
-    if dataset == "candles":
-        rules += [
-            (
-                "price_not_positive",
-                "a price is <= 0",
-                pl.any_horizontal(c <= 0 for c in ohlc).fill_null(False),
-            ),
-            (
-                "high_not_max",
-                "high below open or close",
-                ((pl.col("high") < pl.col("open")) | (pl.col("high") < pl.col("close"))).fill_null(
-                    False
-                ),
-            ),
-            (
-                "low_not_min",
-                "low above open or close",
-                ((pl.col("low") > pl.col("open")) | (pl.col("low") > pl.col("close"))).fill_null(
-                    False
-                ),
-            ),
-            (
-                "volume_invalid",
-                "volume missing or negative",
-                ~(pl.col("volume") >= 0).fill_null(False),
-            ),
-        ]
-    return rules
+    work = frame.with_row_index("_i")
+    hits = [
+        work.filter(bad).select(
+            "_i",
+            pl.lit(rule).alias("rule"),
+            (pl.col(LOCATION) + pl.lit(f": {why}")).alias("reason"),
+        )
+        for rule, bad, why in rules
+    ]
+    broken = pl.concat(hits)
+    ok = work.join(broken.select("_i").unique(), on="_i", how="anti")
+    first = pl.col("_i").first().over(TS)
+    differs = pl.any_horizontal(
+        pl.col(c).ne_missing(pl.col(c).first().over(TS)) for c in ("rate", "mark_price")
+    )
+    ok = ok.with_columns(first.alias("_first"), differs.alias("_differs"))
+    repeats = ok.filter(pl.col("_i") != pl.col("_first"))
+    conflicts = repeats.filter(pl.col("_differs")).select(
+        "_i",
+        pl.lit("funding.duplicate_conflict").alias("rule"),
+        (pl.col(LOCATION) + pl.lit(": repeats an earlier time with other values")).alias("reason"),
+    )
+    accepted = ok.filter(pl.col("_i") == pl.col("_first")).drop("_i", "_first", "_differs")
+    bad = pl.concat([broken, conflicts]).sort("_i", "rule")
+    return Checked(
+        accepted,
+        _reject_rows(work, bad, file),
+        bad["_i"].n_unique(),
+        repeats.height - conflicts.height,
+    )
 
 
-def _fallback_split(frame: pl.DataFrame, dataset: str) -> Split:
-    rules = _rules(dataset)
-    rule_expr = pl.lit(None, pl.String)
-    reason_expr = pl.lit(None, pl.String)
-    for rule, reason, bad in reversed(rules):  # first matching rule wins
-        rule_expr = pl.when(bad).then(pl.lit(rule)).otherwise(rule_expr)
-        reason_expr = pl.when(bad).then(pl.lit(reason)).otherwise(reason_expr)
-    tagged = frame.with_columns(rule_expr.alias("rule"), reason_expr.alias("reason"))
-    bad_mask = tagged["rule"].is_not_null()
-    return Split(frame.filter(~bad_mask), tagged.filter(bad_mask))
-
-
-def split(frame: pl.DataFrame, dataset: str) -> Split:
-    """Accepted and rejected rows of one normalised chunk."""
-    return _fallback_split(frame, dataset)
+def _reject_rows(work: pl.DataFrame, bad: pl.DataFrame, file: DiscoveredFile) -> pl.DataFrame:
+    if bad.is_empty():
+        return pl.DataFrame(schema=REJECT_SCHEMA)
+    rows = bad.join(work, on="_i", how="left")
+    payloads = [
+        payload_json({k: v for k, v in r.items() if k not in ("_i", "rule", "reason")})
+        for r in rows.drop("rule", "reason").to_dicts()
+    ]
+    return pl.DataFrame(
+        {
+            "rule": rows["rule"],
+            "reason": rows["reason"],
+            "location": rows[LOCATION],
+            "exchange": [file.exchange] * rows.height,
+            "symbol": [file.symbol] * rows.height,
+            "timeframe": [file.timeframe] * rows.height,
+            "ts": rows[TS],
+            "payload": payloads,
+            "row_hash": [hashlib.sha256(p.encode()).hexdigest() for p in payloads],
+            "row": rows[ROW],
+        },
+        schema=REJECT_SCHEMA,
+    )
 
 
 async def quarantine(
-    conn: asyncpg.Connection,
-    rejected: pl.DataFrame,
-    *,
-    dataset: str,
-    source: str,
-    location: str,
-    exchange: str,
-    symbol: str,
-    timeframe: str | None,
-    batch_id: int | None,
+    conn: asyncpg.Connection, rejected: pl.DataFrame, *, dataset: str, source: str, batch_id: int
 ) -> int:
-    """Rejected rows into ``ops.quarantine`` (once per row: row_hash includes the location)."""
-    if rejected.is_empty():
-        return 0
-    records = []
-    for row in rejected.iter_rows(named=True):
-        where = f"{location}:row {row[ROW] + 1}"
-        payload = {k: _jsonable(v) for k, v in row.items() if k not in (*REJECT_COLUMNS, ROW)}
-        text = json.dumps(payload, sort_keys=True)
-        row_hash = hashlib.sha256(f"{where}|{text}".encode()).hexdigest()
-        records.append(
-            (
-                dataset,
-                source,
-                row["rule"],
-                row["reason"],
-                where,
-                exchange,
-                symbol,
-                timeframe,
-                row[TS],
-                text,
-                row_hash,
-                batch_id,
-            )
-        )
-    await conn.executemany(
-        "INSERT INTO ops.quarantine (dataset, source, rule, reason, location, exchange, symbol, "
-        "timeframe, ts, payload, row_hash, batch_id) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12) "
-        "ON CONFLICT (dataset, source, rule, row_hash) DO NOTHING",
-        records,
-    )
-    return len(records)
-
-
-def _jsonable(value: object) -> object:
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if value == value else "NaN"
-    return str(value)
+    """The shared quarantine writer (each bad row once, tagged with the file's batch)."""
+    return await write_quarantine(conn, rejected, dataset=dataset, source=source, batch_id=batch_id)
