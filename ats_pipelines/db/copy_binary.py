@@ -167,11 +167,26 @@ def _group_dtype(prepared: Sequence[_Prepared], key: np.ndarray) -> np.dtype:
     return np.dtype(fields)
 
 
+SLICE_ROWS = 65_536
+
+
+def encode_bytes(columns: Sequence[PgColumn], table: pa.Table) -> bytes:
+    """The whole COPY payload of ``table`` as one buffer."""
+    return b"".join(encode(columns, table))
+
+
 def encode(columns: Sequence[PgColumn], table: pa.Table) -> Iterator[bytes]:
-    """Binary COPY payload (header, rows, trailer) for ``table``'s columns named in ``columns``."""
+    """Binary COPY payload (header, rows, trailer) for ``table``'s columns named in ``columns``,
+    in slices so a consumer can stream it while the rest is encoded."""
+    yield HEADER
+    for start in range(0, table.num_rows, SLICE_ROWS):
+        yield from _encode_rows(columns, table.slice(start, SLICE_ROWS))
+    yield TRAILER
+
+
+def _encode_rows(columns: Sequence[PgColumn], table: pa.Table) -> Iterator[bytes]:
     n = table.num_rows
     prepared = [_prepare(c, table.column(c.name)) for c in columns]
-    yield HEADER
     if n:
         keys = _shape_keys(prepared, n)
         if keys.shape[1] == 0 or bool((keys == keys[0]).all()):
@@ -187,7 +202,6 @@ def encode(columns: Sequence[PgColumn], table: pa.Table) -> Iterator[bytes]:
         for g, key in enumerate(uniq):
             rows = order[bounds[g] : bounds[g + 1]] if order is not None else slice(None)
             yield _encode_group(prepared, key, rows, len(columns))
-    yield TRAILER
 
 
 def _encode_group(prepared: Sequence[_Prepared], key: np.ndarray, rows, ncols: int) -> bytes:
