@@ -40,7 +40,7 @@ class MigrationSetupError(RuntimeError):
 
 
 class RunProgress(Protocol):
-    def start(self, files: list[DiscoveredFile], rows_estimate: int) -> None: ...
+    def start(self, files: list[DiscoveredFile], estimates: dict[Path, int]) -> None: ...
 
     def rows(self, file: DiscoveredFile, rows: int) -> None: ...
 
@@ -63,7 +63,13 @@ class RunResult:
 
     @property
     def rows_read(self) -> int:
-        return sum(o.stats.rows_read for o in self.outcomes if o.stats is not None)
+        return sum(
+            o.stats.rows_read
+            if o.stats is not None
+            else int((o.ledger_row or {}).get("rows_read") or 0)
+            for o in self.outcomes
+            if o.status != "skipped"
+        )
 
     @property
     def rows_inserted(self) -> int:
@@ -170,7 +176,7 @@ async def run_migration(
     found: Discovery = await asyncio.to_thread(discover, root, config, catalog)
     result.unmatched = found.unmatched
     if progress is not None:
-        estimates = await asyncio.to_thread(lambda: sum(map(estimate_rows, found.files)))
+        estimates = await asyncio.to_thread(lambda: {f.path: estimate_rows(f) for f in found.files})
         progress.start(found.files, estimates)
     if database_url is None and not dry_run:
         raise MigrationSetupError("a database URL is needed unless --dry-run")
