@@ -129,7 +129,7 @@ def _short(value: Any) -> str:
     return "-" if value is None else str(value).replace("T", " ")[:19]
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def cell(v: str) -> str:
         return v.replace("|", "\\|").replace("\n", " ")
 
@@ -140,8 +140,8 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def to_markdown(data: ReportData) -> str:
     parts = [f"# {data.title}", "", *(f"- **{k}**: {v}" for k, v in data.meta), ""]
-    parts += ["## Totals", "", _md_table(("what", "value"), data.totals()), ""]
-    parts += ["## Files", "", _md_table(COLUMNS, data.table()) if data.rows else "(none)", ""]
+    parts += ["## Totals", "", md_table(("what", "value"), data.totals()), ""]
+    parts += ["## Files", "", md_table(COLUMNS, data.table()) if data.rows else "(none)", ""]
     sections = (
         ("Failed or rolled back", ("file", "reason"), data.failures()),
         ("Unmatched files (not migrated)", ("file", "reason"), data.unmatched),
@@ -149,7 +149,7 @@ def to_markdown(data: ReportData) -> str:
         ("Largest gaps against the timeframe grid", ("file", "gap"), data.gaps()),
     )
     for title, header, rows in sections:
-        parts += [f"## {title}", "", _md_table(header, rows) if rows else "(none)", ""]
+        parts += [f"## {title}", "", md_table(header, rows) if rows else "(none)", ""]
     parts += [f"- {n}" for n in data.notes]
     return "\n".join(parts).rstrip() + "\n"
 
