@@ -10,7 +10,8 @@ class EmulatorClock:
 
     ``jump`` moves the exchange clock by a signed amount (the "exchange time jumps" fault);
     market sources treat a backwards jump as time standing still until it catches up, so
-    nothing already sent is sent again.
+    nothing already sent is sent again. ``pause`` freezes exchange time (tests use it to compare
+    a client's state with the emulator's at one instant); ``resume`` continues from there.
     """
 
     def __init__(self, start_ms: int | None = None, speed: float = 1.0) -> None:
@@ -18,16 +19,38 @@ class EmulatorClock:
             raise ValueError(f"clock speed {speed} must be > 0")
         self.speed = speed
         self._t0 = time.monotonic()
+        self._wall0 = self._t0
         self.start_ms = int(time.time() * 1000) if start_ms is None else start_ms
+        self._base_ms = self.start_ms
         self.offset_ms = 0
+        self._frozen: int | None = None
 
     def now_ms(self) -> int:
+        if self._frozen is not None:
+            return self._frozen
         elapsed = time.monotonic() - self._t0
-        return self.start_ms + int(elapsed * 1000 * self.speed) + self.offset_ms
+        return self._base_ms + int(elapsed * 1000 * self.speed) + self.offset_ms
 
     def wall_elapsed_s(self) -> float:
         """Seconds of real time since the clock started (fault schedules use these)."""
-        return time.monotonic() - self._t0
+        return time.monotonic() - self._wall0
 
     def jump(self, delta_ms: int) -> None:
         self.offset_ms += delta_ms
+        if self._frozen is not None:
+            self._frozen += delta_ms
+
+    @property
+    def paused(self) -> bool:
+        return self._frozen is not None
+
+    def pause(self) -> int:
+        if self._frozen is None:
+            self._frozen = self.now_ms()
+        return self._frozen
+
+    def resume(self) -> None:
+        if self._frozen is not None:
+            self._base_ms = self._frozen - self.offset_ms
+            self._t0 = time.monotonic()
+            self._frozen = None

@@ -39,13 +39,16 @@ class FaultConfig:
 
 @dataclass(frozen=True)
 class RestFault:
-    """One forced REST error answer."""
+    """One forced REST error answer; ``status=0`` drops the connection without answering."""
 
-    status: int = 429
+    status: int = 429  # 0: abort the connection instead of answering
     code: int = -1003
     msg: str = "Too many requests; current limit of IP is 6000 requests per minute."
     retry_after_s: float | None = 1.0
 
+
+DISCONNECT = RestFault(status=0, retry_after_s=None)
+AUTH_FAILURE = RestFault(401, -2015, "Invalid API-key, IP, or permissions for action.", None)
 
 # Frames a real feed has been seen to send when something upstream breaks: cut-off JSON, an
 # HTML error page, an event with its fields of the wrong type, an event missing its fields.

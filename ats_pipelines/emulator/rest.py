@@ -88,6 +88,10 @@ class BinanceRest:
         if delay:
             await asyncio.sleep(delay)
         fault = self.faults.rest_fault()
+        if fault is not None and fault.status == 0:  # the connection drops, no answer at all
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)
         if fault is not None:
             headers = {}
             if fault.retry_after_s is not None:
