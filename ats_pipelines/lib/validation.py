@@ -70,6 +70,8 @@ REJECT_SCHEMA: dict[str, Any] = {
     "payload": pl.String, "row_hash": pl.String, "row": pl.Int64,
 }
 _TS_NAMES = ("ts", "timestamp", "date", "datetime")
+# formatted only for rows a rule caught: reasons are evaluated after the filter
+_ISO = pl.col("_us").cast(pl.Datetime("us", "UTC")).dt.to_string("%Y-%m-%dT%H:%M:%S%.3f+00:00")
 
 
 class Violation(NamedTuple):
@@ -203,11 +205,12 @@ class DataValidator:
         elif ts_ms is not None and floor_ms(ts_ms, tf) != ts_ms:
             out.append(Violation("ohlcv.ts_aligned", f"{location}: ts {_iso(ts_ms)} is not "
                                                      f"aligned to {tf.value}"))
-        prices = {"open": open_, "high": high, "low": low, "close": close}
-        bad = [f"{k} {_fmt(v)}" for k, v in prices.items() if _bad_scalar(v)]
-        if bad:
+        prices = (open_, high, low, close)
+        if any(_bad_scalar(v) for v in prices):
+            named = ", ".join(f"{k} {_fmt(v)}" for k, v in zip(("open", "high", "low", "close"),
+                                                               prices, strict=True))
             out.append(Violation("ohlcv.price_positive",
-                                 f"{location}: {', '.join(bad)} not finite and positive"))
+                                 f"{location}: prices must be finite and positive: {named}"))
         else:
             o, h, lo, c = open_, high, low, close
             assert o is not None and h is not None and lo is not None and c is not None
@@ -246,24 +249,21 @@ class DataValidator:
                 ts_col: str | None = None, require_volume: bool = True) -> ValidationResult:
         """OHLCV rows; ``timeframe``/``exchange``/``symbol`` fill in absent columns."""
         _require(frame, ("open", "high", "low", "close", "volume"), "candles")
-        work, ts_ok = self._prepare(frame, "ohlcv", ts_col, location, location_col,
+        work, ts_col, ts_ok = self._prepare(frame, "ohlcv", ts_col, location, location_col,
                                     exchange=exchange, symbol=symbol, timeframe=timeframe)
         o, h, lo, c, v = (pl.col(n).cast(pl.Float64) for n in ("open", "high", "low", "close",
                                                                 "volume"))
         loc = pl.col("_loc")
         bad = [_bad_number(x) for x in (o, h, lo, c)]
         prices_ok = ~pl.any_horizontal(bad)
-        named = pl.concat_str([pl.when(b).then(pl.lit(f"{n} ") + _s(x) + pl.lit(", "))
-                               .otherwise(pl.lit("")) for b, n, x in
-                               zip(bad, ("open", "high", "low", "close"), (o, h, lo, c),
-                                   strict=True)])
         valid_tfs = [t for t in work["_tf"].drop_nulls().unique().to_list() if _valid_tf(t)]
         tf_valid = pl.col("_tf").is_in(valid_tfs).fill_null(False)
         rules = [
             ("ohlcv.timeframe", ~tf_valid, pl.format("{}: timeframe {} is not a ccxt timeframe",
                                                       loc, _s(pl.col("_tf")))),
             ("ohlcv.price_positive", ~prices_ok,
-             pl.format("{}: {} not finite and positive", loc, named.str.strip_suffix(", "))),
+             pl.format("{}: prices must be finite and positive: open {}, high {}, low {}, "
+                       "close {}", loc, _s(o), _s(h), _s(lo), _s(c))),
             ("ohlcv.high_bounds", prices_ok & (h < pl.max_horizontal(o, c)),
              pl.format("{}: high {} is below max(open {}, close {})", loc, h, o, c)),
             ("ohlcv.low_bounds", prices_ok & (lo > pl.min_horizontal(o, c)),
@@ -277,10 +277,10 @@ class DataValidator:
         if ts_ok:  # alignment means nothing on a naive clock
             rules.append(("ohlcv.ts_aligned", tf_valid & pl.col("_ms").is_not_null()
                           & ~_aligned_expr(valid_tfs),
-                          pl.format("{}: ts {} is not aligned to {}", loc, pl.col("_iso"),
+                          pl.format("{}: ts {} is not aligned to {}", loc, _ISO,
                                     pl.col("_tf"))))
         values = ["open", "high", "low", "close", "volume"]
-        return self._run(frame, work, ts_ok, "ohlcv", rules, ["_ex", "_sym", "_tf", "_us"],
+        return self._run(frame, work, ts_col, ts_ok, "ohlcv", rules, ["_ex", "_sym", "_tf", "_us"],
                          values)
 
     def trades(self, frame: pl.DataFrame, *, exchange: str | None = None,
@@ -292,7 +292,7 @@ class DataValidator:
         id_col = id_col or next((n for n in ("trade_id", "id") if n in frame.columns), None)
         if id_col is None:
             raise ValueError("trades: no trade id column (expected 'trade_id' or 'id')")
-        work, ts_ok = self._prepare(frame, "trade", ts_col, location, location_col,
+        work, ts_col, ts_ok = self._prepare(frame, "trade", ts_col, location, location_col,
                                     exchange=exchange, symbol=symbol)
         work = work.with_columns(pl.col(id_col).cast(pl.String).alias("_id"))
         price, amount, loc = pl.col("price").cast(pl.Float64), pl.col("amount").cast(
@@ -309,7 +309,7 @@ class DataValidator:
              pl.format("{}: trade id is missing", loc)),
         ]
         values = [n for n in ("price", "amount", "side", "cost") if n in frame.columns] + ["_ms"]
-        return self._run(frame, work, ts_ok, "trade", rules, ["_ex", "_sym", "_id"], values)
+        return self._run(frame, work, ts_col, ts_ok, "trade", rules, ["_ex", "_sym", "_id"], values)
 
     def order_books(self, frame: pl.DataFrame, *, exchange: str | None = None,
                     symbol: str | None = None, location: str | None = None,
@@ -318,7 +318,7 @@ class DataValidator:
         """Snapshots with list columns bid_prices, bid_sizes, ask_prices, ask_sizes."""
         sides = ("bid_prices", "bid_sizes", "ask_prices", "ask_sizes")
         _require(frame, sides, "order_books")
-        work, ts_ok = self._prepare(frame, "book", ts_col, location, location_col,
+        work, ts_col, ts_ok = self._prepare(frame, "book", ts_col, location, location_col,
                                     exchange=exchange, symbol=symbol)
         loc = pl.col("_loc")
         rules = []
@@ -347,14 +347,15 @@ class DataValidator:
         rules.append(("book.crossed", (valid_best & (best_bid >= best_ask)).fill_null(False),
                       pl.format("{}: best bid {} is not below best ask {}", loc, best_bid,
                                 best_ask)))
-        return self._run(frame, work, ts_ok, "book", rules, ["_ex", "_sym", "_us"],
+        return self._run(frame, work, ts_col, ts_ok, "book", rules, ["_ex", "_sym", "_us"],
                          list(sides))
 
     # --- shared machinery ------------------------------------------------------------------
 
     def _prepare(self, frame: pl.DataFrame, prefix: str, ts_col: str | None,
                  location: str | None, location_col: str | None, *, exchange: str | None,
-                 symbol: str | None, timeframe: str | None = None) -> tuple[pl.DataFrame, bool]:
+                 symbol: str | None,
+                 timeframe: str | None = None) -> tuple[pl.DataFrame, str, bool]:
         ts_col = ts_col or next((n for n in _TS_NAMES if n in frame.columns), None)
         if ts_col is None or ts_col not in frame.columns:
             raise ValueError(f"{prefix}: no timestamp column (tried {ts_col or _TS_NAMES})")
@@ -382,30 +383,28 @@ class DataValidator:
             *[(pl.col(col).cast(pl.String) if col in frame.columns and const is None
                else pl.lit(const, pl.String)).alias(name)
               for name, (col, const) in constants.items()])
-        work = work.with_columns(
-            pl.col("_us").cast(pl.Datetime("us", "UTC")).alias("_ts"),
-            pl.col("_us").cast(pl.Datetime("us", "UTC"))
-            .dt.to_string("%Y-%m-%dT%H:%M:%S%.3f+00:00").alias("_iso"))
-        return work, ts_ok
+        work = work.with_columns(pl.col("_us").cast(pl.Datetime("us", "UTC")).alias("_ts"))
+        return work, ts_col, ts_ok
 
     def _ts_rules(self, prefix: str, ts_ok: bool) -> list[tuple[str, pl.Expr, pl.Expr]]:
         loc = pl.col("_loc")
         if not ts_ok:
             return [(f"{prefix}.ts_timezone", pl.lit(True),
                      pl.format("{}: ts {} has no time zone (naive); expected UTC", loc,
-                               pl.col("_iso").str.strip_suffix("+00:00")))]
+                               _ISO.str.strip_suffix("+00:00")))]
         earliest, latest = self._limits_ms()
         return [
             (f"{prefix}.ts_missing", pl.col("_us").is_null(),
              pl.format("{}: timestamp is missing", loc)),
             (f"{prefix}.ts_range", (pl.col("_ms") < earliest).fill_null(False),
-             pl.format("{}: ts {} is before {}", loc, pl.col("_iso"), pl.lit(_iso(earliest)))),
+             pl.format("{}: ts {} is before {}", loc, _ISO, pl.lit(_iso(earliest)))),
             (f"{prefix}.ts_future", (pl.col("_ms") > latest).fill_null(False),
-             pl.format("{}: ts {} is in the future (now + tolerance {})", loc, pl.col("_iso"),
+             pl.format("{}: ts {} is in the future (now + tolerance {})", loc, _ISO,
                        pl.lit(_iso(latest)))),
         ]
 
-    def _run(self, frame: pl.DataFrame, work: pl.DataFrame, ts_ok: bool, prefix: str,
+    def _run(self, frame: pl.DataFrame, work: pl.DataFrame, ts_col: str, ts_ok: bool,
+             prefix: str,
              rules: list[tuple[str, pl.Expr, pl.Expr]], key: list[str],
              values: list[str]) -> ValidationResult:
         rules = self._ts_rules(prefix, ts_ok) + rules
@@ -413,25 +412,28 @@ class DataValidator:
             pl.lit(rule).alias("rule"), reason.alias("reason"), "_row") for rule, violated,
             reason in rules]
         broken = pl.concat(hits)
-        ok = work.join(broken.select("_row").unique(), on="_row", how="anti")
+        ok = work.join(broken.select("_row").unique(), on="_row", how="anti") \
+            if broken.height else work
+        # window functions are costly: only for the rows whose key repeats at all
+        involved = ok.filter(pl.struct(key).is_duplicated())
         first = pl.col("_row").first().over(key)
         differs = pl.any_horizontal([pl.col(v).ne_missing(pl.col(v).first().over(key))
                                      for v in values])
-        ok = ok.with_columns(first.alias("_first"), differs.alias("_differs"))
-        repeats = ok.filter(pl.col("_row") != pl.col("_first"))
-        dup_rows = repeats.select(
-            pl.when(pl.col("_differs")).then(pl.lit(f"{prefix}.duplicate_conflict"))
-            .otherwise(pl.lit(f"{prefix}.duplicate_key")).alias("rule"),
-            pl.format("{}: repeats the key of row {}{}", pl.col("_loc"), pl.col("_first"),
-                      pl.when(pl.col("_differs")).then(pl.lit(" with different values"))
-                      .otherwise(pl.lit(" (same values)"))).alias("reason"),
-            "_row")
-        accepted_rows = ok.filter(pl.col("_row") == pl.col("_first")).select("_row")
-        accepted = frame.with_row_index("_row").join(accepted_rows, on="_row", how="semi") \
-            .drop("_row")
-        ts_name = next((n for n in _TS_NAMES if n in frame.columns), None)
-        if ts_name and isinstance(frame.schema[ts_name], pl.Datetime) and ts_ok:
-            accepted = accepted.with_columns(pl.col(ts_name).dt.convert_time_zone("UTC"))
+        involved = involved.with_columns(first.alias("_first"), differs.alias("_differs"))
+        repeats = involved.filter(pl.col("_row") != pl.col("_first"))
+        # one literal per branch: polars 2.1 panics formatting a when/then string column
+        dup_rows = pl.concat([
+            repeats.filter(pl.col("_differs") == differ).select(
+                pl.lit(f"{prefix}.{rule}").alias("rule"),
+                pl.format("{}: repeats the key of row {}" + suffix, pl.col("_loc"),
+                          pl.col("_first")).alias("reason"), "_row")
+            for differ, rule, suffix in ((True, "duplicate_conflict", " with different values"),
+                                         (False, "duplicate_key", " (same values)"))])
+        dropped = pl.concat([broken.select("_row"), repeats.select("_row")])
+        accepted = frame.with_row_index("_row").join(dropped, on="_row", how="anti") \
+            .drop("_row") if dropped.height else frame
+        if isinstance(frame.schema[ts_col], pl.Datetime) and ts_ok:
+            accepted = accepted.with_columns(pl.col(ts_col).dt.convert_time_zone("UTC"))
         return ValidationResult(accepted, _rejections(frame, work, broken),
                                 _rejections(frame, work, dup_rows))
 
