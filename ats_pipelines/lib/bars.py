@@ -210,8 +210,17 @@ class AggregatorState:
 class BarAggregator:
     """Live multi-timeframe bars for one (exchange, symbol).
 
-    Drive it with ``on_trade`` per trade and ``advance(now_ms)`` on a timer; collect final bars
-    with ``drain()`` (``advance`` returns them too) and late trades with ``drain_late()``.
+    The streaming service, per symbol:
+
+    * ``on_trade(ts, price, amount, side, id)`` for every validated trade (exchange time in ms;
+      a bogus future timestamp would finalise bars early, so validate first);
+    * ``advance(now_ms)`` on a timer (e.g. every 250 ms) so quiet markets still close bars;
+      pass a clock comparable with exchange time (subtract a known skew);
+    * ``drain()`` after each batch of trades and the bars ``advance`` returns: final bars to
+      write; ``drain_late()``: refused trades, with a reason, for ``ops.quarantine``;
+    * ``state()`` to persist (JSON via ``to_dict``) and ``from_state`` on restart; or
+      ``resume(bars, seen_ids=…)`` from what the candles table holds;
+    * ``open_bars()`` for the hot cache (provisional, nothing is finalised).
     """
 
     def __init__(self, exchange: str, symbol: str,
