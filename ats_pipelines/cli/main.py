@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import typer
 
-from ats_pipelines.cli import dagster_cmd, db, migrate
-from ats_pipelines.cli.common import configure_logging
+from ats_pipelines.cli import dagster_cmd, db, emulator, migrate
+from ats_pipelines.cli.common import configure_logging, run
+from ats_pipelines.config import load_settings
 
 app = typer.Typer(help="ATS Pipelines: market data, features, training and signals.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(db.app, name="db")
 app.add_typer(dagster_cmd.app, name="dagster")
 app.add_typer(migrate.app, name="migrate")
+app.command("emulator")(emulator.emulator)
+
+
+@app.command()
+def demo() -> None:
+    """Run the platform end to end on the local server and print a summary."""
+    from ats_pipelines.demo import run_demo
+
+    settings = run(load_settings)
+    run(lambda: run_demo(settings, typer.echo))
 
 
 @app.callback()

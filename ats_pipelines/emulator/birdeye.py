@@ -82,6 +82,18 @@ class BirdeyeConfig:
     api_keys: tuple[str, ...] = ()  # empty: any non-empty key is accepted
 
 
+def _unix(swap: dict[str, object]) -> int:
+    value = swap["blockUnixTime"]
+    assert isinstance(value, int)
+    return value
+
+
+def _leg_change(swap: dict[str, object], leg: str) -> float:
+    side = swap[leg]
+    assert isinstance(side, dict)
+    return float(side["uiChangeAmount"])
+
+
 def _fail(status: int, message: str) -> web.Response:
     return web.json_response({"success": False, "message": message}, status=status)
 
@@ -97,7 +109,8 @@ class BirdeyeEmulator:
         self.tokens = {t.address: t for t in TOKENS}
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.get("/defi/txs/token", self.txs_token), web.get("/defi/txs/pair", self.txs_pair),
+        return [web.get("/defi/txs/token", self.txs_token),
+                web.get("/defi/txs/pair", self.txs_pair),
                 web.get("/defi/price", self.price),
                 web.get("/defi/v3/pair/overview/single", self.pair_overview)]
 
@@ -165,8 +178,7 @@ class BirdeyeEmulator:
         wanted = offset + limit + 1
         found: list[dict[str, object]] = []
         for minute in (minutes if ascending else reversed(minutes)):
-            batch = [s for p in pools for s in self.swaps(p, minute)
-                     if int(s["blockUnixTime"]) * 1000 <= now]  # type: ignore[call-overload]
+            batch = [s for p in pools for s in self.swaps(p, minute) if _unix(s) * 1000 <= now]
             batch.sort(key=lambda s: (s["blockUnixTime"], s["txHash"]), reverse=not ascending)
             found.extend(batch)
             if len(found) >= wanted:
@@ -260,11 +272,11 @@ class BirdeyeEmulator:
             return _fail(400, "address is not a known pair")
         now = self.clock.now_ms()
         swaps = [s for m in range((now - DAY_MS) // MINUTE_MS, now // MINUTE_MS + 1)
-                 for s in self.swaps(pool, m) if int(s["blockUnixTime"]) * 1000 <= now]  # type: ignore[call-overload]
-        volume_base = sum(abs(float(s["base"]["uiChangeAmount"])) for s in swaps)  # type: ignore[index]
-        volume_quote = sum(abs(float(s["quote"]["uiChangeAmount"])) for s in swaps)  # type: ignore[index]
-        token = {"address": "", "decimals": 0, "icon": "", "symbol": "", "is_scaled_ui_token": False,
-                 "multiplier": 1}
+                 for s in self.swaps(pool, m) if _unix(s) * 1000 <= now]
+        volume_base = sum(abs(_leg_change(s, "base")) for s in swaps)
+        volume_quote = sum(abs(_leg_change(s, "quote")) for s in swaps)
+        token = {"address": "", "decimals": 0, "icon": "", "symbol": "",
+                 "is_scaled_ui_token": False, "multiplier": 1}
         data = {
             "address": pool.address,
             "base": {**token, "address": pool.base.address, "decimals": pool.base.decimals,

@@ -53,7 +53,7 @@ def next_open(open_ms: int, interval: str) -> int:
     """Open time of the bar after the one opening at ``open_ms``."""
     if interval == "1M":
         moment = datetime.fromtimestamp(open_ms / 1000, tz=UTC)
-        year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+        year, month = moment.year + moment.month // 12, moment.month % 12 + 1
         return int(datetime(year, month, 1, tzinfo=UTC).timestamp() * 1000)
     return open_ms + INTERVAL_MS[interval]
 

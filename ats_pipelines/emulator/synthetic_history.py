@@ -107,7 +107,7 @@ class SymbolHistory:
         minute, ms = divmod(rest, MINUTE_MS)
         path = self.log_path(day)
         log_mid = path[minute] + (ms / MINUTE_MS) * (path[minute + 1] - path[minute])
-        return max(int(round(math.exp(log_mid) * self._ticks_per_unit)),
+        return max(round(math.exp(log_mid) * self._ticks_per_unit),
                    self.symbol.half_spread_ticks + 1)
 
     def day_counts(self, day: int) -> np.ndarray:

@@ -16,7 +16,11 @@ from typing import Any, TypeVar
 
 import ccxt
 
-from ats_pipelines.exchange.errors import ExchangeDataError, PermanentExchangeError, RetriesExhausted
+from ats_pipelines.exchange.errors import (
+    ExchangeDataError,
+    PermanentExchangeError,
+    RetriesExhausted,
+)
 from ats_pipelines.exchange.hardened import hardened_class
 from ats_pipelines.exchange.parsing import candle_rows, order_book_row, trade_rows
 from ats_pipelines.exchange.retry import RetryPolicy, call_with_retry, parse_retry_after

@@ -162,7 +162,8 @@ def _check_levels(data: dict[str, Any], key: str, where: str) -> None:
         _check_decimal({"qty": level[1]}, "qty", where, "ws.depth_levels", positive=False)
 
 
-def check_binance_frame(text: str | bytes, where: str = "websocket frame") -> dict[str, Any] | list[Any]:
+def check_binance_frame(text: str | bytes,
+                        where: str = "websocket frame") -> dict[str, Any] | list[Any]:
     """Parse one Binance websocket frame and check the events we consume; return the JSON.
 
     Checked: ``trade``/``aggTrade`` (ids, times, positive price and quantity, maker flag),
