@@ -7,6 +7,7 @@ each test session gets its own database, migrated, and drops it at the end.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,12 @@ from ats_pipelines.db.migrate import MigrationReport, migrate
 from ats_pipelines.db.sqlid import quote_ident
 
 TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
+
+
+def run_sync(coro):  # noqa: ANN001, ANN201
+    """Run a coroutine to completion from sync or async code (a worker thread has no loop)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _testdata_dir() -> Path:
@@ -69,13 +76,13 @@ def make_database(server_url: str) -> Iterator:
 
     def make(prefix: str = "ats_test") -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-        asyncio.run(_create_database(server_url, name))
+        run_sync(_create_database(server_url, name))
         created.append(name)
         return replace_database(server_url, name)
 
     yield make
     for name in created:
-        asyncio.run(_drop_database(server_url, name))
+        run_sync(_drop_database(server_url, name))
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +93,7 @@ def migration_report(make_database) -> tuple[str, MigrationReport]:
         async with connection(url) as conn:
             return await migrate(conn)
 
-    return url, asyncio.run(body())
+    return url, run_sync(body())
 
 
 @pytest.fixture(scope="session")

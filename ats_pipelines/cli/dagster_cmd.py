@@ -25,7 +25,10 @@ def dagster_home(settings: Settings) -> Path:
 
 
 def dagster_storage_url(settings: Settings) -> str:
-    return settings.database_url_for(DAGSTER_DB)
+    """SQLAlchemy URL of Dagster's storage. The driver is named: SQLAlchemy 2.1 defaults to
+    psycopg 3, with which dagster-postgres' ``NOTIFY run_events, %s`` fails to bind."""
+    url = settings.database_url_for(DAGSTER_DB)
+    return "postgresql+psycopg2://" + url.split("://", 1)[1]
 
 
 async def prepare(settings: Settings) -> list[str]:

@@ -46,6 +46,15 @@ TIMESCALE_SETTINGS = {
 }
 
 
+# The project's own user needs no password on loopback (the server listens on 127.0.0.1 only);
+# any other role authenticates with a password, as on a production server.
+HBA = f"""# written by `ats db up`
+local all all trust
+host  all {DEFAULT_DB_USER} 127.0.0.1/32 trust
+host  all all 127.0.0.1/32 scram-sha-256
+"""
+
+
 class ClusterError(RuntimeError):
     """A step of managing the local cluster failed; the message says which and why."""
 
@@ -130,9 +139,16 @@ def _user_can_enter(path: Path, user: str | None) -> bool:
 class LocalCluster:
     """``ats db up|down|status`` for the cluster in ``<state_dir>/pg``."""
 
-    def __init__(self, settings: Settings, install: PgInstall | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        install: PgInstall | None = None,
+        *,
+        preload_timescaledb: bool = True,
+    ) -> None:
         self.settings = settings
         self._install = install
+        self.preload_timescaledb = preload_timescaledb
         self.user = _server_user()
 
     @property
@@ -204,7 +220,7 @@ class LocalCluster:
         settings = dict(SERVER_SETTINGS)
         settings["port"] = str(self.settings.db_port)
         settings["unix_socket_directories"] = f"'{self.base / 'run'}'"
-        if self.install.has_timescaledb:
+        if self.install.has_timescaledb and self.preload_timescaledb:
             settings.update(TIMESCALE_SETTINGS)
         lines = ["# written by `ats db up`; edit ats_pipelines/db/cluster.py instead"]
         lines += [f"{key} = {value}" for key, value in settings.items()]
@@ -214,8 +230,10 @@ class LocalCluster:
         text = main.read_text()
         if "include_if_exists = 'ats.conf'" not in text:
             main.write_text(text + "\ninclude_if_exists = 'ats.conf'\n")
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(HBA)
         if self.user is not None:
-            subprocess.run(["chown", f"{self.user}:", str(conf), str(main)], check=True)
+            subprocess.run(["chown", f"{self.user}:", str(conf), str(main), str(hba)], check=True)
 
     def is_running(self) -> bool:
         if not self.is_initialised():
@@ -231,7 +249,7 @@ class LocalCluster:
         self.init()
         if self.is_running():
             return False
-        self.write_config()
+        self.write_config()  # a changed port or settings take effect at start
         self._run(
             [self._bin("pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
              "-w", "-t", "60"],

@@ -130,6 +130,17 @@ async def detect_edition(conn: asyncpg.Connection) -> tuple[str, str | None]:
     )
     if available is None:
         return "postgresql", None
+    installed = await conn.fetchval(
+        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+    )
+    preload = await conn.fetchval("SELECT current_setting('shared_preload_libraries')")
+    if installed is None and "timescaledb" not in (preload or ""):
+        # CREATE EXTENSION without the preload makes TimescaleDB end the session (FATAL).
+        log.warning(
+            "event=timescaledb_not_preloaded edition=postgresql "
+            "hint='add timescaledb to shared_preload_libraries to use it'"
+        )
+        return "postgresql", None
     try:
         await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     except asyncpg.PostgresError as exc:

@@ -1,0 +1,24 @@
+"""The database_schema asset, materialised for real against a fresh database."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ats_pipelines.defs.platform.assets import database_schema
+from ats_pipelines.resources.timescale import TimescaleResource
+
+
+def test_materialising_the_schema_reports_edition_and_tables(make_database) -> None:
+    url = make_database()
+    resource = TimescaleResource(database_url=url)
+    first = dg.materialize([database_schema], resources={"timescale": resource})
+    second = dg.materialize([database_schema], resources={"timescale": resource})
+    assert first.success and second.success
+    meta = first.asset_materializations_for_node("database_schema")[0].metadata
+    again = second.asset_materializations_for_node("database_schema")[0].metadata
+    assert meta["edition"].value == "apache"
+    assert "010_hypertables.timescaledb.sql" in meta["applied_now"].value
+    assert meta["tables"].value >= 20
+    assert "market.candles" in meta["table_inventory"].value
+    assert again["applied_now"].value == []
+    assert "@" not in meta["server"].value  # no user or password in metadata
