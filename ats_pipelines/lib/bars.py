@@ -584,6 +584,10 @@ def _base_columns(ts: np.ndarray, price: np.ndarray, amount: np.ndarray, buy: np
     last = ends - 1
     empty = len(starts) == 0
     quote = (price * amount).tolist()
+    # taker buys only: the same exact sums as with zeros for sells, on half the values
+    buy_at = np.flatnonzero(buy)
+    buy_amounts = amount[buy_at]
+    buy_starts, buy_ends = np.searchsorted(buy_at, starts), np.searchsorted(buy_at, ends)
     return _Columns(
         ts=floor_array(ts[starts], base), open=price[starts], close=price[last],
         high=price[:0] if empty else np.maximum.reduceat(price, starts),
@@ -591,7 +595,7 @@ def _base_columns(ts: np.ndarray, price: np.ndarray, amount: np.ndarray, buy: np
         count=(ends - starts).astype(np.int64),
         volume=_group_fsum(amount.tolist(), starts, ends),
         quote=list(_group_fsum(quote, starts, ends)),
-        buy=list(_group_fsum(np.where(buy, amount, 0.0).tolist(), starts, ends)),
+        buy=list(_group_fsum(buy_amounts.tolist(), buy_starts, buy_ends)),
         first_id=ids.gather(starts), last_id=ids.gather(last))
 
 
