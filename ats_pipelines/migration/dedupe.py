@@ -39,7 +39,9 @@ class SortedStream:
             earliest = chunk[TS].min()
             if earliest is not None and earliest < watermark:  # type: ignore[operator]
                 raise Unsorted(f"rows at {earliest} come after rows at {watermark}")
-            chunk = pl.concat([self.carry, chunk], how="vertical")
+            # rechunked: polars 2.1 string expressions (the validator's reasons) can panic on
+            # multi-chunk string columns
+            chunk = pl.concat([self.carry, chunk], how="vertical", rechunk=True)
         newest = chunk[TS].max()
         if newest is None:
             self.carry = None

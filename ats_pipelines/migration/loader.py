@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 import polars as pl
+from polars.exceptions import PanicException
 
 from ats_pipelines.db.bulk import bulk_write
 from ats_pipelines.migration import ledger, validation
@@ -41,6 +42,8 @@ from ats_pipelines.migration.rollback import delete_batch_rows
 from ats_pipelines.migration.verify import add_keys, reset_keys, verify_file
 
 log = logging.getLogger(__name__)
+# a Rust panic inside polars/pyarrow surfaces as a BaseException; it must fail one file only
+FILE_ERRORS: tuple[type[BaseException], ...] = (Exception, PanicException)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ProgressFn = Callable[[DiscoveredFile, int], None]  # (file, rows just written)
 
@@ -172,7 +175,7 @@ class FileMigrator:
         started = time.perf_counter()
         try:
             stats, sink = await self._load(file, batch_id)
-        except Exception as exc:
+        except FILE_ERRORS as exc:  # any failure fails this file only
             reason = f"load failed: {type(exc).__name__}: {exc}"
             return await self._fail(file, batch_id, reason)
         t0 = time.perf_counter()
@@ -180,7 +183,7 @@ class FileMigrator:
             result = await verify_file(
                 self.conn, file, spec, batch_id, stats, sink.inserted, sink.existing
             )
-        except Exception as exc:
+        except FILE_ERRORS as exc:  # any failure fails this file only
             return await self._fail(
                 file, batch_id, f"verification failed: {type(exc).__name__}: {exc}"
             )

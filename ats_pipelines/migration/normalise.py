@@ -185,7 +185,8 @@ class ColumnPlan:
 
     def apply(self, chunk: pa.Table, first_row: int) -> pl.DataFrame:
         """One chunk in the canonical layout with ``ts`` (UTC, µs) and ``_row``."""
-        frame = pl.from_arrow(chunk, rechunk=False)
+        # contiguous columns: string functions in polars 2.1 can panic on multi-chunk ones
+        frame = pl.from_arrow(chunk, rechunk=True)
         assert isinstance(frame, pl.DataFrame)
         columns: list[pl.Series] = [self._time(frame[self.time_column])]
         for name in OUTPUT[self.dataset]:

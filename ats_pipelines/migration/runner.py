@@ -28,7 +28,7 @@ from ats_pipelines.migration.checksum import Digest
 from ats_pipelines.migration.config import MigrationConfig
 from ats_pipelines.migration.dedupe import Unsorted
 from ats_pipelines.migration.discovery import DiscoveredFile, Discovery, UnmatchedFile, discover
-from ats_pipelines.migration.loader import FileMigrator, FileOutcome
+from ats_pipelines.migration.loader import FILE_ERRORS, FileMigrator, FileOutcome
 from ats_pipelines.migration.markets import MarketCatalog
 from ats_pipelines.migration.pipeline import SourcePipeline
 
@@ -147,7 +147,7 @@ async def dry_run_file(
             stats = await pipeline.run(_CountingSink(file, progress))
         except Unsorted:
             stats = await pipeline.run(_CountingSink(file, None), external_sort=True)
-    except Exception as exc:
+    except FILE_ERRORS as exc:  # reported as a real run would fail the file
         return FileOutcome(file, "dry_run", f"would fail: {type(exc).__name__}: {exc}")
     return FileOutcome(
         file,
@@ -237,7 +237,7 @@ async def _worker(
                         progress=progress.rows if progress else None,
                     )
                     outcome = await migrator.migrate(file)
-            except Exception as exc:
+            except FILE_ERRORS as exc:  # e.g. the connection died mid-file
                 log.error("event=migration_error file=%s error=%r", file.relative, str(exc))
                 outcome = FileOutcome(file, "error", f"{type(exc).__name__}: {exc}")
             result.outcomes.append(outcome)
