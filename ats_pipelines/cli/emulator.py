@@ -30,49 +30,84 @@ Opt = typer.Option
 
 def emulator(
     port: Annotated[int, Opt(help="TCP port to listen on (0: any free port).")] = 8765,
-    host: Annotated[str, Opt(help="Loopback address to bind: 127.0.0.1 or ::1. Any other "
-                                  "address is refused.")] = "127.0.0.1",
-    data: Annotated[Path | None, Opt(
-        "--data", help="Replay the recorded market data in this directory (layout of "
-                       "../shared/testdata) instead of the synthetic market.")] = None,
-    synthetic: Annotated[bool | None, Opt(
-        "--synthetic/--no-synthetic", help="Serve the synthetic market (default: on unless "
-                                           "--data is given; recorded symbols win clashes).")
+    host: Annotated[
+        str, Opt(help="Loopback address to bind: 127.0.0.1 or ::1. Any other address is refused.")
+    ] = "127.0.0.1",
+    data: Annotated[
+        Path | None,
+        Opt(
+            "--data",
+            help="Replay the recorded market data in this directory (layout of "
+            "../shared/testdata) instead of the synthetic market.",
+        ),
     ] = None,
-    speed: Annotated[float, Opt(help="Exchange time runs this many times faster than the wall "
-                                     "clock (replays too); 0 replays --data as fast as "
-                                     "possible.")] = 1.0,
-    seed: Annotated[int, Opt(help="Seed of the synthetic market (same seed and --start: same "
-                                  "market).")] = 7,
-    symbols: Annotated[int, Opt(help="Number of synthetic symbols: 12 named majors, then "
-                                     "SYNnnn/USDT markets.")] = 12,
+    synthetic: Annotated[
+        bool | None,
+        Opt(
+            "--synthetic/--no-synthetic",
+            help="Serve the synthetic market (default: on unless "
+            "--data is given; recorded symbols win clashes).",
+        ),
+    ] = None,
+    speed: Annotated[
+        float,
+        Opt(
+            help="Exchange time runs this many times faster than the wall "
+            "clock (replays too); 0 replays --data as fast as "
+            "possible."
+        ),
+    ] = 1.0,
+    seed: Annotated[
+        int, Opt(help="Seed of the synthetic market (same seed and --start: same market).")
+    ] = 7,
+    symbols: Annotated[
+        int, Opt(help="Number of synthetic symbols: 12 named majors, then SYNnnn/USDT markets.")
+    ] = 12,
     history_days: Annotated[int, Opt(help="Days of synthetic history before the start.")] = 31,
-    trade_rate_scale: Annotated[float, Opt(help="Multiply every synthetic symbol's trade rate "
-                                                "(benchmarks raise it).")] = 1.0,
-    start: Annotated[str | None, Opt(help="Exchange time at start, ISO 8601, UTC if no offset "
-                                          "(default: now).")] = None,
-    drop_every: Annotated[float, Opt(help="Fault: drop every websocket connection every N "
-                                          "seconds.")] = 0.0,
-    drop_at: Annotated[list[float] | None, Opt(help="Fault: drop every websocket connection at "
-                                                    "this many seconds after start "
-                                                    "(repeatable).")] = None,
+    trade_rate_scale: Annotated[
+        float, Opt(help="Multiply every synthetic symbol's trade rate (benchmarks raise it).")
+    ] = 1.0,
+    start: Annotated[
+        str | None, Opt(help="Exchange time at start, ISO 8601, UTC if no offset (default: now).")
+    ] = None,
+    drop_every: Annotated[
+        float, Opt(help="Fault: drop every websocket connection every N seconds.")
+    ] = 0.0,
+    drop_at: Annotated[
+        list[float] | None,
+        Opt(
+            help="Fault: drop every websocket connection at "
+            "this many seconds after start "
+            "(repeatable)."
+        ),
+    ] = None,
     rest_429_every: Annotated[int, Opt(help="Fault: every Nth REST request answers 429.")] = 0,
     retry_after: Annotated[float, Opt(help="Retry-After seconds sent with those 429s.")] = 1.0,
-    latency_ms: Annotated[float, Opt(help="Fault: latency added to REST answers and websocket "
-                                          "batches, ms.")] = 0.0,
+    latency_ms: Annotated[
+        float, Opt(help="Fault: latency added to REST answers and websocket batches, ms.")
+    ] = 0.0,
     jitter_ms: Annotated[float, Opt(help="Fault: extra random latency in [0, N] ms.")] = 0.0,
-    malformed_every: Annotated[int, Opt(help="Fault: a malformed websocket frame after every "
-                                             "Nth event.")] = 0,
+    malformed_every: Annotated[
+        int, Opt(help="Fault: a malformed websocket frame after every Nth event.")
+    ] = 0,
     duplicate_every: Annotated[int, Opt(help="Fault: every Nth trade event is sent twice.")] = 0,
-    reorder_every: Annotated[int, Opt(help="Fault: every Nth trade event is swapped with the "
-                                           "next one.")] = 0,
-    gap_every: Annotated[int, Opt(help="Fault: every Nth depth diff of a symbol is skipped (a "
-                                       "sequence gap clients must resync from).")] = 0,
-    time_jump_at: Annotated[float, Opt(help="Fault: the exchange clock jumps at this many "
-                                            "seconds after start ...")] = 0.0,
+    reorder_every: Annotated[
+        int, Opt(help="Fault: every Nth trade event is swapped with the next one.")
+    ] = 0,
+    gap_every: Annotated[
+        int,
+        Opt(
+            help="Fault: every Nth depth diff of a symbol is skipped (a "
+            "sequence gap clients must resync from)."
+        ),
+    ] = 0,
+    time_jump_at: Annotated[
+        float, Opt(help="Fault: the exchange clock jumps at this many seconds after start ...")
+    ] = 0.0,
     time_jump_ms: Annotated[int, Opt(help="... by this many ms (negative: backwards).")] = 0,
-    birdeye_quota: Annotated[int, Opt(help="Emulated Birdeye: requests per API key per "
-                                           "day.")] = 1000,
+    birdeye_quota: Annotated[
+        int, Opt(help="Emulated Birdeye: requests per API key per day.")
+    ] = 1000,
 ) -> None:
     """Serve Binance spot REST + websocket (and Birdeye's public API) on loopback.
 
@@ -88,16 +123,36 @@ def emulator(
         fail(f"--data {data} is not a directory")
     use_synthetic = synthetic if synthetic is not None else data is None
     faults = FaultConfig(
-        drop_every_s=drop_every, drop_at_s=tuple(drop_at or ()), rest_429_every=rest_429_every,
-        retry_after_s=retry_after, latency_ms=latency_ms, jitter_ms=jitter_ms,
-        malformed_every=malformed_every, duplicate_every=duplicate_every,
-        reorder_every=reorder_every, gap_every=gap_every, time_jump_at_s=time_jump_at,
-        time_jump_ms=time_jump_ms)
+        drop_every_s=drop_every,
+        drop_at_s=tuple(drop_at or ()),
+        rest_429_every=rest_429_every,
+        retry_after_s=retry_after,
+        latency_ms=latency_ms,
+        jitter_ms=jitter_ms,
+        malformed_every=malformed_every,
+        duplicate_every=duplicate_every,
+        reorder_every=reorder_every,
+        gap_every=gap_every,
+        time_jump_at_s=time_jump_at,
+        time_jump_ms=time_jump_ms,
+    )
     config = EmulatorConfig(
-        host=host, port=port, speed=speed, start_ms=_start_ms(start),
-        synthetic=SyntheticConfig(seed=seed, history_days=history_days, symbol_count=symbols,
-                                  trade_rate_scale=trade_rate_scale) if use_synthetic else None,
-        replay_dir=data, faults=faults, birdeye=BirdeyeConfig(daily_quota=birdeye_quota))
+        host=host,
+        port=port,
+        speed=speed,
+        start_ms=_start_ms(start),
+        synthetic=SyntheticConfig(
+            seed=seed,
+            history_days=history_days,
+            symbol_count=symbols,
+            trade_rate_scale=trade_rate_scale,
+        )
+        if use_synthetic
+        else None,
+        replay_dir=data,
+        faults=faults,
+        birdeye=BirdeyeConfig(daily_quota=birdeye_quota),
+    )
     try:
         server = Emulator(config)
     except (EmulatorConfigError, ValueError) as exc:
@@ -117,8 +172,11 @@ async def _serve(server: object) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    typer.echo(f"emulator listening rest={server.rest_url} ws={server.ws_url} "
-               f"birdeye={server.birdeye_url} symbols={len(server.sources)}", err=False)
+    typer.echo(
+        f"emulator listening rest={server.rest_url} ws={server.ws_url} "
+        f"birdeye={server.birdeye_url} symbols={len(server.sources)}",
+        err=False,
+    )
     try:
         await stop.wait()
     finally:

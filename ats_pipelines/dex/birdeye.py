@@ -48,8 +48,11 @@ def _leg(item: dict[str, Any], key: str, where: str) -> dict[str, Any]:
 def _amount(leg: dict[str, Any], where: str) -> float:
     value = leg.get("uiChangeAmount", leg.get("uiAmount"))
     if isinstance(value, bool) or not isinstance(value, int | float) or value == 0:
-        raise ExchangeDataError(where, "dex.swap_amount", f"{leg.get('symbol')} amount "
-                                                           f"{value!r} is not a non-zero number")
+        raise ExchangeDataError(
+            where,
+            "dex.swap_amount",
+            f"{leg.get('symbol')} amount {value!r} is not a non-zero number",
+        )
     return float(value)
 
 
@@ -70,17 +73,35 @@ def swap_to_trade(item: dict[str, Any], index: int = 0) -> TradeRow:
     source = item.get("source")
     if not source:
         raise ExchangeDataError(where, "dex.swap_source", "swap names no DEX")
-    return TradeRow(_dex_name(source), f"{base['symbol']}/{quote['symbol']}", when * 1000, tx,
-                    cost / amount, amount, cost, "buy" if base_change > 0 else "sell", SOURCE)
+    return TradeRow(
+        _dex_name(source),
+        f"{base['symbol']}/{quote['symbol']}",
+        when * 1000,
+        tx,
+        cost / amount,
+        amount,
+        cost,
+        "buy" if base_change > 0 else "sell",
+        SOURCE,
+    )
 
 
 class BirdeyeClient:
     """Quota-aware, caching client of Birdeye's public API (one chain)."""
 
-    def __init__(self, api_key: str, *, base_url: str = BIRDEYE_URL, chain: str = "solana",
-                 daily_quota: int = 1000, quota_state: Path | None = None,
-                 cache_ttl_s: float = 60.0, min_interval_s: float = 1.0,
-                 timeout_s: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = BIRDEYE_URL,
+        chain: str = "solana",
+        daily_quota: int = 1000,
+        quota_state: Path | None = None,
+        cache_ttl_s: float = 60.0,
+        min_interval_s: float = 1.0,
+        timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not api_key:
             raise BirdeyeError("Birdeye needs an API key (X-API-KEY); none was configured")
         self.base_url = base_url.rstrip("/")
@@ -121,8 +142,9 @@ class BirdeyeClient:
             if self._session is None:
                 self._session = aiohttp.ClientSession(timeout=self._timeout)
             self.requests_sent += 1
-            async with self._session.get(self.base_url + path, params=params,
-                                         headers=self._headers) as resp:
+            async with self._session.get(
+                self.base_url + path, params=params, headers=self._headers
+            ) as resp:
                 status = resp.status
                 try:
                     body = await resp.json(content_type=None)
@@ -131,34 +153,52 @@ class BirdeyeClient:
         message = body.get("message") if isinstance(body, dict) else None
         if status == 429:
             self.quota.exhaust()
-            raise QuotaExhausted(f"birdeye {path}: 429 from the API ({message}); treating the "
-                                 "daily quota as used up")
+            raise QuotaExhausted(
+                f"birdeye {path}: 429 from the API ({message}); treating the daily quota as used up"
+            )
         if status != 200 or not isinstance(body, dict) or body.get("success") is not True:
             raise BirdeyeError(f"birdeye {path} {params}: HTTP {status}: {message or body!r}")
         data = body.get("data")
         self.cache.put(key, data)
-        log.info("event=birdeye_request path=%s status=%s quota_used=%s quota_limit=%s", path,
-                 status, self.quota.used, self.quota.limit)
+        log.info(
+            "event=birdeye_request path=%s status=%s quota_used=%s quota_limit=%s",
+            path,
+            status,
+            self.quota.used,
+            self.quota.limit,
+        )
         return data
 
-    async def _trades(self, path: str, address: str, limit: int, offset: int,
-                      sort: str) -> tuple[list[TradeRow], bool]:
-        data = await self.get(path, {"address": address, "offset": offset, "limit": limit,
-                                     "tx_type": "swap", "sort_type": sort})
+    async def _trades(
+        self, path: str, address: str, limit: int, offset: int, sort: str
+    ) -> tuple[list[TradeRow], bool]:
+        data = await self.get(
+            path,
+            {
+                "address": address,
+                "offset": offset,
+                "limit": limit,
+                "tx_type": "swap",
+                "sort_type": sort,
+            },
+        )
         items = data.get("items") if isinstance(data, dict) else None
         if not isinstance(items, list):
-            raise ExchangeDataError(f"birdeye {path} address={address}", "dex.items",
-                                    "data.items is not a list")
+            raise ExchangeDataError(
+                f"birdeye {path} address={address}", "dex.items", "data.items is not a list"
+            )
         rows = [swap_to_trade(item, offset + i) for i, item in enumerate(items)]
         return rows, bool(data.get("hasNext"))
 
-    async def token_trades(self, address: str, limit: int = 50, offset: int = 0,
-                           sort: str = "desc") -> tuple[list[TradeRow], bool]:
+    async def token_trades(
+        self, address: str, limit: int = 50, offset: int = 0, sort: str = "desc"
+    ) -> tuple[list[TradeRow], bool]:
         """Swaps of any pool holding token ``address``; returns (rows, has_next)."""
         return await self._trades("/defi/txs/token", address, limit, offset, sort)
 
-    async def pair_trades(self, pool: str, limit: int = 50, offset: int = 0,
-                          sort: str = "desc") -> tuple[list[TradeRow], bool]:
+    async def pair_trades(
+        self, pool: str, limit: int = 50, offset: int = 0, sort: str = "desc"
+    ) -> tuple[list[TradeRow], bool]:
         """Swaps of one pool; returns (rows, has_next)."""
         return await self._trades("/defi/txs/pair", pool, limit, offset, sort)
 
@@ -166,8 +206,9 @@ class BirdeyeClient:
         """``value`` (USD), ``liquidity`` (USD), ``updateUnixTime`` of a token."""
         data = await self.get("/defi/price", {"address": address, "include_liquidity": "true"})
         if not isinstance(data, dict) or not isinstance(data.get("value"), int | float):
-            raise ExchangeDataError(f"birdeye /defi/price address={address}", "dex.price",
-                                    "data.value is not a number")
+            raise ExchangeDataError(
+                f"birdeye /defi/price address={address}", "dex.price", "data.value is not a number"
+            )
         return data
 
     async def pool_liquidity(self, pool: str) -> LiquidityRow:
@@ -183,7 +224,13 @@ class BirdeyeClient:
             raise ExchangeDataError(where, "dex.pool_price", f"price={price!r}")
         base, quote = data.get("base") or {}, data.get("quote") or {}
         volume = data.get("volume_24h_quote")
-        return LiquidityRow(_dex_name(data.get("source", "unknown")),
-                            f"{base.get('symbol')}/{quote.get('symbol')}", pool,
-                            int(self.quota.clock() * 1000), float(liquidity), float(price),
-                            float(volume) if isinstance(volume, int | float) else None, SOURCE)
+        return LiquidityRow(
+            _dex_name(data.get("source", "unknown")),
+            f"{base.get('symbol')}/{quote.get('symbol')}",
+            pool,
+            int(self.quota.clock() * 1000),
+            float(liquidity),
+            float(price),
+            float(volume) if isinstance(volume, int | float) else None,
+            SOURCE,
+        )

@@ -24,8 +24,13 @@ class QuotaExhausted(RuntimeError):
 
 
 class DailyQuota:
-    def __init__(self, limit: int, state_path: Path | None = None,
-                 clock: Callable[[], float] = time.time, name: str = "birdeye") -> None:
+    def __init__(
+        self,
+        limit: int,
+        state_path: Path | None = None,
+        clock: Callable[[], float] = time.time,
+        name: str = "birdeye",
+    ) -> None:
         if limit < 0:
             raise ValueError(f"daily quota {limit} must be >= 0")
         self.limit = limit
@@ -46,8 +51,9 @@ class DailyQuota:
             state = json.loads(self.state_path.read_text())
             self._day, self._used = str(state["day"]), int(state["used"])
         except (ValueError, KeyError, TypeError):
-            log.warning("event=quota_state_unreadable path=%s action=start_from_zero",
-                        self.state_path)
+            log.warning(
+                "event=quota_state_unreadable path=%s action=start_from_zero", self.state_path
+            )
 
     def _save(self) -> None:
         if self.state_path is not None:
@@ -74,8 +80,10 @@ class DailyQuota:
         """Count one request, or raise :class:`QuotaExhausted` without counting it."""
         self._roll()
         if self._used >= self.limit:
-            raise QuotaExhausted(f"{self.name} daily quota of {self.limit} requests is used up "
-                                 f"for {self._day} (UTC); it resets at 00:00 UTC")
+            raise QuotaExhausted(
+                f"{self.name} daily quota of {self.limit} requests is used up "
+                f"for {self._day} (UTC); it resets at 00:00 UTC"
+            )
         self._used += 1
         self._save()
 
@@ -89,8 +97,9 @@ class DailyQuota:
 class TTLCache:
     """Responses by request key, each valid for ``ttl_s`` seconds; least recent evicted."""
 
-    def __init__(self, ttl_s: float, max_entries: int = 1024,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, ttl_s: float, max_entries: int = 1024, clock: Callable[[], float] = time.time
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self.clock = clock

@@ -51,12 +51,25 @@ class Bars:
         return Bars(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
 
 
-_FIELDS = ("open_time", "open", "high", "low", "close", "volume", "quote", "count",
-           "taker_base", "taker_quote", "first_id", "last_id")
+_FIELDS = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote",
+    "count",
+    "taker_base",
+    "taker_quote",
+    "first_id",
+    "last_id",
+)
 
 
-def bars_from_trades(bucket: np.ndarray, ids: np.ndarray, price: np.ndarray, qty: np.ndarray,
-                     buyer_maker: np.ndarray) -> Bars:
+def bars_from_trades(
+    bucket: np.ndarray, ids: np.ndarray, price: np.ndarray, qty: np.ndarray, buyer_maker: np.ndarray
+) -> Bars:
     """One bar per distinct ``bucket`` value (bucket open times, non-decreasing, per trade)."""
     if len(bucket) == 0:
         return Bars.empty()
@@ -102,18 +115,44 @@ def rollup(bars: Bars, group_open: np.ndarray) -> Bars:
     )
 
 
-def to_kline_rows(bars: Bars, close_times: list[int], price_decimals: int,
-                  qty_decimals: int) -> list[KlineRow]:
+def to_kline_rows(
+    bars: Bars, close_times: list[int], price_decimals: int, qty_decimals: int
+) -> list[KlineRow]:
     """Wire rows of ``bars``; ``close_times`` is each bar's last millisecond."""
     pd, qd, vd = price_decimals, qty_decimals, price_decimals + qty_decimals
     rows: list[KlineRow] = []
-    cols = zip(bars.open_time.tolist(), bars.open.tolist(), bars.high.tolist(),
-               bars.low.tolist(), bars.close.tolist(), bars.volume.tolist(), close_times,
-               bars.quote.tolist(), bars.count.tolist(), bars.taker_base.tolist(),
-               bars.taker_quote.tolist(), bars.first_id.tolist(), bars.last_id.tolist(),
-               strict=True)
+    cols = zip(
+        bars.open_time.tolist(),
+        bars.open.tolist(),
+        bars.high.tolist(),
+        bars.low.tolist(),
+        bars.close.tolist(),
+        bars.volume.tolist(),
+        close_times,
+        bars.quote.tolist(),
+        bars.count.tolist(),
+        bars.taker_base.tolist(),
+        bars.taker_quote.tolist(),
+        bars.first_id.tolist(),
+        bars.last_id.tolist(),
+        strict=True,
+    )
     for ot, o, h, lo, c, v, ct, q, n, tb, tq, fi, li in cols:
-        rows.append(KlineRow(ot, units_to_str(o, pd), units_to_str(h, pd), units_to_str(lo, pd),
-                             units_to_str(c, pd), units_to_str(v, qd), ct, units_to_str(q, vd),
-                             n, units_to_str(tb, qd), units_to_str(tq, vd), fi, li))
+        rows.append(
+            KlineRow(
+                ot,
+                units_to_str(o, pd),
+                units_to_str(h, pd),
+                units_to_str(lo, pd),
+                units_to_str(c, pd),
+                units_to_str(v, qd),
+                ct,
+                units_to_str(q, vd),
+                n,
+                units_to_str(tb, qd),
+                units_to_str(tq, vd),
+                fi,
+                li,
+            )
+        )
     return rows

@@ -109,10 +109,12 @@ class BirdeyeEmulator:
         self.tokens = {t.address: t for t in TOKENS}
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.get("/defi/txs/token", self.txs_token),
-                web.get("/defi/txs/pair", self.txs_pair),
-                web.get("/defi/price", self.price),
-                web.get("/defi/v3/pair/overview/single", self.pair_overview)]
+        return [
+            web.get("/defi/txs/token", self.txs_token),
+            web.get("/defi/txs/pair", self.txs_pair),
+            web.get("/defi/price", self.price),
+            web.get("/defi/v3/pair/overview/single", self.pair_overview),
+        ]
 
     # -- the DEX --------------------------------------------------------------------------------
 
@@ -137,53 +139,84 @@ class BirdeyeEmulator:
             t_ms = minute * MINUTE_MS + int(seconds[i]) * 1000
             price = self.pool_price(pool, t_ms)
             base_ui = float(usd[i]) / pool.base.usd_price
-            base_raw = max(int(base_ui * 10 ** pool.base.decimals), 1)
-            base_ui = base_raw / 10 ** pool.base.decimals
-            quote_raw = max(int(base_ui * price * 10 ** pool.quote.decimals), 1)
-            tx = _b58(hashlib.sha512(f"{self.config.seed}:{pool.address}:{minute}:{i}".encode())
-                      .digest())
+            base_raw = max(int(base_ui * 10**pool.base.decimals), 1)
+            base_ui = base_raw / 10**pool.base.decimals
+            quote_raw = max(int(base_ui * price * 10**pool.quote.decimals), 1)
+            tx = _b58(
+                hashlib.sha512(f"{self.config.seed}:{pool.address}:{minute}:{i}".encode()).digest()
+            )
             owner = _b58(hashlib.sha256(f"owner:{key}:{minute}:{i}".encode()).digest())
-            out.append(self._swap_item(pool, t_ms, bool(sides[i]), base_raw, quote_raw, price,
-                                       tx, owner))
+            out.append(
+                self._swap_item(pool, t_ms, bool(sides[i]), base_raw, quote_raw, price, tx, owner)
+            )
         return out
 
-    def _swap_item(self, pool: Pool, t_ms: int, buy: bool, base_raw: int, quote_raw: int,
-                   price: float, tx: str, owner: str) -> dict[str, object]:
+    def _swap_item(
+        self,
+        pool: Pool,
+        t_ms: int,
+        buy: bool,
+        base_raw: int,
+        quote_raw: int,
+        price: float,
+        tx: str,
+        owner: str,
+    ) -> dict[str, object]:
         """One swap as Birdeye reports it; ``buy``: the owner received the base token."""
+
         def leg(token: Token, raw: int, change: int) -> dict[str, object]:
             usd = token.usd_price if token is pool.quote else price * pool.quote.usd_price
-            return {"symbol": token.symbol, "decimals": token.decimals, "address": token.address,
-                    "amount": raw, "uiAmount": raw / 10 ** token.decimals, "price": usd,
-                    "nearestPrice": usd, "changeAmount": change,
-                    "uiChangeAmount": change / 10 ** token.decimals,
-                    "isScaledUiToken": False, "multiplier": None}
+            return {
+                "symbol": token.symbol,
+                "decimals": token.decimals,
+                "address": token.address,
+                "amount": raw,
+                "uiAmount": raw / 10**token.decimals,
+                "price": usd,
+                "nearestPrice": usd,
+                "changeAmount": change,
+                "uiChangeAmount": change / 10**token.decimals,
+                "isScaledUiToken": False,
+                "multiplier": None,
+            }
 
         base = leg(pool.base, base_raw, base_raw if buy else -base_raw)
         quote = leg(pool.quote, quote_raw, -quote_raw if buy else quote_raw)
-        return {"quote": quote, "base": base, "basePrice": base["price"],
-                "quotePrice": quote["price"], "txHash": tx, "source": pool.source,
-                "blockUnixTime": t_ms // 1000, "txType": "swap", "owner": owner,
-                "side": "buy" if buy else "sell", "alias": None,
-                "pricePair": quote_raw / 10 ** pool.quote.decimals / (base_raw / 10 ** pool.base
-                                                                       .decimals),
-                "from": quote if buy else base, "to": base if buy else quote,
-                "tokenPrice": base["price"], "poolId": pool.address}
+        return {
+            "quote": quote,
+            "base": base,
+            "basePrice": base["price"],
+            "quotePrice": quote["price"],
+            "txHash": tx,
+            "source": pool.source,
+            "blockUnixTime": t_ms // 1000,
+            "txType": "swap",
+            "owner": owner,
+            "side": "buy" if buy else "sell",
+            "alias": None,
+            "pricePair": quote_raw / 10**pool.quote.decimals / (base_raw / 10**pool.base.decimals),
+            "from": quote if buy else base,
+            "to": base if buy else quote,
+            "tokenPrice": base["price"],
+            "poolId": pool.address,
+        }
 
-    def _history(self, pools: list[Pool], offset: int, limit: int, ascending: bool,
-                 now: int) -> tuple[list[dict[str, object]], bool]:
+    def _history(
+        self, pools: list[Pool], offset: int, limit: int, ascending: bool, now: int
+    ) -> tuple[list[dict[str, object]], bool]:
         """Swaps of ``pools`` in the kept history, newest (or oldest) first, one page."""
         first_minute = (now - HISTORY_MS) // MINUTE_MS
         last_minute = now // MINUTE_MS
         minutes = range(first_minute, last_minute + 1)
         wanted = offset + limit + 1
         found: list[dict[str, object]] = []
-        for minute in (minutes if ascending else reversed(minutes)):
+        for minute in minutes if ascending else reversed(minutes):
             batch = [s for p in pools for s in self.swaps(p, minute) if _unix(s) * 1000 <= now]
             batch.sort(key=lambda s: (s["blockUnixTime"], s["txHash"]), reverse=not ascending)
             found.extend(batch)
             if len(found) >= wanted:
                 break
-        return found[offset:offset + limit], len(found) > offset + limit
+        return found[offset : offset + limit], len(found) > offset + limit
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -194,7 +227,7 @@ class BirdeyeEmulator:
         chain = request.headers.get("x-chain", "solana")
         if chain != "solana":
             return _fail(400, f"Chain {chain} is not supported by the emulator")
-        day = datetime.fromtimestamp(self.clock.now_ms() / 1000, tz=UTC).date().isoformat()
+        day = datetime.fromtimestamp(self.clock.market_ms() / 1000, tz=UTC).date().isoformat()
         if self.requests[(key, day)] >= self.config.daily_quota:
             return _fail(429, "Too many requests: daily quota exhausted")
         self.requests[(key, day)] += 1
@@ -208,8 +241,9 @@ class BirdeyeEmulator:
             return _fail(400, "offset and limit must be integers")
         sort = request.query.get("sort_type", "desc")
         if not 1 <= limit <= max_limit or offset < 0 or offset + limit > MAX_OFFSET_PLUS_LIMIT:
-            return _fail(400, f"limit must be 1..{max_limit} and offset + limit <= "
-                              f"{MAX_OFFSET_PLUS_LIMIT}")
+            return _fail(
+                400, f"limit must be 1..{max_limit} and offset + limit <= {MAX_OFFSET_PLUS_LIMIT}"
+            )
         if sort not in ("asc", "desc"):
             return _fail(400, "sort_type must be asc or desc")
         if request.query.get("tx_type", "swap") not in ("swap", "all"):
@@ -227,7 +261,7 @@ class BirdeyeEmulator:
         if isinstance(page, web.Response):
             return page
         pools = [p for p in POOLS if address in (p.base.address, p.quote.address)]
-        items, more = self._history(pools, *page, now=self.clock.now_ms())
+        items, more = self._history(pools, *page, now=self.clock.market_ms())
         return web.json_response({"success": True, "data": {"items": items, "hasNext": more}})
 
     async def txs_pair(self, request: web.Request) -> web.Response:
@@ -240,7 +274,7 @@ class BirdeyeEmulator:
         page = self._page(request, 50)
         if isinstance(page, web.Response):
             return page
-        items, more = self._history([pool], *page, now=self.clock.now_ms())
+        items, more = self._history([pool], *page, now=self.clock.market_ms())
         return web.json_response({"success": True, "data": {"items": items, "hasNext": more}})
 
     async def price(self, request: web.Request) -> web.Response:
@@ -250,17 +284,21 @@ class BirdeyeEmulator:
         token = self.tokens.get(request.query.get("address", ""))
         if token is None:
             return _fail(400, "address is not a known token")
-        now = self.clock.now_ms()
+        now = self.clock.market_ms()
         data: dict[str, object] = {
-            "value": token.usd_price, "updateUnixTime": now // 1000,
-            "updateHumanTime": datetime.fromtimestamp(now / 1000, tz=UTC)
-            .strftime("%Y-%m-%dT%H:%M:%S"),
-            "priceChange24h": 0.0, "priceInNative": token.usd_price / SOL.usd_price,
+            "value": token.usd_price,
+            "updateUnixTime": now // 1000,
+            "updateHumanTime": datetime.fromtimestamp(now / 1000, tz=UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S"
+            ),
+            "priceChange24h": 0.0,
+            "priceInNative": token.usd_price / SOL.usd_price,
             "isScaledUiToken": False,
         }
         if request.query.get("include_liquidity") == "true":
-            data["liquidity"] = sum(p.liquidity_usd for p in POOLS
-                                    if token.address in (p.base.address, p.quote.address))
+            data["liquidity"] = sum(
+                p.liquidity_usd for p in POOLS if token.address in (p.base.address, p.quote.address)
+            )
         return web.json_response({"success": True, "data": data})
 
     async def pair_overview(self, request: web.Request) -> web.Response:
@@ -270,24 +308,46 @@ class BirdeyeEmulator:
         pool = self.pools.get(request.query.get("address", ""))
         if pool is None:
             return _fail(400, "address is not a known pair")
-        now = self.clock.now_ms()
-        swaps = [s for m in range((now - DAY_MS) // MINUTE_MS, now // MINUTE_MS + 1)
-                 for s in self.swaps(pool, m) if _unix(s) * 1000 <= now]
+        now = self.clock.market_ms()
+        swaps = [
+            s
+            for m in range((now - DAY_MS) // MINUTE_MS, now // MINUTE_MS + 1)
+            for s in self.swaps(pool, m)
+            if _unix(s) * 1000 <= now
+        ]
         volume_base = sum(abs(_leg_change(s, "base")) for s in swaps)
         volume_quote = sum(abs(_leg_change(s, "quote")) for s in swaps)
-        token = {"address": "", "decimals": 0, "icon": "", "symbol": "",
-                 "is_scaled_ui_token": False, "multiplier": 1}
+        token = {
+            "address": "",
+            "decimals": 0,
+            "icon": "",
+            "symbol": "",
+            "is_scaled_ui_token": False,
+            "multiplier": 1,
+        }
         data = {
             "address": pool.address,
-            "base": {**token, "address": pool.base.address, "decimals": pool.base.decimals,
-                     "symbol": pool.base.symbol},
-            "quote": {**token, "address": pool.quote.address, "decimals": pool.quote.decimals,
-                      "symbol": pool.quote.symbol},
+            "base": {
+                **token,
+                "address": pool.base.address,
+                "decimals": pool.base.decimals,
+                "symbol": pool.base.symbol,
+            },
+            "quote": {
+                **token,
+                "address": pool.quote.address,
+                "decimals": pool.quote.decimals,
+                "symbol": pool.quote.symbol,
+            },
             "created_at": "2024-01-01T00:00:00.000Z",
-            "name": f"{pool.base.symbol}-{pool.quote.symbol}", "source": pool.source,
-            "liquidity": pool.liquidity_usd, "liquidity_change_percentage_24h": None,
-            "price": self.pool_price(pool, now), "trade_24h": len(swaps),
-            "volume_24h": volume_quote * pool.quote.usd_price, "volume_24h_base": volume_base,
+            "name": f"{pool.base.symbol}-{pool.quote.symbol}",
+            "source": pool.source,
+            "liquidity": pool.liquidity_usd,
+            "liquidity_change_percentage_24h": None,
+            "price": self.pool_price(pool, now),
+            "trade_24h": len(swaps),
+            "volume_24h": volume_quote * pool.quote.usd_price,
+            "volume_24h_base": volume_base,
             "volume_24h_quote": volume_quote,
             "unique_wallet_24h": len({s["owner"] for s in swaps}),
         }

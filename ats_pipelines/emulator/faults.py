@@ -32,8 +32,11 @@ class FaultConfig:
     time_jump_ms: int = 0  # ... by this much (negative: backwards)
 
     def describe(self) -> str:
-        active = {k: v for k, v in self.__dict__.items()
-                  if v and k not in ("seed", "retry_after_s", "time_jump_at_s")}
+        active = {
+            k: v
+            for k, v in self.__dict__.items()
+            if v and k not in ("seed", "retry_after_s", "time_jump_at_s")
+        }
         return " ".join(f"{k}={v}" for k, v in active.items()) or "none"
 
 
@@ -152,8 +155,10 @@ class Faults:
             before = self._event_seq // every
             self._event_seq += events_sent
             count += self._event_seq // every - before
-        frames = [MALFORMED_FRAMES[(self.counts["malformed"] + i) % len(MALFORMED_FRAMES)]
-                  for i in range(count)]
+        frames = [
+            MALFORMED_FRAMES[(self.counts["malformed"] + i) % len(MALFORMED_FRAMES)]
+            for i in range(count)
+        ]
         self.counts["malformed"] += count
         return frames
 

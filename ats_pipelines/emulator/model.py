@@ -98,8 +98,9 @@ class TradeBatch:
         quotes = self.quotes or [""] * len(self.ids)
         return [
             TradeRow(i, t, p, q, c, m)
-            for i, t, p, q, c, m in zip(self.ids, self.ts, self.prices, self.qtys, quotes,
-                                        self.buyer_maker, strict=True)
+            for i, t, p, q, c, m in zip(
+                self.ids, self.ts, self.prices, self.qtys, quotes, self.buyer_maker, strict=True
+            )
         ]
 
 

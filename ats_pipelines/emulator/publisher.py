@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from ats_pipelines.emulator.clock import EmulatorClock
 from ats_pipelines.emulator.faults import Faults
@@ -23,21 +23,29 @@ from ats_pipelines.emulator.protocol import (
     trade_events,
 )
 from ats_pipelines.emulator.source import MarketSource
-from ats_pipelines.emulator.streams import Subscriptions
+from ats_pipelines.emulator.streams import Stream, Subscriptions
 
 log = logging.getLogger(__name__)
 SLOW_DEPTH_MS = 1_000
 
 
 class Publisher:
-    def __init__(self, sources: dict[str, MarketSource], subs: Subscriptions,
-                 clock: EmulatorClock, faults: Faults, tick_s: float = 0.01) -> None:
+    def __init__(
+        self,
+        sources: dict[str, MarketSource],
+        subs: Subscriptions,
+        clock: EmulatorClock,
+        faults: Faults,
+        tick_s: float = 0.01,
+    ) -> None:
         self.sources = sources
         self.subs = subs
         self.clock = clock
         self.faults = faults
         self.tick_s = tick_s
         self.events_sent = 0
+        self.diffs_published: Counter[str] = Counter()  # per symbol, gaps excluded
+        self.trades_published: Counter[str] = Counter()
         self._slow_depth: dict[str, list[DepthDiff]] = defaultdict(list)
 
     async def run(self) -> None:
@@ -56,7 +64,7 @@ class Publisher:
             log.info("event=fault_time_jump delta_ms=%s", jump)
         if self.faults.drop_due(wall):
             self.drop_all()
-        now = self.clock.now_ms()
+        now = self.clock.market_ms()
         sent = 0
         for symbol_id in sorted(self.subs.symbols()):
             sent += self._publish_symbol(symbol_id, now)
@@ -82,19 +90,27 @@ class Publisher:
         sent = 0
         if kinds & {"trade", "aggTrade"}:
             batch = source.drain_trades(symbol_id, now)
+            self.trades_published[symbol_id] += len(batch)
             if len(batch):
-                encoded = {"trade": None, "aggTrade": None}
+                encoded: dict[str, list[str] | None] = {"trade": None, "aggTrade": None}
                 for stream in streams:
                     if stream.kind not in encoded:
                         continue
                     if encoded[stream.kind] is None:
-                        events = (trade_events(batch) if stream.kind == "trade"
-                                  else agg_trade_events(batch))
+                        events = (
+                            trade_events(batch)
+                            if stream.kind == "trade"
+                            else agg_trade_events(batch)
+                        )
                         encoded[stream.kind] = self.faults.mangle_trades(events)
                     sent += self._send(stream, encoded[stream.kind] or [])
         if kinds & {"depth", "depth100"}:
-            diffs = [d for d in source.drain_depth(symbol_id, now)
-                     if not self.faults.skip_diff(symbol_id)]
+            diffs = [
+                d
+                for d in source.drain_depth(symbol_id, now)
+                if not self.faults.skip_diff(symbol_id)
+            ]
+            self.diffs_published[symbol_id] += len(diffs)
             fast = [depth_event(d) for d in diffs]
             slow = self._slow_batch(symbol_id, diffs, now, "depth" in kinds)
             for stream in streams:
@@ -106,12 +122,15 @@ class Publisher:
             if stream.kind == "kline":
                 rows = source.drain_klines(symbol_id, stream.interval, now)
                 if rows:
-                    sent += self._send(stream, [kline_event(symbol_id, stream.interval, now, r, x)
-                                                for r, x in rows])
+                    sent += self._send(
+                        stream,
+                        [kline_event(symbol_id, stream.interval, now, r, x) for r, x in rows],
+                    )
         return sent
 
-    def _slow_batch(self, symbol_id: str, diffs: list[DepthDiff], now: int,
-                    wanted: bool) -> list[str]:
+    def _slow_batch(
+        self, symbol_id: str, diffs: list[DepthDiff], now: int, wanted: bool
+    ) -> list[str]:
         """The 1000 ms depth stream: diffs merged once a second of exchange time has gathered."""
         pending = self._slow_depth[symbol_id]
         if not wanted:
@@ -124,10 +143,10 @@ class Publisher:
             return [depth_event(merged)]
         return []
 
-    def _send(self, stream: object, events: list[str]) -> int:
-        listeners = self.subs.by_stream.get(stream)  # type: ignore[arg-type]
+    def _send(self, stream: Stream, events: list[str]) -> int:
+        listeners = self.subs.by_stream.get(stream)
         if not listeners:
             return 0
         for conn in list(listeners):
-            conn.push(stream, events)  # type: ignore[arg-type]
+            conn.push(stream, events)
         return len(events) * len(listeners)

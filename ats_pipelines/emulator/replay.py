@@ -29,9 +29,15 @@ from ats_pipelines.emulator.source import UnknownSymbol
 
 
 def _slice(batch: TradeBatch, lo: int, hi: int) -> TradeBatch:
-    return TradeBatch(batch.symbol_id, batch.ids[lo:hi], batch.ts[lo:hi], batch.prices[lo:hi],
-                      batch.qtys[lo:hi], batch.buyer_maker[lo:hi],
-                      batch.quotes[lo:hi] if batch.quotes else [])
+    return TradeBatch(
+        batch.symbol_id,
+        batch.ids[lo:hi],
+        batch.ts[lo:hi],
+        batch.prices[lo:hi],
+        batch.qtys[lo:hi],
+        batch.buyer_maker[lo:hi],
+        batch.quotes[lo:hi] if batch.quotes else [],
+    )
 
 
 def rollup_rows(rows: list[KlineRow], interval: str) -> list[KlineRow]:
@@ -42,19 +48,26 @@ def rollup_rows(rows: list[KlineRow], interval: str) -> list[KlineRow]:
     def flush() -> None:
         first, last = group[0], group[-1]
         ot = interval_open(first.open_time, interval)
-        out.append(KlineRow(
-            ot, first.open, float_to_str(max(float(r.high) for r in group)),
-            float_to_str(min(float(r.low) for r in group)), last.close,
-            float_to_str(math.fsum(float(r.volume) for r in group)),
-            ot + INTERVAL_MS[interval] - 1,
-            float_to_str(math.fsum(float(r.quote_volume) for r in group)),
-            sum(r.trades for r in group),
-            float_to_str(math.fsum(float(r.taker_buy_base) for r in group)),
-            float_to_str(math.fsum(float(r.taker_buy_quote) for r in group))))
+        out.append(
+            KlineRow(
+                ot,
+                first.open,
+                float_to_str(max(float(r.high) for r in group)),
+                float_to_str(min(float(r.low) for r in group)),
+                last.close,
+                float_to_str(math.fsum(float(r.volume) for r in group)),
+                ot + INTERVAL_MS[interval] - 1,
+                float_to_str(math.fsum(float(r.quote_volume) for r in group)),
+                sum(r.trades for r in group),
+                float_to_str(math.fsum(float(r.taker_buy_base) for r in group)),
+                float_to_str(math.fsum(float(r.taker_buy_quote) for r in group)),
+            )
+        )
 
     for row in rows:
-        if group and interval_open(row.open_time, interval) != interval_open(group[0].open_time,
-                                                                             interval):
+        if group and interval_open(row.open_time, interval) != interval_open(
+            group[0].open_time, interval
+        ):
             flush()
             group = []
         group.append(row)
@@ -78,8 +91,9 @@ class _Stream:
 class ReplayMarket:
     """A :class:`~ats_pipelines.emulator.source.MarketSource` over recorded data."""
 
-    def __init__(self, data: dict[str, ReplaySymbolData], speed: float = 1.0,
-                 burst: int = 200) -> None:
+    def __init__(
+        self, data: dict[str, ReplaySymbolData], speed: float = 1.0, burst: int = 200
+    ) -> None:
         if speed < 0:
             raise ValueError(f"replay speed {speed} must be >= 0 (0 = as fast as possible)")
         self.data = data
@@ -120,8 +134,11 @@ class ReplayMarket:
         length = INTERVAL_MS.get(interval)
         if length is None or interval == "1w":
             return []
-        finer = [i for i in entry.candles if INTERVAL_MS.get(i, length) < length
-                 and length % INTERVAL_MS[i] == 0]
+        finer = [
+            i
+            for i in entry.candles
+            if INTERVAL_MS.get(i, length) < length and length % INTERVAL_MS[i] == 0
+        ]
         if not finer:
             return []
         best = min(finer, key=lambda i: INTERVAL_MS[i])
@@ -129,18 +146,32 @@ class ReplayMarket:
         entry.candles[interval] = rolled
         return rolled
 
-    def klines(self, symbol_id: str, interval: str, start: int | None, end: int | None,
-               limit: int, now: int) -> list[KlineRow]:
+    def klines(
+        self,
+        symbol_id: str,
+        interval: str,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        now: int,
+    ) -> list[KlineRow]:
         rows = self.candle_rows(symbol_id, interval)
         opens = [r.open_time for r in rows]
         lo = bisect.bisect_left(opens, start) if start is not None else 0
         hi = bisect.bisect_right(opens, min(end, now) if end is not None else now)
         if start is None:
             lo = max(lo, hi - limit)
-        return rows[lo:min(hi, lo + limit)]
+        return rows[lo : min(hi, lo + limit)]
 
-    def trades(self, symbol_id: str, now: int, limit: int, from_id: int | None = None,
-               start: int | None = None, end: int | None = None) -> TradeBatch:
+    def trades(
+        self,
+        symbol_id: str,
+        now: int,
+        limit: int,
+        from_id: int | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> TradeBatch:
         batch = self._entry(symbol_id).trades
         if batch is None:
             return TradeBatch(symbol_id)
@@ -157,9 +188,11 @@ class ReplayMarket:
     def depth(self, symbol_id: str, limit: int, now: int) -> DepthSnapshot:
         self._advance_book(symbol_id, now)
         book = self._books[symbol_id]
-        return DepthSnapshot(book.last_update_id,
-                             [(float_to_str(p), q) for p, q in book.levels("bid", limit)],
-                             [(float_to_str(p), q) for p, q in book.levels("ask", limit)])
+        return DepthSnapshot(
+            book.last_update_id,
+            [(float_to_str(p), q) for p, q in book.levels("bid", limit)],
+            [(float_to_str(p), q) for p, q in book.levels("ask", limit)],
+        )
 
     def book(self, symbol_id: str) -> L2Book[float, str]:
         """The true replayed book (the order-book oracle), as far as the replay has got."""
@@ -209,8 +242,11 @@ class ReplayMarket:
             return
         until = self.replay_time(symbol_id, now)
         book = self._books[symbol_id]
-        stop = min(len(entry.diffs), stream.diff_pos + self.burst) if self.speed == 0 \
+        stop = (
+            min(len(entry.diffs), stream.diff_pos + self.burst)
+            if self.speed == 0
             else len(entry.diffs)
+        )
         while stream.diff_pos < stop and entry.diffs[stream.diff_pos].event_time <= until:
             diff = entry.diffs[stream.diff_pos]
             for p, q in diff.bids:

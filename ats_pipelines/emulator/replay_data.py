@@ -63,9 +63,21 @@ def _symbol(data: dict[str, ReplaySymbolData], base: str, quote: str) -> ReplayS
 def _candle_rows(open_times: list[int], cols: list[list[float]], interval: str) -> list[KlineRow]:
     rows = []
     for ot, o, h, lo, c, v in zip(open_times, *cols, strict=True):
-        rows.append(KlineRow(ot, float_to_str(o), float_to_str(h), float_to_str(lo),
-                             float_to_str(c), float_to_str(v), next_open(ot, interval) - 1,
-                             "0", 0, "0", "0"))
+        rows.append(
+            KlineRow(
+                ot,
+                float_to_str(o),
+                float_to_str(h),
+                float_to_str(lo),
+                float_to_str(c),
+                float_to_str(v),
+                next_open(ot, interval) - 1,
+                "0",
+                0,
+                "0",
+                "0",
+            )
+        )
     return rows
 
 
@@ -91,8 +103,9 @@ def load_freqtrade_trades(path: Path, symbol_id: str) -> TradeBatch:
     if path.name.endswith(".json.gz"):
         with gzip.open(path, "rt") as fh:
             raw = json.load(fh)
-        frame = pl.DataFrame(raw, schema=["timestamp", "id", "type", "side", "price", "amount",
-                                          "cost"], orient="row")
+        frame = pl.DataFrame(
+            raw, schema=["timestamp", "id", "type", "side", "price", "amount", "cost"], orient="row"
+        )
     elif path.suffix == ".parquet":
         frame = pl.read_parquet(path)
     else:
@@ -102,7 +115,9 @@ def load_freqtrade_trades(path: Path, symbol_id: str) -> TradeBatch:
     if any(s not in ("buy", "sell") for s in sides):
         raise ReplayDataError(f"{path}: side must be 'buy' or 'sell'")
     return TradeBatch(
-        symbol_id, frame["id"].to_list(), frame["timestamp"].to_list(),
+        symbol_id,
+        frame["id"].to_list(),
+        frame["timestamp"].to_list(),
         [float_to_str(p) for p in frame["price"].to_list()],
         [float_to_str(q) for q in frame["amount"].to_list()],
         [s == "sell" for s in sides],  # the taker sold: the buyer was the maker
@@ -117,8 +132,11 @@ def load_nautilus_trades(path: Path, symbol_id: str) -> TradeBatch:
         raise ReplayDataError(f"{path}: buyer_maker must be 'True' or 'False'")
     prices, qtys = frame["price"].to_list(), frame["quantity"].to_list()
     return TradeBatch(
-        symbol_id, frame["trade_id"].to_list(), frame["timestamp"].dt.epoch("ms").to_list(),
-        [float_to_str(p) for p in prices], [float_to_str(q) for q in qtys],
+        symbol_id,
+        frame["trade_id"].to_list(),
+        frame["timestamp"].dt.epoch("ms").to_list(),
+        [float_to_str(p) for p in prices],
+        [float_to_str(q) for q in qtys],
         [m.lower() == "true" for m in makers],
         [float_to_str(p * q) for p, q in zip(prices, qtys, strict=True)],
     )
@@ -130,8 +148,9 @@ def _levels(raw: object, where: str) -> list[tuple[str, str]]:
     return [(str(p), str(q)) for p, q in raw]
 
 
-def load_cryptofeed_binance(ws_path: Path, http_path: Path) -> dict[str, tuple[DepthSnapshot,
-                                                                               list[DepthDiff]]]:
+def load_cryptofeed_binance(
+    ws_path: Path, http_path: Path
+) -> dict[str, tuple[DepthSnapshot, list[DepthDiff]]]:
     """Per symbol: the REST depth snapshot and the captured diffs that continue it."""
     snapshots: dict[str, DepthSnapshot] = {}
     for n, line in enumerate(http_path.read_text().splitlines(), 1):
@@ -141,9 +160,9 @@ def load_cryptofeed_binance(ws_path: Path, http_path: Path) -> dict[str, tuple[D
         body = json.loads(rest.split(": ", 1)[1])
         symbol_id = parse_qs(urlparse(url).query)["symbol"][0]
         where = f"{http_path.name}:{n}"
-        snapshots[symbol_id] = DepthSnapshot(int(body["lastUpdateId"]),
-                                             _levels(body["bids"], where),
-                                             _levels(body["asks"], where))
+        snapshots[symbol_id] = DepthSnapshot(
+            int(body["lastUpdateId"]), _levels(body["bids"], where), _levels(body["asks"], where)
+        )
     diffs: dict[str, list[DepthDiff]] = {s: [] for s in snapshots}
     for n, line in enumerate(ws_path.read_text().splitlines(), 1):
         if not line.strip() or line.startswith("wss://"):
@@ -153,17 +172,26 @@ def load_cryptofeed_binance(ws_path: Path, http_path: Path) -> dict[str, tuple[D
         if data.get("e") != "depthUpdate" or data.get("s") not in snapshots:
             continue
         where = f"{ws_path.name}:{n}"
-        diffs[data["s"]].append(DepthDiff(data["s"], int(data["E"]), int(data["U"]),
-                                          int(data["u"]), _levels(data["b"], where),
-                                          _levels(data["a"], where)))
+        diffs[data["s"]].append(
+            DepthDiff(
+                data["s"],
+                int(data["E"]),
+                int(data["U"]),
+                int(data["u"]),
+                _levels(data["b"], where),
+                _levels(data["a"], where),
+            )
+        )
     out: dict[str, tuple[DepthSnapshot, list[DepthDiff]]] = {}
     for symbol_id, snap in snapshots.items():
         kept = [d for d in diffs[symbol_id] if d.last_id > snap.last_update_id]
         expected = snap.last_update_id + 1
         for i, d in enumerate(kept):  # Binance's rule: first U <= lastUpdateId+1, then U == u+1
             if (d.first_id > expected) if i == 0 else (d.first_id != expected):
-                raise ReplayDataError(f"{ws_path.name}: {symbol_id} diff U={d.first_id} "
-                                      f"u={d.last_id} does not continue update id {expected - 1}")
+                raise ReplayDataError(
+                    f"{ws_path.name}: {symbol_id} diff U={d.first_id} "
+                    f"u={d.last_id} does not continue update id {expected - 1}"
+                )
             expected = d.last_id + 1
         out[symbol_id] = (snap, kept)
     return out
@@ -181,30 +209,38 @@ def load_testdata(root: Path) -> dict[str, ReplaySymbolData]:
         ("UNITTEST_BTC-30m.feather", "30m", "UNITTEST", "BTC"),
     ):
         if (ft / name).is_file():
-            _symbol(data, base, quote).candles[interval] = load_freqtrade_candles(ft / name,
-                                                                                  interval)
+            _symbol(data, base, quote).candles[interval] = load_freqtrade_candles(
+                ft / name, interval
+            )
     if (ft / "XRP_ETH-trades.parquet").is_file():
-        _symbol(data, "XRP", "ETH").trades = load_freqtrade_trades(ft / "XRP_ETH-trades.parquet",
-                                                                   "XRPETH")
+        _symbol(data, "XRP", "ETH").trades = load_freqtrade_trades(
+            ft / "XRP_ETH-trades.parquet", "XRPETH"
+        )
     nt = root / "nautilus_trader"
     if (nt / "binance" / "btcusdt-trades.parquet").is_file():
         _symbol(data, "BTC", "USDT").trades = load_nautilus_trades(
-            nt / "binance" / "btcusdt-trades.parquet", "BTCUSDT")
+            nt / "binance" / "btcusdt-trades.parquet", "BTCUSDT"
+        )
     http = nt / "binance_http"
     if (http / "http_spot_market_klines.json").is_file():
         raw = json.loads((http / "http_spot_market_klines.json").read_text())
         _symbol(data, "BTC", "USDT").candles["1m"] = [
-            KlineRow(int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6]), r[7], int(r[8]), r[9],
-                     r[10]) for r in raw]
+            KlineRow(
+                int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6]), r[7], int(r[8]), r[9], r[10]
+            )
+            for r in raw
+        ]
     if (http / "http_spot_market_depth.json").is_file():
         body = json.loads((http / "http_spot_market_depth.json").read_text())
         where = "http_spot_market_depth.json"
         _symbol(data, "BTC", "USDT").snapshot = DepthSnapshot(
-            int(body["lastUpdateId"]), _levels(body["bids"], where), _levels(body["asks"], where))
+            int(body["lastUpdateId"]), _levels(body["bids"], where), _levels(body["asks"], where)
+        )
     cf = root / "cryptofeed"
     if (cf / "BINANCE.ws.1.0").is_file() and (cf / "BINANCE.http.0.0").is_file():
         for symbol_id, (snap, diffs) in load_cryptofeed_binance(
-                cf / "BINANCE.ws.1.0", cf / "BINANCE.http.0.0").items():
+            cf / "BINANCE.ws.1.0", cf / "BINANCE.http.0.0"
+        ).items():
             entry = _symbol(data, *split_symbol(symbol_id))
             entry.snapshot, entry.diffs = snap, diffs
     log.info("event=replay_data_loaded root=%s symbols=%s", root, ",".join(sorted(data)))

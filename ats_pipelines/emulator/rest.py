@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -40,8 +41,11 @@ def _int(request: web.Request, name: str, default: int | None = None) -> int | N
     if text is None or text == "":
         return default
     if not text.isdigit() or len(text) > 20:
-        raise BinanceError(400, -1100, f"Illegal characters found in parameter '{name}'; "
-                                       "legal range is '^[0-9]{1,20}$'.")
+        raise BinanceError(
+            400,
+            -1100,
+            f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.",
+        )
     return int(text)
 
 
@@ -56,21 +60,27 @@ def _limit(request: web.Request, default: int, cap: int) -> int:
 class BinanceRest:
     """Route handlers; one instance per emulator."""
 
-    def __init__(self, sources: dict[str, MarketSource], clock: EmulatorClock,
-                 faults: Faults) -> None:
+    def __init__(
+        self, sources: dict[str, MarketSource], clock: EmulatorClock, faults: Faults
+    ) -> None:
         self.sources = sources
         self.clock = clock
         self.faults = faults
+        self.paths: Counter[str] = Counter()  # requests served per path (tests read it)
 
     def routes(self) -> list[web.RouteDef]:
         get = web.get
         return [
-            get("/api/v3/ping", self.ping), get("/api/v1/ping", self.ping),
-            get("/api/v3/time", self.time), get("/api/v1/time", self.time),
+            get("/api/v3/ping", self.ping),
+            get("/api/v1/ping", self.ping),
+            get("/api/v3/time", self.time),
+            get("/api/v1/time", self.time),
             get("/api/v3/exchangeInfo", self.exchange_info),
-            get("/api/v3/klines", self.klines), get("/api/v3/uiKlines", self.klines),
+            get("/api/v3/klines", self.klines),
+            get("/api/v3/uiKlines", self.klines),
             get("/api/v3/depth", self.depth),
-            get("/api/v3/trades", self.trades), get("/api/v3/historicalTrades", self.trades),
+            get("/api/v3/trades", self.trades),
+            get("/api/v3/historicalTrades", self.trades),
             get("/api/v3/aggTrades", self.agg_trades),
             get("/api/v3/ticker/24hr", self.ticker_24hr),
             get("/api/v3/ticker/price", self.ticker_price),
@@ -78,12 +88,15 @@ class BinanceRest:
         ]
 
     @web.middleware
-    async def middleware(self, request: web.Request,
-                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-                         ) -> web.StreamResponse:
+    async def middleware(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
         """Injected faults, then the handler; Binance-shaped errors for everything."""
         if not request.path.startswith(("/api/", "/sapi/", "/fapi/", "/dapi/", "/eapi/")):
             return await handler(request)
+        self.paths[request.path] += 1
         delay = self.faults.latency_s()
         if delay:
             await asyncio.sleep(delay)
@@ -96,22 +109,31 @@ class BinanceRest:
             headers = {}
             if fault.retry_after_s is not None:
                 headers["Retry-After"] = f"{fault.retry_after_s:g}"
-            return web.json_response(protocol.error_body(fault.code, fault.msg),
-                                     status=fault.status, headers=headers)
+            return web.json_response(
+                protocol.error_body(fault.code, fault.msg), status=fault.status, headers=headers
+            )
         try:
             return await handler(request)
         except BinanceError as exc:
             return web.json_response(protocol.error_body(exc.code, exc.msg), status=exc.status)
         except web.HTTPNotFound:
-            return web.json_response(protocol.error_body(
-                -5000, f"Path {request.path} is not served by the emulator (Binance spot public "
-                       "market data only)."), status=404)
+            return web.json_response(
+                protocol.error_body(
+                    -5000,
+                    f"Path {request.path} is not served by the emulator (Binance spot public "
+                    "market data only).",
+                ),
+                status=404,
+            )
 
     def _source(self, request: web.Request) -> tuple[str, MarketSource]:
         symbol_id = request.query.get("symbol")
         if not symbol_id:
-            raise BinanceError(400, -1102, "Mandatory parameter 'symbol' was not sent, was "
-                                           "empty/null, or malformed.")
+            raise BinanceError(
+                400,
+                -1102,
+                "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+            )
         source = self.sources.get(symbol_id)
         if source is None:
             raise BinanceError(400, -1121, "Invalid symbol.")
@@ -124,8 +146,12 @@ class BinanceRest:
         return web.json_response({"serverTime": self.clock.now_ms()})
 
     async def exchange_info(self, request: web.Request) -> web.Response:
-        specs = {s.symbol_id: s for src in dict.fromkeys(self.sources.values())
-                 for s in src.specs() if self.sources.get(s.symbol_id) is src}
+        specs = {
+            s.symbol_id: s
+            for src in dict.fromkeys(self.sources.values())
+            for s in src.specs()
+            if self.sources.get(s.symbol_id) is src
+        }
         wanted: list[str] | None = None
         if "symbol" in request.query:
             wanted = [request.query["symbol"]]
@@ -148,20 +174,20 @@ class BinanceRest:
         if start is not None and end is not None and start > end:
             raise BinanceError(400, -1023, "Start time is greater than end time.")
         limit = _limit(request, 500, KLINES_MAX)
-        rows = source.klines(symbol_id, interval, start, end, limit, self.clock.now_ms())
+        rows = source.klines(symbol_id, interval, start, end, limit, self.clock.market_ms())
         return web.json_response([protocol.kline_rest(r) for r in rows])
 
     async def depth(self, request: web.Request) -> web.Response:
         symbol_id, source = self._source(request)
         limit = _limit(request, 100, DEPTH_MAX)
-        snapshot = source.depth(symbol_id, limit, self.clock.now_ms())
+        snapshot = source.depth(symbol_id, limit, self.clock.market_ms())
         return web.json_response(protocol.depth_rest(snapshot))
 
     async def trades(self, request: web.Request) -> web.Response:
         symbol_id, source = self._source(request)
         limit = _limit(request, 500, TRADES_MAX)
         from_id = _int(request, "fromId")
-        batch = source.trades(symbol_id, self.clock.now_ms(), limit, from_id=from_id)
+        batch = source.trades(symbol_id, self.clock.market_ms(), limit, from_id=from_id)
         return web.json_response(protocol.trades_rest(batch))
 
     async def agg_trades(self, request: web.Request) -> web.Response:
@@ -176,12 +202,13 @@ class BinanceRest:
             end = start + AGG_WINDOW_MS
         elif end is not None:
             start = end - AGG_WINDOW_MS
-        batch = source.trades(symbol_id, self.clock.now_ms(), limit, from_id=from_id,
-                              start=start, end=end)
+        batch = source.trades(
+            symbol_id, self.clock.market_ms(), limit, from_id=from_id, start=start, end=end
+        )
         return web.json_response(protocol.agg_trades_rest(batch))
 
     def _ticker(self, symbol_id: str, source: MarketSource) -> dict[str, object]:
-        now = self.clock.now_ms()
+        now = self.clock.market_ms()
         rows = source.klines(symbol_id, "1h", None, None, 24, now)
         book = source.depth(symbol_id, 1, now)
         bid = book.bids[0] if book.bids else ("0.00000000", "0.00000000")
@@ -195,19 +222,30 @@ class BinanceRest:
                 "priceChange": float_to_str(closed - opened),
                 "priceChangePercent": f"{(closed - opened) / opened * 100:.3f}" if opened else "0",
                 "weightedAvgPrice": float_to_str(quote / volume) if volume else last.close,
-                "prevClosePrice": first.open, "lastPrice": last.close, "lastQty": "0.00000000",
+                "prevClosePrice": first.open,
+                "lastPrice": last.close,
+                "lastQty": "0.00000000",
                 "openPrice": first.open,
                 "highPrice": float_to_str(max(float(r.high) for r in rows)),
                 "lowPrice": float_to_str(min(float(r.low) for r in rows)),
-                "volume": float_to_str(volume), "quoteVolume": float_to_str(quote),
-                "openTime": first.open_time, "closeTime": min(last.close_time, now),
-                "firstId": first.first_trade_id, "lastId": last.last_trade_id,
+                "volume": float_to_str(volume),
+                "quoteVolume": float_to_str(quote),
+                "openTime": first.open_time,
+                "closeTime": min(last.close_time, now),
+                "firstId": first.first_trade_id,
+                "lastId": last.last_trade_id,
                 "count": sum(r.trades for r in rows),
             }
         else:
             stats = {"lastPrice": "0.00000000", "openTime": now, "closeTime": now, "count": 0}
-        return {"symbol": symbol_id, **stats, "bidPrice": bid[0], "bidQty": bid[1],
-                "askPrice": ask[0], "askQty": ask[1]}
+        return {
+            "symbol": symbol_id,
+            **stats,
+            "bidPrice": bid[0],
+            "bidQty": bid[1],
+            "askPrice": ask[0],
+            "askQty": ask[1],
+        }
 
     async def ticker_24hr(self, request: web.Request) -> web.Response:
         if "symbol" in request.query:
@@ -216,15 +254,22 @@ class BinanceRest:
 
     async def ticker_price(self, request: web.Request) -> web.Response:
         symbol_id, source = self._source(request)
-        rows = source.klines(symbol_id, "1m", None, None, 1, self.clock.now_ms())
-        return web.json_response({"symbol": symbol_id,
-                                  "price": rows[-1].close if rows else "0.00000000"})
+        rows = source.klines(symbol_id, "1m", None, None, 1, self.clock.market_ms())
+        return web.json_response(
+            {"symbol": symbol_id, "price": rows[-1].close if rows else "0.00000000"}
+        )
 
     async def book_ticker(self, request: web.Request) -> web.Response:
         symbol_id, source = self._source(request)
-        book = source.depth(symbol_id, 1, self.clock.now_ms())
+        book = source.depth(symbol_id, 1, self.clock.market_ms())
         bid = book.bids[0] if book.bids else ("0.00000000", "0.00000000")
         ask = book.asks[0] if book.asks else ("0.00000000", "0.00000000")
-        return web.json_response({"symbol": symbol_id, "bidPrice": bid[0], "bidQty": bid[1],
-                                  "askPrice": ask[0], "askQty": ask[1]})
-
+        return web.json_response(
+            {
+                "symbol": symbol_id,
+                "bidPrice": bid[0],
+                "bidQty": bid[1],
+                "askPrice": ask[0],
+                "askQty": ask[1],
+            }
+        )

@@ -43,12 +43,16 @@ def check_loopback(host: str) -> str:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        raise EmulatorConfigError(f"emulator host {host!r} is not an IP address; it binds to "
-                                  "loopback only (127.0.0.1 or ::1)") from None
+        raise EmulatorConfigError(
+            f"emulator host {host!r} is not an IP address; it binds to "
+            "loopback only (127.0.0.1 or ::1)"
+        ) from None
     if not address.is_loopback:
-        raise EmulatorConfigError(f"emulator host {host} is not a loopback address; it binds to "
-                                  "loopback only (127.0.0.1 or ::1) so nothing outside this "
-                                  "machine can reach it")
+        raise EmulatorConfigError(
+            f"emulator host {host} is not a loopback address; it binds to "
+            "loopback only (127.0.0.1 or ::1) so nothing outside this "
+            "machine can reach it"
+        )
     return host
 
 
@@ -82,19 +86,20 @@ class Emulator:
         self.replay: ReplayMarket | None = None
         self.sources: dict[str, MarketSource] = {}
         if config.replay_dir is not None:
-            self.replay = ReplayMarket.from_testdata(config.replay_dir,
-                                                     speed=1.0 if config.speed else 0.0)
+            self.replay = ReplayMarket.from_testdata(
+                config.replay_dir, speed=1.0 if config.speed else 0.0
+            )
             self.sources.update({s.symbol_id: self.replay for s in self.replay.specs()})
         if config.synthetic is not None:
             self.synthetic = SyntheticMarket(config.synthetic, self.clock.start_ms)
             for spec in self.synthetic.specs():  # recorded data wins a clash of ids
                 self.sources.setdefault(spec.symbol_id, self.synthetic)
         if not self.sources:
-            raise EmulatorConfigError("emulator has no market: enable the synthetic market "
-                                      "or give a replay directory")
+            raise EmulatorConfigError(
+                "emulator has no market: enable the synthetic market or give a replay directory"
+            )
         self.subs = Subscriptions()
-        self.publisher = Publisher(self.sources, self.subs, self.clock, self.faults,
-                                   config.tick_s)
+        self.publisher = Publisher(self.sources, self.subs, self.clock, self.faults, config.tick_s)
         self.rest = BinanceRest(self.sources, self.clock, self.faults)
         self.birdeye = BirdeyeEmulator(config.birdeye, self.clock) if config.birdeye else None
         self.port = config.port
@@ -129,8 +134,13 @@ class Emulator:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.rest.middleware])
         app.add_routes(self.rest.routes())
-        app.add_routes([web.get("/ws", self._ws), web.get("/ws/{tail:.*}", self._ws),
-                        web.get("/stream", self._ws)])
+        app.add_routes(
+            [
+                web.get("/ws", self._ws),
+                web.get("/ws/{tail:.*}", self._ws),
+                web.get("/stream", self._ws),
+            ]
+        )
         if self.birdeye is not None:
             app.add_routes(self.birdeye.routes())
         return app
@@ -145,9 +155,14 @@ class Emulator:
         site = web.SockSite(self._runner, sock)
         await site.start()
         self._publisher_task = asyncio.get_running_loop().create_task(self.publisher.run())
-        log.info("event=emulator_started rest=%s ws=%s symbols=%s speed=%s faults=%s",
-                 self.rest_url, self.ws_url, len(self.sources), self.config.speed,
-                 self.config.faults.describe())
+        log.info(
+            "event=emulator_started rest=%s ws=%s symbols=%s speed=%s faults=%s",
+            self.rest_url,
+            self.ws_url,
+            len(self.sources),
+            self.config.speed,
+            self.config.faults.describe(),
+        )
 
     async def stop(self) -> None:
         if self._publisher_task is not None:
@@ -185,11 +200,15 @@ class Emulator:
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
         await ws.prepare(request)
-        conn = Connection(ws, request, request.path == "/stream", self.faults.latency_s,
-                          next(self._conn_ids))
+        conn = Connection(
+            ws, request, request.path == "/stream", self.faults.latency_s, next(self._conn_ids)
+        )
         self.subs.connections.add(conn)
-        initial = request.query.get("streams", "").split("/") if conn.combined else \
-            request.match_info.get("tail", "").split("/")
+        initial = (
+            request.query.get("streams", "").split("/")
+            if conn.combined
+            else request.match_info.get("tail", "").split("/")
+        )
         for name in filter(None, initial):
             with contextlib.suppress(StreamError):  # ccxt opens /ws/<n>: not a stream name
                 self._subscribe(conn, name)
@@ -210,7 +229,7 @@ class Emulator:
     def _subscribe(self, conn: Connection, name: str) -> None:
         stream = parse_stream(name, set(self.sources))
         if self.subs.add(conn, stream):
-            self.sources[stream.symbol_id].start_stream(stream.symbol_id, self.clock.now_ms())
+            self.sources[stream.symbol_id].start_stream(stream.symbol_id, self.clock.market_ms())
 
     def _control(self, conn: Connection, text: str) -> str | None:
         """Answer one client message (SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, ...)."""
@@ -225,15 +244,20 @@ class Emulator:
         params = request.get("params", [])
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             if not isinstance(params, list):
-                return json.dumps({"error": {"code": 2, "msg": "Invalid request: params must "
-                                                              "be a list"}, "id": req_id})
+                return json.dumps(
+                    {
+                        "error": {"code": 2, "msg": "Invalid request: params must be a list"},
+                        "id": req_id,
+                    }
+                )
             for name in params:
                 if method == "SUBSCRIBE":
                     try:
                         self._subscribe(conn, name)
                     except StreamError as exc:
-                        return json.dumps({"error": {"code": 2, "msg": f"Invalid request: {exc}"},
-                                           "id": req_id})
+                        return json.dumps(
+                            {"error": {"code": 2, "msg": f"Invalid request: {exc}"}, "id": req_id}
+                        )
                 else:
                     orphan = self.subs.remove(conn, name)
                     if orphan:
@@ -245,5 +269,6 @@ class Emulator:
             return json.dumps({"result": None, "id": req_id})
         if method == "GET_PROPERTY":
             return json.dumps({"result": False, "id": req_id})
-        return json.dumps({"error": {"code": 0, "msg": f"Unknown property {method!r}"},
-                           "id": req_id})
+        return json.dumps(
+            {"error": {"code": 0, "msg": f"Unknown property {method!r}"}, "id": req_id}
+        )

@@ -21,14 +21,28 @@ class MarketSource(Protocol):
         """Every spot market this source serves."""
         ...
 
-    def klines(self, symbol_id: str, interval: str, start: int | None, end: int | None,
-               limit: int, now: int) -> list[KlineRow]:
+    def klines(
+        self,
+        symbol_id: str,
+        interval: str,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        now: int,
+    ) -> list[KlineRow]:
         """Klines with ``start <= open_time <= end`` (Binance semantics), at most ``limit``;
         with neither bound, the most recent ``limit``. The bar holding ``now`` is partial."""
         ...
 
-    def trades(self, symbol_id: str, now: int, limit: int, from_id: int | None = None,
-               start: int | None = None, end: int | None = None) -> TradeBatch:
+    def trades(
+        self,
+        symbol_id: str,
+        now: int,
+        limit: int,
+        from_id: int | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> TradeBatch:
         """Trades by id from ``from_id``, or in ``[start, end]``, else the most recent."""
         ...
 

@@ -54,8 +54,14 @@ def parse_stream(name: str, known: set[str]) -> Stream:
 class Connection:
     """One websocket client: its streams and a send queue drained by its own task."""
 
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request, combined_mode: bool,
-                 latency: object, conn_id: int) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        combined_mode: bool,
+        latency: object,
+        conn_id: int,
+    ) -> None:
         self.ws = ws
         self.request = request
         self.combined = combined_mode
@@ -73,8 +79,11 @@ class Connection:
 
     def push_raw(self, frames: list[str]) -> None:
         if self.queue.qsize() > MAX_QUEUED_BATCHES:
-            log.warning("event=ws_slow_client conn=%s queued=%s action=close", self.conn_id,
-                        self.queue.qsize())
+            log.warning(
+                "event=ws_slow_client conn=%s queued=%s action=close",
+                self.conn_id,
+                self.queue.qsize(),
+            )
             self.abort()
             return
         self.queue.put_nowait(frames)

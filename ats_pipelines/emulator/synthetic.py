@@ -35,10 +35,12 @@ from ats_pipelines.emulator.synthetic_history import DayTrades, SymbolHistory, S
 KLINE_PUSH_MS = 1_000  # Binance pushes an open kline about once a second
 
 
-def _sym(base: str, quote: str, price: float, pd: int, qd: int, rate: float,
-         lot_mu: float) -> SyntheticSymbol:
-    return SyntheticSymbol(SymbolSpec(base + quote, base, quote, pd, qd), price, rate,
-                           lot_log_mean=lot_mu)
+def _sym(
+    base: str, quote: str, price: float, pd: int, qd: int, rate: float, lot_mu: float
+) -> SyntheticSymbol:
+    return SyntheticSymbol(
+        SymbolSpec(base + quote, base, quote, pd, qd), price, rate, lot_log_mean=lot_mu
+    )
 
 
 DEFAULT_SYMBOLS: tuple[SyntheticSymbol, ...] = (
@@ -117,8 +119,9 @@ class SyntheticMarket:
         """The true book of ``symbol_id`` advanced to ``now`` (the order-book oracle)."""
         book = self._books.get(symbol_id)
         if book is None:
-            book = SyntheticBook(self.history(symbol_id), self.config.seed, self.start_ms,
-                                 self.config.book_depth)
+            book = SyntheticBook(
+                self.history(symbol_id), self.config.seed, self.start_ms, self.config.book_depth
+            )
             self._books[symbol_id] = book
         book.advance(now)
         return book
@@ -134,27 +137,48 @@ class SyntheticMarket:
             t = h.day_trades(day)
             lo, hi = np.searchsorted(t.ts, [start, end], side="left")
             if hi > lo:
-                parts.append(DayTrades(t.ts[lo:hi], t.ids[lo:hi], t.price[lo:hi], t.qty[lo:hi],
-                                       t.buyer_maker[lo:hi]))
+                parts.append(
+                    DayTrades(
+                        t.ts[lo:hi],
+                        t.ids[lo:hi],
+                        t.price[lo:hi],
+                        t.qty[lo:hi],
+                        t.buyer_maker[lo:hi],
+                    )
+                )
         if not parts:
             z = np.zeros(0, dtype=np.int64)
             return DayTrades(z, z, z, z, np.zeros(0, dtype=bool))
-        return DayTrades(*(np.concatenate([getattr(p, f) for p in parts])
-                           for f in ("ts", "ids", "price", "qty", "buyer_maker")))
+        return DayTrades(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("ts", "ids", "price", "qty", "buyer_maker")
+            )
+        )
 
     def _batch(self, symbol_id: str, t: DayTrades) -> TradeBatch:
         spec = self.history(symbol_id).symbol.spec
         pd, qd = spec.price_decimals, spec.qty_decimals
         prices, qtys = t.price.tolist(), t.qty.tolist()
         return TradeBatch(
-            symbol_id, t.ids.tolist(), t.ts.tolist(),
-            [units_to_str(p, pd) for p in prices], [units_to_str(q, qd) for q in qtys],
+            symbol_id,
+            t.ids.tolist(),
+            t.ts.tolist(),
+            [units_to_str(p, pd) for p in prices],
+            [units_to_str(q, qd) for q in qtys],
             t.buyer_maker.tolist(),
             [units_to_str(p * q, pd + qd) for p, q in zip(prices, qtys, strict=True)],
         )
 
-    def trades(self, symbol_id: str, now: int, limit: int, from_id: int | None = None,
-               start: int | None = None, end: int | None = None) -> TradeBatch:
+    def trades(
+        self,
+        symbol_id: str,
+        now: int,
+        limit: int,
+        from_id: int | None = None,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> TradeBatch:
         h = self.history(symbol_id)
         if from_id is not None:
             day = h.day_of_id(from_id)
@@ -168,8 +192,16 @@ class SyntheticMarket:
         else:
             chunk = self.trades_between(symbol_id, now - DAY_MS, now + 1)
             sel = slice(max(len(chunk) - limit, 0), None)
-        return self._batch(symbol_id, DayTrades(chunk.ts[sel], chunk.ids[sel], chunk.price[sel],
-                                                chunk.qty[sel], chunk.buyer_maker[sel]))
+        return self._batch(
+            symbol_id,
+            DayTrades(
+                chunk.ts[sel],
+                chunk.ids[sel],
+                chunk.price[sel],
+                chunk.qty[sel],
+                chunk.buyer_maker[sel],
+            ),
+        )
 
     # -- klines --------------------------------------------------------------------------------
 
@@ -189,12 +221,26 @@ class SyntheticMarket:
         if end > whole_end:
             t = self.trades_between(h.symbol.spec.symbol_id, max(start, whole_end), end)
             t_cut = t.ts <= now
-            parts.append(bars_from_trades(t.ts[t_cut] - t.ts[t_cut] % MINUTE_MS, t.ids[t_cut],
-                                          t.price[t_cut], t.qty[t_cut], t.buyer_maker[t_cut]))
+            parts.append(
+                bars_from_trades(
+                    t.ts[t_cut] - t.ts[t_cut] % MINUTE_MS,
+                    t.ids[t_cut],
+                    t.price[t_cut],
+                    t.qty[t_cut],
+                    t.buyer_maker[t_cut],
+                )
+            )
         return Bars.concat(parts)
 
-    def klines(self, symbol_id: str, interval: str, start: int | None, end: int | None,
-               limit: int, now: int) -> list[KlineRow]:
+    def klines(
+        self,
+        symbol_id: str,
+        interval: str,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        now: int,
+    ) -> list[KlineRow]:
         h = self.history(symbol_id)
         first = interval_open(h.history_start, interval)
         last = interval_open(min(now, end) if end is not None else now, interval)

@@ -31,8 +31,9 @@ _FIRST_UPDATE_ID = 5_000_000_000
 class SyntheticBook:
     """The true book of one synthetic symbol and the diffs that built it."""
 
-    def __init__(self, history: SymbolHistory, seed: int, start_ms: int, depth: int = 150,
-                 churn: int = 3) -> None:
+    def __init__(
+        self, history: SymbolHistory, seed: int, start_ms: int, depth: int = 150, churn: int = 3
+    ) -> None:
         self.history = history
         self.spec = history.symbol.spec
         self.depth = depth
@@ -84,15 +85,21 @@ class SyntheticBook:
         pd, qd = self.spec.price_decimals, self.spec.qty_decimals
 
         def changes(old: dict[int, int], new: dict[int, int]) -> list[tuple[str, str]]:
-            return [(units_to_str(p, pd), units_to_str(new.get(p, 0), qd))
-                    for p in sorted(old.keys() | new.keys()) if old.get(p, 0) != new.get(p, 0)]
+            return [
+                (units_to_str(p, pd), units_to_str(new.get(p, 0), qd))
+                for p in sorted(old.keys() | new.keys())
+                if old.get(p, 0) != new.get(p, 0)
+            ]
 
         b, a = changes(old_bids, self.book.bids), changes(old_asks, self.book.asks)
         first = self.book.last_update_id + 1
         self.book.last_update_id += max(len(b) + len(a), 1)
         if self.pending is not None:
-            self.pending.append(DepthDiff(self.spec.symbol_id, step * STEP_MS, first,
-                                          self.book.last_update_id, b, a))
+            self.pending.append(
+                DepthDiff(
+                    self.spec.symbol_id, step * STEP_MS, first, self.book.last_update_id, b, a
+                )
+            )
 
     def _advance_one(self, t_ms: int) -> DepthDiff | None:
         bids, asks, rng = self.book.bids, self.book.asks, self._rng
@@ -138,10 +145,16 @@ class SyntheticBook:
         self._bb, self._ba = bb, ba
         pd = self.spec.price_decimals
         qd = self.spec.qty_decimals
-        b = [(units_to_str(p, pd), units_to_str(bids.get(p, 0), qd))
-             for p, v in old_b.items() if bids.get(p, 0) != v]
-        a = [(units_to_str(p, pd), units_to_str(asks.get(p, 0), qd))
-             for p, v in old_a.items() if asks.get(p, 0) != v]
+        b = [
+            (units_to_str(p, pd), units_to_str(bids.get(p, 0), qd))
+            for p, v in old_b.items()
+            if bids.get(p, 0) != v
+        ]
+        a = [
+            (units_to_str(p, pd), units_to_str(asks.get(p, 0), qd))
+            for p, v in old_a.items()
+            if asks.get(p, 0) != v
+        ]
         if not b and not a:
             return None
         first = self.book.last_update_id + 1

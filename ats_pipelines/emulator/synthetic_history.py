@@ -58,14 +58,15 @@ class DayTrades:
 class SymbolHistory:
     """Deterministic price path, trades and 1m bars of one synthetic symbol."""
 
-    def __init__(self, symbol: SyntheticSymbol, seed: int, anchor_day: int,
-                 trade_rate_scale: float = 1.0) -> None:
+    def __init__(
+        self, symbol: SyntheticSymbol, seed: int, anchor_day: int, trade_rate_scale: float = 1.0
+    ) -> None:
         self.symbol = symbol
         self.seed = seed
         self.anchor_day = anchor_day
         self.rate = max(symbol.trades_per_minute * trade_rate_scale - 1.0, 0.0)
         self._key = zlib.crc32(symbol.spec.symbol_id.encode())
-        self._ticks_per_unit = 10 ** symbol.spec.price_decimals
+        self._ticks_per_unit = 10**symbol.spec.price_decimals
         self._log0 = math.log(symbol.start_price)
         self._day_start_log: dict[int, float] = {anchor_day: self._log0}
         self._paths: dict[int, np.ndarray] = {}
@@ -107,8 +108,9 @@ class SymbolHistory:
         minute, ms = divmod(rest, MINUTE_MS)
         path = self.log_path(day)
         log_mid = path[minute] + (ms / MINUTE_MS) * (path[minute + 1] - path[minute])
-        return max(round(math.exp(log_mid) * self._ticks_per_unit),
-                   self.symbol.half_spread_ticks + 1)
+        return max(
+            round(math.exp(log_mid) * self._ticks_per_unit), self.symbol.half_spread_ticks + 1
+        )
 
     def day_counts(self, day: int) -> np.ndarray:
         counts = self._counts.get(day)
@@ -160,8 +162,11 @@ class SymbolHistory:
         frac = (local % MINUTE_MS) / MINUTE_MS
         path = self.log_path(day)
         rising = path[minute + 1] > path[minute]
-        log_mid = (path[minute] + frac * (path[minute + 1] - path[minute])
-                   + rng.normal(0.0, sym.sigma_per_minute * 0.25, n))
+        log_mid = (
+            path[minute]
+            + frac * (path[minute + 1] - path[minute])
+            + rng.normal(0.0, sym.sigma_per_minute * 0.25, n)
+        )
         mid = np.rint(np.exp(log_mid) * self._ticks_per_unit).astype(np.int64)
         # Takers lean with the move: more buys while the price rises.
         is_buy = rng.random(n) < np.where(rising, 0.6, 0.4)

@@ -10,8 +10,8 @@ an *unmodified* ccxt client at it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import ccxt.pro as ccxtpro
@@ -33,7 +33,7 @@ async def running_emulator(config: EmulatorConfig | None = None) -> AsyncIterato
 
 def ccxt_config(emulator: Emulator, **options: Any) -> dict[str, Any]:
     """ccxt constructor config pointing every Binance URL at ``emulator``."""
-    api = ccxtpro.binance().describe()["urls"]["api"]
+    api: dict[str, Any] = ccxtpro.binance().describe()["urls"]["api"]  # type: ignore[index]
     return {
         "enableRateLimit": True,
         "urls": {"api": rehost_urls(api, emulator.rest_url)},
@@ -44,3 +44,34 @@ def ccxt_config(emulator: Emulator, **options: Any) -> dict[str, Any]:
 def ccxt_binance(emulator: Emulator, **options: Any) -> ccxtpro.binance:
     """A stock ``ccxt.pro.binance`` talking to ``emulator`` (close it when done)."""
     return ccxtpro.binance(ccxt_config(emulator, **options))  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def emulator_factory() -> AsyncIterator[Callable[..., Awaitable[Emulator]]]:
+    """``make(**EmulatorConfig fields)`` starts emulators that all stop when the block ends
+    (what the ``make_emulator`` pytest fixtures wrap)."""
+    async with AsyncExitStack() as stack:
+
+        async def make(**fields: Any) -> Emulator:
+            return await stack.enter_async_context(running_emulator(EmulatorConfig(**fields)))
+
+        yield make
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, limit_s: float = 60.0) -> None:
+    """Poll ``predicate`` until true; a safety limit (not a timing assertion) names ``what``."""
+    import asyncio
+
+    async def poll() -> None:
+        while not predicate():  # noqa: ASYNC110 - the state lives in objects we do not own
+            await asyncio.sleep(0.01)
+
+    try:
+        await asyncio.wait_for(poll(), limit_s)
+    except TimeoutError:
+        raise AssertionError(f"gave up waiting for {what} after {limit_s}s") from None
+
+
+def levels(side: list[tuple[str, str]] | list[list[Any]]) -> list[list[float]]:
+    """Book levels as float pairs (how ccxt holds them), for comparisons."""
+    return [[float(p), float(q)] for p, q, *_ in side]

@@ -33,14 +33,24 @@ T = TypeVar("T")
 SEEN_TRADE_IDS = 50_000  # per symbol, for dropping duplicates from the stream
 
 
-def build_exchange(exchange_id: str, *, api_key: str | None = None, secret: str | None = None,
-                   rest_url: str | None = None, ws_url: str | None = None,
-                   spot_only: bool = True, timeout_ms: int = 10_000,
-                   options: dict[str, Any] | None = None) -> Any:
+def build_exchange(
+    exchange_id: str,
+    *,
+    api_key: str | None = None,
+    secret: str | None = None,
+    rest_url: str | None = None,
+    ws_url: str | None = None,
+    spot_only: bool = True,
+    timeout_ms: int = 10_000,
+    options: dict[str, Any] | None = None,
+) -> Any:
     """A (hardened) ccxt.pro exchange; ``rest_url``/``ws_url`` re-point every API host."""
     cls = hardened_class(exchange_id)
-    config: dict[str, Any] = {"enableRateLimit": True, "timeout": timeout_ms,
-                              "options": {"tradesLimit": 10_000}}
+    config: dict[str, Any] = {
+        "enableRateLimit": True,
+        "timeout": timeout_ms,
+        "options": {"tradesLimit": 10_000},
+    }
     if spot_only:
         config["options"].update(SPOT_ONLY_OPTIONS)
     config["options"].update(options or {})
@@ -57,10 +67,16 @@ def build_exchange(exchange_id: str, *, api_key: str | None = None, secret: str 
 class ExchangeClient:
     """REST and websocket market data of one exchange."""
 
-    def __init__(self, exchange: Any, *, policy: RetryPolicy | None = None,
-                 stream_policy: RetryPolicy | None = None, page_limit: int = 1000,
-                 rng: random.Random | None = None,
-                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        exchange: Any,
+        *,
+        policy: RetryPolicy | None = None,
+        stream_policy: RetryPolicy | None = None,
+        page_limit: int = 1000,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
         self.exchange = exchange
         self.id: str = exchange.id
         self.policy = policy or RetryPolicy()
@@ -90,22 +106,30 @@ class ExchangeClient:
             self.stats["requests"] += 1
             return await fn()
 
-        return await call_with_retry(counted, what=what, policy=self.policy, rng=self.rng,
-                                     sleep=self._sleep_counted, retry_after=self._retry_after)
+        return await call_with_retry(
+            counted,
+            what=what,
+            policy=self.policy,
+            rng=self.rng,
+            sleep=self._sleep_counted,
+            retry_after=self._retry_after,
+        )
 
     async def _sleep_counted(self, seconds: float) -> None:
         self.stats["retries"] += 1
         await self.sleep(seconds)
 
     async def load_markets(self, reload: bool = False) -> dict[str, Any]:
-        return await self._call(f"{self.id} load_markets",
-                                lambda: self.exchange.load_markets(reload))
+        return await self._call(
+            f"{self.id} load_markets", lambda: self.exchange.load_markets(reload)
+        )
 
     async def server_time_ms(self) -> int:
         return int(await self._call(f"{self.id} fetch_time", self.exchange.fetch_time))
 
-    async def fetch_ohlcv_range(self, symbol: str, timeframe: str, start_ms: int,
-                                end_ms: int) -> list[list[Any]]:
+    async def fetch_ohlcv_range(
+        self, symbol: str, timeframe: str, start_ms: int, end_ms: int
+    ) -> list[list[Any]]:
         """Closed candles opening in ``[start_ms, end_ms)``, page by page, none twice.
 
         Pages ask for at most ``page_limit`` rows between the next expected open and the end;
@@ -124,43 +148,60 @@ class ExchangeClient:
         while since < stop:
             page = await self._call(
                 f"{self.id} fetch_ohlcv {symbol} {timeframe} since={since}",
-                lambda s=since: self.exchange.fetch_ohlcv(symbol, timeframe, since=s,
-                                                          limit=self.page_limit,
-                                                          params={"until": stop - 1}))
+                lambda s=since: self.exchange.fetch_ohlcv(
+                    symbol, timeframe, since=s, limit=self.page_limit, params={"until": stop - 1}
+                ),
+            )
             pages += 1
             fresh = [row for row in page if since <= row[0] < stop]
             if not fresh:
                 break
             out.extend(fresh)
             since = bucket_end_ms(fresh[-1][0], timeframe)
-        log.info("event=ohlcv_fetched exchange=%s symbol=%s timeframe=%s start=%s end=%s "
-                 "rows=%s pages=%s", self.id, symbol, timeframe, start_ms, end_ms, len(out),
-                 pages)
+        log.info(
+            "event=ohlcv_fetched exchange=%s symbol=%s timeframe=%s start=%s end=%s "
+            "rows=%s pages=%s",
+            self.id,
+            symbol,
+            timeframe,
+            start_ms,
+            end_ms,
+            len(out),
+            pages,
+        )
         return out
 
-    async def fetch_candles(self, symbol: str, timeframe: str, start_ms: int, end_ms: int,
-                            source: str = "rest") -> list[CandleRow]:
+    async def fetch_candles(
+        self, symbol: str, timeframe: str, start_ms: int, end_ms: int, source: str = "rest"
+    ) -> list[CandleRow]:
         """:meth:`fetch_ohlcv_range` validated into ``market.candles`` rows."""
         raw = await self.fetch_ohlcv_range(symbol, timeframe, start_ms, end_ms)
         return candle_rows(self.id, symbol, timeframe, raw, source)
 
     async def fetch_order_book(self, symbol: str, limit: int | None = None) -> dict[str, Any]:
-        return await self._call(f"{self.id} fetch_order_book {symbol}",
-                                lambda: self.exchange.fetch_order_book(symbol, limit))
+        return await self._call(
+            f"{self.id} fetch_order_book {symbol}",
+            lambda: self.exchange.fetch_order_book(symbol, limit),
+        )
 
-    async def fetch_order_book_row(self, symbol: str, depth: int = 20,
-                                   source: str = "rest") -> OrderBookRow:
+    async def fetch_order_book_row(
+        self, symbol: str, depth: int = 20, source: str = "rest"
+    ) -> OrderBookRow:
         book = await self.fetch_order_book(symbol, depth)
         ts = book.get("timestamp") or await self.server_time_ms()
         return order_book_row(self.id, symbol, book, source, depth, ts)
 
-    async def fetch_trades(self, symbol: str, since: int | None = None,
-                           limit: int | None = None) -> list[dict[str, Any]]:
-        return await self._call(f"{self.id} fetch_trades {symbol}",
-                                lambda: self.exchange.fetch_trades(symbol, since, limit))
+    async def fetch_trades(
+        self, symbol: str, since: int | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        return await self._call(
+            f"{self.id} fetch_trades {symbol}",
+            lambda: self.exchange.fetch_trades(symbol, since, limit),
+        )
 
-    async def fetch_trade_rows(self, symbol: str, since: int | None = None,
-                               limit: int | None = None, source: str = "rest") -> list[TradeRow]:
+    async def fetch_trade_rows(
+        self, symbol: str, since: int | None = None, limit: int | None = None, source: str = "rest"
+    ) -> list[TradeRow]:
         return trade_rows(self.id, await self.fetch_trades(symbol, since, limit), source)
 
     # -- websocket ---------------------------------------------------------------------------
@@ -183,16 +224,23 @@ class ExchangeClient:
                 await self._stream_backoff(what, failures, exc)
             except ccxt.BaseError as exc:
                 raise PermanentExchangeError(
-                    f"{what}: {type(exc).__name__}: {exc} (permanent, not retried)") from exc
+                    f"{what}: {type(exc).__name__}: {exc} (permanent, not retried)"
+                ) from exc
 
     async def _stream_backoff(self, what: str, failures: int, exc: BaseException) -> None:
         policy = self.stream_policy
         if failures >= policy.max_attempts:
-            raise RetriesExhausted(f"{what}: {failures} failures in a row; last "
-                                   f"{type(exc).__name__}: {exc}") from exc
+            raise RetriesExhausted(
+                f"{what}: {failures} failures in a row; last {type(exc).__name__}: {exc}"
+            ) from exc
         delay = policy.delay_s(failures - 1, self.rng, None)
-        log.warning("event=stream_reconnect what=%r failures=%s delay_s=%.3f error=%s", what,
-                    failures, delay, type(exc).__name__)
+        log.warning(
+            "event=stream_reconnect what=%r failures=%s delay_s=%.3f error=%s",
+            what,
+            failures,
+            delay,
+            type(exc).__name__,
+        )
         await self._sleep_counted(delay)
 
     def _fresh(self, symbol: str, trades: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -213,8 +261,9 @@ class ExchangeClient:
     async def watch_trades(self, symbol: str) -> list[dict[str, Any]]:
         """New trades of ``symbol`` since the last call (ccxt unified), each id once."""
         while True:
-            trades = await self._watch(f"{self.id} watch_trades {symbol}",
-                                       lambda: self.exchange.watch_trades(symbol))
+            trades = await self._watch(
+                f"{self.id} watch_trades {symbol}", lambda: self.exchange.watch_trades(symbol)
+            )
             fresh = self._fresh(symbol, list(trades))
             if fresh:
                 return fresh
@@ -225,8 +274,10 @@ class ExchangeClient:
 
     async def watch_order_book(self, symbol: str, limit: int | None = None) -> Any:
         """The synchronised book of ``symbol`` after its next update (ccxt OrderBook)."""
-        return await self._watch(f"{self.id} watch_order_book {symbol}",
-                                 lambda: self.exchange.watch_order_book(symbol, limit))
+        return await self._watch(
+            f"{self.id} watch_order_book {symbol}",
+            lambda: self.exchange.watch_order_book(symbol, limit),
+        )
 
 
 __all__ = ["ExchangeClient", "ExchangeDataError", "build_exchange"]

@@ -41,12 +41,18 @@ def hardened_class(exchange_id: str) -> type[Any]:
                     original(data)
                 except ExchangeDataError as exc:
                     self.rejected_frames[exc.rule] += 1
-                    log.warning("event=ws_frame_rejected exchange=%s url=%s error=%s", self.id,
-                                url, exc)
+                    log.warning(
+                        "event=ws_frame_rejected exchange=%s url=%s error=%s", self.id, url, exc
+                    )
                 except Exception as exc:  # a handler must not stop the receive loop
                     self.rejected_frames["handler_error"] += 1
-                    log.warning("event=ws_frame_handler_failed exchange=%s url=%s error=%r "
-                                "frame=%r", self.id, url, exc, str(data)[:160])
+                    log.warning(
+                        "event=ws_frame_handler_failed exchange=%s url=%s error=%r frame=%r",
+                        self.id,
+                        url,
+                        exc,
+                        str(data)[:160],
+                    )
 
             ws_client.handle_text_or_binary_message = guarded
             ws_client._ats_guarded = True

@@ -31,8 +31,9 @@ def _number(value: Any, where: str, rule: str, field: str) -> float:
     return number
 
 
-def candle_rows(exchange: str, symbol: str, timeframe: str, ohlcv: Sequence[Any],
-                source: str) -> list[CandleRow]:
+def candle_rows(
+    exchange: str, symbol: str, timeframe: str, ohlcv: Sequence[Any], source: str
+) -> list[CandleRow]:
     """ccxt OHLCV lists ``[ts, o, h, l, c, v]`` -> rows; strictly increasing, aligned times."""
     parse_timeframe(timeframe)  # raises on a timeframe the platform does not know
     rows: list[CandleRow] = []
@@ -40,19 +41,24 @@ def candle_rows(exchange: str, symbol: str, timeframe: str, ohlcv: Sequence[Any]
     for i, raw in enumerate(ohlcv):
         where = f"{exchange} {symbol} {timeframe} candle #{i} {raw!r}"
         if not isinstance(raw, list | tuple) or len(raw) < 6:
-            raise ExchangeDataError(where, "ohlcv.shape", "expected [ts, open, high, low, close, "
-                                                           "volume]")
+            raise ExchangeDataError(
+                where, "ohlcv.shape", "expected [ts, open, high, low, close, volume]"
+            )
         ts = raw[0]
         if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
             raise ExchangeDataError(where, "ohlcv.timestamp", f"ts={ts!r} is not epoch ms")
         if not is_aligned(ts, timeframe):
-            raise ExchangeDataError(where, "ohlcv.aligned", f"ts={ts} is not aligned to "
-                                                             f"{timeframe}")
+            raise ExchangeDataError(
+                where, "ohlcv.aligned", f"ts={ts} is not aligned to {timeframe}"
+            )
         if previous is not None and ts <= previous:
-            raise ExchangeDataError(where, "ohlcv.increasing", f"ts={ts} does not follow "
-                                                                f"{previous}")
-        o, h, lo, c, v = (_number(raw[k], where, "ohlcv.numeric", name)
-                          for k, name in enumerate(("open", "high", "low", "close", "volume"), 1))
+            raise ExchangeDataError(
+                where, "ohlcv.increasing", f"ts={ts} does not follow {previous}"
+            )
+        o, h, lo, c, v = (
+            _number(raw[k], where, "ohlcv.numeric", name)
+            for k, name in enumerate(("open", "high", "low", "close", "volume"), 1)
+        )
         if min(o, h, lo, c) <= 0:
             raise ExchangeDataError(where, "ohlcv.prices_positive", "a price is <= 0")
         if h < lo:
@@ -96,8 +102,14 @@ def trade_rows(exchange: str, trades: Sequence[dict[str, Any]], source: str) -> 
     return [trade_row(exchange, t, source, i) for i, t in enumerate(trades)]
 
 
-def order_book_row(exchange: str, symbol: str, book: dict[str, Any], source: str,
-                   depth: int | None = None, ts: int | None = None) -> OrderBookRow:
+def order_book_row(
+    exchange: str,
+    symbol: str,
+    book: dict[str, Any],
+    source: str,
+    depth: int | None = None,
+    ts: int | None = None,
+) -> OrderBookRow:
     """A ccxt order book -> top-``depth`` row; sides sorted, sizes positive, uncrossed."""
     where = f"{exchange} {symbol} order book nonce={book.get('nonce')!r}"
     sides: list[tuple[list[float], list[float]]] = []
@@ -115,8 +127,7 @@ def order_book_row(exchange: str, symbol: str, book: dict[str, Any], source: str
             if p <= 0 or q <= 0:
                 raise ExchangeDataError(where, "book.positive", f"{name}[{j}]={level!r}")
             if prices and (p >= prices[-1] if descending else p <= prices[-1]):
-                raise ExchangeDataError(where, "book.sorted", f"{name}[{j}] price {p} out of "
-                                                               "order")
+                raise ExchangeDataError(where, "book.sorted", f"{name}[{j}] price {p} out of order")
             prices.append(p)
             sizes.append(q)
         sides.append((prices, sizes))
@@ -127,11 +138,13 @@ def order_book_row(exchange: str, symbol: str, book: dict[str, Any], source: str
     if not isinstance(stamp, int) or isinstance(stamp, bool):
         raise ExchangeDataError(where, "book.timestamp", f"timestamp={stamp!r} is not epoch ms")
     nonce = book.get("nonce")
-    return OrderBookRow(exchange, symbol, stamp, bp, bs, ap, asz,
-                        nonce if isinstance(nonce, int) else None, source)
+    return OrderBookRow(
+        exchange, symbol, stamp, bp, bs, ap, asz, nonce if isinstance(nonce, int) else None, source
+    )
 
 
 # -- raw Binance websocket frames ----------------------------------------------------------------
+
 
 def _check_int(data: dict[str, Any], key: str, where: str, rule: str) -> int:
     value = data.get(key)
@@ -140,8 +153,9 @@ def _check_int(data: dict[str, Any], key: str, where: str, rule: str) -> int:
     return value
 
 
-def _check_decimal(data: dict[str, Any], key: str, where: str, rule: str,
-                   positive: bool = True) -> float:
+def _check_decimal(
+    data: dict[str, Any], key: str, where: str, rule: str, positive: bool = True
+) -> float:
     value = data.get(key)
     if not isinstance(value, str):
         raise ExchangeDataError(where, rule, f"{key}={value!r} is not a decimal string")
@@ -162,15 +176,19 @@ def _check_levels(data: dict[str, Any], key: str, where: str) -> None:
         _check_decimal({"qty": level[1]}, "qty", where, "ws.depth_levels", positive=False)
 
 
-def check_binance_frame(text: str | bytes,
-                        where: str = "websocket frame") -> dict[str, Any] | list[Any]:
+def check_binance_frame(
+    text: str | bytes, where: str = "websocket frame"
+) -> dict[str, Any] | list[Any]:
     """Parse one Binance websocket frame and check the events we consume; return the JSON.
 
     Checked: ``trade``/``aggTrade`` (ids, times, positive price and quantity, maker flag),
     ``depthUpdate`` (``U <= u``, levels), ``kline``. Other events and control replies pass.
     """
-    preview = text[:_FRAME_PREVIEW] if isinstance(text, str) else text[:_FRAME_PREVIEW].decode(
-        errors="replace")
+    preview = (
+        text[:_FRAME_PREVIEW]
+        if isinstance(text, str)
+        else text[:_FRAME_PREVIEW].decode(errors="replace")
+    )
     where = f"{where} {preview!r}"
     try:
         message = json.loads(text)
@@ -191,8 +209,9 @@ def check_binance_frame(text: str | bytes,
         _check_decimal(data, "p", where, "ws.trade_price")
         _check_decimal(data, "q", where, "ws.trade_qty")
         if not isinstance(data.get("m"), bool):
-            raise ExchangeDataError(where, "ws.trade_maker", f"m={data.get('m')!r} is not a "
-                                                             "boolean")
+            raise ExchangeDataError(
+                where, "ws.trade_maker", f"m={data.get('m')!r} is not a boolean"
+            )
         if not isinstance(data.get("s"), str):
             raise ExchangeDataError(where, "ws.symbol", f"s={data.get('s')!r}")
     elif event == "depthUpdate":

@@ -30,21 +30,36 @@ class ExchangeResource(dg.ConfigurableResource):
     stream_max_failures: int = 20
 
     def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(max_attempts=self.max_attempts, base_delay_s=self.backoff_base_s,
-                           factor=self.backoff_factor, max_delay_s=self.backoff_max_s,
-                           jitter=self.jitter)
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            base_delay_s=self.backoff_base_s,
+            factor=self.backoff_factor,
+            max_delay_s=self.backoff_max_s,
+            jitter=self.jitter,
+        )
 
     def create_client(self) -> ExchangeClient:
         """A new client; the caller closes it (``await client.close()``)."""
-        exchange = build_exchange(self.exchange_id, api_key=self.api_key, secret=self.secret,
-                                  rest_url=self.rest_url, ws_url=self.ws_url,
-                                  spot_only=self.spot_only, timeout_ms=self.timeout_ms)
+        exchange = build_exchange(
+            self.exchange_id,
+            api_key=self.api_key,
+            secret=self.secret,
+            rest_url=self.rest_url,
+            ws_url=self.ws_url,
+            spot_only=self.spot_only,
+            timeout_ms=self.timeout_ms,
+        )
         policy = self.retry_policy()
-        stream_policy = RetryPolicy(max_attempts=self.stream_max_failures,
-                                    base_delay_s=self.backoff_base_s, factor=self.backoff_factor,
-                                    max_delay_s=self.backoff_max_s, jitter=self.jitter)
-        return ExchangeClient(exchange, policy=policy, stream_policy=stream_policy,
-                              page_limit=self.page_limit)
+        stream_policy = RetryPolicy(
+            max_attempts=self.stream_max_failures,
+            base_delay_s=self.backoff_base_s,
+            factor=self.backoff_factor,
+            max_delay_s=self.backoff_max_s,
+            jitter=self.jitter,
+        )
+        return ExchangeClient(
+            exchange, policy=policy, stream_policy=stream_policy, page_limit=self.page_limit
+        )
 
     @asynccontextmanager
     async def open(self) -> AsyncIterator[ExchangeClient]:

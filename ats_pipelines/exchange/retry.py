@@ -49,7 +49,7 @@ class RetryPolicy:
 
     def backoff_s(self, retry: int, rng: random.Random) -> float:
         """Delay before retry number ``retry`` (0 for the first retry), without Retry-After."""
-        ceiling = min(self.max_delay_s, self.base_delay_s * self.factor ** retry)
+        ceiling = min(self.max_delay_s, self.base_delay_s * self.factor**retry)
         return ceiling * rng.uniform(1.0 - self.jitter, 1.0)
 
     def delay_s(self, retry: int, rng: random.Random, retry_after_s: float | None) -> float:
@@ -93,14 +93,22 @@ async def call_with_retry(
         except ccxt.BaseError as exc:
             if not is_transient(exc):
                 raise PermanentExchangeError(
-                    f"{what}: {type(exc).__name__}: {exc} (permanent, not retried)") from exc
+                    f"{what}: {type(exc).__name__}: {exc} (permanent, not retried)"
+                ) from exc
             if attempt + 1 >= policy.max_attempts:
                 raise RetriesExhausted(
                     f"{what}: gave up after {policy.max_attempts} attempts; last error "
-                    f"{type(exc).__name__}: {exc}") from exc
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
             hint = retry_after(exc)
             delay = policy.delay_s(attempt, rng, hint)
-            log.warning("event=exchange_retry what=%r attempt=%s delay_s=%.3f retry_after_s=%s "
-                        "error=%s", what, attempt + 1, delay, hint, type(exc).__name__)
+            log.warning(
+                "event=exchange_retry what=%r attempt=%s delay_s=%.3f retry_after_s=%s error=%s",
+                what,
+                attempt + 1,
+                delay,
+                hint,
+                type(exc).__name__,
+            )
             await sleep(delay)
     raise AssertionError("unreachable: the loop returns or raises")
