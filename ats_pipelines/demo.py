@@ -24,14 +24,17 @@ class DemoContext:
     defs: dg.Definitions
     instance: dg.DagsterInstance
 
-    def materialize(self, selection: str, **kwargs: object) -> dg.ExecuteInJobResult:
+    def materialize(
+        self, selection: str, partition_key: str | None = None
+    ) -> dg.ExecuteInJobResult:
         """Materialise ``selection`` (an asset selection string) with the project's resources."""
         graph = self.defs.resolve_asset_graph()
         keys = dg.AssetSelection.from_string(selection).resolve(graph)
         assets = [a for a in self.defs.assets or [] if isinstance(a, dg.AssetsDefinition)
                   and set(a.keys) & keys]
         result = dg.materialize(assets, instance=self.instance,
-                                resources=self.defs.resources, selection=list(keys), **kwargs)
+                                resources=self.defs.resources, selection=list(keys),
+                                partition_key=partition_key)
         if not result.success:
             raise RuntimeError(f"demo step failed: materialising {selection}")
         return result

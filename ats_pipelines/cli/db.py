@@ -10,15 +10,16 @@ from ats_pipelines.cli.common import fail, run
 from ats_pipelines.config import Settings, load_settings
 from ats_pipelines.db.cluster import LocalCluster
 from ats_pipelines.db.connect import connection, describe_url
-from ats_pipelines.db.sqlid import quote_ident
 from ats_pipelines.db.migrate import MigrationReport, migrate
+from ats_pipelines.db.sqlid import quote_ident
 
 app = typer.Typer(help="Manage the database: the local cluster under .ats/ and the schema.",
                   no_args_is_help=True)
 
 
 def _external_note(settings: Settings) -> str:
-    return f"ATS_DATABASE_URL is set: using the external server {describe_url(settings.database_url)}"
+    where = describe_url(settings.database_url)
+    return f"ATS_DATABASE_URL is set: using the external server {where}"
 
 
 def ensure_up(settings: Settings) -> list[str]:
@@ -82,8 +83,8 @@ def status() -> None:
         typer.echo(f"migrations recorded: {n}")
 
     if settings.managed_database:
-        typer.echo(f"local cluster: {'running' if LocalCluster(settings).is_running() else 'stopped'}"
-                   f" ({settings.pg_dir})")
+        state = "running" if LocalCluster(settings).is_running() else "stopped"
+        typer.echo(f"local cluster: {state} ({settings.pg_dir})")
     run(body)
 
 

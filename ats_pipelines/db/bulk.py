@@ -267,8 +267,8 @@ class _Plan:
 def _time_range(piece: pa.Table, time_key: str | None) -> tuple:
     if time_key is None:
         return ()
-    bounds = pc.min_max(piece.column(time_key))
-    return (bounds["min"].as_py(), bounds["max"].as_py())
+    column = piece.column(time_key)
+    return (pc.min(column).as_py(), pc.max(column).as_py())  # pyright: ignore[reportAttributeAccessIssue]
 
 
 async def _merge(

@@ -12,6 +12,7 @@ import hashlib
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,12 @@ def _as_server_user(cmd: list[str], user: str | None) -> list[str]:
     return cmd if user is None else ["runuser", "-u", user, "--", *cmd]
 
 
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _user_can_enter(path: Path, user: str | None) -> bool:
     if user is None:
         return True
@@ -172,8 +179,11 @@ class LocalCluster:
     def _bin(self, name: str) -> str:
         return str(self.install.bindir / name)
 
-    def _run(self, cmd: list[str], what: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(_as_server_user(cmd, self.user), capture_output=True, text=True)
+    def _run(
+        self, cmd: list[str], what: str, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(_as_server_user(cmd, self.user), capture_output=True, text=True,
+                              input=stdin)
         if proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             tail = " | ".join(detail[-3:]) if detail else f"exit {proc.returncode}"
@@ -249,6 +259,11 @@ class LocalCluster:
         self.init()
         if self.is_running():
             return False
+        if _port_in_use(self.settings.db_port):
+            raise ClusterError(
+                f"port 127.0.0.1:{self.settings.db_port} is taken by another server (another "
+                "checkout's cluster?); stop it or choose another port with ATS_DB_PORT"
+            )
         self.write_config()  # a changed port or settings take effect at start
         self._run(
             [self._bin("pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
@@ -266,15 +281,23 @@ class LocalCluster:
         )
         return True
 
+    def _psql_with_dbname(self, name: str) -> list[str]:
+        return [self._bin("psql"), "-h", str(self.base / "run"), "-p",
+                str(self.settings.db_port), "-U", DEFAULT_DB_USER, "-d", "postgres", "-tA",
+                "-v", "ON_ERROR_STOP=1", "-v", f"dbname={name}"]
+
     def create_database(self, name: str) -> bool:
-        """CREATE DATABASE when missing, through the server's own socket."""
-        if not name.replace("_", "").isalnum():
-            raise ClusterError(f"refusing to create database with unusual name {name!r}")
-        psql = [self._bin("psql"), "-h", str(self.base / "run"), "-p",
-                str(self.settings.db_port), "-U", DEFAULT_DB_USER, "-d", "postgres", "-tAc"]
-        found = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-                          "looking up the database")
+        """CREATE DATABASE when missing, through the server's own socket. The name travels
+        as a psql variable (quoted by psql), never pasted into SQL."""
+        psql = self._psql_with_dbname(name)
+        found = self._run(psql, "looking up the database",
+                          stdin="SELECT 1 FROM pg_database WHERE datname = :'dbname';\n")
         if found.stdout.strip() == "1":
             return False
-        self._run([*psql, f'CREATE DATABASE "{name}"'], f"creating database {name}")
+        self._run(psql, f"creating database {name}", stdin='CREATE DATABASE :"dbname";\n')
         return True
+
+    def drop_database(self, name: str) -> None:
+        psql = self._psql_with_dbname(name)
+        self._run(psql, f"dropping database {name}",
+                  stdin='DROP DATABASE IF EXISTS :"dbname" WITH (FORCE);\n')

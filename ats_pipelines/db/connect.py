@@ -54,8 +54,8 @@ def _explain(exc: BaseException) -> str:
 async def connect(url: str, *, timeout: float = 10.0) -> asyncpg.Connection:
     """Open one connection, turning every failure into :class:`DatabaseUnavailable`."""
     try:
-        return await asyncpg.connect(url, timeout=timeout)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        return await asyncpg.connect(url, timeout=timeout)  # pyright: ignore[reportArgumentType]
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(
             f"cannot connect to PostgreSQL at {describe_url(url)}: {_explain(exc)}"
         ) from exc
@@ -75,7 +75,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 4) -> asyn
     """A pool with the same error translation as :func:`connect`."""
     try:
         pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, timeout=10)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(
             f"cannot connect to PostgreSQL at {describe_url(url)}: {_explain(exc)}"
         ) from exc

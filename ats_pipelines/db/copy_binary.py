@@ -92,7 +92,8 @@ def _prepare(col: PgColumn, arr: pa.ChunkedArray | pa.Array) -> _Prepared:
     if t in _ARRAYS:
         _, oid, edt = _ARRAYS[t]
         if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
-            raise EncodeError(f"column {col.name!r}: expected a list column for {t}, got {arr.type}")
+            raise EncodeError(
+                f"column {col.name!r}: expected a list column for {t}, got {arr.type}")
         arr = pc.cast(arr, pa.large_list(pa.float64() if edt.endswith("f8") or edt.endswith(
             "f4") else pa.int64()))
         offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
@@ -128,9 +129,10 @@ def _fixed_values(col: PgColumn, arr: pa.Array) -> np.ndarray:
         values = filled.to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise EncodeError(f"column {col.name!r}: cannot encode {arr.type} as {t}") from exc
-    if t.startswith("int") and values.dtype.kind == "f":
-        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-            raise EncodeError(f"column {col.name!r}: non-integer value for {t}")
+    if t.startswith("int") and values.dtype.kind == "f" and (
+        not np.all(np.isfinite(values)) or np.any(values != np.round(values))
+    ):
+        raise EncodeError(f"column {col.name!r}: non-integer value for {t}")
     return values.astype(_FIXED[t])
 
 

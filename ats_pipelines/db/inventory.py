@@ -43,7 +43,7 @@ async def table_summaries(conn: asyncpg.Connection) -> list[TableSummary]:
     for t in tables:
         name = f"{t['table_schema']}.{t['table_name']}"
         count = await conn.fetchval(f"SELECT count(*) FROM {qualified(name)}")  # noqa: S608
-        out.append(TableSummary(t["table_schema"], t["table_name"], int(count),
+        out.append(TableSummary(t["table_schema"], t["table_name"], int(count or 0),
                                 (t["table_schema"], t["table_name"]) in hypertables))
     return out
 

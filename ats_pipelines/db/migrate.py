@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 EDITIONS = ("postgresql", "apache", "timescale")
 _REQUIREMENT_RANK = {None: 0, "timescaledb": 1, "timescale": 2}
 _EDITION_RANK = {"postgresql": 0, "apache": 1, "timescale": 2}
-_FILE_RE = re.compile(r"^(?P<version>\d{3})_(?P<name>[a-z0-9_]+)(?:\.(?P<req>timescaledb|timescale))?\.sql$")
+_FILE_RE = re.compile(
+    r"^(?P<version>\d{3})_(?P<name>[a-z0-9_]+)(?:\.(?P<req>timescaledb|timescale))?\.sql$"
+)
 _LOCK_KEY = 0x415453_4D4947  # "ATSMIG": serialises concurrent runners on one database
 
 

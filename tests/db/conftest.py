@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -22,7 +23,7 @@ def _free_port() -> int:
 def plain_postgres_url(settings: Settings) -> Iterator[str]:
     plain = dataclasses.replace(
         settings, state_dir=settings.state_dir / "plain-pg", db_port=_free_port(),
-        db_name="ats_plain", external_database_url=None,
+        db_name=f"ats_plain_{uuid.uuid4().hex[:8]}", external_database_url=None,
     )
     cluster = LocalCluster(plain, preload_timescaledb=False)
     cluster.start()
@@ -30,4 +31,5 @@ def plain_postgres_url(settings: Settings) -> Iterator[str]:
     try:
         yield plain.database_url
     finally:
+        cluster.drop_database(plain.db_name)
         cluster.stop()

@@ -122,7 +122,7 @@ async def test_rows_that_do_not_fit_name_the_problem(
 
 
 async def test_unknown_table_is_named(conn: asyncpg.Connection) -> None:
-    with pytest.raises(BulkWriteError, match="market.nope does not exist"):
+    with pytest.raises(BulkWriteError, match=r"market\.nope does not exist"):
         await bulk_write(conn, "market.nope", [{"a": 1}])
 
 

@@ -82,11 +82,11 @@ async def test_market_table_key_makes_rewrites_idempotent(
     first = await bulk_write(conn, table, [good])
     second = await bulk_write(conn, table, [good])
     count = await conn.fetchval(
-        f"SELECT count(*) FROM {table} WHERE exchange = 'schema-test'"  # noqa: S608
+        f"SELECT count(*) FROM {table} WHERE exchange = 'schema-test'"
     )
     assert (first.inserted, second.inserted, second.skipped) == (1, 0, 1)
     assert count == 1
-    await conn.execute(f"DELETE FROM {table} WHERE exchange = 'schema-test'")  # noqa: S608
+    await conn.execute(f"DELETE FROM {table} WHERE exchange = 'schema-test'")
 
 
 @pytest.mark.parametrize(
