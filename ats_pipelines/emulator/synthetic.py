@@ -260,9 +260,38 @@ class SyntheticMarket:
         else:
             minute_bars = self._bars_1m(h, opens[0], span_end, now)
             bars = rollup(minute_bars, _group_opens(minute_bars.open_time, interval))
+        current = interval_open(now, interval)
+        if opens[-1] == current and (len(bars) == 0 or int(bars.open_time[-1]) != current):
+            bars = Bars.concat([bars, self._quiet_bar(h, current)])
         close_times = [next_open(o, interval) - 1 for o in bars.open_time.tolist()]
         spec = h.symbol.spec
         return to_kline_rows(bars, close_times, spec.price_decimals, spec.qty_decimals)
+
+    def _quiet_bar(self, h: SymbolHistory, open_time: int) -> Bars:
+        """The open bar before its first trade: Binance shows it at the last price, no volume."""
+        day = open_time // DAY_MS
+        t = h.day_trades(day)
+        i = int(np.searchsorted(t.ts, open_time)) - 1
+        if i < 0:
+            t = h.day_trades(day - 1)
+            i = len(t) - 1
+        price = np.array([t.price[i] if i >= 0 else h.mid_ticks(open_time)], dtype=np.int64)
+        zero = np.zeros(1, dtype=np.int64)
+        none = np.full(1, -1, dtype=np.int64)
+        return Bars(
+            np.array([open_time], dtype=np.int64),
+            price,
+            price,
+            price,
+            price,
+            zero,
+            zero,
+            zero,
+            zero,
+            zero,
+            none,
+            none,
+        )
 
     # -- depth ---------------------------------------------------------------------------------
 

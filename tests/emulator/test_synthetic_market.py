@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
 import pytest
 
 from ats_pipelines.emulator.fixtures import FIXED_START_MS
@@ -78,6 +79,19 @@ def test_the_open_kline_holds_only_trades_up_to_now(market: SyntheticMarket) -> 
     ) == oracle_klines(market, "BTCUSDT", "1m", open_time, NOW + 1)[0]
     later = market.klines("BTCUSDT", "1m", open_time, open_time, 1, open_time + MINUTE_MS - 1)
     assert later[0].trades > row.trades  # the rest of the minute was not leaked before
+
+
+def test_the_open_kline_exists_before_its_first_trade(market: SyntheticMarket) -> None:
+    h = market.history("LTCUSDT")
+    t = h.day_trades(NOW // DAY_MS)
+    minute = interval_open(NOW, "1m")
+    first = int(t.ts[np.searchsorted(t.ts, minute)])
+    assert first > minute  # with seed 3 this minute's first trade comes after its start
+    [row] = market.klines("LTCUSDT", "1m", None, None, 1, minute)
+    previous = t.price[np.searchsorted(t.ts, minute) - 1]
+    expected = units_to_str(int(previous), h.symbol.spec.price_decimals)
+    assert (row.open, row.high, row.low, row.close) == (expected,) * 4
+    assert (row.volume, row.trades, row.open_time) == ("0.00000000", 0, minute)
 
 
 def test_binance_kline_window_semantics(market: SyntheticMarket) -> None:
