@@ -33,7 +33,7 @@ class LoadStats:
     last_ts: Any
     source_checksum: str
     assumptions: dict[str, Any]
-    timings: dict[str, float]
+    timings: dict[str, Any]
 
 
 async def claim(conn: asyncpg.Connection, file: DiscoveredFile, checksum: str) -> asyncpg.Record:

@@ -14,38 +14,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import polars as pl
 from polars.exceptions import PanicException
 
-from ats_pipelines.db.bulk import bulk_write
-from ats_pipelines.migration import ledger, validation
+from ats_pipelines.migration import ledger
 from ats_pipelines.migration.archive import (
     ArchiveError,
     archive_target,
     file_checksum,
     move_to_archive,
 )
-from ats_pipelines.migration.checksum import Digest
 from ats_pipelines.migration.config import MigrationConfig
 from ats_pipelines.migration.datasets import SPECS
 from ats_pipelines.migration.dedupe import Unsorted
 from ats_pipelines.migration.discovery import DiscoveredFile
 from ats_pipelines.migration.pipeline import SourcePipeline, SourceStats
 from ats_pipelines.migration.rollback import delete_batch_rows
-from ats_pipelines.migration.verify import add_keys, reset_keys, verify_file
+from ats_pipelines.migration.sink import DatabaseSink, ProgressFn
+from ats_pipelines.migration.verify import reset_keys, verify_file
 
 log = logging.getLogger(__name__)
 # a Rust panic inside polars/pyarrow surfaces as a BaseException; it must fail one file only
 FILE_ERRORS: tuple[type[BaseException], ...] = (Exception, PanicException)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ProgressFn = Callable[[DiscoveredFile, int], None]  # (file, rows just written)
 
 
 @dataclass
@@ -59,49 +55,6 @@ class FileOutcome:
     batch_id: int | None = None
     ledger_row: dict[str, Any] | None = None
     stats: SourceStats | None = None
-
-
-class _DatabaseSink:
-    def __init__(
-        self,
-        conn: asyncpg.Connection,
-        file: DiscoveredFile,
-        batch_id: int,
-        config: MigrationConfig,
-        progress: ProgressFn | None,
-    ) -> None:
-        self.conn, self.file, self.batch_id = conn, file, batch_id
-        self.config, self.progress = config, progress
-        self.spec = SPECS[file.dataset]
-        self.inserted = self.existing = 0
-        self.write_s = 0.0
-
-    async def rejected(self, frame: pl.DataFrame) -> None:
-        await validation.quarantine(
-            self.conn,
-            frame,
-            dataset=self.file.dataset,
-            source=self.config.source,
-            batch_id=self.batch_id,
-        )
-
-    async def accept(self, frame: pl.DataFrame, digest: Digest) -> None:
-        t0 = time.perf_counter()
-        rows = self.spec.rows_for_db(frame, self.file, self.config.source, self.batch_id)
-        result = await bulk_write(
-            self.conn,
-            self.spec.table,
-            rows,
-            on_conflict="nothing",
-            chunk_rows=max(self.config.chunk_rows, frame.height),
-        )
-        self.inserted += result.inserted
-        self.existing += result.skipped
-        if result.skipped:
-            await add_keys(self.conn, self.spec, frame)
-        self.write_s += time.perf_counter() - t0
-        if self.progress is not None:
-            self.progress(self.file, frame.height)
 
 
 class FileMigrator:
@@ -219,12 +172,12 @@ class FileMigrator:
             file, "verified", "loaded and verified", batch_id, ledger.as_dict(row), stats
         )
 
-    async def _load(self, file: DiscoveredFile, batch_id: int) -> tuple[SourceStats, _DatabaseSink]:
+    async def _load(self, file: DiscoveredFile, batch_id: int) -> tuple[SourceStats, DatabaseSink]:
         spec = SPECS[file.dataset]
         pipeline = SourcePipeline(file, self.config)
         await reset_keys(self.conn, spec)
         async with self.conn.transaction():
-            sink = _DatabaseSink(self.conn, file, batch_id, self.config, self.progress)
+            sink = DatabaseSink(self.conn, file, batch_id, self.config, self.progress)
             try:
                 async with self.conn.transaction():  # savepoint: undone if the file is unsorted
                     stats = await pipeline.run(sink)
@@ -235,9 +188,10 @@ class FileMigrator:
                     str(exc),
                 )
                 await reset_keys(self.conn, spec)
-                sink = _DatabaseSink(self.conn, file, batch_id, self.config, self.progress)
+                sink = DatabaseSink(self.conn, file, batch_id, self.config, self.progress)
                 stats = await pipeline.run(sink, external_sort=True)
             stats.add_time("write_s", sink.write_s)
+            stats.timings["write_paths"] = dict(sink.paths)
             first, last = stats.digest.first_us, stats.digest.last_us
             await ledger.mark_loaded(
                 self.conn,

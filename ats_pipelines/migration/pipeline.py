@@ -47,7 +47,7 @@ class SourceStats:
     digest: Digest = field(default_factory=Digest)
     grid: GridTracker | None = None
     assumptions: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
     sorted_externally: bool = False
 
     @property

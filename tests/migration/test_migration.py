@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import asyncpg
@@ -16,6 +17,7 @@ from ats_pipelines.migration.datasets import SPECS
 from ats_pipelines.migration.markets import MarketCatalog
 from ats_pipelines.migration.rollback import rollback_target
 from ats_pipelines.migration.runner import RunResult, run_migration
+from ats_pipelines.migration.sink import DatabaseSink
 from tests.migration.conftest import Cache, Expect, read_candles
 
 pytestmark = pytest.mark.integration
@@ -88,6 +90,8 @@ async def test_cache_migrates_exactly_once(
             assert row["rows_inserted"] == expect.unique.height, rel
             assert row["rows_existing"] == 0, rel
             assert row["loaded_checksum"] == row["source_checksum"], rel
+            # nothing was there yet: every chunk went in by the probe-then-COPY path
+            assert set(row["timings"]["write_paths"]) == {"copy"}, rel
             for key, value in expect.assumptions.items():
                 assert row["assumptions"][key] == value, (rel, key)
             # the database holds exactly the source's values, compared independently
@@ -190,6 +194,9 @@ async def test_rollback_removes_only_the_batchs_rows(
     assert eth.ledger_row is not None
     assert (eth.ledger_row["rows_inserted"], eth.ledger_row["rows_existing"]) == (5_660, 100)
     assert eth.ledger_row["verification"]["existing_rows"] == 100
+    # only the chunk overlapping the 100 rows needed the bulk writer's staging
+    paths = eth.ledger_row["timings"]["write_paths"]
+    assert paths["bulk_write"] == 1 and paths["copy"] >= 1
 
     async with connection(fresh_db) as conn:
         done = await rollback_target(conn, "binance/ETH_BTC/5m.parquet", "test says so")
@@ -240,3 +247,54 @@ async def test_file_disagreeing_with_existing_rows_fails_verification(
         )
         assert verification["existing_rows"] == 100
         assert verification["source_checksum"] != verification["loaded_checksum"]
+
+
+async def test_key_conflict_after_the_probe_falls_back_to_the_bulk_writer(
+    fresh_db: str,
+    config: MigrationConfig,
+    catalog: MarketCatalog,
+    testdata: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A writer racing into the probed range: the raw COPY's key conflict is undone by its
+    savepoint and the bulk writer loads the chunk, keeping the other writer's rows."""
+    src = read_candles(testdata / "freqtrade" / "XRP_ETH-5m.feather")
+    racer = src.slice(300, 10).select(
+        pl.lit("binance").alias("exchange"),
+        pl.lit("XRP/ETH").alias("symbol"),
+        pl.lit("5m").alias("timeframe"),
+        pl.col("date").dt.cast_time_unit("us").alias("ts"),
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        pl.lit("stream").alias("source"),
+    )
+    async with connection(fresh_db) as conn:
+        await bulk_write(conn, "market.candles", racer)
+
+    async def probe_sees_nothing(self: DatabaseSink, frame: pl.DataFrame) -> bool:
+        return False  # as if the racer committed right after our probe
+
+    monkeypatch.setattr(DatabaseSink, "_range_taken", probe_sees_nothing)
+    root = tmp_path / "cache"
+    root.mkdir()
+    shutil.copy(testdata / "freqtrade" / "XRP_ETH-5m.feather", root / "XRP_ETH-5m.feather")
+    [outcome] = (await run_migration(fresh_db, root, config, catalog)).outcomes
+    assert outcome.status == "verified", outcome.message
+    row = outcome.ledger_row
+    assert row is not None
+    paths = row["timings"]["write_paths"]
+    assert (paths["copy_conflict"], paths["bulk_write"]) == (1, 1)
+    assert (row["rows_inserted"], row["rows_existing"]) == (src.height - 10, 10)
+    async with connection(fresh_db) as conn:
+        sources = await conn.fetch(
+            "SELECT source, count(*) AS n FROM market.candles "
+            "WHERE symbol = 'XRP/ETH' GROUP BY source ORDER BY source"
+        )
+    assert [(r["source"], r["n"]) for r in sources] == [
+        ("legacy_cache", src.height - 10),
+        ("stream", 10),
+    ]
