@@ -167,10 +167,8 @@ async def bulk_write(
     time_key = next((c for c in key if info.columns[c].typname == "timestamptz"), None)
     plan = _Plan(table, stage, names, key, targets, on_conflict, time_key)
     inserted = updated = 0
-    if time_key is not None and data.num_rows > chunk_rows:
-        # Chunks of disjoint time ranges: each merge then reads only its own slice of the
-        # target (hypertable chunks outside the range are pruned).
-        data = data.sort_by(time_key)
+    # Rows keep the caller's order: re-sorting by time interleaves series and costs B-tree
+    # inserts their rightmost-leaf fast path (measured 1.6x slower COPY into candles).
     pieces = [data.slice(i, chunk_rows) for i in range(0, data.num_rows, chunk_rows)]
     async with conn.transaction():
         # Custom plans let the planner prune hypertable chunks to the staged time range.
@@ -300,6 +298,8 @@ async def _merge(
                 await conn.copy_to_table(name, schema_name=schema or None, source=_one(payload),
                                          columns=plan.names, format="binary")
                 return n_rows, updated
+            if present == n_rows:  # a re-run: everything is there already
+                return 0, updated
             inserted = _count(await conn.execute(plan.insert_new_sql(), *args))
             return inserted, updated
     except asyncpg.UniqueViolationError:
