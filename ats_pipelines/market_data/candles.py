@@ -102,8 +102,8 @@ async def ingest_window(conn: asyncpg.Connection, client: CandleSource, *, excha
     first = frame["ts"].min() if frame.height else None
     last = frame["ts"].max() if frame.height else None
     log.info("event=candles_window exchange=%s symbol=%s start=%s end=%s fetched=%s inserted=%s "
-             "updated=%s present=%s rejected=%s empty=%s", exchange, symbol, asked.start.isoformat(),
-             asked.end.isoformat(), frame.height, write.inserted, write.updated, write.skipped,
-             checked.rejected_rows, empty.empty)
+             "updated=%s present=%s rejected=%s empty=%s", exchange, symbol,
+             asked.start.isoformat(), asked.end.isoformat(), frame.height, write.inserted,
+             write.updated, write.skipped, checked.rejected_rows, empty.empty)
     return WindowResult(symbol, asked, frame.height, checked.rejected_rows, quarantined, write,
                         empty, first, last)  # type: ignore[arg-type]
