@@ -106,6 +106,7 @@ class Emulator:
         self._runner: web.AppRunner | None = None
         self._publisher_task: asyncio.Task[None] | None = None
         self._conn_ids = itertools.count(1)
+        self.loop: asyncio.AbstractEventLoop | None = None  # set when run in a thread
 
     # -- addresses -----------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ an *unmodified* ccxt client at it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
 import ccxt.pro as ccxtpro
@@ -75,3 +75,26 @@ async def wait_until(predicate: Callable[[], bool], what: str, limit_s: float = 
 def levels(side: list[tuple[str, str]] | list[list[Any]]) -> list[list[float]]:
     """Book levels as float pairs (how ccxt holds them), for comparisons."""
     return [[float(p), float(q)] for p, q, *_ in side]
+
+
+@contextmanager
+def emulator_in_thread(config: EmulatorConfig | None = None) -> Iterator[Emulator]:
+    """A running emulator on its own event loop in a daemon thread, for synchronous callers
+    (``dg.materialize`` tests, scripts). Control it only through its URLs from the caller's
+    thread, or via ``run_coroutine_threadsafe`` on ``emulator.loop``."""
+    import asyncio
+    import threading
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="ats-emulator", daemon=True)
+    thread.start()
+    emulator = Emulator(config)
+    try:
+        asyncio.run_coroutine_threadsafe(emulator.start(), loop).result(timeout=60)
+        emulator.loop = loop
+        yield emulator
+    finally:
+        asyncio.run_coroutine_threadsafe(emulator.stop(), loop).result(timeout=60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
