@@ -16,9 +16,11 @@ db-up: setup
 	@$(UV) ats db up
 	@$(UV) ats db migrate
 	@$(UV) ats dagster prepare
+	@$(UV) ats cache up
 
 db-down:
 	@$(UV) ats db down
+	@$(UV) ats cache down
 
 demo: db-up
 	@$(UV) ats demo

@@ -16,6 +16,7 @@ ATS_ENVS = ("local", "test", "prod")
 DEFAULT_DB_PORT = 55432
 DEFAULT_DB_NAME = "ats"
 DEFAULT_DB_USER = "ats"
+DEFAULT_REDIS_PORT = 56379
 
 
 class ConfigError(ValueError):
@@ -36,6 +37,17 @@ class Settings:
     db_port: int
     db_name: str
     external_database_url: str | None
+    redis_port: int = DEFAULT_REDIS_PORT
+    external_redis_url: str | None = None
+
+    @property
+    def managed_redis(self) -> bool:
+        return self.external_redis_url is None
+
+    @property
+    def redis_url(self) -> str:
+        """The hot cache: ATS_REDIS_URL, or the project's own Redis started by `ats cache up`."""
+        return self.external_redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
 
     @property
     def managed_database(self) -> bool:
@@ -68,6 +80,17 @@ class Settings:
         return replace_database(self.database_url, dbname)
 
 
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name, str(default))
+    try:
+        port = int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{name}={port} is outside 1..65535")
+    return port
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Resolve settings from ``environ`` (default: the process environment)."""
     env = os.environ if environ is None else environ
@@ -75,20 +98,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if ats_env not in ATS_ENVS:
         raise ConfigError(f"ATS_ENV={ats_env!r} is not one of {', '.join(ATS_ENVS)}")
     state_dir = Path(env.get("ATS_STATE_DIR") or project_root() / ".ats")
-    port_text = env.get("ATS_DB_PORT", str(DEFAULT_DB_PORT))
-    try:
-        db_port = int(port_text)
-    except ValueError:
-        raise ConfigError(f"ATS_DB_PORT={port_text!r} is not a port number") from None
-    if not 1 <= db_port <= 65535:
-        raise ConfigError(f"ATS_DB_PORT={db_port} is outside 1..65535")
+    db_port = _port(env, "ATS_DB_PORT", DEFAULT_DB_PORT)
     db_name = env.get("ATS_DB_NAME", DEFAULT_DB_NAME)
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", db_name):
         raise ConfigError(f"ATS_DB_NAME={db_name!r}: use lowercase letters, digits and _")
     url = env.get("ATS_DATABASE_URL") or None
     if url is not None and not url.startswith(("postgresql://", "postgres://")):
         raise ConfigError("ATS_DATABASE_URL must start with postgresql:// (value not shown)")
+    redis_url = env.get("ATS_REDIS_URL") or None
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("ATS_REDIS_URL must start with redis:// (value not shown)")
     return Settings(
+        redis_port=_port(env, "ATS_REDIS_PORT", DEFAULT_REDIS_PORT),
+        external_redis_url=redis_url,
         ats_env=ats_env,
         state_dir=state_dir,
         db_port=db_port,

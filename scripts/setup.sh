@@ -33,8 +33,7 @@ say "python environment synced from uv.lock ($(uv run --frozen python -c 'import
 pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -n | tail -1; }
 if [ -n "${ATS_DATABASE_URL:-}" ]; then
   say "ATS_DATABASE_URL is set: using an external server, no local PostgreSQL needed"
-  exit 0
-fi
+else
 if [ -z "$(pg_bindir)" ] || [ ! -x "$(pg_bindir)/initdb" ]; then
   apt_install postgresql postgresql-contrib
   say "installed PostgreSQL from apt"
@@ -52,4 +51,13 @@ elif apt-cache policy "postgresql-$PGVER-timescaledb" 2>/dev/null | grep -q 'Can
   say "installed TimescaleDB from apt (postgresql-$PGVER-timescaledb)"
 else
   bash scripts/build_timescaledb.sh "$PGVER"
+fi
+fi
+
+# 5. Redis for the hot cache (the streaming service and the read API's real-time path)
+if ! command -v redis-server >/dev/null 2>&1; then
+  apt_install redis-server
+  say "installed Redis from apt"
+else
+  say "Redis $(redis-server --version | sed -E 's/.*v=([0-9.]+).*/\1/') present"
 fi

@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from ats_pipelines.cache.server import ensure_redis
 from ats_pipelines.cli.db import ensure_up
 from ats_pipelines.config import Settings, load_settings
 from ats_pipelines.db.connect import connection, replace_database
@@ -25,7 +26,7 @@ from ats_pipelines.db.sqlid import quote_ident
 TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
 
 
-def run_sync(coro):  # noqa: ANN001, ANN201
+def run_sync(coro):
     """Run a coroutine to completion from sync or async code (a worker thread has no loop)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
@@ -47,6 +48,13 @@ def testdata() -> Path:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return load_settings({**os.environ, "ATS_ENV": "test"})
+
+
+@pytest.fixture(scope="session")
+def redis_url(settings: Settings) -> str:
+    """The hot cache's Redis (the project's own on 56379, started if needed)."""
+    ensure_redis(settings)
+    return settings.redis_url
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""The hot cache (Redis): the project's own server and the key layout."""
