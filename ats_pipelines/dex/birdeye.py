@@ -157,7 +157,8 @@ class BirdeyeClient:
                 f"birdeye {path}: 429 from the API ({message}); treating the daily quota as used up"
             )
         if status != 200 or not isinstance(body, dict) or body.get("success") is not True:
-            raise BirdeyeError(f"birdeye {path} {params}: HTTP {status}: {message or body!r}")
+            detail = message if message else repr(body)
+            raise BirdeyeError(f"birdeye {path} {params}: HTTP {status}: {detail}")
         data = body.get("data")
         self.cache.put(key, data)
         log.info(
