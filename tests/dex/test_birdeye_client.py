@@ -83,7 +83,7 @@ async def test_the_daily_quota_refuses_before_sending(
     client = make_birdeye(emu, daily_quota=3)
     for offset in range(3):
         await client.token_trades(BONK.address, limit=5, offset=offset)
-    with pytest.raises(QuotaExhausted, match="daily quota of 3 requests is used up.*00:00 UTC"):
+    with pytest.raises(QuotaExhausted, match=r"daily quota of 3 requests is used up.*00:00 UTC"):
         await client.token_trades(BONK.address, limit=5, offset=3)
     assert served(emu) == 3
     await client.token_trades(BONK.address, limit=5, offset=0)  # cached: still answered
