@@ -1,20 +1,31 @@
 """Resources for every domain, chosen once by ATS_ENV (local, test, prod)."""
 
-
+import os
 from typing import Any
 
 import dagster as dg
 
 from ats_pipelines.config import Settings, load_settings
+from ats_pipelines.exchange.resource import ExchangeResource
+from ats_pipelines.market_data.config import load_market_data_settings
 from ats_pipelines.resources.timescale import TimescaleResource
 
 
+def _exchange(settings: Settings) -> ExchangeResource:
+    # local/test default to the emulator (no machine here reaches an exchange), prod to the
+    # exchange's own hosts; ATS_EXCHANGE_URL overrides either.
+    market = load_market_data_settings({**os.environ, "ATS_ENV": settings.ats_env})
+    return ExchangeResource(exchange_id=market.exchange, rest_url=market.exchange_url)
+
+
 def _local(settings: Settings) -> dict[str, Any]:
-    return {"timescale": TimescaleResource(database_url=settings.database_url)}
+    return {"timescale": TimescaleResource(database_url=settings.database_url),
+            "exchange": _exchange(settings)}
 
 
 def _prod(settings: Settings) -> dict[str, Any]:
-    return {"timescale": TimescaleResource(database_url=dg.EnvVar("ATS_DATABASE_URL"))}
+    return {"timescale": TimescaleResource(database_url=dg.EnvVar("ATS_DATABASE_URL")),
+            "exchange": _exchange(settings)}
 
 
 RESOURCES_BY_ENV = {"local": _local, "test": _local, "prod": _prod}
