@@ -141,6 +141,8 @@ def discover(root: Path, config: MigrationConfig, catalog: MarketCatalog) -> Dis
         else:
             log.info("event=migration_unmatched file=%s reason=%r", found.relative, found.reason)
             result.unmatched.append(found)
+    result.files.sort(key=lambda f: f.relative)
+    result.unmatched.sort(key=lambda u: u.relative)
     log.info(
         "event=migration_discovered root=%s files=%d unmatched=%d",
         root,
