@@ -61,3 +61,11 @@ if ! command -v redis-server >/dev/null 2>&1; then
 else
   say "Redis $(redis-server --version | sed -E 's/.*v=([0-9.]+).*/\1/') present"
 fi
+
+# 6. Headless Chromium: the tests open the data-quality report in a real browser
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium
+  say "installed Chromium from apt (headless report tests)"
+else
+  say "Chromium present ($(chromium --version 2>/dev/null | awk '{print $2}'))"
+fi
