@@ -92,11 +92,30 @@ class ReportData:
         return out
 
     def failures(self) -> list[tuple[str, str]]:
+        return self._messages(("failed", "rolled_back", "error"))
+
+    def planned(self) -> list[tuple[str, str]]:
+        """What a dry run found each file would do."""
+        return self._messages(("dry_run",))
+
+    def _messages(self, statuses: tuple[str, ...]) -> list[tuple[str, str]]:
         return [
             (str(r.get("relative_path") or r.get("file_path")), str(r.get("error")))
             for r in self.rows
-            if r.get("status") in ("failed", "rolled_back")
+            if r.get("status") in statuses
         ]
+
+    def sections(self) -> list[tuple[str, tuple[str, ...], list[tuple[str, str]]]]:
+        out = []
+        if self.planned():
+            out.append(("Dry run: what migrating would do", ("file", "outcome"), self.planned()))
+        out += [
+            ("Failed or rolled back", ("file", "reason"), self.failures()),
+            ("Unmatched files (not migrated)", ("file", "reason"), self.unmatched),
+            ("Assumptions made", ("assumption", "files"), self.assumptions()),
+            ("Largest gaps against the timeframe grid", ("file", "gap"), self.gaps()),
+        ]
+        return out
 
     def assumptions(self) -> list[tuple[str, str]]:
         seen: Counter[str] = Counter()
@@ -142,13 +161,7 @@ def to_markdown(data: ReportData) -> str:
     parts = [f"# {data.title}", "", *(f"- **{k}**: {v}" for k, v in data.meta), ""]
     parts += ["## Totals", "", md_table(("what", "value"), data.totals()), ""]
     parts += ["## Files", "", md_table(COLUMNS, data.table()) if data.rows else "(none)", ""]
-    sections = (
-        ("Failed or rolled back", ("file", "reason"), data.failures()),
-        ("Unmatched files (not migrated)", ("file", "reason"), data.unmatched),
-        ("Assumptions made", ("assumption", "files"), data.assumptions()),
-        ("Largest gaps against the timeframe grid", ("file", "gap"), data.gaps()),
-    )
-    for title, header, rows in sections:
+    for title, header, rows in data.sections():
         parts += [f"## {title}", "", md_table(header, rows) if rows else "(none)", ""]
     parts += [f"- {n}" for n in data.notes]
     return "\n".join(parts).rstrip() + "\n"
@@ -169,10 +182,7 @@ def to_html(data: ReportData) -> str:
     sections = [
         ("Totals", ("what", "value"), data.totals()),
         ("Files", COLUMNS, data.table()),
-        ("Failed or rolled back", ("file", "reason"), data.failures()),
-        ("Unmatched files (not migrated)", ("file", "reason"), data.unmatched),
-        ("Assumptions made", ("assumption", "files"), data.assumptions()),
-        ("Largest gaps against the timeframe grid", ("file", "gap"), data.gaps()),
+        *data.sections(),
     ]
     body = "".join(f"<h2>{html.escape(t)}</h2>{_html_table(h, r)}" for t, h, r in sections)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in data.notes)

@@ -30,9 +30,9 @@ TEST_CHUNK_ROWS = 1_000
 EXTRA_SYMBOLS = ("XRP/ETH", "ETH/BTC", "LTC/BTC", "ADA/BTC", "XRP/USDT:USDT", "ETH/USDT")
 
 
-@pytest.fixture
-def fresh_db(make_database: Callable[..., str]) -> str:
-    """A new, migrated database: the migration ledger of one test does not see another's."""
+@pytest.fixture(scope="session")
+def migration_db(make_database: Callable[..., str]) -> str:
+    """One migrated database for the migration tests (separate from the suite's ``db_url``)."""
     url = make_database("ats_mig")
 
     async def body() -> None:
@@ -41,6 +41,31 @@ def fresh_db(make_database: Callable[..., str]) -> str:
 
     asyncio.run(body())
     return url
+
+
+_EMPTIED = (
+    "market.candles",
+    "market.reference_candles",
+    "market.funding_rates",
+    "market.trades",
+    "ops.quarantine",
+    "ops.migration_ledger",
+    "ops.migration_unmatched",
+)
+
+
+@pytest.fixture
+def fresh_db(migration_db: str) -> str:
+    """The migration database emptied of market rows, ledger and quarantine: each test starts
+    as on a new server (the real files share symbols, so tests would otherwise see each
+    other's rows)."""
+
+    async def body() -> None:
+        async with connection(migration_db) as conn:
+            await conn.execute(f"TRUNCATE {', '.join(_EMPTIED)}")
+
+    asyncio.run(body())
+    return migration_db
 
 
 def ccxt_symbols(testdata: Path) -> set[str]:

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ats_pipelines.db.connect import connection
 from ats_pipelines.migration.checksum import db_digest, frame_digest, select_list
 from ats_pipelines.migration.dedupe import SortedStream, Unsorted
 from ats_pipelines.migration.discovery import DiscoveredFile
@@ -60,8 +61,13 @@ def test_checksum_ignores_order_but_not_values() -> None:
     assert halves == digest
 
 
-async def test_database_rows_give_the_same_checksum(conn: asyncpg.Connection) -> None:
+async def test_database_rows_give_the_same_checksum(migration_db: str) -> None:
     """Binary COPY out of the server and numpy over the source agree, NULL/NaN and text too."""
+    async with connection(migration_db) as conn:
+        await _same_checksum(conn)
+
+
+async def _same_checksum(conn: asyncpg.Connection) -> None:
     frame = candles(3).with_columns(
         pl.Series("volume", [1.5, None, float("nan")]), pl.Series("side", ["buy", None, "sell"])
     )
