@@ -1,0 +1,10 @@
+"""The streaming service (``ats stream``): websocket trades and order books -> multi-timeframe
+bars, book metrics and snapshots in TimescaleDB and the Redis hot cache. No Dagster here;
+``ats_pipelines.defs.streaming`` runs :class:`~ats_pipelines.streaming.service.StreamService`
+as a long-running job and watches its heartbeats.
+
+Modules: ``config`` (what to stream), ``service`` (the loop, shutdown), ``ingest`` (trades into
+the aggregator, trade-id gaps refilled from REST), ``orderbook`` (book metrics, sampled
+snapshots), ``writer`` (bounded queues, batched writes, spill files), ``heal`` (REST klines vs
+stored bars), ``state`` (open bars saved and resumed), ``hotcache``, ``metrics``, ``health``.
+"""
