@@ -242,6 +242,7 @@ async def _lock_watermark(conn: asyncpg.Connection, coordinator_id: str) -> int:
     last_id = await conn.fetchval(
         "SELECT last_signal_id FROM signals.coordinator_watermarks WHERE coordinator_id = $1 "
         "FOR UPDATE", coordinator_id)
+    assert last_id is not None
     return int(last_id)
 
 

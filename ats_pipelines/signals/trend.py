@@ -14,8 +14,8 @@ least ``lookback`` (``L``) bars before it, and on nothing but bars ``t-L .. t``:
    (a lower or equal high). Without ``H0`` there is no structure and no signal.
 3. **Break.** ``uptrendStart`` fires on bar ``t`` when, in a down/sideways structure,
    ``close[t] > H1 * (1 + sensitivity)`` and no close between ``H1`` and ``t`` was above that
-   threshold: the first close clearing the last lower high. A break before the swing is
-   confirmed (within its ``k`` later bars) therefore never fires, and each swing fires once.
+   threshold: the first close clearing the last lower high, so each swing fires at most once.
+   (The ``k`` bars that confirm a swing cannot close above it: their highs are at most its.)
 4. ``downtrendStart`` mirrors 2–3 with swing lows: ``L1 >= L0`` (a higher or equal low, an up or
    sideways structure) and the first ``close[t] < L1 * (1 - sensitivity)``.
 
@@ -101,6 +101,8 @@ def _ts_ms(value: Any, where: str) -> int:
 
 
 def _ts_column(series: pl.Series) -> np.ndarray:
+    if series.len() == 0:
+        return np.empty(0, dtype=np.int64)
     if isinstance(series.dtype, pl.Datetime):
         if series.dtype.time_zone is None:
             raise BarsError("column ts: naive datetimes; want UTC-aware timestamps")
@@ -150,8 +152,8 @@ def _validate(bars: BarArrays) -> None:
         bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
         if bad.size:
             i = int(bad[0])
-            raise BarsError(f"bar {i} ({_iso(int(bars.ts[i]))}): {name}={values[i]!r} is not a "
-                            "positive finite price")
+            raise BarsError(f"bar {i} ({_iso(int(bars.ts[i]))}): {name}={float(values[i])!r} "
+                            "is not a positive finite price")
     bad = np.flatnonzero(bars.high < bars.low)
     if bad.size:
         i = int(bad[0])
