@@ -39,6 +39,33 @@ class Settings:
     external_database_url: str | None
     redis_port: int = DEFAULT_REDIS_PORT
     external_redis_url: str | None = None
+    lake_root: Path | None = None  # ATS_LAKE_DIR
+    feast_registry_override: str | None = None  # ATS_FEAST_REGISTRY
+    feast_online_store_override: str | None = None  # ATS_FEAST_ONLINE_STORE
+
+    @property
+    def lake_dir(self) -> Path:
+        """Root of the Parquet lake: exported market data, features and labels."""
+        return self.lake_root or self.state_dir / "lake"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.state_dir / "feast"
+
+    @property
+    def feast_repo(self) -> Path:
+        """The Feast repository (``feature_store.yaml`` and the definitions module)."""
+        return project_root() / "feature_repo"
+
+    @property
+    def feast_registry(self) -> str:
+        """Feast registry: a file locally, a SQL URL in prod (ATS_FEAST_REGISTRY)."""
+        return self.feast_registry_override or str(self.feast_dir / "registry.db")
+
+    @property
+    def feast_online_store(self) -> str:
+        """Feast online store: a SQLite file locally, a Redis address in prod."""
+        return self.feast_online_store_override or str(self.feast_dir / "online_store.db")
 
     @property
     def managed_redis(self) -> bool:
@@ -116,4 +143,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         db_port=db_port,
         db_name=db_name,
         external_database_url=url,
+        lake_root=Path(env["ATS_LAKE_DIR"]) if env.get("ATS_LAKE_DIR") else None,
+        feast_registry_override=env.get("ATS_FEAST_REGISTRY") or None,
+        feast_online_store_override=env.get("ATS_FEAST_ONLINE_STORE") or None,
     )
