@@ -174,6 +174,7 @@ class SymbolPipeline:
         self.tainted: list[tuple[int, int]] = []
         self.fresh = True  # no resumed state: everything before the first trade is partial
         self.last_trade_ts: int | None = None
+        self.coverage_from: int | None = None  # exchange time of the first trade ever applied
         self.trades = TradeColumns()
         self.rejections: list[Rejection] = []
         self.heal_wanted: list[tuple[int, int]] = []
@@ -201,7 +202,8 @@ class SymbolPipeline:
         return {"version": 1, "aggregator": state.to_dict(),
                 "tracker": tracker.to_dict() if tracker is not None else None,
                 "integer_ids": self.integer_ids, "tainted": [list(t) for t in self.tainted],
-                "fresh": self.fresh, "last_trade_ts": self.last_trade_ts}
+                "fresh": self.fresh, "last_trade_ts": self.last_trade_ts,
+                "coverage_from": self.coverage_from}
 
     def restore(self, data: dict[str, Any]) -> None:
         self.agg = BarAggregator.from_state(AggregatorState.from_dict(data["aggregator"]))
@@ -211,6 +213,7 @@ class SymbolPipeline:
         self.tainted = [(int(a), int(b)) for a, b in data.get("tainted", [])]
         self.fresh = bool(data.get("fresh", False))
         self.last_trade_ts = data.get("last_trade_ts")
+        self.coverage_from = data.get("coverage_from")
         self.pending_reconnect = True  # the stream resumes after a gap: fetch it first
 
     @property
@@ -261,6 +264,8 @@ class SymbolPipeline:
                     self.fresh = False
                     self.tainted.append((FAR_PAST, ts))
                     self.heal_wanted.append((ts, ts))
+                    if self.coverage_from is None:
+                        self.coverage_from = ts
                 if observe is not None and not backfill:
                     observe(received - ts / 1000)
             elif status == DUPLICATE:

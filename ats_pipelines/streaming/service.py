@@ -718,12 +718,14 @@ class StreamService:
         if periodic:
             for symbol in c.symbols:
                 upto = self._committed_to(symbol)
-                if upto <= FAR_PAST:
-                    continue
+                since = self.pipelines[symbol].coverage_from
+                if upto <= FAR_PAST or since is None:
+                    continue  # heal what the stream covers, not history (market data's job)
                 windows = {}
                 for tf in c.timeframes:
                     ms = parse_timeframe(tf).ms or 31 * 86_400_000
-                    windows[tf] = (floor_ms(upto - c.heal_lookback_bars * ms, tf), upto)
+                    windows[tf] = (max(floor_ms(upto - c.heal_lookback_bars * ms, tf),
+                                       floor_ms(since, tf)), upto)
                 work.append((symbol, windows))
         if not work:
             return
