@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import uuid
@@ -172,22 +171,22 @@ async def test_sigkill_in_the_middle_of_the_transaction_moves_nothing(
         series: tuple[AnalyzerTarget, pl.DataFrame]) -> None:
     target, bars = series
     app = f"sigkill_{uuid.uuid4().hex[:8]}"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_RUN, db_url, app, target.analyzer_id, target.exchange,
-         after_end(bars).isoformat()],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _KILLED_RUN, db_url, app, target.analyzer_id, target.exchange,
+        after_end(bars).isoformat(), stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert proc.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=60)
+        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=60)).decode()
         expected = detect_trend_signals(bars, PARAMS)
         assert line.strip() == f"wrote {len(expected)}"
         state = await conn.fetchval(
             "SELECT state FROM pg_stat_activity WHERE application_name = $1", app)
         assert state == "idle in transaction"
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        assert await asyncio.wait_for(proc.wait(), timeout=30) == -signal.SIGKILL
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
     for _ in range(200):  # the server aborts the transaction once it sees the socket close
         if not await conn.fetchval(
