@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -202,7 +202,7 @@ def status(
         return rows, unmatched
 
     try:
-        rows, unmatched = run(body)
+        rows, unmatched = cast(tuple[list[Any], list[Any]], run(body))
     except MigrationSetupError as exc:
         fail(str(exc))
     header = (

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -12,7 +14,7 @@ import dagster as dg
 from ats_pipelines.migration import ledger
 from ats_pipelines.migration.discovery import DiscoveredFile, Discovery
 from ats_pipelines.migration.loader import FileMigrator, FileOutcome
-from ats_pipelines.migration.report import md_table
+from ats_pipelines.migration.report import ReportData, md_table, to_markdown, write_report
 from ats_pipelines.migration.resource import LegacyCacheResource
 from ats_pipelines.migration.runner import ensure_schema
 
@@ -105,3 +107,22 @@ def inventory_markdown(discovery: Discovery) -> str:
     """Unmatched files as a Markdown table (shown on the inventory asset)."""
     rows = [(u.relative, u.reason) for u in discovery.unmatched]
     return md_table(("file", "reason"), rows) if rows else "(none)"
+
+
+async def root_report(
+    conn: asyncpg.Connection, discovery: Discovery, reports_dir: Path
+) -> tuple[list[Path], str]:
+    """The migration report of everything the ledger holds for this root (files + md)."""
+    rows = [ledger.as_dict(r) for r in await ledger.list_rows(conn, root=str(discovery.root))]
+    data = ReportData(
+        title=f"Legacy cache migration: {discovery.root}",
+        meta=[
+            ("root", str(discovery.root)),
+            ("files found now", str(len(discovery.files))),
+            ("written", datetime.now(UTC).isoformat(timespec="seconds")),
+        ],
+        rows=rows,
+        unmatched=[(u.relative, u.reason) for u in discovery.unmatched],
+    )
+    paths = write_report(data, reports_dir, "root-" + discovery.root.name)
+    return paths, to_markdown(data)

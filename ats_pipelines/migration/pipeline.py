@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
@@ -158,7 +158,7 @@ class SourcePipeline:
         return self.stats
 
 
-async def _ahead(items: Iterator[T]) -> AsyncIterator[T]:
+async def _ahead(items: Iterator[T]) -> AsyncGenerator[T, None]:
     """Iterate a blocking iterator in a thread, one item ahead of the consumer."""
     done = object()
     pending = asyncio.ensure_future(asyncio.to_thread(next, items, done))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ats_pipelines.config import load_settings
 from ats_pipelines.migration.config import MigrationConfig, load_config
 from ats_pipelines.migration.discovery import Discovery, Identifier, discover
 from ats_pipelines.migration.markets import MarketCatalog, load_catalog
@@ -18,6 +19,11 @@ class LegacyCacheResource(dg.ConfigurableResource):
     config_file: str | None = None
     archive_dir: str | None = None
     markets_file: str | None = None
+    reports_dir: str | None = None
+
+    def report_folder(self) -> Path:
+        """Where reports go: this resource's folder, else the state folder's reports/."""
+        return Path(self.reports_dir) if self.reports_dir else load_settings().reports_dir
 
     def migration_config(self) -> MigrationConfig:
         """The settings file, with this resource's non-empty fields taking precedence."""

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.integration
 def _count(url: str, sql: str) -> int:
     async def body() -> int:
         async with connection(url) as conn:
-            return int(await conn.fetchval(sql))
+            value = await conn.fetchval(sql)
+            assert isinstance(value, int)
+            return value
 
     return asyncio.run(body())
 

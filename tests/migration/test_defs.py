@@ -11,6 +11,7 @@ import pytest
 from ats_pipelines.defs.migration.assets import legacy_cache_inventory, migrated_cache_files
 from ats_pipelines.defs.migration.partitions import legacy_cache_files
 from ats_pipelines.defs.migration.sensors import legacy_cache_sensor
+from ats_pipelines.migration.orchestration import PARTITIONS
 from ats_pipelines.migration.resource import LegacyCacheResource
 from ats_pipelines.resources.timescale import TimescaleResource
 
@@ -49,17 +50,20 @@ def dagster_cache(testdata: Path, tmp_path: Path) -> Path:
     return root
 
 
-def test_inventory_partitions_and_materialisation(fresh_db: str, dagster_cache: Path) -> None:
+def test_inventory_partitions_and_materialisation(
+    fresh_db: str, dagster_cache: Path, tmp_path: Path
+) -> None:
     instance = dg.DagsterInstance.ephemeral()
+    reports = tmp_path / "reports"
     resources = {
         "timescale": TimescaleResource(database_url=fresh_db),
-        "legacy_cache": LegacyCacheResource(root=str(dagster_cache)),
+        "legacy_cache": LegacyCacheResource(root=str(dagster_cache), reports_dir=str(reports)),
     }
     inventory = dg.materialize([legacy_cache_inventory], instance=instance, resources=resources)
     assert inventory.success
     meta = inventory.asset_materializations_for_node("legacy_cache_inventory")[0].metadata
     assert (meta["files"].value, meta["new_partitions"].value, meta["unmatched"].value) == (2, 2, 1)
-    keys = instance.get_dynamic_partitions(legacy_cache_files.name)
+    keys = instance.get_dynamic_partitions(PARTITIONS)
     assert sorted(keys) == ["XRP_ETH-5m.feather", "futures/XRP_USDT_USDT-8h-mark.feather"]
 
     run = dg.materialize(
@@ -75,7 +79,14 @@ def test_inventory_partitions_and_materialisation(fresh_db: str, dagster_cache: 
     assert md["status"].value == "verified"
     assert (md["rows_read"].value, md["rows_inserted"].value) == (91, 91)
     assert md["checksums_match"].value is True
-    assert md["ledger_row"].value["price_type"] == "mark"
+    ledger_row = md["ledger_row"].value
+    assert isinstance(ledger_row, dict) and ledger_row["price_type"] == "mark"
+
+    # the inventory's report now lists the migrated file
+    dg.materialize([legacy_cache_inventory], instance=instance, resources=resources)
+    report = (reports / "migration" / "root-cache.md").read_text()
+    assert "| futures/XRP_USDT_USDT-8h-mark.feather | reference_candles |" in report
+    assert "XRP_USDT_USDT-8h-mark.feather.bak" in report  # listed as unmatched
 
     # materialising the same partition again inserts nothing
     again = dg.materialize(
@@ -92,7 +103,7 @@ def test_broken_file_fails_its_partition(fresh_db: str, dagster_cache: Path) -> 
     broken = dagster_cache / "XRP_ETH-5m.feather"
     broken.write_bytes(broken.read_bytes()[:4000])
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(legacy_cache_files.name, ["XRP_ETH-5m.feather"])
+    instance.add_dynamic_partitions(PARTITIONS, ["XRP_ETH-5m.feather"])
     resources = {
         "timescale": TimescaleResource(database_url=fresh_db),
         "legacy_cache": LegacyCacheResource(root=str(dagster_cache)),
@@ -115,15 +126,15 @@ def test_sensor_registers_new_files_and_requests_runs_once(dagster_cache: Path) 
     context = dg.build_sensor_context(instance=instance, resources=resources)
     first = legacy_cache_sensor(context)
     assert isinstance(first, dg.SensorResult)
-    assert sorted(r.partition_key for r in first.run_requests or []) == [
+    assert sorted(str(r.partition_key) for r in first.run_requests or []) == [
         "XRP_ETH-5m.feather",
         "futures/XRP_USDT_USDT-8h-mark.feather",
     ]
     [add] = first.dynamic_partitions_requests or []
     assert sorted(add.partition_keys or []) == sorted(
-        r.partition_key for r in first.run_requests or []
+        str(r.partition_key) for r in first.run_requests or []
     )
-    instance.add_dynamic_partitions(legacy_cache_files.name, list(add.partition_keys or []))
+    instance.add_dynamic_partitions(PARTITIONS, list(add.partition_keys or []))
     second = legacy_cache_sensor(
         dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor)
     )

@@ -90,6 +90,7 @@ async def test_killed_mid_file_then_rerun(
     async with connection(fresh_db) as conn:
         await _wait_for_backends_to_go(conn, fresh_db)
         ledger = await conn.fetchrow("SELECT batch_id, status, attempts FROM ops.migration_ledger")
+        assert ledger is not None
         assert (ledger["status"], ledger["attempts"]) == ("loading", 1)
         assert await _series(conn) == (0, 0)  # 3,000 rows had been written, none survived
 
@@ -103,6 +104,7 @@ async def test_killed_mid_file_then_rerun(
             "SELECT status, attempts, rows_inserted FROM ops.migration_ledger WHERE batch_id = $1",
             outcome.batch_id,
         )
+        assert row is not None
         assert (row["status"], row["attempts"], row["rows_inserted"]) == ("verified", 2, ROWS)
 
 

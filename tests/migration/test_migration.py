@@ -128,6 +128,7 @@ async def test_cache_migrates_exactly_once(
                 "SELECT status, error, rows_inserted FROM ops.migration_ledger WHERE batch_id = $1",
                 outcome.batch_id,
             )
+            assert row is not None
             assert row["status"] == "failed" and words in row["error"]
             left = await conn.fetchval(
                 "SELECT count(*) FROM market.candles WHERE batch_id = $1", outcome.batch_id
@@ -209,6 +210,7 @@ async def test_rollback_removes_only_the_batchs_rows(
         row = await conn.fetchrow(
             "SELECT status, error FROM ops.migration_ledger WHERE batch_id = $1", eth.batch_id
         )
+        assert row is not None
         assert (row["status"], row["error"]) == ("rolled_back", "test says so")
         # other files are unaffected
         xrp = await conn.fetchval(
@@ -240,11 +242,10 @@ async def test_file_disagreeing_with_existing_rows_fails_verification(
             "'XRP/USDT:USDT' AND timeframe = '1h'"
         )
         assert len(stored) == 100 and {r["batch_id"] for r in stored} == {feather_.batch_id}
-        verification = json.loads(
-            await conn.fetchval(
-                "SELECT verification FROM ops.migration_ledger WHERE batch_id = $1", json_.batch_id
-            )
+        raw = await conn.fetchval(
+            "SELECT verification FROM ops.migration_ledger WHERE batch_id = $1", json_.batch_id
         )
+        verification = json.loads(str(raw))
         assert verification["existing_rows"] == 100
         assert verification["source_checksum"] != verification["loaded_checksum"]
 

@@ -1,16 +1,20 @@
 """Legacy cache migration: the inventory of files and one materialisation per file."""
 
+from pathlib import Path
+
 import asyncpg
 import dagster as dg
 
 from ats_pipelines.defs.migration.partitions import legacy_cache_files
 from ats_pipelines.migration import ledger
 from ats_pipelines.migration.orchestration import (
+    PARTITIONS,
     PartitionResult,
     inventory_markdown,
     ledger_metadata,
     migrate_partition,
     partition_keys,
+    root_report,
 )
 from ats_pipelines.migration.resource import LegacyCacheResource
 from ats_pipelines.resources.timescale import TimescaleResource
@@ -22,18 +26,19 @@ def legacy_cache_inventory(
     timescale: TimescaleResource,
     legacy_cache: LegacyCacheResource,
 ) -> dg.MaterializeResult:
-    """Files under the legacy cache root: one partition registered per file, unmatched listed."""
+    """Files under the legacy cache root: a partition per file, unmatched listed, report written."""
     found = legacy_cache.discover()
     keys = partition_keys(found)
-    known = set(context.instance.get_dynamic_partitions(legacy_cache_files.name))
+    known = set(context.instance.get_dynamic_partitions(PARTITIONS))
     new = [k for k in keys if k not in known]
     if new:
-        context.instance.add_dynamic_partitions(legacy_cache_files.name, new)
+        context.instance.add_dynamic_partitions(PARTITIONS, new)
 
-    async def record(conn: asyncpg.Connection) -> None:
+    async def record(conn: asyncpg.Connection) -> tuple[list[Path], str]:
         await ledger.record_unmatched(conn, str(found.root), found.unmatched)
+        return await root_report(conn, found, legacy_cache.report_folder())
 
-    timescale.run(record)
+    paths, report = timescale.run(record)
     for u in found.unmatched:
         context.log.warning(f"event=migration_unmatched file={u.relative} reason={u.reason!r}")
     return dg.MaterializeResult(
@@ -43,6 +48,8 @@ def legacy_cache_inventory(
             "new_partitions": len(new),
             "unmatched": len(found.unmatched),
             "unmatched_files": dg.MetadataValue.md(inventory_markdown(found)),
+            "report": dg.MetadataValue.md(report),
+            "report_path": dg.MetadataValue.path(str(paths[0])),
         }
     )
 

@@ -2,4 +2,6 @@
 
 import dagster as dg
 
-legacy_cache_files = dg.DynamicPartitionsDefinition(name="legacy_cache_files")
+from ats_pipelines.migration.orchestration import PARTITIONS
+
+legacy_cache_files = dg.DynamicPartitionsDefinition(name=PARTITIONS)

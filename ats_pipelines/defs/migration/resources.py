@@ -13,6 +13,7 @@ def resources() -> dg.Definitions:
         resources={
             "legacy_cache": LegacyCacheResource(
                 config_file=str(settings.state_dir / "migration.toml"),
+                reports_dir=str(settings.reports_dir),
             ),
         }
     )

@@ -6,7 +6,7 @@ import dagster as dg
 
 from ats_pipelines.defs.migration.assets import migrated_cache_files
 from ats_pipelines.defs.migration.partitions import legacy_cache_files
-from ats_pipelines.migration.orchestration import file_signature, partition_keys
+from ats_pipelines.migration.orchestration import PARTITIONS, file_signature, partition_keys
 from ats_pipelines.migration.resource import LegacyCacheResource
 
 migrate_cache_files_job = dg.define_asset_job(
@@ -29,7 +29,7 @@ def legacy_cache_sensor(
     found = legacy_cache.discover()
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     keys = set(partition_keys(found))
-    known = set(context.instance.get_dynamic_partitions(legacy_cache_files.name))
+    known = set(context.instance.get_dynamic_partitions(PARTITIONS))
     requests, current = [], {}
     for file in found.files:
         if file.relative not in keys:
