@@ -9,6 +9,7 @@ from ats_pipelines.config import Settings, load_settings
 from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.market_data.config import load_market_data_settings
 from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.streaming.resource import StreamResource
 
 
 def _exchange(settings: Settings) -> ExchangeResource:
@@ -20,12 +21,16 @@ def _exchange(settings: Settings) -> ExchangeResource:
 
 def _local(settings: Settings) -> dict[str, Any]:
     return {"timescale": TimescaleResource(database_url=settings.database_url),
-            "exchange": _exchange(settings)}
+            "exchange": _exchange(settings),
+            "stream": StreamResource(redis_url=settings.redis_url,
+                                     state_dir=str(settings.state_dir))}
 
 
 def _prod(settings: Settings) -> dict[str, Any]:
     return {"timescale": TimescaleResource(database_url=dg.EnvVar("ATS_DATABASE_URL")),
-            "exchange": _exchange(settings)}
+            "exchange": _exchange(settings),
+            "stream": StreamResource(redis_url=dg.EnvVar("ATS_REDIS_URL"),
+                                     state_dir=str(settings.state_dir))}
 
 
 RESOURCES_BY_ENV = {"local": _local, "test": _local, "prod": _prod}

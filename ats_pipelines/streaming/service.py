@@ -158,12 +158,13 @@ class StreamService:
     async def run(self) -> dict[str, Any]:
         """Stream until stopped; returns a summary. Raises StreamServiceError on a fatal error."""
         loop = asyncio.get_running_loop()
-        handled: list[int] = []
+        handled: dict[signal.Signals, Any] = {}
         if self.install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 try:
+                    previous = signal.getsignal(sig)
                     loop.add_signal_handler(sig, self.request_stop, sig.name)
-                    handled.append(sig)
+                    handled[sig] = previous
                 except (NotImplementedError, RuntimeError, ValueError):
                     pass
         try:
@@ -175,8 +176,9 @@ class StreamService:
             log.exception("event=stream_start_failed shard=%s", self.config.shard)
         finally:
             await self._shutdown()
-            for sig in handled:
+            for sig, previous in handled.items():  # give the host (Dagster, pytest) its own back
                 loop.remove_signal_handler(sig)
+                signal.signal(sig, previous)
         if self.error is not None:
             raise StreamServiceError(f"stream {self.config.shard} stopped: "
                                      f"{type(self.error).__name__}: {self.error}") from self.error
