@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ats_pipelines.cli import cache, dagster_cmd, db, emulator, migrate
+from ats_pipelines.cli import cache, dagster_cmd, db, emulator, migrate, stream
 from ats_pipelines.cli.common import configure_logging, run
 from ats_pipelines.config import load_settings
 
