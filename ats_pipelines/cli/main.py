@@ -15,6 +15,7 @@ app.add_typer(cache.app, name="cache")
 app.add_typer(dagster_cmd.app, name="dagster")
 app.add_typer(migrate.app, name="migrate")
 app.command("emulator")(emulator.emulator)
+app.command("stream")(stream.stream)
 
 
 @app.command()
