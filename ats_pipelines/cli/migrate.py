@@ -247,3 +247,7 @@ def rollback(
             f"rolled back batch {r.batch_id} ({r.file_path}): {r.rows_deleted:,} rows "
             f"and {r.quarantine_deleted:,} quarantined rows removed"
         )
+        for path in r.reopened:
+            typer.echo(
+                f"  reopened {path}: it had found some of these rows present; migrate it again"
+            )

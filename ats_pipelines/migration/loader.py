@@ -86,8 +86,9 @@ class FileMigrator:
             assert row is not None
             if row["status"] in ledger.DONE:
                 return await self._already_done(file, row)
-            if row["status"] != "pending":
-                # left by a killed or failed run: whatever carries this batch id goes first
+            if row["attempts"] > 0:
+                # left by a killed or failed run, or reopened by a rollback: whatever carries
+                # this batch id goes first, so the load below starts from nothing
                 rows, quarantined = await delete_batch_rows(
                     self.conn, batch_id, file.dataset, file.exchange, file.symbol
                 )

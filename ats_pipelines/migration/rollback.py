@@ -23,6 +23,7 @@ class RollbackResult:
     rows_deleted: int
     quarantine_deleted: int
     status: str
+    reopened: tuple[str, ...] = ()  # files set back to 'pending': they relied on these rows
 
 
 async def delete_batch_rows(
@@ -61,6 +62,14 @@ async def rollback_batch(
             conn, batch_id, row["dataset"], row["exchange"], row["symbol"]
         )
         await ledger.mark_failed(conn, batch_id, reason, status=status)
+        reopened = await _reopen_dependents(conn, row) if rows else []
+    for path in reopened:
+        log.warning(
+            "event=migration_reopened file=%s reason='rows it found present were "
+            "removed by rollback of batch %d'",
+            path,
+            batch_id,
+        )
     log.info(
         "event=migration_rollback batch=%d file=%s rows_deleted=%d quarantine_deleted=%d "
         "status=%s reason=%r",
@@ -71,7 +80,31 @@ async def rollback_batch(
         status,
         reason,
     )
-    return RollbackResult(batch_id, row["file_path"], rows, quarantined, status)
+    return RollbackResult(batch_id, row["file_path"], rows, quarantined, status, tuple(reopened))
+
+
+async def _reopen_dependents(conn: asyncpg.Connection, row: asyncpg.Record) -> list[str]:
+    """Verified files of the same series that found rows present (``rows_existing``) in this
+    batch's time range may have relied on the rows just removed: set them back to 'pending'
+    so the next run loads them again (their own batches stay; nothing is deleted)."""
+    records = await conn.fetch(
+        "UPDATE ops.migration_ledger SET status = 'pending', updated_at = now(), "
+        "error = 'rows it found present were removed by rollback of batch ' || $1::text "
+        "|| '; migrate it again' "
+        "WHERE batch_id <> $1 AND status IN ('verified', 'archived') AND rows_existing > 0 "
+        "AND dataset = $2 AND exchange = $3 AND symbol = $4 "
+        "AND timeframe IS NOT DISTINCT FROM $5 AND price_type IS NOT DISTINCT FROM $6 "
+        "AND first_ts <= $8 AND last_ts >= $7 RETURNING coalesce(archived_path, file_path)",
+        row["batch_id"],
+        row["dataset"],
+        row["exchange"],
+        row["symbol"],
+        row["timeframe"],
+        row["price_type"],
+        row["first_ts"],
+        row["last_ts"],
+    )
+    return [r[0] for r in records]
 
 
 async def rollback_target(
@@ -86,6 +119,13 @@ async def rollback_target(
         rows = rows or await ledger.rows_for_path(conn, candidate)
     if not rows:
         raise LookupError(f"no migration batch for file {target!r} in the ledger")
+    files = sorted({r["file_path"] for r in rows})
+    if len(files) > 1:
+        # a relative path can name files under several roots: never guess which one
+        raise LookupError(
+            f"{target!r} matches several files ({', '.join(files)}); "
+            "give the absolute path or a batch id"
+        )
     return [
         await rollback_batch(conn, r["batch_id"], reason)
         for r in rows

@@ -299,3 +299,25 @@ async def test_key_conflict_after_the_probe_falls_back_to_the_bulk_writer(
         ("legacy_cache", src.height - 10),
         ("stream", 10),
     ]
+
+
+async def test_rollback_of_an_ambiguous_relative_path_is_refused(
+    fresh_db: str, config: MigrationConfig, catalog: MarketCatalog, testdata: Path, tmp_path: Path
+) -> None:
+    for name in ("one", "two"):
+        root = tmp_path / name
+        root.mkdir()
+        shutil.copy(testdata / "freqtrade" / "XRP_ETH-5m.feather", root / "XRP_ETH-5m.feather")
+        await run_migration(fresh_db, root, config, catalog)
+    async with connection(fresh_db) as conn:
+        with pytest.raises(LookupError, match="matches several files"):
+            await rollback_target(conn, "XRP_ETH-5m.feather", "which one?")
+        [done] = await rollback_target(
+            conn, str(tmp_path / "one" / "XRP_ETH-5m.feather"), "this one"
+        )
+        assert done.rows_deleted == 706
+        # file two had found those rows present: it is reopened, and migrates again
+        assert done.reopened == (str(tmp_path / "two" / "XRP_ETH-5m.feather"),)
+    [again] = (await run_migration(fresh_db, tmp_path / "two", config, catalog)).outcomes
+    assert again.status == "verified" and again.ledger_row is not None
+    assert again.ledger_row["rows_inserted"] == 706
