@@ -8,6 +8,7 @@ import dagster as dg
 from ats_pipelines.config import Settings, load_settings
 from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.market_data.config import load_market_data_settings
+from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.resources.timescale import TimescaleResource
 from ats_pipelines.streaming.resource import StreamResource
 
@@ -19,18 +20,24 @@ def _exchange(settings: Settings) -> ExchangeResource:
     return ExchangeResource(exchange_id=market.exchange, rest_url=market.exchange_url)
 
 
+def _quality(settings: Settings) -> QualityResource:
+    return QualityResource(reports_dir=str(settings.reports_dir / "quality"))
+
+
 def _local(settings: Settings) -> dict[str, Any]:
     return {"timescale": TimescaleResource(database_url=settings.database_url),
             "exchange": _exchange(settings),
             "stream": StreamResource(redis_url=settings.redis_url,
-                                     state_dir=str(settings.state_dir))}
+                                     state_dir=str(settings.state_dir)),
+            "quality": _quality(settings)}
 
 
 def _prod(settings: Settings) -> dict[str, Any]:
     return {"timescale": TimescaleResource(database_url=dg.EnvVar("ATS_DATABASE_URL")),
             "exchange": _exchange(settings),
             "stream": StreamResource(redis_url=dg.EnvVar("ATS_REDIS_URL"),
-                                     state_dir=str(settings.state_dir))}
+                                     state_dir=str(settings.state_dir)),
+            "quality": _quality(settings)}
 
 
 RESOURCES_BY_ENV = {"local": _local, "test": _local, "prod": _prod}

@@ -69,6 +69,7 @@ class SuiteOutcome:
     gaps: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=GAP_SCHEMA))
     series: pl.DataFrame | None = None
     results: dict[str, ExpectationSuiteValidationResult] = field(default_factory=dict)
+    suites: Suites = field(default_factory=dict)
 
     @property
     def failed_rules(self) -> list[str]:
@@ -182,4 +183,4 @@ def run_suites(prepared: Prepared, suites: Suites, *, name: str,
         coverage = float(series["coverage"].min())  # type: ignore[arg-type]
     return SuiteOutcome(name=name, success=not failures, rows=prepared.batches["rows"].height,
                         evaluated=evaluated, failures=failures, coverage=coverage,
-                        gaps=prepared.gaps, series=series, results=results)
+                        gaps=prepared.gaps, series=series, results=results, suites=dict(suites))
