@@ -89,14 +89,17 @@ def query(db_url: str) -> Callable[..., list[Any]]:
 class MarketDefs:
     """The market-data definitions of one test, with real resources, and ways to run them."""
 
-    def __init__(self, settings: MarketDataSettings, db_url: str, emulator: Emulator) -> None:
+    def __init__(self, settings: MarketDataSettings, db_url: str, emulator: Emulator,
+                 instance: dg.DagsterInstance | None = None) -> None:
         self.settings = settings
-        self.defs = build_market_data_defs(settings)
+        self.instance = instance or dg.DagsterInstance.ephemeral()
         self.resources = {
             "timescale": TimescaleResource(database_url=db_url),
             "exchange": ExchangeResource(exchange_id="binance", rest_url=emulator.rest_url,
                                          backoff_base_s=0.01, max_attempts=3),
         }
+        self.defs = dg.Definitions.merge(build_market_data_defs(settings),
+                                         dg.Definitions(resources=self.resources))
 
     def asset(self, name: str) -> dg.AssetsDefinition:
         for asset in self.defs.assets or []:
@@ -122,21 +125,30 @@ class MarketDefs:
                     "dagster/asset_partition_range_end": last or first}
         config = {"ops": {"candles_1m": {"config": {"repair_only": True}}}} if repair else None
         return dg.materialize(assets, resources=self.resources, partition_key=partition,
-                              tags=tags, run_config=config, raise_on_error=raise_on_error)
+                              tags=tags, run_config=config, raise_on_error=raise_on_error,
+                              instance=self.instance)
 
     def check(self, partition: str) -> dg.AssetCheckEvaluation:
         """Run only the missing-minutes check of one partition."""
         job = self.defs.resolve_job_def("candles_1m_gap_check_job")
         result = job.execute_in_process(tags={"dagster/partition": partition},
-                                        resources=self.resources)
+                                        instance=self.instance)
         (evaluation,) = result.get_asset_check_evaluations()
         return evaluation
 
 
+@pytest.fixture(scope="session")
+def dagster_instance() -> Iterator[dg.DagsterInstance]:
+    """One ephemeral instance for every run of the suite (creating one costs ~0.3 s)."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
 @pytest.fixture
-def make_defs(db_url: str) -> Callable[..., MarketDefs]:
+def make_defs(db_url: str, dagster_instance: dg.DagsterInstance) -> Callable[..., MarketDefs]:
     def make(exchange: str, emulator: Emulator, **overrides: Any) -> MarketDefs:
-        return MarketDefs(market_settings(exchange, emulator, **overrides), db_url, emulator)
+        return MarketDefs(market_settings(exchange, emulator, **overrides), db_url, emulator,
+                          dagster_instance)
 
     return make
 
