@@ -63,8 +63,10 @@ def _positive(columns: Sequence[str], rule: str, maximum: float) -> list[Expecta
 
 
 def _at_least(a: str, b: str, rule: str) -> Expectation:
-    return _gxe().ExpectColumnPairValuesAToBeGreaterThanB(column_A=a, column_B=b, or_equal=True,
-                                                          **_rule(rule))
+    # a missing value is the null/price rule's finding, not this one's (as in the validator)
+    return _gxe().ExpectColumnPairValuesAToBeGreaterThanB(
+        column_A=a, column_B=b, or_equal=True, ignore_row_if="either_value_is_missing",
+        **_rule(rule))
 
 
 def _between(column: str, low: float | None, high: float | None, rule: str,
