@@ -78,11 +78,11 @@ TEST_PARAMS = {
 
 def make_settings(exchange: str, symbols: tuple[str, ...] = ("ETH/BTC",), *,
                   timeframes: tuple[str, ...] = ("5m", "15m", "1h"),
-                  coordinator: tuple[str, ...] = ("15m", "1h"), **overrides: Any
-                  ) -> SignalsSettings:
+                  coordinator: tuple[str, ...] = ("15m", "1h"),
+                  window: timedelta = timedelta(hours=4), **overrides: Any) -> SignalsSettings:
     tag = uuid.uuid4().hex[:8]
     rules = CoordinatorRules(coordinator_id=f"coord_{tag}", timeframes=coordinator,
-                             window=timedelta(hours=4))
+                             window=window)
     settings = SignalsSettings(exchange=exchange, symbols=symbols, timeframes=timeframes,
                                analyzer_id=f"trend_{tag}", trend_params=dict(TEST_PARAMS),
                                coordinator=rules)
