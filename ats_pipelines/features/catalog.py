@@ -12,8 +12,11 @@ order book of the minute, the time of day, and the latest closed bar of each hig
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -123,3 +126,23 @@ def family_of(timeframe: str) -> Family:
     except KeyError:
         raise ValueError(f"no feature family for timeframe {timeframe!r}; families: "
                          f"{', '.join(FAMILY_TIMEFRAMES)}") from None
+
+
+# Versioned Feast feature services (ats_pipelines.features.repo builds them).
+SERVICES: dict[str, tuple[str, ...]] = {
+    "signals_v1": (BASE_FAMILY.name,),
+    "context_v1": tuple(f"features_{tf}" for tf in HIGHER_TIMEFRAMES),
+}
+
+
+def definitions_fingerprint(lake_root: Path) -> str:
+    """A digest of what the Feast repository defines (the ``feast_registry`` asset's code
+    version), computed without importing Feast."""
+    spec = {
+        "families": {f.name: [f.timeframe, list(f.features), f.ttl.total_seconds()]
+                     for f in FAMILIES.values()},
+        "services": SERVICES,
+        "lake": str(lake_root),
+        "code": hashlib.sha256((Path(__file__).parent / "repo.py").read_bytes()).hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
