@@ -85,16 +85,18 @@ async def store_order_books(conn: asyncpg.Connection, books: pl.DataFrame, *, ex
                             symbol: str, source: str, validator: DataValidator | None = None,
                             batch_id: int | None = None) -> StoreResult:
     """Snapshots with ``ts`` (UTC), list columns ``bid_prices``/``bid_sizes``/``ask_prices``/
-    ``ask_sizes`` (best first) and optionally ``sequence`` into ``market.order_book_snapshots``,
-    metrics computed here."""
+    ``ask_sizes`` (best first) and optionally ``sequence`` into ``market.order_book_snapshots``;
+    metrics (``lib.book``) are taken as given when every one is, else computed from the levels."""
     validator = validator or DataValidator()
     checked = validator.order_books(books, exchange=exchange, symbol=symbol,
                                     location=f"{source} {exchange} {symbol}")
     sides = ("bid_prices", "bid_sizes", "ask_prices", "ask_sizes")
     accepted = checked.accepted.with_columns(
         pl.col(c).cast(pl.List(pl.Float64)) for c in sides)
-    if accepted.height:
-        accepted = book_metrics_frame(accepted)
+    if accepted.height and not set(_METRICS) <= set(accepted.columns):
+        # the stream passes metrics of its whole local book; otherwise the stored top-N levels
+        accepted = book_metrics_frame(accepted.drop([c for c in _METRICS
+                                                     if c in accepted.columns]))
     extra = [c for c in ("sequence",) if c in accepted.columns]
     metrics = [c for c in accepted.columns if c in _METRICS]
     rows = accepted.select(
