@@ -60,6 +60,7 @@ class StreamConfig:
     # bars
     grace_ms: int = 2_000
     tick_s: float = 0.25  # clock tick: closes bars of quiet markets, checks trade gaps
+    quiet_s: float = 1.0  # the clock closes bars only after this long without a trade (wall)
     gap_patience_s: float = 0.2  # a missing trade id this old is fetched from REST
     max_backfill_trades: int = 200_000  # a longer gap resets the symbol and heals from klines
     dedup_window_ms: int | None = None  # default: one base bar plus the grace

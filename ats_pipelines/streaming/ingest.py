@@ -174,6 +174,7 @@ class SymbolPipeline:
         self.tainted: list[tuple[int, int]] = []
         self.fresh = True  # no resumed state: everything before the first trade is partial
         self.last_trade_ts: int | None = None
+        self.last_received = 0.0  # wall time of the latest streamed trade applied
         self.coverage_from: int | None = None  # exchange time of the first trade ever applied
         self.trades = TradeColumns()
         self.rejections: list[Rejection] = []
@@ -271,6 +272,8 @@ class SymbolPipeline:
             elif status == DUPLICATE:
                 self.counts["duplicate"] += 1
         self.counts["applied"] += applied
+        if applied and not backfill:
+            self.last_received = received
         if backfill:
             self.counts["backfilled"] += applied
         for late in self.agg.drain_late():

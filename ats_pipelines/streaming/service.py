@@ -1,8 +1,8 @@
 """The streaming service: one asyncio loop owning every symbol of a shard.
 
-Tasks: per symbol a trade watcher and a book watcher; a clock tick (closes bars of quiet
-markets, refetches missing trade ids); a book sampler; a checkpoint saver; a heartbeat; the
-healer; the hot-cache flusher. Final bars go to the ``bars`` writer lane (with the
+Tasks: per symbol a trade watcher and a book watcher; a clock tick (closes bars of markets
+quiet for ``quiet_s``, refetches missing trade ids); a book sampler; a checkpoint saver; a
+heartbeat; the healer; the hot-cache flusher. Final bars go to the ``bars`` writer lane (with the
 quarantine and the saved state, so they commit together); trades and book snapshots to the
 ``bulk`` lane.
 
@@ -520,7 +520,11 @@ class StreamService:
                     if p.tracker.overdue(now_wall, c.gap_patience_s):
                         self._background(symbol, self._refill(p))
                     continue
-                await self._emit(p, now_wall, p.agg.advance(now_ms))
+                # the clock closes bars of a quiet market only: while trades flow they close
+                # bars themselves, and a clock running ahead of a lagging stream would
+                # finalise buckets whose trades are still on the way
+                if now_wall - p.last_received >= c.quiet_s:
+                    await self._emit(p, now_wall, p.agg.advance(now_ms))
                 keep = p.closed_before - 4 * self._largest_tf_ms()
                 if p.tainted and keep > FAR_PAST:
                     p.prune_tainted(keep)

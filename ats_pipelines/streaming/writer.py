@@ -44,6 +44,7 @@ from ats_pipelines.streaming.spill import Batch, SpillStore
 
 log = logging.getLogger(__name__)
 MAX_ROUND_ROWS = 100_000
+MAX_ROUND_FILES = 500
 REJECTED_RULE = "stream.db_rejected"
 _DATASETS = {"market.candles": "candles", "market.trades": "trades",
              "market.order_book_snapshots": "order_book"}
@@ -225,10 +226,17 @@ class Lane:
             self._room.set()
             return True
         files = self.spill.files()
-        if files:
-            batch = SpillStore.read(files[0])
-            await self._write([batch])
-            self.spill.remove(files[0], batch.rows)
+        if files:  # many small files per round, so a replay outruns new arrivals
+            batches, rows = [], 0
+            for path in files[:MAX_ROUND_FILES]:
+                batch = SpillStore.read(path)
+                if batches and rows + batch.rows > MAX_ROUND_ROWS:
+                    break
+                batches.append((path, batch))
+                rows += batch.rows
+            await self._write([b for _, b in batches])
+            for path, batch in batches:
+                self.spill.remove(path, batch.rows)
             return True
         return False
 
