@@ -54,7 +54,47 @@ def _platform(ctx: DemoContext) -> list[str]:
     return [f"edition: {edition} (timescaledb {version})"]
 
 
+def _rollup_selection(ctx: DemoContext) -> str | None:
+    """The candle rollups' asset keys (one multi-asset, materialised whole), if defined."""
+    for asset in ctx.defs.assets or []:
+        if isinstance(asset, dg.AssetsDefinition) and dg.AssetKey("candles_5m") in asset.keys:
+            return " or ".join(f"key:{k.to_user_string()}" for k in sorted(asset.keys))
+    return None
+
+
+def _signals(ctx: DemoContext) -> list[str]:
+    """Analyzers and coordinator over the bars stored so far (run after the market-data step:
+    the rollups are brought up to date first, the analyzers read every closed bar)."""
+    rollups = _rollup_selection(ctx)
+    if rollups:
+        ctx.materialize(rollups)
+    detected = ctx.materialize("key:detected_signals")
+    meta = detected.asset_materializations_for_node("detected_signals")[0].metadata
+    counts = meta["counts_by_timeframe"].value
+    assert isinstance(counts, dict)
+    lines = [f"analyzed {meta['bars_analysed'].value} new bars, wrote "
+             f"{meta['signals_written'].value} signals ({meta['signals_total'].value} stored)"]
+    lines += [f"  {tf}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+              for tf, kinds in counts.items()]
+    lines += ["latest signals:", *_table_lines(str(meta["latest"].value), 5)]
+    coordinated = ctx.materialize("key:coordinated_signals")
+    meta = coordinated.asset_materializations_for_node("coordinated_signals")[0].metadata
+    lines += [f"coordinator wrote {meta['decisions_written'].value} decisions "
+              f"({meta['signals_waiting'].value} signals waiting for final timeframes)",
+              *_table_lines(str(meta["counts"].value), 10),
+              "last decision per symbol:",
+              *_table_lines(str(meta["latest_per_symbol"].value), 10)]
+    return lines
+
+
+def _table_lines(markdown: str, limit: int) -> list[str]:
+    rows = [line for line in markdown.splitlines() if not line.startswith("|--")]
+    return ["  " + line for line in rows[: limit + 1]]
+
+
 STEPS: list[DemoStep] = [DemoStep("platform", _platform)]
+# Later steps go before this one: it shows the signals of the bars the steps above stored.
+STEPS.append(DemoStep("signals", _signals))
 
 
 async def _inventory(url: str) -> str:
