@@ -7,6 +7,7 @@ import dagster as dg
 
 from ats_pipelines.config import Settings, load_settings
 from ats_pipelines.exchange.resource import ExchangeResource
+from ats_pipelines.features.resource import PROD_YAML, FeastResource, LakeResource
 from ats_pipelines.market_data.config import load_market_data_settings
 from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.resources.timescale import TimescaleResource
@@ -24,12 +25,27 @@ def _quality(settings: Settings) -> QualityResource:
     return QualityResource(reports_dir=str(settings.reports_dir / "quality"))
 
 
+def _features(settings: Settings, prod: bool) -> dict[str, Any]:
+    lake = str(settings.lake_dir)
+    if prod:  # registry URL and Redis address may hold credentials: read when a run starts
+        feast = FeastResource(repo_path=str(settings.feast_repo), lake_root=lake,
+                              registry=dg.EnvVar("ATS_FEAST_REGISTRY"),
+                              online_store=dg.EnvVar("ATS_FEAST_ONLINE_STORE"),
+                              yaml_file=PROD_YAML)
+    else:
+        feast = FeastResource(repo_path=str(settings.feast_repo), lake_root=lake,
+                              registry=settings.feast_registry,
+                              online_store=settings.feast_online_store)
+    return {"lake": LakeResource(root=lake), "feast": feast}
+
+
 def _local(settings: Settings) -> dict[str, Any]:
     return {"timescale": TimescaleResource(database_url=settings.database_url),
             "exchange": _exchange(settings),
             "stream": StreamResource(redis_url=settings.redis_url,
                                      state_dir=str(settings.state_dir)),
-            "quality": _quality(settings)}
+            "quality": _quality(settings),
+            **_features(settings, prod=False)}
 
 
 def _prod(settings: Settings) -> dict[str, Any]:
@@ -37,7 +53,8 @@ def _prod(settings: Settings) -> dict[str, Any]:
             "exchange": _exchange(settings),
             "stream": StreamResource(redis_url=dg.EnvVar("ATS_REDIS_URL"),
                                      state_dir=str(settings.state_dir)),
-            "quality": _quality(settings)}
+            "quality": _quality(settings),
+            **_features(settings, prod=True)}
 
 
 RESOURCES_BY_ENV = {"local": _local, "test": _local, "prod": _prod}
