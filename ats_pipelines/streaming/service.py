@@ -118,6 +118,7 @@ class StreamService:
         self.stop_reason: str | None = None
         self.error: BaseException | None = None
         self.ready = asyncio.Event()
+        self._crashed = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._recovering: set[str] = set()
         self._reconnects_counted = {"trades": 0, "books": 0}
@@ -154,6 +155,12 @@ class StreamService:
             log.info("event=stream_stopping shard=%s reason=%s", self.config.shard, reason)
             self.stop_reason = reason
             self.stopping.set()
+
+    def crash(self) -> None:
+        """Stop *without* flushing or saving anything, as a killed process would (tests of
+        crash recovery): what is not committed or spilled yet is lost."""
+        self._crashed = True
+        self.request_stop("crash")
 
     async def run(self) -> dict[str, Any]:
         """Stream until stopped; returns a summary. Raises StreamServiceError on a fatal error."""
@@ -295,13 +302,16 @@ class StreamService:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.pipelines and self.bars_lane.started:
+        if self._crashed:
+            for lane in (self.bars_lane, self.bulk_lane):
+                await lane.abandon()
+        elif self.pipelines and self.bars_lane.started:
             await self._checkpoint_all()  # emits what each symbol holds, then saves its state
             await self._sample_books()
         for lane in (self.bars_lane, self.bulk_lane):
-            if lane.started:
+            if lane.started and not self._crashed:
                 await lane.close(SHUTDOWN_FLUSH_S)
-        if self.pipelines:
+        if self.pipelines and not self._crashed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._heartbeat(final=True), 5.0)
         if self.cache is not None:

@@ -349,6 +349,15 @@ class Lane:
             self.pending_rows = 0
         await self._drop_connection()
 
+    async def abandon(self) -> None:
+        """Stop at once, dropping what is not committed (a crash, for tests)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.pending.clear()
+        self.pending_rows = 0
+        await self._drop_connection()
+
     def stats(self) -> dict[str, Any]:
         return {"queued": self.queue.qsize(), "pending_rows": self.pending_rows,
                 "spilled_rows": self.spill.rows, "spill_files": len(self.spill),
