@@ -17,8 +17,11 @@ optional):
 * ``ATS_RETRAIN_STALE_AFTER_S`` (900) — a claim without heartbeat for this long is reclaimed;
   ``ATS_RETRAIN_MAX_ATTEMPTS`` (3); ``ATS_RETRAIN_CLAIMS_PER_TICK`` (1);
 * the default model scope: ``ATS_FEATURE_SERVICE`` (``signals_v1``), ``ATS_TRAINING_TIMEFRAME``
-  (``1h``), ``ATS_TRAINING_LOOKBACK_DAYS`` (365), ``ATS_LABEL_HORIZON`` (bars, 12),
-  ``ATS_LABEL_RISK`` (0.01), ``ATS_LABEL_REWARD`` (1.0), ``ATS_MOMENTUM_FEATURE``;
+  (``1m``), ``ATS_TRAINING_LOOKBACK_DAYS`` (90), the label set ``ATS_LABEL_SET``
+  (``labels_1m``) and its barriers ``ATS_LABEL_HORIZON`` (bars, 15), ``ATS_LABEL_RISK`` (the
+  stop, 0.002) and ``ATS_LABEL_REWARD`` (take-profit in multiples of the stop, 2.0) — the
+  features build's label spec, checked against the label files —, ``ATS_MOMENTUM_FEATURE``
+  (``ret_15``, the momentum baseline's input) and ``ATS_VOLATILITY_FEATURE`` (``natr_14``);
   exchange and symbols come from the market-data settings (``ATS_EXCHANGE``, ``ATS_SYMBOLS``).
 """
 
@@ -35,7 +38,9 @@ from ats_pipelines.training.labels import Barriers
 
 BACKENDS = ("local", "dask")
 DEFAULT_FEATURE_SERVICE = "signals_v1"
-DEFAULT_MOMENTUM_FEATURE = "ret_12"
+DEFAULT_MOMENTUM_FEATURE = "ret_15"
+DEFAULT_VOLATILITY_FEATURE = "natr_14"
+DEFAULT_LABEL_SET = "labels_1m"
 
 
 @dataclass(frozen=True)
@@ -46,11 +51,13 @@ class ModelScope:
     feature_service: str = DEFAULT_FEATURE_SERVICE
     exchange: str = "binance"
     symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")
-    timeframe: str = "1h"
-    lookback: timedelta = timedelta(days=365)
-    barriers: Barriers = field(default_factory=Barriers)
+    timeframe: str = "1m"
+    lookback: timedelta = timedelta(days=90)
+    label_set: str = DEFAULT_LABEL_SET  # lake dataset labels/<label_set>
+    barriers: Barriers = field(default_factory=lambda: Barriers(horizon=15, risk=0.002,
+                                                                 reward=2.0))
     momentum_feature: str = DEFAULT_MOMENTUM_FEATURE
-    volatility_feature: str | None = None  # for the market-regime tag of predictions
+    volatility_feature: str | None = DEFAULT_VOLATILITY_FEATURE  # market-regime tag
 
 
 @dataclass(frozen=True)
@@ -128,19 +135,20 @@ def load_training_settings(environ: Mapping[str, str] | None = None) -> Training
     database = None if external else (env.get("ATS_OPTUNA_DATABASE") or "ats_optuna")
     tune = env.get("ATS_TRAINING_TUNE_ROWS") or "300000"
     try:
-        barriers = Barriers(horizon=_int(env, "ATS_LABEL_HORIZON", 12),
-                            risk=_float(env, "ATS_LABEL_RISK", 0.01),
-                            reward=_float(env, "ATS_LABEL_REWARD", 1.0))
+        barriers = Barriers(horizon=_int(env, "ATS_LABEL_HORIZON", 15),
+                            risk=_float(env, "ATS_LABEL_RISK", 0.002),
+                            reward=_float(env, "ATS_LABEL_REWARD", 2.0))
     except ValueError as exc:
         raise ConfigError(f"label barriers: {exc}") from None
     scope = ModelScope(
         feature_service=env.get("ATS_FEATURE_SERVICE") or DEFAULT_FEATURE_SERVICE,
         exchange=market.exchange, symbols=market.symbols,
-        timeframe=env.get("ATS_TRAINING_TIMEFRAME") or "1h",
-        lookback=timedelta(days=_int(env, "ATS_TRAINING_LOOKBACK_DAYS", 365)),
+        timeframe=env.get("ATS_TRAINING_TIMEFRAME") or "1m",
+        lookback=timedelta(days=_int(env, "ATS_TRAINING_LOOKBACK_DAYS", 90)),
+        label_set=env.get("ATS_LABEL_SET") or DEFAULT_LABEL_SET,
         barriers=barriers,
         momentum_feature=env.get("ATS_MOMENTUM_FEATURE") or DEFAULT_MOMENTUM_FEATURE,
-        volatility_feature=env.get("ATS_VOLATILITY_FEATURE") or None,
+        volatility_feature=env.get("ATS_VOLATILITY_FEATURE") or DEFAULT_VOLATILITY_FEATURE,
     )
     timeout = env.get("ATS_TRAINING_TIMEOUT_S") or "1800"
     return TrainingSettings(

@@ -14,8 +14,8 @@ sensor calls :func:`reclaim` then :func:`claim`; the training run ends its claim
 * **Fencing.** A claim increments ``attempts``; complete/fail/heartbeat name the attempt they
   hold, so a run that was presumed dead and reclaimed cannot later overwrite its successor.
 * **Reclaiming.** A processing row whose heartbeat (or start, before the first beat) is older
-  than the timeout belongs to a crashed run: it goes back to pending (keeping its age) or, after
-  ``max_attempts``, to failed with the reason.
+  than the timeout belongs to a crashed run: it goes back to pending (keeping its age; the note
+  is appended to ``config.reclaims``) or, after ``max_attempts``, to failed with the reason.
 """
 
 from __future__ import annotations
@@ -221,7 +221,8 @@ async def reclaim(
             """
             SELECT id, scope, attempts, COALESCE(heartbeat_at, started_at) AS seen
             FROM ml.retrain_queue
-            WHERE status = 'processing' AND COALESCE(heartbeat_at, started_at) < now() - $1
+            WHERE status = 'processing' AND COALESCE(heartbeat_at, started_at)
+                  < now() - $1::interval
             ORDER BY id
             FOR UPDATE SKIP LOCKED
             """,
@@ -238,8 +239,13 @@ async def reclaim(
             try:
                 async with conn.transaction():  # a savepoint: the pending slot may be taken
                     await conn.execute(
-                        "UPDATE ml.retrain_queue SET status = 'pending', heartbeat_at = NULL, "
-                        "error_message = $2 WHERE id = $1", row["id"], note)
+                        """
+                        UPDATE ml.retrain_queue
+                        SET status = 'pending', heartbeat_at = NULL, error_message = $2,
+                            config = jsonb_set(config, '{reclaims}',
+                                COALESCE(config->'reclaims', '[]'::jsonb) || to_jsonb($2::text))
+                        WHERE id = $1
+                        """, row["id"], note)
                 out.append(Reclaimed(row["id"], row["scope"], row["attempts"], "requeued", note))
             except asyncpg.UniqueViolationError:
                 pending = await conn.fetchval(

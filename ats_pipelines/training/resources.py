@@ -40,19 +40,21 @@ class ScopeConfig(dg.Config):
     feature_service: str = "signals_v1"
     exchange: str = "binance"
     symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT", "ETH/USDT"])
-    timeframe: str = "1h"
-    lookback_days: int = 365
-    horizon: int = 12
-    risk: float = 0.01
-    reward: float = 1.0
-    momentum_feature: str = "ret_12"
-    volatility_feature: str | None = None
+    timeframe: str = "1m"
+    lookback_days: int = 90
+    label_set: str = "labels_1m"
+    horizon: int = 15
+    risk: float = 0.002
+    reward: float = 2.0
+    momentum_feature: str = "ret_15"
+    volatility_feature: str | None = "natr_14"
 
     @classmethod
     def from_scope(cls, scope: ModelScope) -> ScopeConfig:
         return cls(feature_service=scope.feature_service, exchange=scope.exchange,
                    symbols=list(scope.symbols), timeframe=scope.timeframe,
-                   lookback_days=scope.lookback.days, horizon=scope.barriers.horizon,
+                   lookback_days=scope.lookback.days, label_set=scope.label_set,
+                   horizon=scope.barriers.horizon,
                    risk=scope.barriers.risk, reward=scope.barriers.reward,
                    momentum_feature=scope.momentum_feature,
                    volatility_feature=scope.volatility_feature)
@@ -61,6 +63,7 @@ class ScopeConfig(dg.Config):
         return ModelScope(name=name, feature_service=self.feature_service,
                           exchange=self.exchange, symbols=tuple(self.symbols),
                           timeframe=self.timeframe, lookback=timedelta(days=self.lookback_days),
+                          label_set=self.label_set,
                           barriers=Barriers(self.horizon, self.risk, self.reward),
                           momentum_feature=self.momentum_feature,
                           volatility_feature=self.volatility_feature)
@@ -106,6 +109,7 @@ class ModelsResource(dg.ConfigurableResource):
     stale_after_s: int = 900
     max_attempts: int = 3
     claims_per_tick: int = 1
+    max_concurrent_runs: int = 1  # training runs at once (the sensor claims no more)
     min_signals: int = 30
     log_loss_margin: float = 0.005
     rr_margin: float = 0.02
