@@ -89,7 +89,7 @@ async def _source_vs_rest(conn: asyncpg.Connection, client: KlineSource, *, sour
         answer = await rest_bars(client, exchange, symbol, first, last + MINUTE)
         rest.append(answer.join(mine.select("ts"), on="ts", how="semi"))  # only these minutes
     right = pl.concat(rest) if rest else pl.DataFrame(schema=BAR_SCHEMA)
-    return compare_bars(stored.select(BAR_SCHEMA), right.select(BAR_SCHEMA), name=name,
+    return compare_bars(stored.select(list(BAR_SCHEMA)), right.select(list(BAR_SCHEMA)), name=name,
                         rule=rule, left_label=source, right_label="rest",
                         price_rel_tolerance=policy.price_rel_tolerance,
                         volume_rel_tolerance=policy.volume_rel_tolerance)

@@ -19,6 +19,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ats_pipelines.db.connect import connection
+from ats_pipelines.db.migrate import migrate
 from ats_pipelines.lib.book import L2Book, book_metrics_frame
 
 EXCHANGE = "binance"
@@ -49,6 +51,24 @@ def utc_ms(column: str) -> pl.Expr:
 @pytest.fixture
 def exchange_name() -> str:
     return f"q{uuid.uuid4().hex[:10]}"
+
+
+def migrated_database(make_database: Any, prefix: str = "ats_quality") -> str:
+    """A fresh, migrated database (the quality tests read whole tables and windows)."""
+    url = make_database(prefix)
+
+    async def body() -> None:
+        async with connection(url) as conn:
+            await migrate(conn)
+
+    run_sync(body())
+    return url
+
+
+@pytest.fixture(scope="session")
+def quality_db(make_database: Any) -> str:
+    """One fresh database for the quality tests; each test stores under its own exchange."""
+    return migrated_database(make_database)
 
 
 @pytest.fixture(scope="session")

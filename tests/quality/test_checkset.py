@@ -3,7 +3,6 @@ quality score, and the Great Expectations suite against the plain-SQL implementa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import pytest
 
 from ats_pipelines.db.bulk import bulk_write
 from ats_pipelines.db.connect import connection
-from ats_pipelines.db.migrate import migrate
 from ats_pipelines.quality import loaders, validate
 from ats_pipelines.quality.checkset import candle_entries, scores, table_entries
 from ats_pipelines.quality.policy import QualityPolicy
@@ -21,18 +19,6 @@ from tests.quality.conftest import NOW, run_sync
 
 WINDOW = (datetime(2019, 10, 11, tzinfo=UTC), datetime(2019, 10, 13, 11, 20, tzinfo=UTC))
 POLICY = QualityPolicy()
-
-
-@pytest.fixture(scope="module")
-def quality_db(make_database) -> Iterator[str]:
-    url = make_database("ats_quality")
-
-    async def body() -> None:
-        async with connection(url) as conn:
-            await migrate(conn)
-
-    run_sync(body())
-    yield url
 
 
 async def store(url: str, exchange: str, candles: pl.DataFrame, *, empty: pl.DataFrame | None,
