@@ -239,7 +239,7 @@ class SymbolPipeline:
                     and isinstance(price, float | int) and price > 0 and price != float("inf")
                     and isinstance(amount, float | int) and 0 < amount != float("inf")
                     and side in ("buy", "sell", None) and tid):
-                self._reject(t, ts, price, amount, side, tid)
+                self._reject(t, ts, price, amount, side, tid, latest_ms=latest_ms)
                 continue
             tid = str(tid)
             if self.integer_ids is None:
@@ -286,7 +286,8 @@ class SymbolPipeline:
         return applied
 
     def _reject(self, t: dict[str, Any], ts: Any, price: Any, amount: Any, side: Any, tid: Any,
-                rule: str | None = None, reason: str | None = None) -> None:
+                rule: str | None = None, reason: str | None = None,
+                latest_ms: int | None = None) -> None:
         location = f"stream {self.exchange} {self.symbol} trade {tid!r}"
         if rule is None:
             ts_ms = ts if type(ts) is int else None
@@ -296,6 +297,10 @@ class SymbolPipeline:
             if ts is not None and ts_ms is None:
                 violations.insert(0, _violation("trade.ts_missing",
                                                 f"{location}: timestamp {ts!r} is not epoch ms"))
+            if not violations and ts_ms is not None and latest_ms is not None \
+                    and ts_ms > latest_ms:  # the exchange clock runs ahead of the wall clock
+                violations = [_violation("trade.ts_future", f"{location}: ts {ts_ms} is after "
+                                         f"the exchange's now + tolerance ({latest_ms})")]
             if not violations:  # e.g. an id of the wrong type: the validator's id rule
                 violations = [_violation("trade.id_missing", f"{location}: bad id {tid!r}")]
             rule, reason = violations[0].rule, "; ".join(v.reason for v in violations)
