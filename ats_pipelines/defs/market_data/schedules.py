@@ -5,7 +5,6 @@ from datetime import date, timedelta
 import dagster as dg
 
 from ats_pipelines.defs.market_data.jobs import JobLike
-from ats_pipelines.defs.market_data.partitions import market_partitions
 from ats_pipelines.market_data.config import MarketDataSettings
 
 REPAIR_LOOKBACK_DAYS = 7
@@ -14,7 +13,6 @@ STOPPED = dg.DefaultScheduleStatus.STOPPED
 
 def build_schedules(settings: MarketDataSettings,
                     jobs: dict[str, JobLike]) -> list[dg.ScheduleDefinition]:
-    partitions = market_partitions(settings)
     daily_candles = dg.build_schedule_from_partitioned_job(
         jobs["candles_1m_job"], hour_of_day=0, minute_of_hour=10, default_status=STOPPED,
         name="candles_1m_daily_schedule")
@@ -36,7 +34,6 @@ def build_schedules(settings: MarketDataSettings,
         for symbol in settings.symbols:
             start = dg.MultiPartitionKey({"date": first.isoformat(), "symbol": symbol})
             end = dg.MultiPartitionKey({"date": last.isoformat(), "symbol": symbol})
-            partitions.validate_partition_key(end)
             requests.append(dg.RunRequest(
                 run_key=f"repair:{symbol}:{first}:{last}",
                 tags={"dagster/asset_partition_range_start": start,
