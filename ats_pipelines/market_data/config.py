@@ -1,6 +1,7 @@
 """Settings of the market-data domain, read from the environment once per call.
 
-Like :func:`ats_pipelines.config.load_settings`, nothing is read at import time: the Dagster
+The database and the hot cache (Redis) are the platform's settings
+(:func:`ats_pipelines.config.load_settings`). Like it, nothing is read at import time: the Dagster
 definitions call :func:`load_market_data_settings` when they load (partitions must exist then),
 and tests build their own :class:`MarketDataSettings`.
 
@@ -11,7 +12,6 @@ Variables (all optional):
 * ``ATS_MARKET_DATA_START`` — first day of the daily partitions (``2024-01-01``);
 * ``ATS_EXCHANGE_URL`` — REST base replacing the exchange's hosts (the emulator); local and
   test default to the ``ats emulator`` address, prod to the real exchange;
-* ``ATS_REDIS_URL`` — the hot cache of the latest bars (unset: read the database);
 * ``ATS_RETENTION`` — ``table=age`` pairs (``market.trades=90d,market.order_book_snapshots=30d``),
   ``off`` as an age keeps a table forever;
 * ``ATS_COMPRESSION`` — the same form: compress chunks older than the age (``timescale`` licence).
@@ -63,7 +63,6 @@ class MarketDataSettings:
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     start_date: str = DEFAULT_START
     exchange_url: str | None = EMULATOR_URL
-    redis_url: str | None = None
     rollup_timeframes: tuple[str, ...] = ROLLUP_TIMEFRAMES
     retention: Mapping[str, timedelta] = field(default_factory=lambda: dict(DEFAULT_RETENTION))
     compression: Mapping[str, timedelta] = field(
@@ -128,7 +127,6 @@ def load_market_data_settings(environ: Mapping[str, str] | None = None) -> Marke
         symbols=symbols,
         start_date=env.get("ATS_MARKET_DATA_START", DEFAULT_START).strip(),
         exchange_url=env.get("ATS_EXCHANGE_URL", default_url) or None,
-        redis_url=env.get("ATS_REDIS_URL") or None,
         retention=_merged(DEFAULT_RETENTION, env.get("ATS_RETENTION"), "ATS_RETENTION"),
         compression=_merged(DEFAULT_COMPRESSION, env.get("ATS_COMPRESSION"), "ATS_COMPRESSION"),
     )

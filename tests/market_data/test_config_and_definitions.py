@@ -26,7 +26,7 @@ def test_defaults() -> None:
     s = load_market_data_settings(ENV)
     assert (s.exchange, s.symbols, s.start_date) == ("binance", ("BTC/USDT", "ETH/USDT"),
                                                      "2024-01-01")
-    assert s.exchange_url == EMULATOR_URL and s.redis_url is None
+    assert s.exchange_url == EMULATOR_URL
     assert s.retention["market.order_book_snapshots"] == timedelta(days=30)
     assert "market.candles" not in s.retention  # one table holds 1m and 1d bars
 
@@ -34,7 +34,7 @@ def test_defaults() -> None:
 def test_environment_overrides() -> None:
     s = load_market_data_settings({
         "ATS_ENV": "prod", "ATS_EXCHANGE": "kraken", "ATS_SYMBOLS": " SOL/USDT , XRP/USDT:USDT ",
-        "ATS_MARKET_DATA_START": "2023-06-01", "ATS_REDIS_URL": "redis://127.0.0.1:1/0",
+        "ATS_MARKET_DATA_START": "2023-06-01",
         "ATS_RETENTION": "market.trades=90d,market.order_book_snapshots=off",
         "ATS_COMPRESSION": "market.trades=12h"})
     assert s.exchange == "kraken" and s.symbols == ("SOL/USDT", "XRP/USDT:USDT")
