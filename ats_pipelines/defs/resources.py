@@ -12,6 +12,7 @@ from ats_pipelines.market_data.config import load_market_data_settings
 from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.resources.timescale import TimescaleResource
 from ats_pipelines.streaming.resource import StreamResource
+from ats_pipelines.training.resources import training_resources
 
 
 def _exchange(settings: Settings) -> ExchangeResource:
@@ -39,13 +40,19 @@ def _features(settings: Settings, prod: bool) -> dict[str, Any]:
     return {"lake": LakeResource(root=lake), "feast": feast}
 
 
+def _training(settings: Settings, prod: bool) -> dict[str, Any]:
+    """Features (lake, feast) plus training (models, training_data), which reads Feast."""
+    features = _features(settings, prod)
+    return {**features, **training_resources(settings, features["feast"], prod)}
+
+
 def _local(settings: Settings) -> dict[str, Any]:
     return {"timescale": TimescaleResource(database_url=settings.database_url),
             "exchange": _exchange(settings),
             "stream": StreamResource(redis_url=settings.redis_url,
                                      state_dir=str(settings.state_dir)),
             "quality": _quality(settings),
-            **_features(settings, prod=False)}
+            **_training(settings, prod=False)}
 
 
 def _prod(settings: Settings) -> dict[str, Any]:
@@ -54,7 +61,7 @@ def _prod(settings: Settings) -> dict[str, Any]:
             "stream": StreamResource(redis_url=dg.EnvVar("ATS_REDIS_URL"),
                                      state_dir=str(settings.state_dir)),
             "quality": _quality(settings),
-            **_features(settings, prod=True)}
+            **_training(settings, prod=True)}
 
 
 RESOURCES_BY_ENV = {"local": _local, "test": _local, "prod": _prod}

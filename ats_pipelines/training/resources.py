@@ -9,11 +9,14 @@ The one module of ``ats_pipelines.training`` that imports Dagster (like
 * :class:`TrainingDataResource` — where features come from: :class:`FeastTrainingData` (the
   feature store; production and local) or :class:`SyntheticTrainingData` (a named stand-in with
   a planted signal or pure noise, for tests and benchmarks — not market data).
+
+:func:`training_resources` builds both for ``ats_pipelines/defs/resources.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,9 +26,22 @@ import optuna
 import pandas as pd
 from pydantic import Field
 
+from ats_pipelines.config import Settings
+from ats_pipelines.features.lake import Lake
+from ats_pipelines.features.resource import FeastResource
 from ats_pipelines.lib.timeframes import to_timedelta
-from ats_pipelines.training.config import ModelScope, TrainingSettings
+from ats_pipelines.training.config import (
+    ModelScope,
+    TrainingSettings,
+    load_training_settings,
+    sqlalchemy_url,
+)
 from ats_pipelines.training.dataset import TrainingSet, TrainingSetSource
+from ats_pipelines.training.feast_source import (
+    FeastOnlineSource,
+    FeastTrainingSetSource,
+    service_features,
+)
 from ats_pipelines.training.labels import Barriers
 from ats_pipelines.training.outcomes import DegradationPolicy
 from ats_pipelines.training.predict import LatestFeatures, OnlineFeatureSource
@@ -261,5 +277,49 @@ class SyntheticTrainingData(TrainingDataResource):
         return recent + self.drift_shift if self.drift_shift else recent
 
 
-__all__ = ["ModelsResource", "ScopeConfig", "SyntheticTrainingData", "TrainingDataResource",
-           "ensure_optuna_database"]
+class FeastTrainingData(TrainingDataResource):
+    """Training sets (lake labels + Feast historical features), drift and online features."""
+
+    feast: FeastResource
+    full_feature_names: bool = False  # needed for services whose views share feature names
+
+    def _source(self, scope: ModelScope) -> FeastTrainingSetSource:
+        return FeastTrainingSetSource(self.feast.store(), Lake(Path(self.feast.lake_root)),
+                                      scope, self.full_feature_names)
+
+    def training_source(self, scope: ModelScope) -> TrainingSetSource:
+        return self._source(scope)
+
+    def online_source(self) -> OnlineFeatureSource:
+        return FeastOnlineSource(self.feast.store(), self.full_feature_names)
+
+    def served_features(self, scope: ModelScope) -> list[str] | None:
+        try:
+            service = self.feast.store().get_feature_service(scope.feature_service)
+        except Exception:  # not registered (yet): the gate reports it as unreadable
+            return None
+        return service_features(service, self.full_feature_names)
+
+    def recent_features(self, scope: ModelScope, features: list[str], start: datetime,
+                        end: datetime) -> pd.DataFrame:
+        return self._source(scope).recent_features(features, start, end)
+
+
+def training_resources(settings: Settings, feast: FeastResource,
+                       prod: bool) -> dict[str, dg.ConfigurableResource]:
+    """``models`` and ``training_data`` for one environment (prod: the Optuna URL, which holds
+    credentials, is read from ``ATS_OPTUNA_URL`` when a run starts)."""
+    training = load_training_settings({**os.environ, "ATS_ENV": settings.ats_env})
+    if prod:
+        models = ModelsResource.from_settings(training, optuna_url=dg.EnvVar("ATS_OPTUNA_URL"),
+                                              create_optuna_database=False)
+    elif training.optuna_database is not None:  # the database on this settings' server
+        models = ModelsResource.from_settings(training, optuna_url=sqlalchemy_url(
+            settings.database_url_for(training.optuna_database)))
+    else:
+        models = ModelsResource.from_settings(training)
+    return {"models": models, "training_data": FeastTrainingData(feast=feast)}
+
+
+__all__ = ["FeastTrainingData", "ModelsResource", "ScopeConfig", "SyntheticTrainingData",
+           "TrainingDataResource", "ensure_optuna_database", "training_resources"]
