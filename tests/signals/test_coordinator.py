@@ -149,6 +149,7 @@ async def test_decisions_wait_for_every_timeframe_to_be_final(
     state = await backlog(conn, analyzer, rules)
     assert (state.decidable, state.waiting) == (0, 1)
     result = await run_coordinator(conn, analyzer, rules)
+    assert state.newest_id is not None
     assert result.decisions == [] and result.waiting == 1 and result.watermark_to < state.newest_id
     assert await decisions(conn, rules) == []
 
@@ -201,7 +202,7 @@ async def test_a_waiting_signal_holds_the_watermark_but_not_the_others(
     newest = await conn.fetchval(
         "SELECT max(id) FROM signals.detected_signals WHERE analyzer_id = $1", analyzer)
     assert (state.decidable, state.waiting, state.newest_id) == (0, 0, None)
-    assert state.last_signal_id >= newest  # past every signal, the 5m one included
+    assert newest is not None and state.last_signal_id >= newest  # past all, 5m one included
 
 
 async def test_a_crash_before_commit_leaves_no_decision_and_no_watermark_move(

@@ -112,8 +112,10 @@ def test_replay_job_stores_the_replay_and_reports_the_comparison(
     (event,) = result.asset_materializations_for_node(REPLAYED)
     meta = {k: v.value for k, v in event.metadata.items()}
     assert meta["matches_live"] is True
-    assert meta["signals"] == meta["live_signals"] and meta["signals"] > 0
-    assert meta["decisions"] == meta["live_decisions"] and meta["decisions"] > 0
+    signals, decisions = meta["signals"], meta["decisions"]
+    assert isinstance(signals, int) and isinstance(decisions, int)
+    assert signals == meta["live_signals"] and signals > 0
+    assert decisions == meta["live_decisions"] and decisions > 0
 
     async def stored() -> tuple:
         from ats_pipelines.db.connect import connection
