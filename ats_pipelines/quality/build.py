@@ -73,7 +73,7 @@ async def gather_report(conn: asyncpg.Connection, *, now: datetime, policy: Qual
     """Run the check set, record its runs and scores, and read the history back."""
     window = window or await data_window(conn, now=now, days=days)
     checks = await run_check_set(conn, window, now=now, policy=policy, clients=clients)
-    await record_check_runs(conn, [e.check_run(run_id, window) for e in checks.entries])
+    await record_check_runs(conn, [e.check_run(run_id, window, now) for e in checks.entries])
     await store_scores(conn, checks.scores)
     rows = summary_rows(await recent_runs(conn, trend_runs))
     return ReportData(now, run_id, checks, rows, await recent_scores(conn, trend_runs))

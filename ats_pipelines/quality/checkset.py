@@ -73,12 +73,13 @@ class Entry:
                     for s in self.freshness.stale]
         return []
 
-    def check_run(self, run_id: str, window: tuple[datetime, datetime]) -> CheckRun:
+    def check_run(self, run_id: str, window: tuple[datetime, datetime],
+                  evaluated_at: datetime | None = None) -> CheckRun:
         return CheckRun(run_id=run_id, asset=self.spec.asset, check_name=self.spec.name,
                         partition=self.label, passed=self.passed, severity=self.spec.severity,
                         blocking=self.spec.blocking, rows_checked=self.rows,
                         coverage=self.coverage, failed=self.failed(), window_start=window[0],
-                        window_end=window[1])
+                        window_end=window[1], evaluated_at=evaluated_at)
 
 
 @dataclass

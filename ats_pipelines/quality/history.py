@@ -26,13 +26,25 @@ ON CONFLICT (run_id, asset, check_name, partition) DO UPDATE SET
     window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end,
     evaluated_at = EXCLUDED.evaluated_at
 """
+# One row per (asset, check, run): a run may evaluate several partitions or exchanges; the run
+# passed when all of them did.
 _RECENT_RUNS = """
-SELECT asset, check_name, partition, passed, severity, rows_checked, coverage, failed::text,
-       evaluated_at, run_id
-FROM (SELECT *, row_number() OVER (PARTITION BY asset, check_name
-                                   ORDER BY evaluated_at DESC, id DESC) AS n
-      FROM ops.quality_check_runs) r
-WHERE n <= $1 ORDER BY asset, check_name, evaluated_at DESC, id DESC
+WITH runs AS (
+    SELECT asset, check_name, run_id, bool_and(passed) AS passed, max(severity) AS severity,
+           max(evaluated_at) AS evaluated_at, max(id) AS last_id, count(*) AS evaluations,
+           sum(rows_checked) AS rows_checked, min(coverage) AS coverage,
+           coalesce(array_agg(partition ORDER BY partition) FILTER (WHERE NOT passed), '{}')
+               AS failing_partitions,
+           jsonb_agg(failed) AS failed
+    FROM ops.quality_check_runs GROUP BY asset, check_name, run_id
+), ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY asset, check_name
+                                 ORDER BY evaluated_at DESC, last_id DESC) AS n
+    FROM runs
+)
+SELECT asset, check_name, run_id, passed, severity, evaluated_at, evaluations, rows_checked,
+       coverage, failing_partitions, failed::text AS failed
+FROM ranked WHERE n <= $1 ORDER BY asset, check_name, evaluated_at DESC, last_id DESC
 """
 _STORE_SCORE = """
 INSERT INTO ops.quality_scores (dataset, exchange, source, symbol, window_start, window_end, rows,
@@ -92,9 +104,11 @@ async def record_check_runs(conn: asyncpg.Connection, runs: Sequence[CheckRun]) 
 
 
 async def recent_runs(conn: asyncpg.Connection, per_check: int = 10) -> list[dict[str, Any]]:
-    """The latest ``per_check`` runs of every (asset, check), newest first."""
+    """The latest ``per_check`` runs of every (asset, check), newest first; ``failed`` lists
+    the failing expectations of all the run's evaluations."""
     rows = await conn.fetch(_RECENT_RUNS, per_check)
-    return [{**dict(r), "failed": json.loads(r["failed"])} for r in rows]
+    return [{**dict(r), "failing_partitions": list(r["failing_partitions"]),
+             "failed": [f for group in json.loads(r["failed"]) for f in group]} for r in rows]
 
 
 async def store_scores(conn: asyncpg.Connection, scores: pl.DataFrame) -> int:

@@ -39,7 +39,8 @@ class SummaryRow:
     blocking: bool
     status: str
     last_run: datetime
-    partition: str
+    evaluations: int  # partitions or exchanges the latest run evaluated
+    failing: list[str]  # ... and those that failed
     rows: int
     coverage: float | None
     failing_rules: list[str]
@@ -63,9 +64,10 @@ def summary_rows(history: Iterable[dict[str, Any]]) -> list[SummaryRow]:
             asset=asset, check=check, severity=latest["severity"],
             blocking=spec.blocking if spec else False,
             status="PASS" if latest["passed"] else "FAIL", last_run=latest["evaluated_at"],
-            partition=latest["partition"], rows=latest["rows_checked"],
+            evaluations=latest["evaluations"], failing=latest["failing_partitions"],
+            rows=int(latest["rows_checked"]),
             coverage=latest["coverage"],
-            failing_rules=sorted({str(f.get("rule")) for f in latest["failed"]}),
+            failing_rules=sorted({str(f.get("rule")) for f in latest["failed"] if f}),
             trend=[bool(r["passed"]) for r in reversed(runs)]))
     return out
 
@@ -86,6 +88,12 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], table_id: s
                                     for i, c in enumerate(r)) + "</tr>" for r in rows)
     ident = f' id="{table_id}"' if table_id else ""
     return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _scope(row: SummaryRow) -> str:
+    if not row.failing:
+        return f"{row.evaluations} evaluated"
+    return f"failing: {', '.join(row.failing[:5])}" + (" …" if len(row.failing) > 5 else "")
 
 
 def _trend(trend: Sequence[bool]) -> str:
@@ -145,10 +153,10 @@ def render_html(*, generated_at: datetime, window: tuple[datetime, datetime],
                 entries: Sequence[Entry], data_docs_href: str | None) -> str:
     failing = sum(r.status == "FAIL" for r in rows)
     summary = _table(
-        ("asset", "check", "severity", "status", "last run", "partition", "rows", "coverage",
+        ("asset", "check", "severity", "status", "last run", "scope", "rows", "coverage",
          "failing rules", "passed", "trend"),
         [(r.asset, r.check, r.severity + (" · blocking" if r.blocking else ""), r.status,
-          r.last_run.isoformat(timespec="seconds"), r.partition, r.rows, _pct(r.coverage),
+          r.last_run.isoformat(timespec="seconds"), _scope(r), r.rows, _pct(r.coverage),
           ", ".join(r.failing_rules), r.passes, _trend(r.trend)) for r in rows],
         table_id="summary", raw=10).replace("<td>PASS</td>", '<td class="PASS">PASS</td>') \
         .replace("<td>FAIL</td>", '<td class="FAIL">FAIL</td>')

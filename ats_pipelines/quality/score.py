@@ -53,7 +53,8 @@ def candle_scores(candles: pl.DataFrame, confirmed_empty: pl.DataFrame,
         (pl.col("ts").dt.epoch("ms")).alias("_ms"))
     per = frame.group_by(KEYS).agg(
         pl.len().alias("rows"), pl.col("_valid").sum().alias("valid"),
-        pl.col("_ms").n_unique().alias("minutes"), pl.col("_ms").min().alias("first"),
+        pl.col("_ms").filter(pl.col("_ms") % MINUTE_MS == 0).n_unique().alias("minutes"),
+        pl.col("_ms").min().alias("first"),
         pl.col("_ms").max().alias("last"))
     empty = confirmed_empty.select("exchange", "symbol", pl.col("ts").dt.epoch("ms").alias("_ms"))
     spans = per.join(empty, on=["exchange", "symbol"], how="left").filter(
