@@ -74,11 +74,13 @@ def bar_rows(bars: pl.DataFrame, timeframe: str, book: pl.DataFrame | None = Non
     """The per-bar columns of one series (DuckDB SQL, rows kept in ``ts`` order); 1-minute
     bars also get their minute's order book (``book``: the same series) and time of day."""
     minute = timeframe == cat.BASE_TIMEFRAME
+    bars = bars.with_columns(pl.col("ts").dt.cast_time_unit("us"))
     if minute:
         if book is None:
             book = pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC"),
                                         **dict.fromkeys(BOOK_COLUMNS, pl.Float64)})
-        bars = bars.join(book.select("ts", *BOOK_COLUMNS), on="ts", how="left",
+        book = book.select(pl.col("ts").dt.cast_time_unit("us"), *BOOK_COLUMNS)
+        bars = bars.join(book, on="ts", how="left",
                          maintain_order="left")
     own = con is None
     con = con or connect()

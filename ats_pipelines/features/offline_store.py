@@ -147,8 +147,9 @@ def _plan(view: FeatureView, features: list[str], index: int,
     )
 
 
-def _candidates(plan: _Plan, index: int, bounds: dict[str, Any]) -> str:
-    """The view's rows that can answer some entity row, one per key and timestamp."""
+def _candidates(plan: _Plan, index: int, bounds: dict[str, Any], *, dedup: bool = True) -> str:
+    """The view's rows that can answer some entity row, one per key and timestamp (all of
+    them without ``dedup``: the created-time cutoff must see every version)."""
     cols = [f"{q(src)} AS {q(out)}" for src, out in plan.features]
     keys = [f"{q(src)} AS {q(ent)}" for ent, src in plan.keys]
     created = f"{q(plan.created)}::TIMESTAMPTZ" if plan.created else "NULL::TIMESTAMPTZ"
@@ -159,10 +160,12 @@ def _candidates(plan: _Plan, index: int, bounds: dict[str, Any]) -> str:
     partition = ", ".join([q(src) for _, src in plan.keys] + [q(plan.ts)])
     # A key seen twice at one timestamp keeps its latest-created row (the reference's rule);
     # the window is over the view's bounded rows only.
-    return (f"SELECT {', '.join([*keys, *cols])}, {q(plan.ts)}::TIMESTAMPTZ AS __ts{index}, "
-            f"{created} AS __created{index} FROM {plan.source} WHERE {' AND '.join(where)} "
-            f"QUALIFY row_number() OVER (PARTITION BY {partition} "
-            f"ORDER BY {created} DESC NULLS LAST) = 1")
+    sql = (f"SELECT {', '.join([*keys, *cols])}, {q(plan.ts)}::TIMESTAMPTZ AS __ts{index}, "
+           f"{created} AS __created{index} FROM {plan.source} WHERE {' AND '.join(where)}")
+    if dedup:
+        sql += (f" QUALIFY row_number() OVER (PARTITION BY {partition} "
+                f"ORDER BY {created} DESC NULLS LAST) = 1")
+    return sql
 
 
 def _keys_unique(con: duckdb.DuckDBPyConnection, plan: _Plan, params: dict[str, Any],
@@ -434,7 +437,9 @@ def _query(con: duckdb.DuckDBPyConnection, plans: list[_Plan], ts_col: str, min_
     steps = [f"SELECT *, {q(ts_col)}::TIMESTAMPTZ AS {_TS} FROM __entity"]
     for index, plan in enumerate(plans):
         cutoff = created_cutoff and plan.created is not None
-        if cutoff or (plan.created is not None and not _keys_unique(con, plan, params, index)):
+        if cutoff:
+            rows = _candidates(plan, index, params, dedup=False)
+        elif plan.created is not None and not _keys_unique(con, plan, params, index):
             rows = _candidates(plan, index, params)
         else:
             rows = _plain(plan, index, params)
