@@ -30,15 +30,21 @@ def _ranked(frame: pl.DataFrame, what: str) -> tuple[pl.DataFrame, list[str]]:
     return rows, keys
 
 
-def prepare_features(frame: pl.DataFrame, *, warmup_rows: int,
+def prepare_features(frame: pl.DataFrame, *, warmup_rows: int | Mapping[str, int],
                      candle_rows: Mapping[str, int] | None = None) -> Prepared:
     """Feature rows (``_after_warmup``) and, per symbol, feature rows against candle rows.
 
-    ``candle_rows`` maps symbol to the number of candles the features were computed from
-    (a symbol absent from it compares with 0, which fails the row-count rule).
+    ``warmup_rows``: leading rows of each symbol (in this frame) that may be null, one number
+    for all or per symbol. ``candle_rows`` maps symbol to the number of candles the features
+    were computed from (a symbol absent from it compares with 0, which fails the rule).
     """
     rows, keys = _ranked(frame, "features")
-    rows = rows.with_columns((pl.col("_rank") > warmup_rows).alias("_after_warmup"))
+    if isinstance(warmup_rows, Mapping):
+        exempt = pl.col("symbol").replace_strict(dict(warmup_rows), default=0,
+                                                 return_dtype=pl.Int64)
+    else:
+        exempt = pl.lit(warmup_rows, pl.Int64)
+    rows = rows.with_columns((pl.col("_rank") > exempt).alias("_after_warmup"))
     series = rows.group_by(keys).agg(pl.len().alias("rows")).sort(keys)
     if candle_rows is not None:
         counts = pl.DataFrame({"symbol": list(candle_rows), "candles": list(candle_rows.values())},
@@ -55,17 +61,20 @@ def prepare_features(frame: pl.DataFrame, *, warmup_rows: int,
     return Prepared({"rows": rows, "series": series.with_row_index("_row")})
 
 
-def prepare_labels(frame: pl.DataFrame, *, label_col: str = "label",
+def prepare_labels(frame: pl.DataFrame, *, label_cols: Sequence[str] = ("label",),
                    classes: Sequence[str] = CLASSES, horizon_rows: int = 0) -> Prepared:
-    """Label rows with one 0/1 indicator per class (null when unlabelled) and
-    ``_before_horizon`` (rows that must have a label)."""
-    require(frame, (label_col,), "labels")
+    """Label rows with one 0/1 indicator per label column and class (null when unlabelled)
+    and ``_before_horizon`` (rows that must have a label)."""
+    require(frame, label_cols, "labels")
     rows, _ = _ranked(frame, "labels")
-    label = pl.col(label_col).cast(pl.String)
+    indicators = []
+    for col in label_cols:
+        label = pl.col(col).cast(pl.String)
+        indicators += [pl.when(label.is_null()).then(None).otherwise((label == c)
+                       .cast(pl.Float64)).alias(f"_is_{col}_{c}") for c in classes]
     return Prepared({"rows": rows.with_columns(
         (pl.col("_rank") <= pl.col("_rows_in_series") - horizon_rows).alias("_before_horizon"),
-        *[pl.when(label.is_null()).then(None).otherwise((label == c).cast(pl.Float64))
-          .alias(f"_is_{c}") for c in classes])})
+        *indicators)})
 
 
 def _probas(frame: pl.DataFrame) -> pl.Expr | None:

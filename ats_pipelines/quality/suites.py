@@ -183,15 +183,18 @@ def trade_flow_suites(policy: QualityPolicy) -> Suites:
 
 
 def feature_suites(columns: Sequence[str], policy: QualityPolicy, *,
-                   keys: Sequence[str] = ("symbol",), with_candles: bool = True) -> Suites:
-    """No nulls after warm-up, declared ranges (finite otherwise), rows in line with candles."""
+                   keys: Sequence[str] = ("symbol",), with_candles: bool = True,
+                   required: Sequence[str] | None = None) -> Suites:
+    """No nulls after warm-up (``required`` columns, default all), declared ranges (finite
+    otherwise), rows in line with the candles they were computed from."""
     gxe = _gxe()
     after = {"row_condition": "_after_warmup == True", "condition_parser": "pandas"}
     rows: list[Expectation] = [_unique((*keys, "_ts_ms"), "features.duplicate_key")]
-    for column in columns:
-        low, high = policy.feature_ranges.get(column, (-policy.max_price, policy.max_price))
+    for column in columns if required is None else required:
         rows.append(gxe.ExpectColumnValuesToNotBeNull(column=column, **after,
                                                       **_rule("features.no_nulls")))
+    for column in columns:
+        low, high = policy.feature_ranges.get(column, (-policy.max_price, policy.max_price))
         rows.append(_between(column, low, high, "features.range"))
     series = [_between("row_ratio", policy.min_row_ratio, policy.max_row_ratio,
                        "features.rows_vs_candles")] if with_candles else []
@@ -199,17 +202,21 @@ def feature_suites(columns: Sequence[str], policy: QualityPolicy, *,
                                                  if series else {})}
 
 
-def label_suites(policy: QualityPolicy, *, label_col: str = "label",
+def label_suites(policy: QualityPolicy, *, label_cols: Sequence[str] = ("label",),
                  classes: Sequence[str] = CLASSES) -> Suites:
     gxe = _gxe()
-    rows = [
-        _in_set(label_col, classes, "labels.classes"),
-        gxe.ExpectColumnValuesToNotBeNull(column=label_col, row_condition="_before_horizon == True",
-                                          condition_parser="pandas", **_rule("labels.no_nulls")),
-        *[gxe.ExpectColumnMeanToBeBetween(column=f"_is_{c}", min_value=policy.min_class_share,
-                                          max_value=policy.max_class_share,
-                                          **_rule("labels.class_balance")) for c in classes],
-    ]
+    rows = []
+    for col in label_cols:
+        rows += [
+            _in_set(col, classes, "labels.classes"),
+            gxe.ExpectColumnValuesToNotBeNull(column=col, row_condition="_before_horizon == True",
+                                              condition_parser="pandas",
+                                              **_rule("labels.no_nulls")),
+            *[gxe.ExpectColumnMeanToBeBetween(column=f"_is_{col}_{c}",
+                                              min_value=policy.min_class_share,
+                                              max_value=policy.max_class_share,
+                                              **_rule("labels.class_balance")) for c in classes],
+        ]
     return {"rows": _suite("labels", rows)}
 
 

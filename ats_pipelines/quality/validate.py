@@ -89,20 +89,26 @@ def check_trade_flow(frame: pl.DataFrame, *, policy: QualityPolicy = DEFAULT_POL
 def check_features(frame: pl.DataFrame, *, columns: Sequence[str],
                    policy: QualityPolicy = DEFAULT_POLICY,
                    candle_rows: Mapping[str, int] | None = None,
+                   required: Sequence[str] | None = None,
+                   warmup_rows: Mapping[str, int] | None = None,
                    context: AbstractDataContext | None = None) -> SuiteOutcome:
-    """``columns``: the feature columns (keys and timestamps are not features)."""
-    prepared = prepare_features(frame, warmup_rows=policy.warmup_rows, candle_rows=candle_rows)
+    """``columns``: the feature columns (keys and timestamps are not features); ``required``:
+    those that must not be null after the warm-up (default: all); ``warmup_rows``: leading
+    rows per symbol exempt (default: ``policy.warmup_rows`` for every symbol)."""
+    prepared = prepare_features(frame, warmup_rows=policy.warmup_rows if warmup_rows is None
+                                else warmup_rows, candle_rows=candle_rows)
     built = suites.feature_suites(columns, policy, keys=entity_keys(frame),
-                                  with_candles=candle_rows is not None)
+                                  with_candles=candle_rows is not None, required=required)
     return run_suites(prepared, built, name="features", context=context)
 
 
 def check_labels(frame: pl.DataFrame, *, policy: QualityPolicy = DEFAULT_POLICY,
-                 label_col: str = "label",
+                 label_cols: Sequence[str] = ("label",),
                  context: AbstractDataContext | None = None) -> SuiteOutcome:
-    prepared = prepare_labels(frame, label_col=label_col, horizon_rows=policy.label_horizon_rows)
-    return run_suites(prepared, suites.label_suites(policy, label_col=label_col), name="labels",
-                      context=context)
+    prepared = prepare_labels(frame, label_cols=label_cols,
+                              horizon_rows=policy.label_horizon_rows)
+    return run_suites(prepared, suites.label_suites(policy, label_cols=label_cols),
+                      name="labels", context=context)
 
 
 def check_signals(frame: pl.DataFrame, *, policy: QualityPolicy = DEFAULT_POLICY,

@@ -173,36 +173,10 @@ def trade_flow(trades: pl.DataFrame) -> pl.DataFrame:
              ((pl.col("price") * pl.col("amount")).sum() / pl.col("amount").sum()).alias("vwap"))
 
 
-FEATURES = ("ret_1", "ret_5", "vol_15", "rsi_14", "range_pct")
-WARMUP = 15
-
-
-def features_of(candles: pl.DataFrame) -> pl.DataFrame:
-    """A small feature set of real bars: returns, volatility, RSI and range (warm-up 15)."""
-    close = pl.col("close")
-    gain = close.diff().clip(lower_bound=0).rolling_mean(14)
-    loss = (-close.diff()).clip(lower_bound=0).rolling_mean(14)
-    return candles.sort("ts").select(
-        "exchange", "symbol", "ts",
-        (close / close.shift(1) - 1).alias("ret_1"), (close / close.shift(5) - 1).alias("ret_5"),
-        (close / close.shift(1)).log().rolling_std(15).alias("vol_15"),
-        pl.when(gain + loss > 0).then(100 * gain / (gain + loss)).otherwise(50.0)
-        .alias("rsi_14"),
-        ((pl.col("high") - pl.col("low")) / close).alias("range_pct"))
-
-
-def labels_of(candles: pl.DataFrame, horizon: int = 5, threshold: float = 0.002) -> pl.DataFrame:
-    """BUY/SELL/HOLD from the return over the next ``horizon`` bars (null at the end)."""
-    fwd = pl.col("close").shift(-horizon) / pl.col("close") - 1
-    return candles.sort("ts").select(
-        "exchange", "symbol", "ts",
-        pl.when(fwd.is_null()).then(None).when(fwd > threshold).then(pl.lit("BUY"))
-        .when(fwd < -threshold).then(pl.lit("SELL")).otherwise(pl.lit("HOLD")).alias("label"))
-
-
 def predictions_of(candles: pl.DataFrame, model_id: str = "m-test") -> pl.DataFrame:
-    """Predictions in ``signals.signals`` shape: a softmax of the last returns per bar."""
-    frame = features_of(candles).drop_nulls("ret_5")
+    """Predictions in ``signals.signals`` shape: a softmax of the 5-bar return per bar."""
+    frame = candles.sort("ts").with_columns(
+        (pl.col("close") / pl.col("close").shift(5) - 1).alias("ret_5")).drop_nulls("ret_5")
     r = frame["ret_5"].to_numpy() * 200
     logits = np.stack([r, -r, np.zeros_like(r)], axis=1)
     p = np.exp(logits - logits.max(axis=1, keepdims=True))

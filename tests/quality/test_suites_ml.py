@@ -1,61 +1,86 @@
 """Feature, label and prediction suites on frames computed from real XRP/ETH bars (pass) and on
-broken copies (fail, naming the rule and the rows)."""
+broken copies (fail, naming the rule and the rows). Features and labels come from the features
+domain's own computation (``series_features``, ``series_labels``) on bars the platform's
+aggregator built from the real trades."""
 
 from __future__ import annotations
 
 import json
 
 import polars as pl
+import pytest
 
+from ats_pipelines.features import catalog as cat
+from ats_pipelines.features.compute import series_features
+from ats_pipelines.features.labels import LabelSpec, series_labels
+from ats_pipelines.lib.bars import aggregate_trades
+from ats_pipelines.quality import features_spec
 from ats_pipelines.quality.policy import QualityPolicy
 from ats_pipelines.quality.validate import check_features, check_labels, check_signals
-from tests.quality.conftest import FEATURES, NOW, WARMUP, features_of, labels_of, predictions_of
+from tests.quality.conftest import NOW, predictions_of
 from tests.quality.test_suites_market import rows_of, set_at
 
-POLICY = QualityPolicy(warmup_rows=WARMUP, label_horizon_rows=5,
-                       feature_ranges={"rsi_14": (0.0, 100.0), "vol_15": (0.0, 1.0),
-                                       "range_pct": (0.0, 1.0)})
+FAMILY = cat.family_of("1m")
+POLICY = QualityPolicy(feature_ranges=features_spec.ranges(FAMILY.features, 1e12))
+LABELS = ("label", "tb_label")
 
 
-def test_real_features_pass(xrp_candles: pl.DataFrame) -> None:
-    features = features_of(xrp_candles)
-    assert features.head(WARMUP)["vol_15"].null_count() > 0  # the warm-up really is null
-    outcome = check_features(features, columns=FEATURES, policy=POLICY,
-                             candle_rows={"XRP/ETH": xrp_candles.height})
-    assert outcome.success, [f.line() for f in outcome.failures]
-    assert outcome.rows == xrp_candles.height
+@pytest.fixture(scope="module")
+def bars(xrp_trades: pl.DataFrame) -> pl.DataFrame:
+    return aggregate_trades(xrp_trades, ["1m"], exchange="binance", symbol="XRP/ETH",
+                            ts_col="ts", id_col="trade_id").with_columns(
+        pl.col("ts").dt.cast_time_unit("us"))
 
 
-def test_broken_features_fail(xrp_candles: pl.DataFrame) -> None:
-    f = features_of(xrp_candles)
-    broken = set_at(f, 100, ret_5=None)
-    broken = set_at(broken, 200, rsi_14=140.0)
-    broken = set_at(broken, 300, vol_15=float("inf"))
-    broken = broken.filter(pl.int_range(pl.len()) < 2000)  # rows lost: 2000 of 2469 candles
-    outcome = check_features(broken, columns=FEATURES, policy=POLICY,
-                             candle_rows={"XRP/ETH": xrp_candles.height})
-    assert rows_of(outcome, "features.no_nulls") == {100}
-    assert rows_of(outcome, "features.range") == {200, 300}
-    assert rows_of(outcome, "features.rows_vs_candles", key="symbol") == {"XRP/ETH"}
-    ratio = next(fl for fl in outcome.failures if fl.rule == "features.rows_vs_candles")
+@pytest.fixture(scope="module")
+def features(bars: pl.DataFrame) -> pl.DataFrame:
+    return series_features(bars, "1m")
+
+
+def check(frame: pl.DataFrame, candles: int) -> object:
+    return check_features(frame, columns=FAMILY.features, policy=POLICY,
+                          required=features_spec.required(FAMILY.features),
+                          warmup_rows=features_spec.warmup_rows({"XRP/ETH": 0}),
+                          candle_rows={"XRP/ETH": candles})
+
+
+def test_platform_features_of_real_bars_pass(features: pl.DataFrame,
+                                             bars: pl.DataFrame) -> None:
+    assert features.head(100)["macd_signal"].null_count() > 0  # the warm-up really is null
+    outcome = check(features, bars.height)
+    assert outcome.success, [f.line() for f in outcome.failures]  # type: ignore[attr-defined]
+    assert outcome.rows == bars.height == 2469  # type: ignore[attr-defined]
+
+
+def test_broken_features_fail(features: pl.DataFrame, bars: pl.DataFrame) -> None:
+    broken = set_at(features, 400, ret_5=None)
+    broken = set_at(broken, 500, rsi_14=140.0)
+    broken = set_at(broken, 600, close_position=-0.2)
+    broken = set_at(broken, 700, imbalance_5=1.7)  # nullable, but never out of range
+    broken = broken.filter(pl.int_range(pl.len()) < 2000)  # rows lost: 2000 of 2469 bars
+    outcome = check(broken, bars.height)
+    assert rows_of(outcome, "features.no_nulls") == {400}  # type: ignore[arg-type]
+    assert rows_of(outcome, "features.range") == {500, 600, 700}  # type: ignore[arg-type]
+    assert rows_of(outcome, "features.rows_vs_candles",  # type: ignore[arg-type]
+                   key="symbol") == {"XRP/ETH"}
+    ratio = next(f for f in outcome.failures  # type: ignore[attr-defined]
+                 if f.rule == "features.rows_vs_candles")
     assert ratio.sample[0]["rows"] == 2000 and ratio.sample[0]["candles"] == 2469
 
 
-def test_real_labels_pass_and_skewed_labels_fail(xrp_candles: pl.DataFrame) -> None:
-    labels = labels_of(xrp_candles)
-    shares = labels["label"].drop_nulls().value_counts(normalize=True)
-    assert shares.height == 3, shares
-    assert check_labels(labels, policy=POLICY).success
+def test_platform_labels_pass_and_skewed_labels_fail(bars: pl.DataFrame) -> None:
+    labels = series_labels(bars, LabelSpec())
+    assert check_labels(labels, policy=POLICY, label_cols=LABELS).success
 
-    all_hold = labels.with_columns(pl.when(pl.col("label").is_not_null())
-                                   .then(pl.lit("HOLD")).alias("label"))
-    outcome = check_labels(all_hold, policy=POLICY)
+    all_hold = labels.with_columns(pl.lit("HOLD").alias("label"))
+    outcome = check_labels(all_hold, policy=POLICY, label_cols=LABELS)
     assert outcome.failed_rules == ["labels.class_balance"]
-    observed = {fl.columns: fl.observed for fl in outcome.failures}
-    assert observed[("_is_HOLD",)] == "1.0" and observed[("_is_BUY",)] == "0.0"
+    observed = {f.columns: f.observed for f in outcome.failures}
+    assert observed == {("_is_label_BUY",): "0.0", ("_is_label_SELL",): "0.0",
+                        ("_is_label_HOLD",): "1.0"}
 
-    odd = set_at(set_at(labels, 10, label="LONG"), 20, label=None)
-    outcome = check_labels(odd, policy=POLICY)
+    odd = set_at(set_at(labels, 10, tb_label="LONG"), 20, label=None)
+    outcome = check_labels(odd, policy=POLICY, label_cols=LABELS)
     assert rows_of(outcome, "labels.classes") == {10}
     assert rows_of(outcome, "labels.no_nulls") == {20}
 
