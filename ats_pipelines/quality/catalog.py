@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ats_pipelines.features.catalog import FAMILIES
+from ats_pipelines.features.labels import LabelSpec
+
 ERROR, WARN = "ERROR", "WARN"
 
 
@@ -47,8 +50,9 @@ TRADES = _add("market.trades", "trades_suite", WARN, False,
               "GX suite on trades: validator rules, unique ids, time order, cost.")
 BOOKS = _add("market.order_book_snapshots", "order_book_suite", WARN, False,
              "GX suite on order-book snapshots: ordering, uncrossed, mid, spread and imbalance.")
-SIGNALS = _add("signals.signals", "predictions_suite", ERROR, False,
-               "GX suite on predictions: probabilities in [0, 1], one per bar and model.")
+SIGNALS = _add("predictions", "predictions_suite", ERROR, False,
+               "GX suite on the predictions written to signals.signals: probabilities in "
+               "[0, 1] summing to 1, proba of the predicted class, one per bar and model.")
 STREAM_REST = _add("stream_bars", "bars_match_rest", WARN, False,
                    "Stream-built 1m bars equal the REST klines of the same minutes.")
 HISTORY_REST = _add("candles_1m", "history_matches_rest", WARN, False,
@@ -58,11 +62,13 @@ CEX_DEX = _add("candles_1m", "cex_matches_dex", WARN, False,
 FRESHNESS = _add("stream_bars", "bars_fresh", ERROR, False,
                  "Streamed symbols: shard heartbeat recent and newest 1m bar within the lag "
                  "(quiet markets excepted).")
-FEATURES = _add("features", "features_suite", ERROR, True,
-                "GX suite on features: no nulls after warm-up, value ranges, rows in line with "
-                "candles.")
-LABELS = _add("labels", "labels_suite", ERROR, True,
-              "GX suite on labels: known classes, class balance within bounds.")
+FEATURES = {name: _add(name, "features_suite", ERROR, True,
+                       f"GX suite on {name}: required features not null after the warm-up, "
+                       "declared ranges, rows in line with the candles.")
+            for name in FAMILIES}
+LABELS = _add(LabelSpec.name, "labels_suite", ERROR, True,
+              "GX suite on labels: known classes, no missing label, class balance within "
+              "bounds (forward-return and triple-barrier labels).")
 
 
 def spec(asset: str, name: str) -> CheckSpec:

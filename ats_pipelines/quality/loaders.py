@@ -129,6 +129,35 @@ async def load_signals(conn: asyncpg.Connection, start: datetime, end: datetime,
     return records_frame(await conn.fetch(sql, start, end, model_id), SIGNAL_SCHEMA)
 
 
+async def load_recent_signals(conn: asyncpg.Connection, since: datetime) -> pl.DataFrame:
+    """Predictions written since ``since`` (what the latest predictions runs produced)."""
+    sql = (f"SELECT {_select(SIGNAL_SCHEMA)} FROM signals.signals WHERE created_at >= $1 "  # noqa: S608 - constants
+           "ORDER BY model_id, exchange, symbol, tf, ts")
+    return records_frame(await conn.fetch(sql, since), SIGNAL_SCHEMA)
+
+
+async def candle_counts(conn: asyncpg.Connection, exchange: str, symbols: Sequence[str],
+                        timeframe: str, start: datetime, end: datetime) -> dict[str, int]:
+    rows = await conn.fetch("SELECT symbol, count(*) AS n FROM market.candles WHERE exchange = $1 "
+                            "AND symbol = ANY($2::text[]) AND timeframe = $3 AND ts >= $4 "
+                            "AND ts < $5 GROUP BY symbol", exchange, list(symbols), timeframe,
+                            start, end)
+    found = {r["symbol"]: int(r["n"]) for r in rows}
+    return {s: found.get(s, 0) for s in symbols}
+
+
+async def bars_before(conn: asyncpg.Connection, exchange: str, symbols: Sequence[str],
+                      timeframe: str, start: datetime, limit: int) -> dict[str, int]:
+    """How many bars (up to ``limit``) each series has before ``start`` (an index scan)."""
+    out = {}
+    for symbol in symbols:
+        out[symbol] = int(await conn.fetchval(
+            "SELECT count(*) FROM (SELECT 1 FROM market.candles WHERE exchange = $1 "
+            "AND symbol = $2 AND timeframe = $3 AND ts < $4 ORDER BY ts DESC LIMIT $5) b",
+            exchange, symbol, timeframe, start, limit))
+    return out
+
+
 async def candle_series(conn: asyncpg.Connection, timeframe: str, start: datetime,
                         end: datetime) -> list[tuple[str, str]]:
     """(exchange, symbol) pairs with candles of ``timeframe`` in the window."""

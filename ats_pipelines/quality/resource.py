@@ -24,13 +24,19 @@ class QualityResource(dg.ConfigurableResource):
     reconcile_window_days: int = 1  # reconciliation checks: the latest day of data
     report_window_days: int = 1
     trend_runs: int = 10  # runs shown per check in the report's trend
+    min_class_share: float = 0.02  # labels.class_balance
+    max_class_share: float = 0.96
+    min_feature_row_ratio: float = 0.95  # features.rows_vs_candles
+    predictions_window_hours: int = 24  # the predictions check reads rows written since
 
     def policy(self) -> QualityPolicy:
         return QualityPolicy(
             coverage_tolerance=self.coverage_tolerance, max_spread_bps=self.max_spread_bps,
             cex_dex_tolerance_bps=self.cex_dex_tolerance_bps,
             max_heartbeat_age=timedelta(seconds=self.max_heartbeat_age_s),
-            max_bar_lag=timedelta(seconds=self.max_bar_lag_s))
+            max_bar_lag=timedelta(seconds=self.max_bar_lag_s),
+            min_class_share=self.min_class_share, max_class_share=self.max_class_share,
+            min_row_ratio=self.min_feature_row_ratio)
 
     @property
     def report_dir(self) -> Path:
