@@ -92,7 +92,103 @@ def _table_lines(markdown: str, limit: int) -> list[str]:
     return ["  " + line for line in rows[: limit + 1]]
 
 
-STEPS: list[DemoStep] = [DemoStep("platform", _platform)]
+def _candle_runs(ctx: DemoContext, resources: dict[str, object], symbols: list[str],
+                 days: list[str], *, repair: bool = False) -> list[dg.ExecuteInJobResult]:
+    """One ranged run per symbol over ``days`` of ``candles_1m`` and its gap check."""
+    assets: list[object] = [a for a in ctx.defs.assets or [] if isinstance(a, dg.AssetsDefinition)
+                            and dg.AssetKey("candles_1m") in a.keys]
+    gap_check = dg.AssetCheckKey(dg.AssetKey("candles_1m"), "no_missing_minutes")
+    assets += [c for c in ctx.defs.asset_checks or [] if gap_check in c.check_keys]
+    config = {"ops": {"candles_1m": {"config": {"repair_only": True}}}} if repair else None
+    return [dg.materialize(assets, instance=ctx.instance, resources=resources,
+                           selection=dg.AssetSelection.assets("candles_1m"), run_config=config,
+                           tags={"dagster/asset_partition_range_start": f"{days[0]}|{symbol}",
+                                 "dagster/asset_partition_range_end": f"{days[-1]}|{symbol}"})
+            for symbol in symbols]
+
+
+def _checks_line(results: list[dg.ExecuteInJobResult], symbols: list[str]) -> str:
+    parts = []
+    for symbol, result in zip(symbols, results, strict=True):
+        for evaluation in result.get_asset_check_evaluations():
+            missing = evaluation.metadata["missing_minutes"].value
+            parts.append(f"{symbol} {'passed' if evaluation.passed else 'FAILED'}"
+                         + (f" ({missing} missing minutes)" if missing else ""))
+    return "gap check: " + ", ".join(parts)
+
+
+async def _market_counts(url: str, exchange: str, symbols: list[str], start: object,
+                         end: object) -> list[tuple[str, int]]:
+    async with connection(url) as conn:
+        rows = await conn.fetch(
+            "SELECT timeframe, count(*) AS n FROM market.candles WHERE exchange = $1 AND "
+            "symbol = ANY($2) AND ts >= $3 AND ts < $4 GROUP BY timeframe", exchange, symbols,
+            start, end)
+    return [(r["timeframe"], r["n"]) for r in rows]
+
+
+def _market_data(ctx: DemoContext) -> list[str]:
+    """Two symbols × two days of 1m candles from the emulator (with a gap it withholds, found
+    by the check and repaired), rolled up; rows per timeframe and the gap report."""
+    from datetime import UTC, datetime, timedelta
+
+    from ats_pipelines.emulator.server import EmulatorConfig
+    from ats_pipelines.exchange.resource import ExchangeResource
+    from ats_pipelines.lib.timeframes import sort_timeframes
+    from ats_pipelines.market_data.config import load_market_data_settings
+    from ats_pipelines.market_data.testing import EmulatorThread, install_kline_faults
+
+    market = load_market_data_settings()
+    symbols = list(market.symbols[:2])
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = [(today - timedelta(days=n)).date().isoformat() for n in (2, 1)]
+    withheld = [today - timedelta(days=2) + timedelta(hours=13, minutes=m) for m in range(3)]
+    lines = []
+    with EmulatorThread(EmulatorConfig(birdeye=None)) as emulator:
+        resources = {**(ctx.defs.resources or {}), "exchange": ExchangeResource(
+            exchange_id=market.exchange, rest_url=emulator.rest_url)}
+        faults = install_kline_faults(emulator, symbols[0].replace("/", ""))
+        faults.withhold(withheld)
+        backfill = _candle_runs(ctx, resources, symbols, days)
+        metas = [r.asset_materializations_for_node("candles_1m")[0].metadata for r in backfill]
+        lines += [f"backfilled {', '.join(symbols)} for {days[0]}..{days[-1]} from the emulator "
+                  f"({emulator.rest_url}, {len(withheld)} minutes of {symbols[0]} withheld): "
+                  f"{sum(m['rows_inserted'].value for m in metas):,} rows inserted, "
+                  f"{sum(m['rows_already_present'].value for m in metas):,} already present",
+                  _checks_line(backfill, symbols)]
+        faults.heal()
+        repair = _candle_runs(ctx, resources, symbols[:1], days, repair=True)
+        meta = repair[0].asset_materializations_for_node("candles_1m")[0].metadata
+        lines += [f"repair of {symbols[0]}: asked {meta['rest_ranges'].value} range(s), "
+                  f"inserted {meta['rows_inserted'].value} rows",
+                  _checks_line(repair, symbols[:1])]
+    rollups = _rollup_selection(ctx)
+    if rollups:
+        ctx.materialize(rollups)
+    counts = dict(asyncio.run(_market_counts(ctx.settings.database_url, market.exchange, symbols,
+                                             today - timedelta(days=2), today)))
+    lines.append("rows per timeframe: " + ", ".join(
+        f"{tf} {counts[tf]:,}" for tf in sort_timeframes(list(counts))))
+    lines.append("gap report (after repair):")
+    report = asyncio.run(_gap_report(ctx.settings.database_url, market.exchange, symbols, days))
+    lines += _table_lines(report, 2 * len(days) * len(symbols))
+    return lines
+
+
+async def _gap_report(url: str, exchange: str, symbols: list[str], days: list[str]) -> str:
+    from datetime import date
+
+    from ats_pipelines.market_data.backfill import gap_reports
+    from ats_pipelines.market_data.reports import coverage_markdown
+
+    async with connection(url) as conn:
+        found = [((symbol, day), report) for symbol in symbols for day, report in
+                 (await gap_reports(conn, exchange, symbol,
+                                    [date.fromisoformat(d) for d in days])).items()]
+    return coverage_markdown(found)
+
+
+STEPS: list[DemoStep] = [DemoStep("platform", _platform), DemoStep("market data", _market_data)]
 # Later steps go before this one: it shows the signals of the bars the steps above stored.
 STEPS.append(DemoStep("signals", _signals))
 

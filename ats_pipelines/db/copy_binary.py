@@ -63,7 +63,7 @@ class _Prepared:
 def _prepare(col: PgColumn, arr: pa.ChunkedArray | pa.Array) -> _Prepared:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    valid = _valid_mask(arr)
     t = col.typname
     if t in _FIXED:
         return _Prepared("fixed", valid, _fixed_values(col, arr), _FIXED[t])
@@ -106,6 +106,12 @@ def _prepare(col: PgColumn, arr: pa.ChunkedArray | pa.Array) -> _Prepared:
         return _Prepared("array", valid, data=values, starts=offsets[:-1],
                          lengths=np.diff(offsets).astype(np.int64), dtype=edt, elem_oid=oid)
     raise EncodeError(f"column {col.name!r}: PostgreSQL type {t} is not supported by the encoder")
+
+
+def _valid_mask(arr: pa.Array) -> np.ndarray:
+    if arr.null_count == 0:
+        return np.ones(len(arr), dtype=bool)
+    return np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _fixed_values(col: PgColumn, arr: pa.Array) -> np.ndarray:

@@ -67,14 +67,25 @@ _FIELDS = (
 )
 
 
+def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last index of each run of equal consecutive ``keys``."""
+    change = np.empty(len(keys), dtype=bool)
+    change[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:] - 1
+    ends[-1] = len(keys) - 1
+    return starts, ends
+
+
 def bars_from_trades(
     bucket: np.ndarray, ids: np.ndarray, price: np.ndarray, qty: np.ndarray, buyer_maker: np.ndarray
 ) -> Bars:
     """One bar per distinct ``bucket`` value (bucket open times, non-decreasing, per trade)."""
     if len(bucket) == 0:
         return Bars.empty()
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    ends = np.r_[starts[1:], len(bucket)] - 1
+    starts, ends = _segments(bucket)
     quote = price * qty
     taker = ~buyer_maker
     return Bars(
@@ -97,8 +108,7 @@ def rollup(bars: Bars, group_open: np.ndarray) -> Bars:
     """Aggregate consecutive bars sharing a ``group_open`` (one value per bar)."""
     if len(bars) == 0:
         return bars
-    starts = np.flatnonzero(np.r_[True, group_open[1:] != group_open[:-1]])
-    ends = np.r_[starts[1:], len(group_open)] - 1
+    starts, ends = _segments(group_open)
     return Bars(
         open_time=group_open[starts].astype(I64),
         open=bars.open[starts],

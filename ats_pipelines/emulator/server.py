@@ -172,7 +172,7 @@ class Emulator:
                 await self._publisher_task
             self._publisher_task = None
         for conn in list(self.subs.connections):
-            conn.queue.put_nowait(None)
+            conn.sender.cancel()  # a backlog is not worth sending on the way out
             with contextlib.suppress(Exception):
                 await conn.ws.close()
         if self._runner is not None:

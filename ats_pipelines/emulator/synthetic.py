@@ -30,7 +30,12 @@ from ats_pipelines.emulator.model import (
 )
 from ats_pipelines.emulator.source import UnknownSymbol
 from ats_pipelines.emulator.synthetic_book import SyntheticBook
-from ats_pipelines.emulator.synthetic_history import DayTrades, SymbolHistory, SyntheticSymbol
+from ats_pipelines.emulator.synthetic_history import (
+    CHUNK_MS,
+    SymbolHistory,
+    SyntheticSymbol,
+    TradeArrays,
+)
 
 KLINE_PUSH_MS = 1_000  # Binance pushes an open kline about once a second
 
@@ -128,35 +133,22 @@ class SyntheticMarket:
 
     # -- trades --------------------------------------------------------------------------------
 
-    def trades_between(self, symbol_id: str, start: int, end: int) -> DayTrades:
+    def trades_between(self, symbol_id: str, start: int, end: int) -> TradeArrays:
         """Every trade with ``start <= ts < end`` (the trade and kline oracle)."""
         h = self.history(symbol_id)
         start = max(start, h.history_start)
-        parts: list[DayTrades] = []
-        for day in range(start // DAY_MS, (max(end, start + 1) - 1) // DAY_MS + 1):
-            t = h.day_trades(day)
+        if end <= start:
+            return _no_trades()
+        parts = []
+        for chunk in range(start // CHUNK_MS, (end - 1) // CHUNK_MS + 1):
+            t = h.chunk_trades(chunk)
             lo, hi = np.searchsorted(t.ts, [start, end], side="left")
             if hi > lo:
-                parts.append(
-                    DayTrades(
-                        t.ts[lo:hi],
-                        t.ids[lo:hi],
-                        t.price[lo:hi],
-                        t.qty[lo:hi],
-                        t.buyer_maker[lo:hi],
-                    )
-                )
-        if not parts:
-            z = np.zeros(0, dtype=np.int64)
-            return DayTrades(z, z, z, z, np.zeros(0, dtype=bool))
-        return DayTrades(
-            *(
-                np.concatenate([getattr(p, f) for p in parts])
-                for f in ("ts", "ids", "price", "qty", "buyer_maker")
-            )
-        )
+                parts.append(_take(t, slice(lo, hi)))
+        return _concat(parts)
 
-    def _batch(self, symbol_id: str, t: DayTrades) -> TradeBatch:
+    def _batch(self, symbol_id: str, t: TradeArrays, quotes: bool = True) -> TradeBatch:
+        """Wire strings of ``t``; ``quotes`` (price x qty) only REST answers carry."""
         spec = self.history(symbol_id).symbol.spec
         pd, qd = spec.price_decimals, spec.qty_decimals
         prices, qtys = t.price.tolist(), t.qty.tolist()
@@ -167,7 +159,9 @@ class SyntheticMarket:
             [units_to_str(p, pd) for p in prices],
             [units_to_str(q, qd) for q in qtys],
             t.buyer_maker.tolist(),
-            [units_to_str(p * q, pd + qd) for p, q in zip(prices, qtys, strict=True)],
+            [units_to_str(p * q, pd + qd) for p, q in zip(prices, qtys, strict=True)]
+            if quotes
+            else [],
         )
 
     def trades(
@@ -180,28 +174,33 @@ class SyntheticMarket:
         end: int | None = None,
     ) -> TradeBatch:
         h = self.history(symbol_id)
-        if from_id is not None:
-            day = h.day_of_id(from_id)
-            chunk = self.trades_between(symbol_id, day * DAY_MS, now + 1)
-            lo = int(np.searchsorted(chunk.ids, from_id))
-            sel = slice(lo, lo + limit)
-        elif start is not None:
-            stop = now if end is None else min(end, now)
-            chunk = self.trades_between(symbol_id, start, stop + 1)
-            sel = slice(0, limit)
-        else:
-            chunk = self.trades_between(symbol_id, now - DAY_MS, now + 1)
-            sel = slice(max(len(chunk) - limit, 0), None)
-        return self._batch(
-            symbol_id,
-            DayTrades(
-                chunk.ts[sel],
-                chunk.ids[sel],
-                chunk.price[sel],
-                chunk.qty[sel],
-                chunk.buyer_maker[sel],
-            ),
-        )
+        stop = now if end is None else min(end, now)
+        first_chunk = h.history_start // CHUNK_MS
+        if from_id is not None or start is not None:
+            chunk = h.chunk_of_id(from_id) if from_id is not None else (start or 0) // CHUNK_MS
+            chunk = max(chunk, first_chunk)
+            parts, count = [], 0
+            while count < limit and chunk * CHUNK_MS <= stop:
+                t = h.chunk_trades(chunk)
+                keep = t.ts <= stop
+                if from_id is not None:
+                    keep &= t.ids >= from_id
+                if start is not None:
+                    keep &= t.ts >= start
+                part = _take(t, keep)
+                parts.append(part)
+                count += len(part)
+                chunk += 1
+            return self._batch(symbol_id, _take(_concat(parts), slice(0, limit)))
+        parts, count, chunk = [], 0, now // CHUNK_MS
+        while count < limit and chunk >= first_chunk:
+            t = h.chunk_trades(chunk)
+            part = _take(t, t.ts <= now)
+            parts.insert(0, part)
+            count += len(part)
+            chunk -= 1
+        picked = _concat(parts)
+        return self._batch(symbol_id, _take(picked, slice(max(len(picked) - limit, 0), None)))
 
     # -- klines --------------------------------------------------------------------------------
 
@@ -212,12 +211,11 @@ class SyntheticMarket:
             return Bars.empty()
         whole_end = min(end, now - now % MINUTE_MS)  # minutes that have fully happened
         parts: list[Bars] = []
-        for day in range(start // DAY_MS, (max(whole_end, start + 1) - 1) // DAY_MS + 1):
-            if whole_end <= start:
-                break
-            bars = h.day_bars(day)
-            lo, hi = np.searchsorted(bars.open_time, [start, whole_end], side="left")
-            parts.append(bars.take(slice(lo, hi)))
+        if whole_end > start:
+            for chunk in range(start // CHUNK_MS, (whole_end - 1) // CHUNK_MS + 1):
+                bars = h.chunk_bars(chunk)
+                lo, hi = np.searchsorted(bars.open_time, [start, whole_end], side="left")
+                parts.append(bars.take(slice(lo, hi)))
         if end > whole_end:
             t = self.trades_between(h.symbol.spec.symbol_id, max(start, whole_end), end)
             t_cut = t.ts <= now
@@ -269,11 +267,11 @@ class SyntheticMarket:
 
     def _quiet_bar(self, h: SymbolHistory, open_time: int) -> Bars:
         """The open bar before its first trade: Binance shows it at the last price, no volume."""
-        day = open_time // DAY_MS
-        t = h.day_trades(day)
+        chunk = (open_time - 1) // CHUNK_MS
+        t = h.chunk_trades(chunk)
         i = int(np.searchsorted(t.ts, open_time)) - 1
-        if i < 0:
-            t = h.day_trades(day - 1)
+        if i < 0:  # every minute trades, so the chunk before has a last trade
+            t = h.chunk_trades(chunk - 1)
             i = len(t) - 1
         price = np.array([t.price[i] if i >= 0 else h.mid_ticks(open_time)], dtype=np.int64)
         zero = np.zeros(1, dtype=np.int64)
@@ -318,7 +316,7 @@ class SyntheticMarket:
             self._trade_cursor[symbol_id] = max(now, cursor or now)
             return TradeBatch(symbol_id)
         self._trade_cursor[symbol_id] = now
-        return self._batch(symbol_id, self.trades_between(symbol_id, cursor + 1, now + 1))
+        return self._batch(symbol_id, self.trades_between(symbol_id, cursor + 1, now + 1), False)
 
     def drain_depth(self, symbol_id: str, now: int) -> list[DepthDiff]:
         book = self.book(symbol_id, now)
@@ -342,6 +340,31 @@ class SyntheticMarket:
         out.extend((row, False) for row in rows)
         self._kline_cursor[key] = _KlineCursor(current, now)
         return out
+
+
+def _no_trades() -> TradeArrays:
+    z = np.zeros(0, dtype=np.int64)
+    return TradeArrays(z, z, z, z, np.zeros(0, dtype=bool))
+
+
+def _take(t: TradeArrays, index: slice | np.ndarray) -> TradeArrays:
+    return TradeArrays(
+        t.ts[index], t.ids[index], t.price[index], t.qty[index], t.buyer_maker[index]
+    )
+
+
+def _concat(parts: list[TradeArrays]) -> TradeArrays:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return _no_trades()
+    if len(parts) == 1:
+        return parts[0]
+    return TradeArrays(
+        *(
+            np.concatenate([getattr(p, f) for p in parts])
+            for f in ("ts", "ids", "price", "qty", "buyer_maker")
+        )
+    )
 
 
 def _opens(first: int, last: int, interval: str, limit: int, from_start: bool) -> list[int]:

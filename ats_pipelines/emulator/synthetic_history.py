@@ -1,9 +1,11 @@
 """The synthetic market's history: a seeded price path and the trades on it, a UTC day at a time.
 
-Everything is a pure function of (seed, symbol, day): a day's trades are drawn from generators
-seeded with those three numbers, so any day can be produced alone, in any order, and old ranges
-cost one day's generation rather than a replay from the start. Only the price level carries
-over between days (the path is a random walk), and that is one float per day.
+Everything is a pure function of (seed, symbol, time): a day's price path and its per-minute
+trade counts are drawn from generators seeded with (seed, symbol, day), and the trades of each
+ten-minute chunk from (seed, symbol, day, chunk). Any chunk can be produced alone, in any order,
+so old ranges cost a chunk's generation rather than a replay from the start, and high trade
+rates never materialise a whole day. Only the price level carries over between days (the path
+is a random walk), and that is one float per day.
 
 Every minute holds at least one trade, so every 1m kline is the aggregation of real trades and
 there are no empty bars to invent.
@@ -23,8 +25,11 @@ from ats_pipelines.emulator.intervals import DAY_MS, MINUTE_MS
 from ats_pipelines.emulator.model import SymbolSpec
 
 MINUTES_PER_DAY = 1440
-_TRADE_CACHE_DAYS = 6
-_BAR_CACHE_DAYS = 512
+CHUNK_MINUTES = 10
+CHUNK_MS = CHUNK_MINUTES * MINUTE_MS
+CHUNKS_PER_DAY = MINUTES_PER_DAY // CHUNK_MINUTES
+_TRADE_CACHE_CHUNKS = 48
+_BAR_CACHE_CHUNKS = 50_000  # 10 bars each: about a year of one symbol
 _FIRST_TRADE_ID = 1_000_000
 
 
@@ -42,8 +47,8 @@ class SyntheticSymbol:
 
 
 @dataclass
-class DayTrades:
-    """One symbol's trades of one UTC day, sorted by time then id."""
+class TradeArrays:
+    """Trades of one symbol (a chunk, or any span), sorted by time then id."""
 
     ts: np.ndarray
     ids: np.ndarray
@@ -72,7 +77,8 @@ class SymbolHistory:
         self._paths: dict[int, np.ndarray] = {}
         self._counts: dict[int, np.ndarray] = {}
         self._first_ids: dict[int, int] = {anchor_day: _FIRST_TRADE_ID}
-        self._trades: OrderedDict[int, DayTrades] = OrderedDict()
+        self._minute_offsets: dict[int, np.ndarray] = {}
+        self._trades: OrderedDict[int, TradeArrays] = OrderedDict()
         self._bars: OrderedDict[int, Bars] = OrderedDict()
 
     @property
@@ -133,30 +139,47 @@ class SymbolHistory:
             self._first_ids[d + 1] = next_id
         return next_id
 
-    def day_of_id(self, trade_id: int) -> int:
-        """The day holding ``trade_id`` (ids before history map to the anchor day)."""
+    def _offsets(self, day: int) -> np.ndarray:
+        """Trades before each minute of ``day`` (prefix sums of its counts, 1441 values)."""
+        offsets = self._minute_offsets.get(day)
+        if offsets is None:
+            offsets = np.concatenate(([0], np.cumsum(self.day_counts(day))))
+            self._minute_offsets[day] = offsets
+        return offsets
+
+    def chunk_of_id(self, trade_id: int) -> int:
+        """The chunk holding ``trade_id`` (ids before history map to the first chunk)."""
         day = self.anchor_day
         while self.first_id(day + 1) <= trade_id:
             day += 1
-        return day
+        minute = (
+            int(np.searchsorted(self._offsets(day), trade_id - self.first_id(day), side="right"))
+            - 1
+        )
+        return day * CHUNKS_PER_DAY + max(minute, 0) // CHUNK_MINUTES
 
-    def day_trades(self, day: int) -> DayTrades:
-        cached = self._trades.get(day)
+    def chunk_trades(self, chunk: int) -> TradeArrays:
+        """Trades of ten-minute chunk number ``chunk`` (= time // CHUNK_MS)."""
+        cached = self._trades.get(chunk)
         if cached is not None:
-            self._trades.move_to_end(day)
+            self._trades.move_to_end(chunk)
             return cached
-        trades = self._generate(day)
-        self._trades[day] = trades
-        if len(self._trades) > _TRADE_CACHE_DAYS:
+        trades = self._generate(chunk)
+        self._trades[chunk] = trades
+        if len(self._trades) > _TRADE_CACHE_CHUNKS:
             self._trades.popitem(last=False)
         return trades
 
-    def _generate(self, day: int) -> DayTrades:
+    def _generate(self, chunk: int) -> TradeArrays:
         sym = self.symbol
-        counts = self.day_counts(day)
+        day, part = divmod(chunk, CHUNKS_PER_DAY)
+        first_minute = part * CHUNK_MINUTES
+        counts = self.day_counts(day)[first_minute : first_minute + CHUNK_MINUTES]
         n = int(counts.sum())
-        rng = self._rng(day, 3)
-        minute_of_trade = np.repeat(np.arange(MINUTES_PER_DAY, dtype=np.int64), counts)
+        rng = np.random.default_rng([self.seed, self._key, day, 3, part])
+        minute_of_trade = np.repeat(
+            np.arange(first_minute, first_minute + CHUNK_MINUTES, dtype=np.int64), counts
+        )
         local = np.sort(minute_of_trade * MINUTE_MS + rng.integers(0, MINUTE_MS, n))
         minute = local // MINUTE_MS
         frac = (local % MINUTE_MS) / MINUTE_MS
@@ -173,17 +196,18 @@ class SymbolHistory:
         half = sym.half_spread_ticks
         price = np.maximum(mid + np.where(is_buy, half, -half), 1)
         qty = np.maximum(np.rint(np.exp(rng.normal(sym.lot_log_mean, 1.1, n))), 1).astype(np.int64)
-        ids = self.first_id(day) + np.arange(n, dtype=np.int64)
-        return DayTrades(day * DAY_MS + local, ids, price, qty, ~is_buy)
+        first = self.first_id(day) + int(self._offsets(day)[first_minute])
+        ids = first + np.arange(n, dtype=np.int64)
+        return TradeArrays(day * DAY_MS + local, ids, price, qty, ~is_buy)
 
-    def day_bars(self, day: int) -> Bars:
-        """The day's 1m bars (1440 of them: every minute trades)."""
-        cached = self._bars.get(day)
+    def chunk_bars(self, chunk: int) -> Bars:
+        """The chunk's 1m bars (ten of them: every minute trades)."""
+        cached = self._bars.get(chunk)
         if cached is not None:
             return cached
-        t = self.day_trades(day)
+        t = self.chunk_trades(chunk)
         bars = bars_from_trades(t.ts - t.ts % MINUTE_MS, t.ids, t.price, t.qty, t.buyer_maker)
-        self._bars[day] = bars
-        if len(self._bars) > _BAR_CACHE_DAYS:
+        self._bars[chunk] = bars
+        if len(self._bars) > _BAR_CACHE_CHUNKS:
             self._bars.popitem(last=False)
         return bars

@@ -127,48 +127,85 @@ async def watermark(conn: asyncpg.Connection, target: AnalyzerTarget) -> datetim
     return await conn.fetchval(
         "SELECT last_processed_ts FROM signals.analyzer_watermarks WHERE analyzer_id = $1 "
         "AND exchange = $2 AND symbol = $3 AND timeframe = $4",
-        target.analyzer_id, target.exchange, target.symbol, target.timeframe)
+        target.analyzer_id,
+        target.exchange,
+        target.symbol,
+        target.timeframe,
+    )
 
 
-async def insert_signals(conn: asyncpg.Connection, target: AnalyzerTarget,
-                         signals: list[TrendSignal]) -> int:
+async def insert_signals(
+    conn: asyncpg.Connection, target: AnalyzerTarget, signals: list[TrendSignal]
+) -> int:
     """Insert under :data:`WRITER_LOCK` (held until the caller's transaction ends)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", WRITER_LOCK)
     if not signals:
         return 0
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", WRITER_LOCK)
     rows = await conn.fetch(
-        _INSERT_SQL, target.analyzer_id, target.exchange, target.symbol, target.timeframe,
-        [s.ts for s in signals], [s.signal_type for s in signals], [s.price for s in signals],
-        [details_json(s.details) for s in signals])
+        _INSERT_SQL,
+        target.analyzer_id,
+        target.exchange,
+        target.symbol,
+        target.timeframe,
+        [s.ts for s in signals],
+        [s.signal_type for s in signals],
+        [s.price for s in signals],
+        [details_json(s.details) for s in signals],
+    )
     return len(rows)
 
 
-async def _batch(conn: asyncpg.Connection, target: AnalyzerTarget, params: TrendParams,
-                 source: BarSource, cutoff: datetime, limit: int,
-                 before_commit: BeforeCommit | None) -> AnalyzerBatch | None:
+async def _batch(
+    conn: asyncpg.Connection,
+    target: AnalyzerTarget,
+    params: TrendParams,
+    source: BarSource,
+    cutoff: datetime,
+    limit: int,
+    before_commit: BeforeCommit | None,
+) -> AnalyzerBatch | None:
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                           target.lock_key)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", target.lock_key)
         mark = await watermark(conn, target)
-        bars, new = await read_bars(conn, source, target.exchange, target.symbol, after=mark,
-                                    cutoff=cutoff, history=params.lookback, limit=limit)
+        bars, new = await read_bars(
+            conn,
+            source,
+            target.exchange,
+            target.symbol,
+            after=mark,
+            cutoff=cutoff,
+            history=params.lookback,
+            limit=limit,
+        )
         if new == 0:
             return None
         after_ms = datetime_to_ms(mark) if mark is not None else None
         signals = detect_trend_signals(bars, params, after_ms=after_ms)
         inserted = await insert_signals(conn, target, signals)
         newest = ms_to_datetime(int(bars.ts[-1]))
-        await conn.execute(_WATERMARK_SQL, target.analyzer_id, target.exchange, target.symbol,
-                           target.timeframe, newest)
+        await conn.execute(
+            _WATERMARK_SQL,
+            target.analyzer_id,
+            target.exchange,
+            target.symbol,
+            target.timeframe,
+            newest,
+        )
         batch = AnalyzerBatch(target, mark, newest, new, len(bars) - new, signals, inserted)
         if before_commit is not None:
             await before_commit(batch)
     return batch
 
 
-async def run_analyzer(conn: asyncpg.Connection, target: AnalyzerTarget, params: TrendParams,
-                       *, now: datetime | None = None, batch_bars: int = 200_000,
-                       before_commit: BeforeCommit | None = None) -> AnalyzerRunResult:
+async def run_analyzer(
+    conn: asyncpg.Connection,
+    target: AnalyzerTarget,
+    params: TrendParams,
+    *,
+    now: datetime | None = None,
+    batch_bars: int = 200_000,
+    before_commit: BeforeCommit | None = None,
+) -> AnalyzerRunResult:
     """Analyse every closed bar after the watermark, ``batch_bars`` new bars per transaction.
 
     ``now`` (default: the server's clock) decides which bars are closed. ``before_commit`` is
@@ -186,12 +223,19 @@ async def run_analyzer(conn: asyncpg.Connection, target: AnalyzerTarget, params:
         result.watermark_to = batch.watermark_to
         if batch.bars_new < batch_bars:
             break
-    log.info("event=analyzer_run analyzer=%s exchange=%s symbol=%s timeframe=%s bars=%d "
-             "signals=%d inserted=%d watermark_from=%s watermark_to=%s", target.analyzer_id,
-             target.exchange, target.symbol, target.timeframe, result.bars_new,
-             len(result.signals), result.inserted,
-             start.isoformat() if start else None,
-             result.watermark_to.isoformat() if result.watermark_to else None)
+    log.info(
+        "event=analyzer_run analyzer=%s exchange=%s symbol=%s timeframe=%s bars=%d "
+        "signals=%d inserted=%d watermark_from=%s watermark_to=%s",
+        target.analyzer_id,
+        target.exchange,
+        target.symbol,
+        target.timeframe,
+        result.bars_new,
+        len(result.signals),
+        result.inserted,
+        start.isoformat() if start else None,
+        result.watermark_to.isoformat() if result.watermark_to else None,
+    )
     return result
 
 
@@ -208,8 +252,13 @@ class PendingAnalysis:
         return f"analyzer:{self.target}:{self.newest.isoformat()}"
 
 
-async def pending_analyses(conn: asyncpg.Connection, settings: SignalsSettings, timeframe: str,
-                           *, now: datetime | None = None) -> list[PendingAnalysis]:
+async def pending_analyses(
+    conn: asyncpg.Connection,
+    settings: SignalsSettings,
+    timeframe: str,
+    *,
+    now: datetime | None = None,
+) -> list[PendingAnalysis]:
     """Per configured symbol: the newest closed ``timeframe`` bar, if after the watermark."""
     source = await bar_source(conn, timeframe)
     cutoff = closed_cutoff(now or await db_now(conn), timeframe)
@@ -223,16 +272,21 @@ async def pending_analyses(conn: asyncpg.Connection, settings: SignalsSettings, 
     return out
 
 
-async def analyze(conn: asyncpg.Connection, settings: SignalsSettings,
-                  symbols: list[str] | tuple[str, ...] | None = None,
-                  timeframes: list[str] | tuple[str, ...] | None = None, *,
-                  now: datetime | None = None) -> list[AnalyzerRunResult]:
+async def analyze(
+    conn: asyncpg.Connection,
+    settings: SignalsSettings,
+    symbols: list[str] | tuple[str, ...] | None = None,
+    timeframes: list[str] | tuple[str, ...] | None = None,
+    *,
+    now: datetime | None = None,
+) -> list[AnalyzerRunResult]:
     """Run the analyzer of every requested (symbol, timeframe), defaults: all configured."""
     results = []
     for timeframe in timeframes or settings.timeframes:
         params = settings.params(timeframe)
         for symbol in symbols or settings.symbols:
             target = AnalyzerTarget(settings.analyzer_id, settings.exchange, symbol, timeframe)
-            results.append(await run_analyzer(conn, target, params, now=now,
-                                              batch_bars=settings.batch_bars))
+            results.append(
+                await run_analyzer(conn, target, params, now=now, batch_bars=settings.batch_bars)
+            )
     return results

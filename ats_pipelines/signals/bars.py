@@ -42,8 +42,9 @@ class BarSource:
         return [exchange, symbol, self.timeframe] if self.by_timeframe else [exchange, symbol]
 
 
-async def bar_source(conn: asyncpg.Connection, timeframe: str, mode: str | None = None
-                     ) -> BarSource:
+async def bar_source(
+    conn: asyncpg.Connection, timeframe: str, mode: str | None = None
+) -> BarSource:
     relation, by_timeframe = bars_relation(timeframe, mode or await rollup_mode(conn))
     return BarSource(timeframe, qualified(relation), by_timeframe)
 
@@ -59,17 +60,28 @@ def closed_cutoff(now: datetime, timeframe: str) -> datetime:
     return now - to_timedelta(timeframe)
 
 
-async def newest_closed(conn: asyncpg.Connection, source: BarSource, exchange: str,
-                        symbol: str, cutoff: datetime) -> datetime | None:
+async def newest_closed(
+    conn: asyncpg.Connection, source: BarSource, exchange: str, symbol: str, cutoff: datetime
+) -> datetime | None:
     n = 3 if source.by_timeframe else 2
-    sql = (f"SELECT max(ts) FROM {source.relation} "  # noqa: S608 - relation quoted
-           f"WHERE {source.where(1)} AND ts <= ${n + 1}")
+    sql = (
+        f"SELECT max(ts) FROM {source.relation} "  # noqa: S608 - relation quoted
+        f"WHERE {source.where(1)} AND ts <= ${n + 1}"
+    )
     return await conn.fetchval(sql, *source.args(exchange, symbol), cutoff)
 
 
-async def read_bars(conn: asyncpg.Connection, source: BarSource, exchange: str, symbol: str, *,
-                    after: datetime | None, cutoff: datetime, history: int,
-                    limit: int | None = None) -> tuple[BarArrays, int]:
+async def read_bars(
+    conn: asyncpg.Connection,
+    source: BarSource,
+    exchange: str,
+    symbol: str,
+    *,
+    after: datetime | None,
+    cutoff: datetime,
+    history: int,
+    limit: int | None = None,
+) -> tuple[BarArrays, int]:
     """``history`` bars opened at or before ``after`` and the closed bars after it (at most
     ``limit``), in time order; returns the bars and how many of them are new."""
     n = 3 if source.by_timeframe else 2

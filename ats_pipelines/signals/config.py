@@ -55,11 +55,14 @@ class TrendParams:
         # two swings need swing+1 bars between them and swing bars each side inside the window
         minimum = 3 * self.swing + 2
         if not isinstance(self.lookback, int) or self.lookback < minimum:
-            raise ConfigError(f"trend parameter lookback={self.lookback!r}: must be an integer "
-                              f">= 3*swing+2 = {minimum} (room for two confirmed swings)")
+            raise ConfigError(
+                f"trend parameter lookback={self.lookback!r}: must be an integer "
+                f">= 3*swing+2 = {minimum} (room for two confirmed swings)"
+            )
         if not 0 <= self.sensitivity < 1:
-            raise ConfigError(f"trend parameter sensitivity={self.sensitivity!r}: must be in "
-                              "[0, 1)")
+            raise ConfigError(
+                f"trend parameter sensitivity={self.sensitivity!r}: must be in [0, 1)"
+            )
 
     def as_dict(self) -> dict[str, float | int]:
         return {"swing": self.swing, "lookback": self.lookback, "sensitivity": self.sensitivity}
@@ -77,7 +80,12 @@ DEFAULT_TREND_PARAMS: dict[str, TrendParams] = {
 
 # A lone signal's confidence per timeframe; confluence combines them (see coordinator.py).
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "1m": 0.3, "5m": 0.4, "15m": 0.5, "1h": 0.6, "4h": 0.7, "1d": 0.75,
+    "1m": 0.3,
+    "5m": 0.4,
+    "15m": 0.5,
+    "1h": 0.6,
+    "4h": 0.7,
+    "1d": 0.75,
 }
 
 
@@ -111,7 +119,8 @@ class SignalsSettings:
     timeframes: tuple[str, ...] = DEFAULT_SIGNAL_TIMEFRAMES
     analyzer_id: str = DEFAULT_ANALYZER_ID
     trend_params: Mapping[str, TrendParams] = field(
-        default_factory=lambda: dict(DEFAULT_TREND_PARAMS))
+        default_factory=lambda: dict(DEFAULT_TREND_PARAMS)
+    )
     coordinator: CoordinatorRules = field(default_factory=CoordinatorRules)
     sensor_interval_s: int = DEFAULT_SENSOR_INTERVAL_S
     batch_bars: int = DEFAULT_BATCH_BARS
@@ -124,15 +133,20 @@ class SignalsSettings:
         for tf in self.timeframes:
             _fixed_timeframe(tf, "ATS_SIGNAL_TIMEFRAMES")
             if tf not in self.trend_params:
-                raise ConfigError(f"ATS_SIGNAL_TIMEFRAMES: no trend parameters for {tf}; set "
-                                  f"them in ATS_TREND_PARAMS ({tf}:swing=..,lookback=..)")
+                raise ConfigError(
+                    f"ATS_SIGNAL_TIMEFRAMES: no trend parameters for {tf}; set "
+                    f"them in ATS_TREND_PARAMS ({tf}:swing=..,lookback=..)"
+                )
         missing = [tf for tf in self.coordinator.timeframes if tf not in self.timeframes]
         if missing:
-            raise ConfigError(f"ATS_COORDINATOR_TIMEFRAMES: {','.join(missing)} not analysed "
-                              f"(ATS_SIGNAL_TIMEFRAMES={','.join(self.timeframes)})")
+            raise ConfigError(
+                f"ATS_COORDINATOR_TIMEFRAMES: {','.join(missing)} not analysed "
+                f"(ATS_SIGNAL_TIMEFRAMES={','.join(self.timeframes)})"
+            )
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.analyzer_id):
-            raise ConfigError(f"ATS_TREND_ANALYZER_ID={self.analyzer_id!r}: use letters, "
-                              "digits, _ . -")
+            raise ConfigError(
+                f"ATS_TREND_ANALYZER_ID={self.analyzer_id!r}: use letters, digits, _ . -"
+            )
         if self.sensor_interval_s < 1:
             raise ConfigError(f"ATS_SIGNAL_SENSOR_INTERVAL={self.sensor_interval_s}: >= 1")
         if self.batch_bars < 1:
@@ -173,21 +187,24 @@ def parse_trend_params(text: str, base: Mapping[str, TrendParams]) -> dict[str, 
             name, eq, value = item.partition("=")
             name = name.strip()
             if not eq or name not in ("swing", "lookback", "sensitivity"):
-                raise ConfigError(f"ATS_TREND_PARAMS: {item!r} of {tf} is not swing=, "
-                                  "lookback= or sensitivity=")
+                raise ConfigError(
+                    f"ATS_TREND_PARAMS: {item!r} of {tf} is not swing=, lookback= or sensitivity="
+                )
             try:
                 fields[name] = float(value) if name == "sensitivity" else int(value)
             except ValueError:
-                raise ConfigError(f"ATS_TREND_PARAMS: {name}={value!r} of {tf} is not a "
-                                  "number") from None
+                raise ConfigError(
+                    f"ATS_TREND_PARAMS: {name}={value!r} of {tf} is not a number"
+                ) from None
         if tf in out:
             out[tf] = replace(out[tf], **fields)  # type: ignore[arg-type]
         else:
             try:
                 out[tf] = TrendParams(**fields)  # type: ignore[arg-type]
             except TypeError:
-                raise ConfigError(f"ATS_TREND_PARAMS: {tf} has no defaults; give swing, "
-                                  "lookback and sensitivity") from None
+                raise ConfigError(
+                    f"ATS_TREND_PARAMS: {tf} has no defaults; give swing, lookback and sensitivity"
+                ) from None
     return out
 
 
@@ -202,13 +219,18 @@ def load_signals_settings(environ: Mapping[str, str] | None = None) -> SignalsSe
     """Resolve the signals settings from ``environ`` (default: the process environment)."""
     env = os.environ if environ is None else environ
     market = load_market_data_settings(env)
-    timeframes = _timeframes(env.get("ATS_SIGNAL_TIMEFRAMES", ""), "ATS_SIGNAL_TIMEFRAMES") \
+    timeframes = (
+        _timeframes(env.get("ATS_SIGNAL_TIMEFRAMES", ""), "ATS_SIGNAL_TIMEFRAMES")
         or DEFAULT_SIGNAL_TIMEFRAMES
+    )
     coordinator = CoordinatorRules(
-        timeframes=_timeframes(env.get("ATS_COORDINATOR_TIMEFRAMES", ""),
-                               "ATS_COORDINATOR_TIMEFRAMES") or DEFAULT_COORDINATOR_TIMEFRAMES,
+        timeframes=_timeframes(
+            env.get("ATS_COORDINATOR_TIMEFRAMES", ""), "ATS_COORDINATOR_TIMEFRAMES"
+        )
+        or DEFAULT_COORDINATOR_TIMEFRAMES,
         window=_duration(env["ATS_COORDINATOR_WINDOW"], "ATS_COORDINATOR_WINDOW")
-        if env.get("ATS_COORDINATOR_WINDOW") else DEFAULT_WINDOW,
+        if env.get("ATS_COORDINATOR_WINDOW")
+        else DEFAULT_WINDOW,
     )
     interval = env.get("ATS_SIGNAL_SENSOR_INTERVAL", str(DEFAULT_SENSOR_INTERVAL_S))
     try:

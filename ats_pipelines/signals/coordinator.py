@@ -73,8 +73,12 @@ class SignalRef:
         return "long" if self.signal_type == UPTREND_START else "short"
 
     def evidence(self) -> dict[str, Any]:
-        return {"ts": self.ts.isoformat(), "signal_type": self.signal_type, "price": self.price,
-                "direction": self.direction}
+        return {
+            "ts": self.ts.isoformat(),
+            "signal_type": self.signal_type,
+            "price": self.price,
+            "direction": self.direction,
+        }
 
 
 @dataclass(frozen=True)
@@ -107,15 +111,19 @@ def decide(signals: Iterable[SignalRef], at: datetime, rules: CoordinatorRules) 
     for s in signals:
         if s.timeframe in rules.timeframes and start < s.known_at <= at:
             current = latest.get(s.timeframe)
-            if current is None or (s.known_at, s.signal_type) > (current.known_at,
-                                                                 current.signal_type):
+            if current is None or (s.known_at, s.signal_type) > (
+                current.known_at,
+                current.signal_type,
+            ):
                 latest[s.timeframe] = s
     if not any(s.known_at == at for s in latest.values()):
         raise ValueError(f"no signal becomes known at {at.isoformat()}: nothing to decide")
     first = next(iter(latest.values()))
     votes = {tf: latest[tf] for tf in sort_timeframes(list(latest))}
-    strength = {d: _noisy_or(rules.weights[tf] for tf, s in votes.items() if s.direction == d)
-                for d in ("long", "short")}
+    strength = {
+        d: _noisy_or(rules.weights[tf] for tf, s in votes.items() if s.direction == d)
+        for d in ("long", "short")
+    }
     directions = {s.direction for s in votes.values()}
     if len(directions) > 1:
         decision, direction, confidence = CONFLICT, "flat", 0.0
@@ -130,8 +138,17 @@ def decide(signals: Iterable[SignalRef], at: datetime, rules: CoordinatorRules) 
         "weights": {tf: rules.weights[tf] for tf in votes},
         "strength": strength,
     }
-    return Decision(rules.coordinator_id, first.exchange, first.symbol, at, direction, decision,
-                    confidence, tuple(votes.values()), details)
+    return Decision(
+        rules.coordinator_id,
+        first.exchange,
+        first.symbol,
+        at,
+        direction,
+        decision,
+        confidence,
+        tuple(votes.values()),
+        details,
+    )
 
 
 def replay_decisions(signals: Iterable[SignalRef], rules: CoordinatorRules) -> list[Decision]:
@@ -148,8 +165,9 @@ def replay_decisions(signals: Iterable[SignalRef], rules: CoordinatorRules) -> l
     return out
 
 
-def final_up_to(watermarks: dict[str, datetime | None], at: datetime,
-                timeframes: Iterable[str]) -> bool:
+def final_up_to(
+    watermarks: dict[str, datetime | None], at: datetime, timeframes: Iterable[str]
+) -> bool:
     """Whether every timeframe's analyzer has processed each bar that closed by ``at``."""
     for tf in timeframes:
         mark = watermarks.get(tf)
@@ -211,22 +229,38 @@ RETURNING id
 
 
 def _ref(row: asyncpg.Record) -> SignalRef:
-    return SignalRef(row["exchange"], row["symbol"], row["timeframe"], row["ts"],
-                     row["signal_type"], row["price"], row["id"])
+    return SignalRef(
+        row["exchange"],
+        row["symbol"],
+        row["timeframe"],
+        row["ts"],
+        row["signal_type"],
+        row["price"],
+        row["id"],
+    )
 
 
-async def _triage(conn: asyncpg.Connection, analyzer_id: str, rules: CoordinatorRules,
-                  last_id: int) -> tuple[list[SignalRef], list[SignalRef], int | None]:
+async def _triage(
+    conn: asyncpg.Connection, analyzer_id: str, rules: CoordinatorRules, last_id: int
+) -> tuple[list[SignalRef], list[SignalRef], int | None]:
     """Pending relevant signals split into (decidable, waiting), and the newest id seen."""
     rows = await conn.fetch(_PENDING_SQL, last_id)
     newest = rows[-1]["id"] if rows else None
-    relevant = [_ref(r) for r in rows
-                if r["analyzer_id"] == analyzer_id and r["timeframe"] in rules.timeframes]
+    relevant = [
+        _ref(r)
+        for r in rows
+        if r["analyzer_id"] == analyzer_id and r["timeframe"] in rules.timeframes
+    ]
     pairs = sorted({(s.exchange, s.symbol) for s in relevant})
     marks: dict[tuple[str, str], dict[str, datetime | None]] = defaultdict(dict)
     if pairs:
-        for r in await conn.fetch(_WATERMARKS_SQL, analyzer_id, list(rules.timeframes),
-                                  [p[0] for p in pairs], [p[1] for p in pairs]):
+        for r in await conn.fetch(
+            _WATERMARKS_SQL,
+            analyzer_id,
+            list(rules.timeframes),
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+        ):
             marks[(r["exchange"], r["symbol"])][r["timeframe"]] = r["last_processed_ts"]
     decidable, waiting = [], []
     for s in relevant:
@@ -238,55 +272,97 @@ async def _triage(conn: asyncpg.Connection, analyzer_id: str, rules: Coordinator
 async def _lock_watermark(conn: asyncpg.Connection, coordinator_id: str) -> int:
     await conn.execute(
         "INSERT INTO signals.coordinator_watermarks (coordinator_id, last_signal_id) "
-        "VALUES ($1, 0) ON CONFLICT (coordinator_id) DO NOTHING", coordinator_id)
+        "VALUES ($1, 0) ON CONFLICT (coordinator_id) DO NOTHING",
+        coordinator_id,
+    )
     last_id = await conn.fetchval(
         "SELECT last_signal_id FROM signals.coordinator_watermarks WHERE coordinator_id = $1 "
-        "FOR UPDATE", coordinator_id)
+        "FOR UPDATE",
+        coordinator_id,
+    )
     assert last_id is not None
     return int(last_id)
 
 
 async def backlog(conn: asyncpg.Connection, analyzer_id: str, rules: CoordinatorRules) -> Backlog:
-    last_id = await conn.fetchval(
-        "SELECT last_signal_id FROM signals.coordinator_watermarks WHERE coordinator_id = $1",
-        rules.coordinator_id) or 0
+    last_id = (
+        await conn.fetchval(
+            "SELECT last_signal_id FROM signals.coordinator_watermarks WHERE coordinator_id = $1",
+            rules.coordinator_id,
+        )
+        or 0
+    )
     decidable, waiting, newest = await _triage(conn, analyzer_id, rules, last_id)
     return Backlog(last_id, newest, len(decidable), len(waiting))
 
 
-async def _window(conn: asyncpg.Connection, analyzer_id: str, rules: CoordinatorRules,
-                  exchange: str, symbol: str, at: datetime) -> list[SignalRef]:
+async def _window(
+    conn: asyncpg.Connection,
+    analyzer_id: str,
+    rules: CoordinatorRules,
+    exchange: str,
+    symbol: str,
+    at: datetime,
+) -> list[SignalRef]:
     longest = max(to_timedelta(tf) for tf in rules.timeframes)
-    rows = await conn.fetch(_WINDOW_SQL, analyzer_id, exchange, symbol, list(rules.timeframes),
-                            at - rules.window - longest, at)
+    rows = await conn.fetch(
+        _WINDOW_SQL,
+        analyzer_id,
+        exchange,
+        symbol,
+        list(rules.timeframes),
+        at - rules.window - longest,
+        at,
+    )
     return [_ref(r) for r in rows]
 
 
 def _log(decision: Decision) -> None:
-    log.info("event=coordinated_signal coordinator=%s exchange=%s symbol=%s decided_at=%s "
-             "decision=%s direction=%s confidence=%.4f sources=%s", decision.coordinator_id,
-             decision.exchange, decision.symbol, decision.decided_at.isoformat(),
-             decision.decision, decision.direction, decision.confidence,
-             ",".join(f"{s.timeframe}@{s.ts.isoformat()}" for s in decision.sources))
+    log.info(
+        "event=coordinated_signal coordinator=%s exchange=%s symbol=%s decided_at=%s "
+        "decision=%s direction=%s confidence=%.4f sources=%s",
+        decision.coordinator_id,
+        decision.exchange,
+        decision.symbol,
+        decision.decided_at.isoformat(),
+        decision.decision,
+        decision.direction,
+        decision.confidence,
+        ",".join(f"{s.timeframe}@{s.ts.isoformat()}" for s in decision.sources),
+    )
 
 
-async def run_coordinator(conn: asyncpg.Connection, analyzer_id: str, rules: CoordinatorRules,
-                          *, before_commit: Callable[[CoordinatorRunResult], Awaitable[None]]
-                          | None = None) -> CoordinatorRunResult:
+async def run_coordinator(
+    conn: asyncpg.Connection,
+    analyzer_id: str,
+    rules: CoordinatorRules,
+    *,
+    before_commit: Callable[[CoordinatorRunResult], Awaitable[None]] | None = None,
+) -> CoordinatorRunResult:
     """Decide every decidable pending signal and move the watermark, in one transaction."""
     async with conn.transaction():
         last_id = await _lock_watermark(conn, rules.coordinator_id)
         decidable, waiting, newest = await _triage(conn, analyzer_id, rules, last_id)
         moments = sorted({(s.exchange, s.symbol, s.known_at) for s in decidable})
-        result = CoordinatorRunResult(rules.coordinator_id, last_id, last_id,
-                                      len(decidable) + len(waiting), len(waiting))
+        result = CoordinatorRunResult(
+            rules.coordinator_id, last_id, last_id, len(decidable) + len(waiting), len(waiting)
+        )
         for exchange, symbol, at in moments:
-            decision = decide(await _window(conn, analyzer_id, rules, exchange, symbol, at), at,
-                              rules)
+            decision = decide(
+                await _window(conn, analyzer_id, rules, exchange, symbol, at), at, rules
+            )
             row = await conn.fetchrow(
-                _DECISION_SQL, decision.coordinator_id, exchange, symbol, at, decision.direction,
-                decision.decision, decision.confidence, decision.source_ids,
-                details_json(decision.details))
+                _DECISION_SQL,
+                decision.coordinator_id,
+                exchange,
+                symbol,
+                at,
+                decision.direction,
+                decision.decision,
+                decision.confidence,
+                decision.source_ids,
+                details_json(decision.details),
+            )
             if row is not None:
                 result.decisions.append(decision)
         if waiting:
@@ -296,12 +372,22 @@ async def run_coordinator(conn: asyncpg.Connection, analyzer_id: str, rules: Coo
         result.watermark_to = max(result.watermark_to, last_id)
         await conn.execute(
             "UPDATE signals.coordinator_watermarks SET last_signal_id = $2, updated_at = now() "
-            "WHERE coordinator_id = $1", rules.coordinator_id, result.watermark_to)
+            "WHERE coordinator_id = $1",
+            rules.coordinator_id,
+            result.watermark_to,
+        )
         if before_commit is not None:
             await before_commit(result)
     for decision in result.decisions:
         _log(decision)
-    log.info("event=coordinator_run coordinator=%s decisions=%d pending=%d waiting=%d "
-             "watermark_from=%d watermark_to=%d", rules.coordinator_id, len(result.decisions),
-             result.pending, result.waiting, result.watermark_from, result.watermark_to)
+    log.info(
+        "event=coordinator_run coordinator=%s decisions=%d pending=%d waiting=%d "
+        "watermark_from=%d watermark_to=%d",
+        rules.coordinator_id,
+        len(result.decisions),
+        result.pending,
+        result.waiting,
+        result.watermark_from,
+        result.watermark_to,
+    )
     return result

@@ -123,8 +123,10 @@ def to_bar_arrays(bars: BarArrays | pl.DataFrame | pd.DataFrame | Sequence[Any])
         missing = [c for c in ("ts", "high", "low", "close") if c not in bars.columns]
         if missing:
             raise BarsError(f"bars frame lacks column(s) {', '.join(missing)}")
-        arrays = BarArrays(_ts_column(bars["ts"]),
-                           *(bars[c].cast(pl.Float64).to_numpy() for c in ("high", "low", "close")))
+        arrays = BarArrays(
+            _ts_column(bars["ts"]),
+            *(bars[c].cast(pl.Float64).to_numpy() for c in ("high", "low", "close")),
+        )
     else:
         arrays = _from_rows(bars)
     _validate(arrays)
@@ -142,8 +144,10 @@ def _from_rows(rows: Iterable[Any]) -> BarArrays:
             if value is None:
                 raise BarsError(f"bar {index}: no {name}")
             values.append(float(value))
-    return BarArrays(np.asarray(ts, dtype=np.int64),
-                     *(np.asarray(cols[c], dtype=np.float64) for c in ("high", "low", "close")))
+    return BarArrays(
+        np.asarray(ts, dtype=np.int64),
+        *(np.asarray(cols[c], dtype=np.float64) for c in ("high", "low", "close")),
+    )
 
 
 def _validate(bars: BarArrays) -> None:
@@ -152,8 +156,10 @@ def _validate(bars: BarArrays) -> None:
         bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
         if bad.size:
             i = int(bad[0])
-            raise BarsError(f"bar {i} ({_iso(int(bars.ts[i]))}): {name}={float(values[i])!r} "
-                            "is not a positive finite price")
+            raise BarsError(
+                f"bar {i} ({_iso(int(bars.ts[i]))}): {name}={float(values[i])!r} "
+                "is not a positive finite price"
+            )
     bad = np.flatnonzero(bars.high < bars.low)
     if bad.size:
         i = int(bad[0])
@@ -161,8 +167,10 @@ def _validate(bars: BarArrays) -> None:
     steps = np.flatnonzero(np.diff(bars.ts) <= 0)
     if steps.size:
         i = int(steps[0]) + 1
-        raise BarsError(f"bar {i} ({_iso(int(bars.ts[i]))}): ts not after the previous bar's "
-                        "(bars must be sorted and unique)")
+        raise BarsError(
+            f"bar {i} ({_iso(int(bars.ts[i]))}): ts not after the previous bar's "
+            "(bars must be sorted and unique)"
+        )
 
 
 def _pivots(values: np.ndarray, k: int, high: bool) -> np.ndarray:
@@ -172,29 +180,30 @@ def _pivots(values: np.ndarray, k: int, high: bool) -> np.ndarray:
     windows = sliding_window_view(values, 2 * k + 1)
     center = windows[:, k]
     if high:
-        hit = (center > windows[:, :k].max(axis=1)) & (center >= windows[:, k + 1:].max(axis=1))
+        hit = (center > windows[:, :k].max(axis=1)) & (center >= windows[:, k + 1 :].max(axis=1))
     else:
-        hit = (center < windows[:, :k].min(axis=1)) & (center <= windows[:, k + 1:].min(axis=1))
-    out[k:len(values) - k] = hit
+        hit = (center < windows[:, :k].min(axis=1)) & (center <= windows[:, k + 1 :].min(axis=1))
+    out[k : len(values) - k] = hit
     return out
 
 
-def _first_breaks(close: np.ndarray, pivots: np.ndarray, thresholds: np.ndarray,
-                  horizon: int, up: bool) -> np.ndarray:
+def _first_breaks(
+    close: np.ndarray, pivots: np.ndarray, thresholds: np.ndarray, horizon: int, up: bool
+) -> np.ndarray:
     """Per pivot, the first bar within ``horizon`` bars after it whose close breaks its
     threshold, or -1."""
     n = len(close)
     out = np.full(len(pivots), -1, dtype=np.int64)
     steps = np.arange(1, horizon + 1, dtype=np.int64)
     for start in range(0, len(pivots), _PIVOT_CHUNK):
-        piv = pivots[start:start + _PIVOT_CHUNK]
+        piv = pivots[start : start + _PIVOT_CHUNK]
         idx = piv[:, None] + steps[None, :]
         inside = idx < n
         closes = close[np.minimum(idx, n - 1)]
-        thr = thresholds[start:start + _PIVOT_CHUNK, None]
+        thr = thresholds[start : start + _PIVOT_CHUNK, None]
         hit = ((closes > thr) if up else (closes < thr)) & inside
         any_hit = hit.any(axis=1)
-        out[start:start + _PIVOT_CHUNK] = np.where(any_hit, piv + 1 + hit.argmax(axis=1), -1)
+        out[start : start + _PIVOT_CHUNK] = np.where(any_hit, piv + 1 + hit.argmax(axis=1), -1)
     return out
 
 
@@ -223,12 +232,15 @@ def _side(bars: BarArrays, params: TrendParams, up: bool) -> list[tuple[int, int
     h1c, h0c = np.maximum(h1, 0), np.maximum(h0, 0)
     structure = level[h0c] >= level[h1c] if up else level[h0c] <= level[h1c]
     fire = ok & structure & (breaks[h1c] == t)
-    return [(int(a), int(b), int(c), float(threshold_at[b]))
-            for a, b, c in zip(t[fire], h1[fire], h0[fire], strict=True)]
+    return [
+        (int(a), int(b), int(c), float(threshold_at[b]))
+        for a, b, c in zip(t[fire], h1[fire], h0[fire], strict=True)
+    ]
 
 
-def _signal(bars: BarArrays, params: TrendParams, t: int, h1: int, h0: int,
-            threshold: float, up: bool) -> TrendSignal:
+def _signal(
+    bars: BarArrays, params: TrendParams, t: int, h1: int, h0: int, threshold: float, up: bool
+) -> TrendSignal:
     level = bars.high if up else bars.low
     details = {
         "rule": RULE,
@@ -242,26 +254,35 @@ def _signal(bars: BarArrays, params: TrendParams, t: int, h1: int, h0: int,
         "close": float(bars.close[t]),
         "bars_since_swing": t - h1,
     }
-    return TrendSignal(ts=datetime.fromtimestamp(int(bars.ts[t]) / 1000, UTC),
-                       signal_type=UPTREND_START if up else DOWNTREND_START,
-                       price=float(bars.close[t]), details=details)
+    return TrendSignal(
+        ts=datetime.fromtimestamp(int(bars.ts[t]) / 1000, UTC),
+        signal_type=UPTREND_START if up else DOWNTREND_START,
+        price=float(bars.close[t]),
+        details=details,
+    )
 
 
-def detect_trend_signals(bars: BarArrays | pl.DataFrame | pd.DataFrame | Sequence[Any],
-                         params: TrendParams, *, after_ms: int | None = None) -> list[TrendSignal]:
+def detect_trend_signals(
+    bars: BarArrays | pl.DataFrame | pd.DataFrame | Sequence[Any],
+    params: TrendParams,
+    *,
+    after_ms: int | None = None,
+) -> list[TrendSignal]:
     """Signals of the rule on closed ``bars`` in time order; ``after_ms`` keeps only bars
     opened after it (the earlier ones then serve as lookback)."""
     arrays = to_bar_arrays(bars)
-    found = [(t, h1, h0, thr, up) for up in (True, False)
-             for t, h1, h0, thr in _side(arrays, params, up)]
+    found = [
+        (t, h1, h0, thr, up) for up in (True, False) for t, h1, h0, thr in _side(arrays, params, up)
+    ]
     if after_ms is not None:
         found = [f for f in found if arrays.ts[f[0]] > after_ms]
     found.sort(key=lambda f: (f[0], not f[4]))
     return [_signal(arrays, params, t, h1, h0, thr, up) for t, h1, h0, thr, up in found]
 
 
-def reference_trend_signals(bars: BarArrays | pl.DataFrame | pd.DataFrame | Sequence[Any],
-                            params: TrendParams) -> list[TrendSignal]:
+def reference_trend_signals(
+    bars: BarArrays | pl.DataFrame | pd.DataFrame | Sequence[Any], params: TrendParams
+) -> list[TrendSignal]:
     """The rule read literally, one bar and one window at a time (slow; the tests' oracle)."""
     arrays = to_bar_arrays(bars)
     k, lookback, s = params.swing, params.lookback, params.sensitivity
@@ -270,7 +291,7 @@ def reference_trend_signals(bars: BarArrays | pl.DataFrame | pd.DataFrame | Sequ
 
     def swing(i: int, up: bool) -> bool:
         values = high if up else low
-        before, after = values[i - k:i], values[i + 1:i + k + 1]
+        before, after = values[i - k : i], values[i + 1 : i + k + 1]
         if up:
             return all(values[i] > v for v in before) and all(values[i] >= v for v in after)
         return all(values[i] < v for v in before) and all(values[i] <= v for v in after)
@@ -285,8 +306,9 @@ def reference_trend_signals(bars: BarArrays | pl.DataFrame | pd.DataFrame | Sequ
             if (levels[h1] > levels[h0]) if up else (levels[h1] < levels[h0]):
                 continue  # already trending that way: a continuation, not a start
             threshold = levels[h1] * (1.0 + s) if up else levels[h1] * (1.0 - s)
-            crossed = (lambda c, thr=threshold: c > thr) if up else \
-                (lambda c, thr=threshold: c < thr)
+            crossed = (
+                (lambda c, thr=threshold: c > thr) if up else (lambda c, thr=threshold: c < thr)
+            )
             if crossed(close[t]) and not any(crossed(close[j]) for j in range(h1 + 1, t)):
                 out.append(_signal(arrays, params, t, h1, h0, float(threshold), up))
     return out

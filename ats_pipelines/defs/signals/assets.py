@@ -54,11 +54,30 @@ def parse_moment(text: str, name: str) -> datetime:
 
 
 def _runs_markdown(results: list[AnalyzerRunResult]) -> str:
-    rows = [(r.target.symbol, r.target.timeframe, r.bars_new, len(r.signals), r.inserted,
-             r.watermark_from.isoformat() if r.watermark_from else "",
-             r.watermark_to.isoformat() if r.watermark_to else "") for r in results]
-    return markdown_table(("symbol", "timeframe", "new bars", "signals", "inserted",
-                           "watermark from", "watermark to"), rows)
+    rows = [
+        (
+            r.target.symbol,
+            r.target.timeframe,
+            r.bars_new,
+            len(r.signals),
+            r.inserted,
+            r.watermark_from.isoformat() if r.watermark_from else "",
+            r.watermark_to.isoformat() if r.watermark_to else "",
+        )
+        for r in results
+    ]
+    return markdown_table(
+        (
+            "symbol",
+            "timeframe",
+            "new bars",
+            "signals",
+            "inserted",
+            "watermark from",
+            "watermark to",
+        ),
+        rows,
+    )
 
 
 def build_detected_signals(settings: SignalsSettings) -> dg.AssetsDefinition:
@@ -69,38 +88,45 @@ def build_detected_signals(settings: SignalsSettings) -> dg.AssetsDefinition:
         kinds={"timescaledb", "python"},
         tags={"exchange": settings.exchange},
         description="Trend signals (uptrendStart/downtrendStart) per symbol and timeframe, "
-                    "each closed bar analysed exactly once.",
+        "each closed bar analysed exactly once.",
     )
-    def detected_signals(context: dg.AssetExecutionContext, config: AnalyzerRunConfig,
-                         timescale: TimescaleResource) -> dg.MaterializeResult:
+    def detected_signals(
+        context: dg.AssetExecutionContext, config: AnalyzerRunConfig, timescale: TimescaleResource
+    ) -> dg.MaterializeResult:
         """Analyses the closed bars after each series' watermark and writes their signals."""
 
         async def body(conn: asyncpg.Connection) -> tuple:
-            results = await analyze(conn, settings, config.symbols or None,
-                                    config.timeframes or None)
+            results = await analyze(
+                conn, settings, config.symbols or None, config.timeframes or None
+            )
             counts = await reports.signal_counts(conn, settings.analyzer_id, settings.exchange)
             latest = await reports.latest_signals(conn, settings.analyzer_id, settings.exchange)
             return results, counts, latest
 
         results, counts, latest = timescale.run(body)
         written = sum(r.inserted for r in results)
-        context.log.info(f"event=detected_signals analyzer={settings.analyzer_id} "
-                         f"exchange={settings.exchange} series={len(results)} "
-                         f"bars={sum(r.bars_new for r in results)} inserted={written}")
+        context.log.info(
+            f"event=detected_signals analyzer={settings.analyzer_id} "
+            f"exchange={settings.exchange} series={len(results)} "
+            f"bars={sum(r.bars_new for r in results)} inserted={written}"
+        )
         by_tf: dict[str, dict[str, int]] = {}
         for tf, kind, n in counts:
             by_tf.setdefault(tf, {})[kind] = n
-        return dg.MaterializeResult(metadata={
-            "analyzer_id": settings.analyzer_id,
-            "bars_analysed": sum(r.bars_new for r in results),
-            "signals_written": written,
-            "signals_total": sum(n for _, _, n in counts),
-            "counts_by_timeframe": dg.MetadataValue.json(by_tf),
-            "counts": dg.MetadataValue.md(reports.counts_markdown(
-                ("timeframe", "type", "signals"), counts)),
-            "latest": dg.MetadataValue.md(reports.signals_markdown(latest)),
-            "runs": dg.MetadataValue.md(_runs_markdown(results)),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "analyzer_id": settings.analyzer_id,
+                "bars_analysed": sum(r.bars_new for r in results),
+                "signals_written": written,
+                "signals_total": sum(n for _, _, n in counts),
+                "counts_by_timeframe": dg.MetadataValue.json(by_tf),
+                "counts": dg.MetadataValue.md(
+                    reports.counts_markdown(("timeframe", "type", "signals"), counts)
+                ),
+                "latest": dg.MetadataValue.md(reports.signals_markdown(latest)),
+                "runs": dg.MetadataValue.md(_runs_markdown(results)),
+            }
+        )
 
     return detected_signals
 
@@ -114,10 +140,11 @@ def build_coordinated_signals(settings: SignalsSettings) -> dg.AssetsDefinition:
         deps=[DETECTED],
         kinds={"timescaledb", "python"},
         description=f"Decisions combining {', '.join(rules.timeframes)} signals (confluence, "
-                    "single, conflict); the last one per symbol is the one in force.",
+        "single, conflict); the last one per symbol is the one in force.",
     )
-    def coordinated_signals(context: dg.AssetExecutionContext,
-                            timescale: TimescaleResource) -> dg.MaterializeResult:
+    def coordinated_signals(
+        context: dg.AssetExecutionContext, timescale: TimescaleResource
+    ) -> dg.MaterializeResult:
         """Decides every signal whose timeframes are final, after the coordinator watermark."""
 
         async def body(conn: asyncpg.Connection) -> tuple[CoordinatorRunResult, list, list]:
@@ -127,22 +154,37 @@ def build_coordinated_signals(settings: SignalsSettings) -> dg.AssetsDefinition:
             return result, counts, latest
 
         result, counts, latest = timescale.run(body)
-        context.log.info(f"event=coordinated_signals coordinator={rules.coordinator_id} "
-                         f"decisions={len(result.decisions)} waiting={result.waiting} "
-                         f"watermark={result.watermark_to}")
-        return dg.MaterializeResult(metadata={
-            "coordinator_id": rules.coordinator_id,
-            "decisions_written": len(result.decisions),
-            "signals_waiting": result.waiting,
-            "last_signal_id": result.watermark_to,
-            "counts": dg.MetadataValue.md(reports.counts_markdown(
-                ("decision", "direction", "count"), counts)),
-            "latest_per_symbol": dg.MetadataValue.md(reports.decisions_markdown(latest)),
-            "new_decisions": dg.MetadataValue.md(reports.decisions_markdown(
-                [{"symbol": d.symbol, "decided_at": d.decided_at, "decision": d.decision,
-                  "direction": d.direction, "confidence": d.confidence}
-                 for d in result.decisions[-20:]])),
-        })
+        context.log.info(
+            f"event=coordinated_signals coordinator={rules.coordinator_id} "
+            f"decisions={len(result.decisions)} waiting={result.waiting} "
+            f"watermark={result.watermark_to}"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "coordinator_id": rules.coordinator_id,
+                "decisions_written": len(result.decisions),
+                "signals_waiting": result.waiting,
+                "last_signal_id": result.watermark_to,
+                "counts": dg.MetadataValue.md(
+                    reports.counts_markdown(("decision", "direction", "count"), counts)
+                ),
+                "latest_per_symbol": dg.MetadataValue.md(reports.decisions_markdown(latest)),
+                "new_decisions": dg.MetadataValue.md(
+                    reports.decisions_markdown(
+                        [
+                            {
+                                "symbol": d.symbol,
+                                "decided_at": d.decided_at,
+                                "decision": d.decision,
+                                "direction": d.direction,
+                                "confidence": d.confidence,
+                            }
+                            for d in result.decisions[-20:]
+                        ]
+                    )
+                ),
+            }
+        )
 
     return coordinated_signals
 
@@ -154,10 +196,11 @@ def build_replayed_signals(settings: SignalsSettings) -> dg.AssetsDefinition:
         deps=[DETECTED, COORDINATED],
         kinds={"timescaledb", "python"},
         description="A replay of analyzers and coordinator over a historical range from the "
-                    "stored bars, compared row by row with the live output.",
+        "stored bars, compared row by row with the live output.",
     )
-    def replayed_signals(context: dg.AssetExecutionContext, config: ReplayConfig,
-                         timescale: TimescaleResource) -> dg.MaterializeResult:
+    def replayed_signals(
+        context: dg.AssetExecutionContext, config: ReplayConfig, timescale: TimescaleResource
+    ) -> dg.MaterializeResult:
         """Replays a range and stores the result next to the live tables (per run id)."""
         start, end = parse_moment(config.start, "start"), parse_moment(config.end, "end")
         if start >= end:
@@ -170,27 +213,36 @@ def build_replayed_signals(settings: SignalsSettings) -> dg.AssetsDefinition:
             return result, comparison
 
         result, comparison = timescale.run(body)
-        context.log.info(f"event=signal_replay replay_id={context.run_id} start={start} "
-                         f"end={result.end} signals={len(result.signals)} "
-                         f"decisions={len(result.decisions)} matches_live={comparison.matches}")
+        context.log.info(
+            f"event=signal_replay replay_id={context.run_id} start={start} "
+            f"end={result.end} signals={len(result.signals)} "
+            f"decisions={len(result.decisions)} matches_live={comparison.matches}"
+        )
         if not comparison.matches:
-            context.log.warning(f"event=signal_replay_mismatch replay_id={context.run_id} "
-                                f"only_live={len(comparison.only_live)} "
-                                f"only_replay={len(comparison.only_replay)}")
-        return dg.MaterializeResult(metadata={
-            "replay_id": context.run_id,
-            "range": f"{start.isoformat()} .. {result.end.isoformat()}",
-            "signals": len(result.signals),
-            "decisions": len(result.decisions),
-            "live_signals": comparison.live_signals,
-            "live_decisions": comparison.live_decisions,
-            "matches_live": comparison.matches,
-            "differences": dg.MetadataValue.json(comparison.as_dict()),
-        })
+            context.log.warning(
+                f"event=signal_replay_mismatch replay_id={context.run_id} "
+                f"only_live={len(comparison.only_live)} "
+                f"only_replay={len(comparison.only_replay)}"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "replay_id": context.run_id,
+                "range": f"{start.isoformat()} .. {result.end.isoformat()}",
+                "signals": len(result.signals),
+                "decisions": len(result.decisions),
+                "live_signals": comparison.live_signals,
+                "live_decisions": comparison.live_decisions,
+                "matches_live": comparison.matches,
+                "differences": dg.MetadataValue.json(comparison.as_dict()),
+            }
+        )
 
     return replayed_signals
 
 
 def build_signal_assets(settings: SignalsSettings) -> list[dg.AssetsDefinition]:
-    return [build_detected_signals(settings), build_coordinated_signals(settings),
-            build_replayed_signals(settings)]
+    return [
+        build_detected_signals(settings),
+        build_coordinated_signals(settings),
+        build_replayed_signals(settings),
+    ]

@@ -27,18 +27,20 @@ def analyzer_sensor_name(timeframe: str) -> str:
     return f"trend_analyzer_{timeframe}_sensor"
 
 
-def build_analyzer_sensor(settings: SignalsSettings, timeframe: str,
-                          job: JobLike) -> dg.SensorDefinition:
+def build_analyzer_sensor(
+    settings: SignalsSettings, timeframe: str, job: JobLike
+) -> dg.SensorDefinition:
     @dg.sensor(
         name=analyzer_sensor_name(timeframe),
         job=job,
         minimum_interval_seconds=settings.sensor_interval_s,
         default_status=STOPPED,
         description=f"Requests one trend-analyzer run per symbol with {timeframe} bars closed "
-                    "after its watermark.",
+        "after its watermark.",
     )
-    def analyzer_sensor(context: dg.SensorEvaluationContext,
-                        timescale: TimescaleResource) -> dg.SensorResult:
+    def analyzer_sensor(
+        context: dg.SensorEvaluationContext, timescale: TimescaleResource
+    ) -> dg.SensorResult:
         """New closed bars of this timeframe → an analyzer run per symbol."""
 
         async def body(conn: asyncpg.Connection) -> list[PendingAnalysis]:
@@ -52,15 +54,19 @@ def build_analyzer_sensor(settings: SignalsSettings, timeframe: str,
             if seen is not None and datetime.fromisoformat(seen) >= work.newest:
                 continue
             requested[key] = work.newest.isoformat()
-            requests.append(dg.RunRequest(
-                run_key=work.run_key,
-                run_config=analyzer_run_config(work.target.symbol, timeframe),
-                tags={"signals/analyzer": work.target.analyzer_id,
-                      "signals/symbol": work.target.symbol, "signals/timeframe": timeframe,
-                      "signals/newest_bar": work.newest.isoformat()},
-            ))
-        return dg.SensorResult(run_requests=requests,
-                               cursor=json.dumps(requested, sort_keys=True))
+            requests.append(
+                dg.RunRequest(
+                    run_key=work.run_key,
+                    run_config=analyzer_run_config(work.target.symbol, timeframe),
+                    tags={
+                        "signals/analyzer": work.target.analyzer_id,
+                        "signals/symbol": work.target.symbol,
+                        "signals/timeframe": timeframe,
+                        "signals/newest_bar": work.newest.isoformat(),
+                    },
+                )
+            )
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(requested, sort_keys=True))
 
     return analyzer_sensor
 
@@ -74,10 +80,11 @@ def build_coordinator_sensor(settings: SignalsSettings, job: JobLike) -> dg.Sens
         minimum_interval_seconds=settings.sensor_interval_s,
         default_status=STOPPED,
         description="Requests a coordinator run when detected signals after its watermark have "
-                    "become decidable.",
+        "become decidable.",
     )
-    def signal_coordinator_sensor(context: dg.SensorEvaluationContext,
-                                  timescale: TimescaleResource) -> dg.SensorResult:
+    def signal_coordinator_sensor(
+        context: dg.SensorEvaluationContext, timescale: TimescaleResource
+    ) -> dg.SensorResult:
         """New decidable signals → one coordinator run."""
 
         async def body(conn: asyncpg.Connection) -> Backlog:
@@ -85,23 +92,35 @@ def build_coordinator_sensor(settings: SignalsSettings, job: JobLike) -> dg.Sens
 
         state = timescale.run(body)
         if state.decidable == 0:
-            return dg.SensorResult(skip_reason=dg.SkipReason(
-                f"nothing decidable after signal {state.last_signal_id} "
-                f"({state.waiting} waiting for their timeframes to be final)"))
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(
+                    f"nothing decidable after signal {state.last_signal_id} "
+                    f"({state.waiting} waiting for their timeframes to be final)"
+                )
+            )
         key = state.run_key(rules.coordinator_id)
         if context.cursor == key:
             return dg.SensorResult(skip_reason=dg.SkipReason(f"already requested {key}"))
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=key, tags={
-                "signals/coordinator": rules.coordinator_id,
-                "signals/after_signal_id": str(state.last_signal_id)})],
-            cursor=key)
+            run_requests=[
+                dg.RunRequest(
+                    run_key=key,
+                    tags={
+                        "signals/coordinator": rules.coordinator_id,
+                        "signals/after_signal_id": str(state.last_signal_id),
+                    },
+                )
+            ],
+            cursor=key,
+        )
 
     return signal_coordinator_sensor
 
 
-def build_signal_sensors(settings: SignalsSettings,
-                         jobs: dict[str, JobLike]) -> list[dg.SensorDefinition]:
-    return [*(build_analyzer_sensor(settings, tf, jobs[TREND_ANALYSIS])
-              for tf in settings.timeframes),
-            build_coordinator_sensor(settings, jobs[COORDINATION])]
+def build_signal_sensors(
+    settings: SignalsSettings, jobs: dict[str, JobLike]
+) -> list[dg.SensorDefinition]:
+    return [
+        *(build_analyzer_sensor(settings, tf, jobs[TREND_ANALYSIS]) for tf in settings.timeframes),
+        build_coordinator_sensor(settings, jobs[COORDINATION]),
+    ]

@@ -77,8 +77,10 @@ def failure_message(context: dg.RunFailureSensorContext) -> str:
     parts = [context.failure_event.message or "run failed"]
     for event in context.get_step_failure_events():
         error = getattr(event.event_specific_data, "error", None)
+        while error is not None and error.cause is not None:  # the user code's own error
+            error = error.cause
         if error is not None:
-            parts.append(f"{event.step_key}: {error.cls_name}: {error.message.strip()}")
+            parts.append(f"{event.step_key}: {error.message.strip()}")
     return " | ".join(parts)
 
 
