@@ -69,22 +69,34 @@ def synthetic_bars(n: int, minutes: int = 1, seed: int = 7) -> pl.DataFrame:
     opens = np.concatenate([[close[0]], close[:-1]])
     wick = np.round(np.abs(rng.normal(0, 8, (2, n))), 2)
     ts = [START + timedelta(minutes=minutes * i) for i in range(n)]
-    return pl.DataFrame({
-        "ts": pl.Series(ts, dtype=pl.Datetime("us", "UTC")),
-        "open": opens, "high": np.maximum(opens, close) + wick[0],
-        "low": np.minimum(opens, close) - wick[1], "close": close,
-        "volume": np.round(rng.lognormal(0, 1, n), 4)})
+    return pl.DataFrame(
+        {
+            "ts": pl.Series(ts, dtype=pl.Datetime("us", "UTC")),
+            "open": opens,
+            "high": np.maximum(opens, close) + wick[0],
+            "low": np.minimum(opens, close) - wick[1],
+            "close": close,
+            "volume": np.round(rng.lognormal(0, 1, n), 4),
+        }
+    )
 
 
 def rows(bars: pl.DataFrame, symbol: str, timeframe: str) -> pl.DataFrame:
-    return bars.with_columns(pl.lit("bench").alias("exchange"), pl.lit(symbol).alias("symbol"),
-                             pl.lit(timeframe).alias("timeframe"),
-                             pl.lit("bench").alias("source"))
+    return bars.with_columns(
+        pl.lit("bench").alias("exchange"),
+        pl.lit(symbol).alias("symbol"),
+        pl.lit(timeframe).alias("timeframe"),
+        pl.lit("bench").alias("source"),
+    )
 
 
 def arrays(bars: pl.DataFrame) -> BarArrays:
-    return BarArrays(bars["ts"].dt.epoch("ms").to_numpy(), bars["high"].to_numpy(),
-                     bars["low"].to_numpy(), bars["close"].to_numpy())
+    return BarArrays(
+        bars["ts"].dt.epoch("ms").to_numpy(),
+        bars["high"].to_numpy(),
+        bars["low"].to_numpy(),
+        bars["close"].to_numpy(),
+    )
 
 
 def median_time(runs: int, fn, *args) -> float:  # type: ignore[no-untyped-def]
@@ -114,14 +126,21 @@ async def bench_analyzer_run(conn, bars: pl.DataFrame) -> None:  # type: ignore[
         start = time.perf_counter()
         fetched = await conn.fetch(
             "SELECT ts, high, low, close FROM market.candles WHERE exchange = 'bench' "
-            "AND symbol = 'BTC/USDT' AND timeframe = '1m' ORDER BY ts")
+            "AND symbol = 'BTC/USDT' AND timeframe = '1m' ORDER BY ts"
+        )
         base.append(len(fetched) / (time.perf_counter() - start))
         start = time.perf_counter()
         result = await run_analyzer(conn, target, PARAMS_1M, now=end)
         ours.append(result.bars_new / (time.perf_counter() - start))
         assert result.bars_new == len(bars)
-    print(ratio_line(f"analyzer_run_{len(bars) // 1440}d_1m", statistics.median(ours),
-                     statistics.median(base), " bars/s"))
+    print(
+        ratio_line(
+            f"analyzer_run_{len(bars) // 1440}d_1m",
+            statistics.median(ours),
+            statistics.median(base),
+            " bars/s",
+        )
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -134,12 +153,16 @@ async def bench_latency(conn, samples: int) -> None:  # type: ignore[no-untyped-
     signal is committed."""
     url = load_settings().database_url_for(await conn.fetchval("SELECT current_database()"))
     bars = synthetic_bars(40_000, minutes=5, seed=11)
-    settings = SignalsSettings(exchange="bench", symbols=("ETH/USDT",), timeframes=("5m",),
-                               analyzer_id="bench_latency",
-                               coordinator=CoordinatorRules("bench", timeframes=("5m",)))
+    settings = SignalsSettings(
+        exchange="bench",
+        symbols=("ETH/USDT",),
+        timeframes=("5m",),
+        analyzer_id="bench_latency",
+        coordinator=CoordinatorRules("bench", timeframes=("5m",)),
+    )
     params = settings.params("5m")
     signal_bars = [s.ts for s in detect_trend_signals(bars, params)]
-    chosen = signal_bars[5:5 + samples]
+    chosen = signal_bars[5 : 5 + samples]
     resources = {"timescale": TimescaleResource(database_url=url)}
     defs = dg.Definitions.merge(build_signals_defs(settings), dg.Definitions(resources=resources))
     sensor = defs.resolve_sensor_def(analyzer_sensor_name("5m"))
@@ -157,12 +180,14 @@ async def bench_latency(conn, samples: int) -> None:  # type: ignore[no-untyped-
             stored = index
 
             def tick(cursor: str | None) -> tuple[list[dg.RunRequest], str | None]:
-                context = dg.build_sensor_context(cursor=cursor, instance=instance,
-                                                  resources=resources)
+                context = dg.build_sensor_context(
+                    cursor=cursor, instance=instance, resources=resources
+                )
                 result = sensor.evaluate_tick(context)
                 for request in result.run_requests or []:
-                    assert job.execute_in_process(run_config=request.run_config,
-                                                  instance=instance).success
+                    assert job.execute_in_process(
+                        run_config=request.run_config, instance=instance
+                    ).success
                 return list(result.run_requests or []), result.cursor
 
             start = time.perf_counter()
@@ -171,18 +196,28 @@ async def bench_latency(conn, samples: int) -> None:  # type: ignore[no-untyped-
             processing.append(time.perf_counter() - start)
             stored = index + 1
             assert len(requests) == 1
-            assert await conn.fetchval(
-                "SELECT count(*) FROM signals.detected_signals WHERE analyzer_id = $1 "
-                "AND ts = $2", settings.analyzer_id, ts) == 1
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM signals.detected_signals WHERE analyzer_id = $1 "
+                    "AND ts = $2",
+                    settings.analyzer_id,
+                    ts,
+                )
+                == 1
+            )
     rng = random.Random(5)
     interval = DEFAULT_SENSOR_INTERVAL_S
     total = [p + rng.random() * interval for p in processing]
     ms = [p * 1000 for p in processing]
-    print(f"signal_latency_processing: p50 {percentile(ms, 50):,.0f} ms, "
-          f"p99 {percentile(ms, 99):,.0f} ms ({len(ms)} signals)")
+    print(
+        f"signal_latency_processing: p50 {percentile(ms, 50):,.0f} ms, "
+        f"p99 {percentile(ms, 99):,.0f} ms ({len(ms)} signals)"
+    )
     ms = [t * 1000 for t in total]
-    print(f"signal_latency_default_interval: p50 {percentile(ms, 50):,.0f} ms, "
-          f"p99 {percentile(ms, 99):,.0f} ms (sensor interval {interval} s)")
+    print(
+        f"signal_latency_default_interval: p50 {percentile(ms, 50):,.0f} ms, "
+        f"p99 {percentile(ms, 99):,.0f} ms (sensor interval {interval} s)"
+    )
 
 
 def bench_process_start(runs: int = 2) -> None:
@@ -192,8 +227,10 @@ def bench_process_start(runs: int = 2) -> None:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
         times.append((time.perf_counter() - start) * 1000)
-    print(f"signal_run_process_start: p50 {statistics.median(times):,.0f} ms, "
-          f"p99 {max(times):,.0f} ms ({runs} starts; a launched run pays this once)")
+    print(
+        f"signal_run_process_start: p50 {statistics.median(times):,.0f} ms, "
+        f"p99 {max(times):,.0f} ms ({runs} starts; a launched run pays this once)"
+    )
 
 
 async def main(days: int, samples: int) -> None:
@@ -206,7 +243,7 @@ async def main(days: int, samples: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=(__doc__ or '').splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--samples", type=int, default=30)
     args = parser.parse_args()

@@ -34,8 +34,9 @@ def run_sync(coro: Any) -> Any:
 def read_freqtrade(path: Path) -> pl.DataFrame:
     """A freqtrade OHLCV feather as ``ts, open, high, low, close, volume`` (ts UTC, ms)."""
     frame = pl.read_ipc(path)
-    return frame.select(pl.col("date").dt.cast_time_unit("ms").alias("ts"),
-                        "open", "high", "low", "close", "volume")
+    return frame.select(
+        pl.col("date").dt.cast_time_unit("ms").alias("ts"), "open", "high", "low", "close", "volume"
+    )
 
 
 def roll_up(bars: pl.DataFrame, timeframe: str) -> pl.DataFrame:
@@ -44,16 +45,31 @@ def roll_up(bars: pl.DataFrame, timeframe: str) -> pl.DataFrame:
     step = bars["ts"].diff().drop_nulls().min()
     assert isinstance(step, timedelta)
     per_bucket = timeframe_ms(timeframe) // int(step.total_seconds() * 1000)
-    return (bars.sort("ts").group_by_dynamic("ts", every=timeframe, closed="left", label="left")
-            .agg(pl.col("open").first(), pl.col("high").max(), pl.col("low").min(),
-                 pl.col("close").last(), pl.col("volume").sum(), pl.len().alias("n"))
-            .filter(pl.col("n") == per_bucket).drop("n"))
+    return (
+        bars.sort("ts")
+        .group_by_dynamic("ts", every=timeframe, closed="left", label="left")
+        .agg(
+            pl.col("open").first(),
+            pl.col("high").max(),
+            pl.col("low").min(),
+            pl.col("close").last(),
+            pl.col("volume").sum(),
+            pl.len().alias("n"),
+        )
+        .filter(pl.col("n") == per_bucket)
+        .drop("n")
+    )
 
 
-async def write_bars(db_url: str, exchange: str, symbol: str, timeframe: str,
-                     bars: pl.DataFrame) -> int:
-    rows = bars.with_columns(pl.lit(exchange).alias("exchange"), pl.lit(symbol).alias("symbol"),
-                             pl.lit(timeframe).alias("timeframe"), pl.lit("test").alias("source"))
+async def write_bars(
+    db_url: str, exchange: str, symbol: str, timeframe: str, bars: pl.DataFrame
+) -> int:
+    rows = bars.with_columns(
+        pl.lit(exchange).alias("exchange"),
+        pl.lit(symbol).alias("symbol"),
+        pl.lit(timeframe).alias("timeframe"),
+        pl.lit("test").alias("source"),
+    )
     async with connection(db_url) as conn:
         return (await bulk_write(conn, "market.candles", rows)).inserted
 
@@ -76,16 +92,25 @@ TEST_PARAMS = {
 }
 
 
-def make_settings(exchange: str, symbols: tuple[str, ...] = ("ETH/BTC",), *,
-                  timeframes: tuple[str, ...] = ("5m", "15m", "1h"),
-                  coordinator: tuple[str, ...] = ("15m", "1h"),
-                  window: timedelta = timedelta(hours=4), **overrides: Any) -> SignalsSettings:
+def make_settings(
+    exchange: str,
+    symbols: tuple[str, ...] = ("ETH/BTC",),
+    *,
+    timeframes: tuple[str, ...] = ("5m", "15m", "1h"),
+    coordinator: tuple[str, ...] = ("15m", "1h"),
+    window: timedelta = timedelta(hours=4),
+    **overrides: Any,
+) -> SignalsSettings:
     tag = uuid.uuid4().hex[:8]
-    rules = CoordinatorRules(coordinator_id=f"coord_{tag}", timeframes=coordinator,
-                             window=window)
-    settings = SignalsSettings(exchange=exchange, symbols=symbols, timeframes=timeframes,
-                               analyzer_id=f"trend_{tag}", trend_params=dict(TEST_PARAMS),
-                               coordinator=rules)
+    rules = CoordinatorRules(coordinator_id=f"coord_{tag}", timeframes=coordinator, window=window)
+    settings = SignalsSettings(
+        exchange=exchange,
+        symbols=symbols,
+        timeframes=timeframes,
+        analyzer_id=f"trend_{tag}",
+        trend_params=dict(TEST_PARAMS),
+        coordinator=rules,
+    )
     return replace(settings, **overrides) if overrides else settings
 
 

@@ -34,8 +34,9 @@ STEP = timedelta(minutes=5)
 
 
 @pytest.fixture
-async def series(db_url: str, exchange_name: str, eth_btc_5m: pl.DataFrame
-                 ) -> tuple[AnalyzerTarget, pl.DataFrame]:
+async def series(
+    db_url: str, exchange_name: str, eth_btc_5m: pl.DataFrame
+) -> tuple[AnalyzerTarget, pl.DataFrame]:
     bars = eth_btc_5m.head(1500)
     await write_bars(db_url, exchange_name, "ETH/BTC", "5m", bars)
     target = AnalyzerTarget(f"trend_{uuid.uuid4().hex[:8]}", exchange_name, "ETH/BTC", "5m")
@@ -54,14 +55,20 @@ async def stored(conn: asyncpg.Connection, target: AnalyzerTarget) -> list[Trend
     rows = await conn.fetch(
         "SELECT ts, signal_type, price, details FROM signals.detected_signals "
         "WHERE analyzer_id = $1 AND exchange = $2 AND symbol = $3 AND timeframe = $4 "
-        "ORDER BY ts, signal_type DESC", target.analyzer_id, target.exchange, target.symbol,
-        target.timeframe)
-    return [TrendSignal(r["ts"], r["signal_type"], r["price"], json.loads(r["details"]))
-            for r in rows]
+        "ORDER BY ts, signal_type DESC",
+        target.analyzer_id,
+        target.exchange,
+        target.symbol,
+        target.timeframe,
+    )
+    return [
+        TrendSignal(r["ts"], r["signal_type"], r["price"], json.loads(r["details"])) for r in rows
+    ]
 
 
 async def test_a_run_writes_the_signals_and_moves_the_watermark(
-        conn: asyncpg.Connection, series: tuple[AnalyzerTarget, pl.DataFrame]) -> None:
+    conn: asyncpg.Connection, series: tuple[AnalyzerTarget, pl.DataFrame]
+) -> None:
     target, bars = series
     expected = detect_trend_signals(bars, PARAMS)
     assert len(expected) > 10
@@ -77,7 +84,8 @@ async def test_a_run_writes_the_signals_and_moves_the_watermark(
 
 
 async def test_only_closed_bars_are_analysed(
-        conn: asyncpg.Connection, series: tuple[AnalyzerTarget, pl.DataFrame]) -> None:
+    conn: asyncpg.Connection, series: tuple[AnalyzerTarget, pl.DataFrame]
+) -> None:
     target, bars = series
     still_open = last_ts(bars) + timedelta(minutes=4, seconds=59)
     result = await run_analyzer(conn, target, PARAMS, now=still_open)
@@ -87,7 +95,8 @@ async def test_only_closed_bars_are_analysed(
 
 
 async def test_incremental_runs_and_small_batches_equal_one_pass(
-        conn: asyncpg.Connection, series: tuple[AnalyzerTarget, pl.DataFrame]) -> None:
+    conn: asyncpg.Connection, series: tuple[AnalyzerTarget, pl.DataFrame]
+) -> None:
     target, bars = series
     first = bars["ts"][0]
     # the clock advances unevenly: 1 bar, 47 bars, a day, ... ; batches of 97 bars
@@ -98,13 +107,15 @@ async def test_incremental_runs_and_small_batches_equal_one_pass(
 
 
 async def test_concurrent_runs_of_one_series_write_each_signal_once(
-        db_url: str, series: tuple[AnalyzerTarget, pl.DataFrame]) -> None:
+    db_url: str, series: tuple[AnalyzerTarget, pl.DataFrame]
+) -> None:
     target, bars = series
 
     async def one() -> int:
         async with connection(db_url) as c:
-            return (await run_analyzer(c, target, PARAMS, now=after_end(bars),
-                                       batch_bars=300)).inserted
+            return (
+                await run_analyzer(c, target, PARAMS, now=after_end(bars), batch_bars=300)
+            ).inserted
 
     counts = await asyncio.gather(one(), one(), one())
     expected = detect_trend_signals(bars, PARAMS)
@@ -118,7 +129,8 @@ class Crash(RuntimeError):
 
 
 async def test_a_crash_after_writing_but_before_commit_moves_nothing(
-        conn: asyncpg.Connection, series: tuple[AnalyzerTarget, pl.DataFrame]) -> None:
+    conn: asyncpg.Connection, series: tuple[AnalyzerTarget, pl.DataFrame]
+) -> None:
     target, bars = series
     seen: list[AnalyzerBatch] = []
 
@@ -126,15 +138,17 @@ async def test_a_crash_after_writing_but_before_commit_moves_nothing(
         # the batch's rows are written inside the transaction at this point
         inside = await conn.fetchval(
             "SELECT count(*) FROM signals.detected_signals WHERE analyzer_id = $1",
-            target.analyzer_id)
+            target.analyzer_id,
+        )
         seen.append(batch)
         if len(seen) == 2:
             assert inside == len(seen[0].signals) + batch.inserted and batch.inserted > 0
             raise Crash("killed before commit")
 
     with pytest.raises(Crash):
-        await run_analyzer(conn, target, PARAMS, now=after_end(bars), batch_bars=700,
-                           before_commit=crash_on_second)
+        await run_analyzer(
+            conn, target, PARAMS, now=after_end(bars), batch_bars=700, before_commit=crash_on_second
+        )
     # the first batch committed; the second left neither signals nor watermark behind
     assert await watermark(conn, target) == seen[0].watermark_to
     assert await stored(conn, target) == seen[0].signals
@@ -167,21 +181,30 @@ _KILLED_RUN = textwrap.dedent("""
 
 @pytest.mark.slow
 async def test_sigkill_in_the_middle_of_the_transaction_moves_nothing(
-        conn: asyncpg.Connection, db_url: str,
-        series: tuple[AnalyzerTarget, pl.DataFrame]) -> None:
+    conn: asyncpg.Connection, db_url: str, series: tuple[AnalyzerTarget, pl.DataFrame]
+) -> None:
     target, bars = series
     app = f"sigkill_{uuid.uuid4().hex[:8]}"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _KILLED_RUN, db_url, app, target.analyzer_id, target.exchange,
-        after_end(bars).isoformat(), stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        sys.executable,
+        "-c",
+        _KILLED_RUN,
+        db_url,
+        app,
+        target.analyzer_id,
+        target.exchange,
+        after_end(bars).isoformat(),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), timeout=60)).decode()
         expected = detect_trend_signals(bars, PARAMS)
         assert line.strip() == f"wrote {len(expected)}"
         state = await conn.fetchval(
-            "SELECT state FROM pg_stat_activity WHERE application_name = $1", app)
+            "SELECT state FROM pg_stat_activity WHERE application_name = $1", app
+        )
         assert state == "idle in transaction"
         proc.send_signal(signal.SIGKILL)
         assert await asyncio.wait_for(proc.wait(), timeout=30) == -signal.SIGKILL
@@ -190,7 +213,8 @@ async def test_sigkill_in_the_middle_of_the_transaction_moves_nothing(
             proc.kill()
     for _ in range(200):  # the server aborts the transaction once it sees the socket close
         if not await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app):
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app
+        ):
             break
         await asyncio.sleep(0.05)
     assert await stored(conn, target) == []

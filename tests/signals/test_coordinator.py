@@ -32,8 +32,13 @@ D0 = datetime(2024, 3, 1, tzinfo=UTC)
 RULES = CoordinatorRules(coordinator_id="c", timeframes=("15m", "1h"), window=4 * H)
 
 
-def sig(tf: str, bar: datetime, kind: str = UPTREND_START, symbol: str = "BTC/USDT",
-        price: float = 100.0) -> SignalRef:
+def sig(
+    tf: str,
+    bar: datetime,
+    kind: str = UPTREND_START,
+    symbol: str = "BTC/USDT",
+    price: float = 100.0,
+) -> SignalRef:
     return SignalRef("x", symbol, tf, bar, kind, price)
 
 
@@ -81,21 +86,28 @@ def test_signals_after_the_decision_or_of_other_timeframes_do_not_vote() -> None
 
 
 def test_replay_decides_at_every_moment_a_signal_becomes_known() -> None:
-    signals = [sig("1h", D0), sig("15m", D0 + 45 * timedelta(minutes=1)),
-               sig("15m", D0, symbol="ETH/USDT", kind=DOWNTREND_START)]
+    signals = [
+        sig("1h", D0),
+        sig("15m", D0 + 45 * timedelta(minutes=1)),
+        sig("15m", D0, symbol="ETH/USDT", kind=DOWNTREND_START),
+    ]
     got = [(d.symbol, d.decided_at - D0, d.decision) for d in replay_decisions(signals, RULES)]
     # 15m and 1h signals both known at 01:00 for BTC: one decision, confluence
     assert got == [("BTC/USDT", H, CONFLUENCE), ("ETH/USDT", M15, SINGLE)]
 
 
-@pytest.mark.parametrize(("marks", "final"), [
-    ({"15m": D0 + 2 * H, "1h": D0 + H}, True),  # 1h bar 01:00-02:00 processed: final at 02:15
-    ({"15m": D0 + 2 * H, "1h": D0}, False),  # the 1h bar that closed at 02:00 is not processed
-    ({"15m": D0 + H + 45 * timedelta(minutes=1), "1h": D0 + H}, False),  # nor the 15m 02:00
-    ({"15m": D0 + 2 * H}, False),  # 1h never analysed
-])
+@pytest.mark.parametrize(
+    ("marks", "final"),
+    [
+        ({"15m": D0 + 2 * H, "1h": D0 + H}, True),  # 1h bar 01:00-02:00 processed: final at 02:15
+        ({"15m": D0 + 2 * H, "1h": D0}, False),  # the 1h bar that closed at 02:00 is not processed
+        ({"15m": D0 + H + 45 * timedelta(minutes=1), "1h": D0 + H}, False),  # nor the 15m 02:00
+        ({"15m": D0 + 2 * H}, False),  # 1h never analysed
+    ],
+)
 def test_a_moment_is_final_once_every_timeframe_processed_the_bars_closed_by_then(
-        marks: dict, final: bool) -> None:
+    marks: dict, final: bool
+) -> None:
     assert final_up_to(marks, D0 + 2 * H + M15, ("15m", "1h")) is final
 
 
@@ -109,39 +121,67 @@ class Crash(RuntimeError):
 @pytest.fixture
 def ids() -> tuple[str, str, CoordinatorRules]:
     tag = uuid.uuid4().hex[:8]
-    return (f"trend_{tag}", f"s{tag}",
-            CoordinatorRules(coordinator_id=f"coord_{tag}", timeframes=("15m", "1h"),
-                             window=4 * H))
+    return (
+        f"trend_{tag}",
+        f"s{tag}",
+        CoordinatorRules(coordinator_id=f"coord_{tag}", timeframes=("15m", "1h"), window=4 * H),
+    )
 
 
-async def add_signal(conn: asyncpg.Connection, analyzer: str, exchange: str, symbol: str,
-                     tf: str, bar: datetime, kind: str = UPTREND_START) -> None:
+async def add_signal(
+    conn: asyncpg.Connection,
+    analyzer: str,
+    exchange: str,
+    symbol: str,
+    tf: str,
+    bar: datetime,
+    kind: str = UPTREND_START,
+) -> None:
     target = AnalyzerTarget(analyzer, exchange, symbol, tf)
     async with conn.transaction():
         await insert_signals(conn, target, [TrendSignal(bar, kind, 100.0, {"n": 1})])
 
 
-async def set_watermark(conn: asyncpg.Connection, analyzer: str, exchange: str, symbol: str,
-                        tf: str, ts: datetime) -> None:
+async def set_watermark(
+    conn: asyncpg.Connection, analyzer: str, exchange: str, symbol: str, tf: str, ts: datetime
+) -> None:
     await conn.execute(
         "INSERT INTO signals.analyzer_watermarks (analyzer_id, exchange, symbol, timeframe, "
         "last_processed_ts) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (analyzer_id, exchange, "
         "symbol, timeframe) DO UPDATE SET last_processed_ts = EXCLUDED.last_processed_ts",
-        analyzer, exchange, symbol, tf, ts)
+        analyzer,
+        exchange,
+        symbol,
+        tf,
+        ts,
+    )
 
 
 async def decisions(conn: asyncpg.Connection, rules: CoordinatorRules) -> list[tuple]:
     rows = await conn.fetch(
         "SELECT symbol, decided_at, decision, direction, confidence, cardinality("
         "source_signal_ids) AS n FROM signals.coordinated_signals WHERE coordinator_id = $1 "
-        "ORDER BY decided_at, symbol", rules.coordinator_id)
-    return [(r["symbol"], r["decided_at"] - D0, r["decision"], r["direction"],
-             round(r["confidence"], 6), r["n"]) for r in rows]
+        "ORDER BY decided_at, symbol",
+        rules.coordinator_id,
+    )
+    return [
+        (
+            r["symbol"],
+            r["decided_at"] - D0,
+            r["decision"],
+            r["direction"],
+            round(r["confidence"], 6),
+            r["n"],
+        )
+        for r in rows
+    ]
 
 
 async def test_decisions_wait_for_every_timeframe_to_be_final(
-        conn: asyncpg.Connection, ids: tuple[str, str, CoordinatorRules],
-        caplog: pytest.LogCaptureFixture) -> None:
+    conn: asyncpg.Connection,
+    ids: tuple[str, str, CoordinatorRules],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     analyzer, exchange, rules = ids
     await add_signal(conn, analyzer, exchange, "A", "15m", D0 + H)  # known at 01:15
     await set_watermark(conn, analyzer, exchange, "A", "15m", D0 + H)
@@ -159,8 +199,12 @@ async def test_decisions_wait_for_every_timeframe_to_be_final(
         result = await run_coordinator(conn, analyzer, rules)
     assert await decisions(conn, rules) == [("A", H + M15, SINGLE, "long", 0.5, 1)]
     assert result.watermark_to == state.newest_id
-    assert any("event=coordinated_signal" in r.message and "symbol=A" in r.message
-               and "decision=single" in r.message for r in caplog.records)
+    assert any(
+        "event=coordinated_signal" in r.message
+        and "symbol=A" in r.message
+        and "decision=single" in r.message
+        for r in caplog.records
+    )
 
     await add_signal(conn, analyzer, exchange, "A", "1h", D0 + H)  # known at 02:00
     await set_watermark(conn, analyzer, exchange, "A", "15m", D0 + 2 * H)
@@ -168,15 +212,19 @@ async def test_decisions_wait_for_every_timeframe_to_be_final(
     await run_coordinator(conn, analyzer, rules)
     await run_coordinator(conn, analyzer, rules)  # nothing new: nothing written twice
     assert await decisions(conn, rules) == [
-        ("A", H + M15, SINGLE, "long", 0.5, 1), ("A", 2 * H, CONFLUENCE, "long", 0.8, 2)]
+        ("A", H + M15, SINGLE, "long", 0.5, 1),
+        ("A", 2 * H, CONFLUENCE, "long", 0.8, 2),
+    ]
     latest = await conn.fetch(
         "SELECT symbol, decision FROM signals.latest_coordinated_signals WHERE coordinator_id = $1",
-        rules.coordinator_id)
+        rules.coordinator_id,
+    )
     assert [(r["symbol"], r["decision"]) for r in latest] == [("A", CONFLUENCE)]
 
 
 async def test_a_waiting_signal_holds_the_watermark_but_not_the_others(
-        conn: asyncpg.Connection, ids: tuple[str, str, CoordinatorRules]) -> None:
+    conn: asyncpg.Connection, ids: tuple[str, str, CoordinatorRules]
+) -> None:
     analyzer, exchange, rules = ids
     await add_signal(conn, analyzer, exchange, "SLOW", "15m", D0)  # its 1h is never analysed
     await add_signal(conn, analyzer, exchange, "FAST", "1h", D0, DOWNTREND_START)
@@ -197,16 +245,20 @@ async def test_a_waiting_signal_holds_the_watermark_but_not_the_others(
     await set_watermark(conn, analyzer, exchange, "SLOW", "1h", D0 - H)
     await run_coordinator(conn, analyzer, rules)
     assert [d[:3] for d in await decisions(conn, rules)] == [
-        ("SLOW", M15, SINGLE), ("FAST", H, SINGLE)]
+        ("SLOW", M15, SINGLE),
+        ("FAST", H, SINGLE),
+    ]
     state = await backlog(conn, analyzer, rules)
     newest = await conn.fetchval(
-        "SELECT max(id) FROM signals.detected_signals WHERE analyzer_id = $1", analyzer)
+        "SELECT max(id) FROM signals.detected_signals WHERE analyzer_id = $1", analyzer
+    )
     assert (state.decidable, state.waiting, state.newest_id) == (0, 0, None)
     assert newest is not None and state.last_signal_id >= newest  # past all, 5m one included
 
 
 async def test_a_crash_before_commit_leaves_no_decision_and_no_watermark_move(
-        conn: asyncpg.Connection, ids: tuple[str, str, CoordinatorRules]) -> None:
+    conn: asyncpg.Connection, ids: tuple[str, str, CoordinatorRules]
+) -> None:
     analyzer, exchange, rules = ids
     await add_signal(conn, analyzer, exchange, "A", "1h", D0)
     for tf in ("15m", "1h"):

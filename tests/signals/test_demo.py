@@ -15,7 +15,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_demo_step_shows_detected_and_coordinated_signals(
-        db_url: str, exchange_name: str, settings, eth_btc_5m: pl.DataFrame) -> None:
+    db_url: str, exchange_name: str, settings, eth_btc_5m: pl.DataFrame
+) -> None:
     bars = eth_btc_5m.head(1500)
     frames = {"5m": bars, "15m": roll_up(bars, "15m"), "1h": roll_up(bars, "1h")}
     for tf, frame in frames.items():
@@ -23,7 +24,8 @@ def test_demo_step_shows_detected_and_coordinated_signals(
     signals = make_settings(exchange_name)
     defs = dg.Definitions.merge(
         build_signals_defs(signals),
-        dg.Definitions(resources={"timescale": TimescaleResource(database_url=db_url)}))
+        dg.Definitions(resources={"timescale": TimescaleResource(database_url=db_url)}),
+    )
     step = next(s for s in STEPS if s.name == "signals")
     assert STEPS[-1] is step  # after every step that stores bars
     with dg.DagsterInstance.ephemeral() as instance:

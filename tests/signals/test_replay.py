@@ -27,8 +27,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 LAG = {"5m": timedelta(0), "15m": timedelta(minutes=40), "1h": timedelta(hours=3)}
 
 
-async def run_live(conn: asyncpg.Connection, settings: SignalsSettings, start: datetime,
-                   end: datetime, seed: int) -> int:
+async def run_live(
+    conn: asyncpg.Connection, settings: SignalsSettings, start: datetime, end: datetime, seed: int
+) -> int:
     """The clock moves in uneven steps; each timeframe's analyzer sees it late by its lag (a
     rollup behind the minutes) and they run in a random order, the coordinator in between.
     Returns how many coordinator runs found signals waiting for a lagging timeframe."""
@@ -48,9 +49,13 @@ async def run_live(conn: asyncpg.Connection, settings: SignalsSettings, start: d
     return waited
 
 
-async def test_replay_equals_live_row_by_row(conn: asyncpg.Connection, db_url: str,
-                                             exchange_name: str, eth_btc_5m: pl.DataFrame,
-                                             testdata: Path) -> None:
+async def test_replay_equals_live_row_by_row(
+    conn: asyncpg.Connection,
+    db_url: str,
+    exchange_name: str,
+    eth_btc_5m: pl.DataFrame,
+    testdata: Path,
+) -> None:
     eth = eth_btc_5m.head(2500)  # 2018-01-10 04:55 .. 2018-01-18 21:00
     xrp = read_freqtrade(testdata / "freqtrade" / "XRP_ETH-5m.feather")
     # XRP/ETH (2019-10-11 .. 13) moved by whole days to start a day after ETH/BTC: the two
@@ -77,8 +82,13 @@ async def test_replay_equals_live_row_by_row(conn: asyncpg.Connection, db_url: s
     assert comparison.live_decisions == len(whole.decisions)
 
     # a window starting and ending mid-bar, mid-day: signals in it, decisions in it, the same
-    middle = await replay(conn, settings, first + timedelta(days=2, minutes=7),
-                          first + timedelta(days=6, hours=3, minutes=20), now=end)
+    middle = await replay(
+        conn,
+        settings,
+        first + timedelta(days=2, minutes=7),
+        first + timedelta(days=6, hours=3, minutes=20),
+        now=end,
+    )
     assert 0 < len(middle.signals) < len(whole.signals) and middle.decisions
     assert {s.symbol for s in middle.signals} == {"ETH/BTC", "XRP/ETH"}
     assert (await compare_with_live(conn, middle)).matches
@@ -88,14 +98,18 @@ async def test_replay_equals_live_row_by_row(conn: asyncpg.Connection, db_url: s
     await conn.execute(
         "UPDATE market.candles SET close = CASE WHEN close = low THEN high ELSE low END "
         "WHERE exchange = $1 AND symbol = $2 AND timeframe = '5m' AND ts = $3",
-        exchange_name, "ETH/BTC", changed.ts)
+        exchange_name,
+        "ETH/BTC",
+        changed.ts,
+    )
     after = await compare_with_live(conn, await replay(conn, settings, first, end, now=end))
     assert not after.matches
     assert changed.key() in after.only_live
 
 
 def test_replay_job_stores_the_replay_and_reports_the_comparison(
-        db_url: str, exchange_name: str, eth_btc_5m: pl.DataFrame) -> None:
+    db_url: str, exchange_name: str, eth_btc_5m: pl.DataFrame
+) -> None:
     bars = eth_btc_5m.head(1200)
     run_sync(write_bars(db_url, exchange_name, "ETH/BTC", "5m", bars))
     for tf in ("15m", "1h"):
@@ -106,8 +120,7 @@ def test_replay_job_stores_the_replay_and_reports_the_comparison(
     # the live path through its assets: analyzers, then the coordinator
     assert dg.materialize(assets[:2], resources=resources).success
     start, end = bars["ts"][300], bars["ts"][1000]
-    config = {"ops": {REPLAYED: {"config": {"start": start.isoformat(),
-                                            "end": end.isoformat()}}}}
+    config = {"ops": {REPLAYED: {"config": {"start": start.isoformat(), "end": end.isoformat()}}}}
     result = dg.materialize([assets[2]], resources=resources, run_config=config)
     (event,) = result.asset_materializations_for_node(REPLAYED)
     meta = {k: v.value for k, v in event.metadata.items()}
@@ -121,12 +134,17 @@ def test_replay_job_stores_the_replay_and_reports_the_comparison(
         from ats_pipelines.db.connect import connection
 
         async with connection(db_url) as c:
-            head = await c.fetchrow("SELECT * FROM signals.replays WHERE replay_id = $1",
-                                    result.run_id)
-            n = await c.fetchval("SELECT count(*) FROM signals.replay_detected_signals "
-                                 "WHERE replay_id = $1", result.run_id)
-            m = await c.fetchval("SELECT count(*) FROM signals.replay_coordinated_signals "
-                                 "WHERE replay_id = $1", result.run_id)
+            head = await c.fetchrow(
+                "SELECT * FROM signals.replays WHERE replay_id = $1", result.run_id
+            )
+            n = await c.fetchval(
+                "SELECT count(*) FROM signals.replay_detected_signals WHERE replay_id = $1",
+                result.run_id,
+            )
+            m = await c.fetchval(
+                "SELECT count(*) FROM signals.replay_coordinated_signals WHERE replay_id = $1",
+                result.run_id,
+            )
             return head, n, m
 
     head, n, m = run_sync(stored())
@@ -134,8 +152,8 @@ def test_replay_job_stores_the_replay_and_reports_the_comparison(
     assert (n, m) == (meta["signals"], meta["decisions"])
 
     bad = {"ops": {REPLAYED: {"config": {"start": "2018-01-12", "end": "yesterday"}}}}
-    failed = dg.materialize([assets[2]], resources=resources, run_config=bad,
-                            raise_on_error=False)
+    failed = dg.materialize([assets[2]], resources=resources, run_config=bad, raise_on_error=False)
     assert not failed.success
     assert "replay end='yesterday' is not an ISO date" in str(
-        failed.get_step_failure_events()[0].step_failure_data.error)
+        failed.get_step_failure_events()[0].step_failure_data.error
+    )

@@ -33,33 +33,35 @@ def instance() -> Iterator[dg.DagsterInstance]:
 class SignalDefs:
     """The signals definitions of one test and ways to evaluate and run them."""
 
-    def __init__(self, settings: SignalsSettings, db_url: str,
-                 instance: dg.DagsterInstance) -> None:
+    def __init__(
+        self, settings: SignalsSettings, db_url: str, instance: dg.DagsterInstance
+    ) -> None:
         self.settings = settings
         self.resources = {"timescale": TimescaleResource(database_url=db_url)}
-        self.defs = dg.Definitions.merge(build_signals_defs(settings),
-                                         dg.Definitions(resources=self.resources))
+        self.defs = dg.Definitions.merge(
+            build_signals_defs(settings), dg.Definitions(resources=self.resources)
+        )
         self.instance = instance
 
     def evaluate(self, name: str, cursor: str | None) -> tuple[list[dg.RunRequest], str | None]:
         sensor = self.defs.resolve_sensor_def(name)
-        context = dg.build_sensor_context(cursor=cursor, instance=self.instance,
-                                          resources=self.resources)
+        context = dg.build_sensor_context(
+            cursor=cursor, instance=self.instance, resources=self.resources
+        )
         result = sensor.evaluate_tick(context)
         return list(result.run_requests or []), result.cursor
 
     def launch(self, job: str, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
         result = self.defs.resolve_job_def(job).execute_in_process(
-            run_config=request.run_config, instance=self.instance, tags=request.tags)
+            run_config=request.run_config, instance=self.instance, tags=request.tags
+        )
         assert result.success
         return result
 
 
 @pytest.fixture
-def signal_defs(db_url: str, exchange_name: str,
-                instance: dg.DagsterInstance) -> SignalDefs:
-    settings = make_settings(exchange_name, SYMBOLS, timeframes=("5m", "15m"),
-                             coordinator=("5m",))
+def signal_defs(db_url: str, exchange_name: str, instance: dg.DagsterInstance) -> SignalDefs:
+    settings = make_settings(exchange_name, SYMBOLS, timeframes=("5m", "15m"), coordinator=("5m",))
     return SignalDefs(settings, db_url, instance)
 
 
@@ -73,7 +75,8 @@ def config_of(request: dg.RunRequest) -> dict[str, Any]:
 
 
 def test_analyzer_sensor_requests_one_run_per_series_with_new_bars(
-        signal_defs: SignalDefs, db_url: str, eth_btc_5m: pl.DataFrame) -> None:
+    signal_defs: SignalDefs, db_url: str, eth_btc_5m: pl.DataFrame
+) -> None:
     sensor5, sensor15 = analyzer_sensor_name("5m"), analyzer_sensor_name("15m")
     exchange = signal_defs.settings.exchange
     requests, cursor = signal_defs.evaluate(sensor5, None)
@@ -84,7 +87,8 @@ def test_analyzer_sensor_requests_one_run_per_series_with_new_bars(
     newest = eth_btc_5m["ts"][599].isoformat()
     analyzer = signal_defs.settings.analyzer_id
     assert sorted(r.run_key or "" for r in requests) == sorted(
-        f"analyzer:{analyzer}:{exchange}:{s}:5m:{newest}" for s in SYMBOLS)
+        f"analyzer:{analyzer}:{exchange}:{s}:5m:{newest}" for s in SYMBOLS
+    )
     assert sorted(config_of(r)["symbols"][0] for r in requests) == list(SYMBOLS)
     assert all(config_of(r)["timeframes"] == ["5m"] for r in requests)
     assert signal_defs.evaluate(sensor15, None)[0] == []  # no 15m bars: nothing to analyse
@@ -105,13 +109,15 @@ def test_analyzer_sensor_requests_one_run_per_series_with_new_bars(
     requests, cursor = signal_defs.evaluate(sensor5, cursor)
     newest = eth_btc_5m["ts"][602].isoformat()
     assert sorted(r.run_key or "" for r in requests) == sorted(
-        f"analyzer:{analyzer}:{exchange}:{s}:5m:{newest}" for s in SYMBOLS)
+        f"analyzer:{analyzer}:{exchange}:{s}:5m:{newest}" for s in SYMBOLS
+    )
     assert json.loads(cursor or "{}") == {f"{exchange}|{s}": newest for s in SYMBOLS}
     assert signal_defs.evaluate(sensor5, cursor)[0] == []
 
 
 def test_analyzer_run_metadata_and_coordinator_sensor(
-        signal_defs: SignalDefs, db_url: str, eth_btc_5m: pl.DataFrame) -> None:
+    signal_defs: SignalDefs, db_url: str, eth_btc_5m: pl.DataFrame
+) -> None:
     load(db_url, signal_defs.settings.exchange, eth_btc_5m.head(800))
     requests, _ = signal_defs.evaluate(analyzer_sensor_name("5m"), None)
     results = [signal_defs.launch(TREND_ANALYSIS, r) for r in requests]
@@ -132,7 +138,8 @@ def test_analyzer_run_metadata_and_coordinator_sensor(
     coordinator = "signal_coordinator_sensor"
     requests, cursor = signal_defs.evaluate(coordinator, None)
     assert len(requests) == 1 and (requests[0].run_key or "").startswith(
-        f"coordinator:{signal_defs.settings.coordinator.coordinator_id}:0:")
+        f"coordinator:{signal_defs.settings.coordinator.coordinator_id}:0:"
+    )
     assert signal_defs.evaluate(coordinator, cursor)[0] == []
     result = signal_defs.launch(COORDINATION, requests[0])
     (event,) = result.asset_materializations_for_node("coordinated_signals")
@@ -141,12 +148,14 @@ def test_analyzer_run_metadata_and_coordinator_sensor(
     assert signal_defs.evaluate(coordinator, None)[0] == []  # everything decided
 
 
-def test_definitions_have_a_sensor_per_timeframe_and_no_schedules(
-        signal_defs: SignalDefs) -> None:
+def test_definitions_have_a_sensor_per_timeframe_and_no_schedules(signal_defs: SignalDefs) -> None:
     defs = signal_defs.defs
     names = {s.name for s in defs.sensors or []}
-    assert names == {"trend_analyzer_5m_sensor", "trend_analyzer_15m_sensor",
-                     "signal_coordinator_sensor"}
+    assert names == {
+        "trend_analyzer_5m_sensor",
+        "trend_analyzer_15m_sensor",
+        "signal_coordinator_sensor",
+    }
     assert not defs.schedules
     for name in names:
         sensor = defs.resolve_sensor_def(name)

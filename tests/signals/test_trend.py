@@ -67,8 +67,11 @@ def test_mirrored_series_starts_a_downtrend() -> None:
     (signal,) = detect_trend_signals(flat_bars(mirror(BASE)), P)
     assert kinds([signal]) == [(10, DOWNTREND_START)]
     assert signal.price == 18.5
-    assert (signal.details["swing_kind"], signal.details["swing_price"],
-            signal.details["prior_swing_price"]) == ("low", 19, 18)
+    assert (
+        signal.details["swing_kind"],
+        signal.details["swing_price"],
+        signal.details["prior_swing_price"],
+    ) == ("low", 19, 18)
 
 
 def test_a_bar_needs_lookback_bars_before_it() -> None:
@@ -118,7 +121,8 @@ def test_an_equal_high_counts_as_sideways() -> None:
 def test_breaks_are_judged_on_the_close_not_the_wick() -> None:
     frame = flat_bars(BASE).with_columns(
         # bar 9 wicks to 11.4 above the swing at 11 but closes at 10.8: not a break
-        pl.when(pl.int_range(pl.len()) == 9).then(11.4).otherwise(pl.col("high")).alias("high"))
+        pl.when(pl.int_range(pl.len()) == 9).then(11.4).otherwise(pl.col("high")).alias("high")
+    )
     assert kinds(detect_trend_signals(frame, P)) == [(10, UPTREND_START)]
 
 
@@ -144,8 +148,16 @@ def test_real_xrp_eth_candles_against_hand_checked_signals(testdata: Path) -> No
     """
     bars = read_freqtrade(testdata / "freqtrade" / "XRP_ETH-5m.feather").head(30)
     signals = detect_trend_signals(bars, TrendParams(swing=2, lookback=12, sensitivity=0.0))
-    got = [(s.ts.strftime("%H:%M"), s.signal_type, s.price, s.details["swing_price"],
-            s.details["prior_swing_price"]) for s in signals]
+    got = [
+        (
+            s.ts.strftime("%H:%M"),
+            s.signal_type,
+            s.price,
+            s.details["swing_price"],
+            s.details["prior_swing_price"],
+        )
+        for s in signals
+    ]
     assert got == [
         ("01:40", DOWNTREND_START, 0.00141233, 0.00141383, 0.00141333),
         ("02:15", UPTREND_START, 0.00141839, 0.00141747, 0.00141794),
@@ -159,21 +171,28 @@ def random_bars(seed: int, n: int, decimals: int) -> BarArrays:
     close = np.round(100 * np.exp(np.cumsum(rng.normal(0, 0.01, n))), decimals)
     opens = np.concatenate([[close[0]], close[:-1]])
     wick = np.round(rng.random((2, n)) * 0.6, decimals)
-    return BarArrays(np.arange(n, dtype=np.int64) * 60_000 + 1_700_000_000_000,
-                     np.maximum(opens, close) + wick[0], np.minimum(opens, close) - wick[1],
-                     close)
+    return BarArrays(
+        np.arange(n, dtype=np.int64) * 60_000 + 1_700_000_000_000,
+        np.maximum(opens, close) + wick[0],
+        np.minimum(opens, close) - wick[1],
+        close,
+    )
 
 
-@pytest.mark.parametrize(("seed", "params", "decimals"), [
-    (1, TrendParams(1, 8, 0.0), 0),
-    (6, TrendParams(1, 5, 0.0), 2),  # the tightest window: two swings just fit
-    (2, TrendParams(2, 12, 0.0), 1),
-    (3, TrendParams(3, 20, 0.001), 2),
-    (4, TrendParams(5, 60, 0.0005), 2),
-    (5, TrendParams(2, 10, 0.003), 1),
-])
-def test_vectorised_rule_equals_the_literal_rule(seed: int, params: TrendParams,
-                                                 decimals: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "params", "decimals"),
+    [
+        (1, TrendParams(1, 8, 0.0), 0),
+        (6, TrendParams(1, 5, 0.0), 2),  # the tightest window: two swings just fit
+        (2, TrendParams(2, 12, 0.0), 1),
+        (3, TrendParams(3, 20, 0.001), 2),
+        (4, TrendParams(5, 60, 0.0005), 2),
+        (5, TrendParams(2, 10, 0.003), 1),
+    ],
+)
+def test_vectorised_rule_equals_the_literal_rule(
+    seed: int, params: TrendParams, decimals: int
+) -> None:
     bars = random_bars(seed, 1500, decimals)
     fast = detect_trend_signals(bars, params)
     assert fast == reference_trend_signals(bars, params)
@@ -212,21 +231,48 @@ def test_frames_and_bar_lists_give_the_same_signals(testdata: Path) -> None:
     assert detect_trend_signals(frame.to_dicts(), params) == expected
     as_ms = frame.with_columns(pl.col("ts").dt.epoch("ms"))
     assert detect_trend_signals(as_ms, params) == expected
-    bars = [Bar("x", "XRP/ETH", "5m", r["ts"], r["open"], r["high"], r["low"], r["close"],
-                r["volume"], 0.0, 0, r["close"], 0.0, None, None) for r in as_ms.to_dicts()]
+    bars = [
+        Bar(
+            "x",
+            "XRP/ETH",
+            "5m",
+            r["ts"],
+            r["open"],
+            r["high"],
+            r["low"],
+            r["close"],
+            r["volume"],
+            0.0,
+            0,
+            r["close"],
+            0.0,
+            None,
+            None,
+        )
+        for r in as_ms.to_dicts()
+    ]
     assert detect_trend_signals(bars, params) == expected
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda f: f.drop("close"), "lacks column(s) close"),
-    (lambda f: f.reverse(), "bar 1 (2024-01-01T00:50:00+00:00): ts not after"),
-    (lambda f: pl.concat([f.head(3), f.slice(2)]), "bar 3 (2024-01-01T00:10:00+00:00): ts not"),
-    (lambda f: f.with_columns(pl.col("ts").dt.replace_time_zone(None)), "naive datetimes"),
-    (lambda f: f.with_columns(pl.when(pl.int_range(pl.len()) == 4).then(float("nan"))
-                              .otherwise(pl.col("close")).alias("close")),
-     "bar 4 (2024-01-01T00:20:00+00:00): close=nan"),
-    (lambda f: f.with_columns(pl.lit(1.0).alias("high")), "high < low"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.drop("close"), "lacks column(s) close"),
+        (lambda f: f.reverse(), "bar 1 (2024-01-01T00:50:00+00:00): ts not after"),
+        (lambda f: pl.concat([f.head(3), f.slice(2)]), "bar 3 (2024-01-01T00:10:00+00:00): ts not"),
+        (lambda f: f.with_columns(pl.col("ts").dt.replace_time_zone(None)), "naive datetimes"),
+        (
+            lambda f: f.with_columns(
+                pl.when(pl.int_range(pl.len()) == 4)
+                .then(float("nan"))
+                .otherwise(pl.col("close"))
+                .alias("close")
+            ),
+            "bar 4 (2024-01-01T00:20:00+00:00): close=nan",
+        ),
+        (lambda f: f.with_columns(pl.lit(1.0).alias("high")), "high < low"),
+    ],
+)
 def test_bad_bars_are_refused_naming_the_bar(change, message: str) -> None:
     with pytest.raises(BarsError, match=re.escape(message)):
         to_bar_arrays(change(flat_bars(BASE)))
@@ -245,6 +291,5 @@ def test_bar_list_errors_name_the_row() -> None:
 def test_short_series_have_no_signals() -> None:
     assert detect_trend_signals(flat_bars([]), P) == []
     assert detect_trend_signals(flat_bars(BASE[:3]), P) == []
-    empty = pd.DataFrame({"ts": pd.to_datetime([], utc=True), "high": [], "low": [],
-                          "close": []})
+    empty = pd.DataFrame({"ts": pd.to_datetime([], utc=True), "high": [], "low": [], "close": []})
     assert detect_trend_signals(empty, P) == []
