@@ -40,9 +40,22 @@ def test_missing_data_directory_is_refused() -> None:
 
 def test_the_command_serves_binance_on_loopback_until_terminated() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ats_pipelines.cli.main", "emulator", "--port", "0",
-         "--symbols", "3", "--start", "2024-05-01T00:00:00Z"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "ats_pipelines.cli.main",
+            "emulator",
+            "--port",
+            "0",
+            "--symbols",
+            "3",
+            "--start",
+            "2024-05-01T00:00:00Z",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

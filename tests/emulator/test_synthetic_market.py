@@ -83,7 +83,7 @@ def test_the_open_kline_holds_only_trades_up_to_now(market: SyntheticMarket) -> 
 
 def test_the_open_kline_exists_before_its_first_trade(market: SyntheticMarket) -> None:
     h = market.history("LTCUSDT")
-    t = h.day_trades(NOW // DAY_MS)
+    t = market.trades_between("LTCUSDT", NOW - DAY_MS, NOW + DAY_MS)
     minute = interval_open(NOW, "1m")
     first = int(t.ts[np.searchsorted(t.ts, minute)])
     assert first > minute  # with seed 3 this minute's first trade comes after its start
@@ -117,9 +117,9 @@ def test_history_covers_thirty_days_and_every_minute_trades(market: SyntheticMar
 
 
 def test_trade_ids_are_consecutive_across_days(market: SyntheticMarket) -> None:
-    h = market.history("ADAUSDT")
-    day = NOW // DAY_MS
-    before, after = h.day_trades(day - 1), h.day_trades(day)
+    day = NOW // DAY_MS * DAY_MS
+    before = market.trades_between("ADAUSDT", day - DAY_MS, day)
+    after = market.trades_between("ADAUSDT", day, day + DAY_MS)
     assert int(after.ids[0]) == int(before.ids[-1]) + 1
     assert (after.ids[1:] - after.ids[:-1] == 1).all()
     assert (after.ts[1:] >= after.ts[:-1]).all()
