@@ -9,6 +9,7 @@ from ats_pipelines.config import Settings, load_settings
 from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.features.resource import PROD_YAML, FeastResource, LakeResource
 from ats_pipelines.market_data.config import load_market_data_settings
+from ats_pipelines.migration.resource import LegacyCacheResource
 from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.resources.timescale import TimescaleResource
 from ats_pipelines.streaming.resource import StreamResource
@@ -20,6 +21,10 @@ def _exchange(settings: Settings) -> ExchangeResource:
     # exchange's own hosts; ATS_EXCHANGE_URL overrides either.
     market = load_market_data_settings({**os.environ, "ATS_ENV": settings.ats_env})
     return ExchangeResource(exchange_id=market.exchange, rest_url=market.exchange_url)
+
+
+def _legacy_cache(settings: Settings) -> LegacyCacheResource:
+    return LegacyCacheResource(config_file=str(settings.state_dir / "migration.toml"))
 
 
 def _quality(settings: Settings) -> QualityResource:
@@ -52,6 +57,7 @@ def _local(settings: Settings) -> dict[str, Any]:
             "stream": StreamResource(redis_url=settings.redis_url,
                                      state_dir=str(settings.state_dir)),
             "quality": _quality(settings),
+            "legacy_cache": _legacy_cache(settings),
             **_training(settings, prod=False)}
 
 
@@ -61,6 +67,7 @@ def _prod(settings: Settings) -> dict[str, Any]:
             "stream": StreamResource(redis_url=dg.EnvVar("ATS_REDIS_URL"),
                                      state_dir=str(settings.state_dir)),
             "quality": _quality(settings),
+            "legacy_cache": _legacy_cache(settings),
             **_training(settings, prod=True)}
 
 

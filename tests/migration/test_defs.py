@@ -21,15 +21,16 @@ pytestmark = pytest.mark.integration
 def test_migration_definitions_resolve() -> None:
     """The folder's assets, job and sensor resolve against its resources (the whole code
     location's load is tests/test_definitions.py's job)."""
-    from ats_pipelines.defs.migration import resources as migration_resources
     from ats_pipelines.defs.migration.sensors import migrate_cache_files_job
+    from ats_pipelines.defs.resources import build_resources
 
-    provided = migration_resources.resources().resources or {}
+    provided = build_resources()
     definitions = dg.Definitions(
         assets=[legacy_cache_inventory, migrated_cache_files],
         jobs=[migrate_cache_files_job],
         sensors=[legacy_cache_sensor],
-        resources={**provided, "timescale": TimescaleResource(database_url="postgresql://x/y")},
+        resources={"legacy_cache": provided["legacy_cache"],
+                   "timescale": TimescaleResource(database_url="postgresql://x/y")},
     )
     assert isinstance(provided["legacy_cache"], LegacyCacheResource)
     job = definitions.resolve_job_def("migrate_cache_files_job")
