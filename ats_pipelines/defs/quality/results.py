@@ -75,7 +75,7 @@ async def record(conn: asyncpg.Connection, context: dg.AssetCheckExecutionContex
                  window: tuple[datetime, datetime] | None, coverage: float | None = None,
                  failed: list[dict[str, Any]] | None = None) -> None:
     await record_check_run(conn, CheckRun(
-        run_id=context.run_id, asset=spec.asset, check_name=spec.name, passed=passed,
+        run_id=context.run.run_id, asset=spec.asset, check_name=spec.name, passed=passed,
         severity=spec.severity, blocking=spec.blocking, partition=partition, rows_checked=rows,
         coverage=coverage, failed=failed or [], window_start=window[0] if window else None,
         window_end=window[1] if window else None))

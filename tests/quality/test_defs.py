@@ -1,0 +1,102 @@
+"""The quality checks in real Dagster runs: a blocking candle failure stops the features from
+materialising (and the run says why); once the exchange serves the day, the same run passes.
+
+The real assets throughout: ``candles_1m`` fetching from the exchange emulator with stock ccxt,
+``market_parquet`` and ``features_1m`` of the features domain writing the Parquet lake.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from ats_pipelines.defs.features.definitions import build_features_defs
+from ats_pipelines.defs.market_data.definitions import build_market_data_defs
+from ats_pipelines.defs.quality.definitions import build_quality_defs
+from ats_pipelines.emulator.fixtures import FIXED_START_MS
+from ats_pipelines.emulator.server import EmulatorConfig
+from ats_pipelines.exchange.resource import ExchangeResource
+from ats_pipelines.features.resource import LakeResource
+from ats_pipelines.market_data.config import MarketDataSettings
+from ats_pipelines.market_data.testing import EmulatorThread, install_kline_faults
+from ats_pipelines.quality.resource import QualityResource
+from ats_pipelines.resources.timescale import TimescaleResource
+
+DAY = "2024-04-23"  # over on the synthetic market's clock (it starts 2024-05-01 12:00 UTC)
+PARTITION = f"{DAY}|BTC/USDT"
+DOWNSTREAM = {"market_parquet", "features_1m"}
+
+
+def _pick(defs: dg.Definitions, names: set[str]) -> list[Any]:
+    return [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)
+            and {k.to_user_string() for k in a.keys} & names]
+
+
+def _check(defs: dg.Definitions, asset: str, name: str) -> dg.AssetChecksDefinition:
+    for check in defs.asset_checks or []:
+        if any(k.asset_key.to_user_string() == asset and k.name == name
+               for k in check.check_keys):  # type: ignore[union-attr]
+            return check  # type: ignore[return-value]
+    raise KeyError(f"{asset}:{name}")
+
+
+def test_blocking_candle_failure_stops_features(db_url: str, tmp_path: Path,
+                                                exchange_name: str) -> None:
+    lake = tmp_path / "lake"
+    with EmulatorThread(EmulatorConfig(start_ms=FIXED_START_MS, birdeye=None)) as emulator:
+        settings = MarketDataSettings(exchange=exchange_name, symbols=("BTC/USDT",),
+                                      start_date="2024-04-01", exchange_url=emulator.rest_url)
+        market, features = build_market_data_defs(settings), build_features_defs(settings, lake)
+        quality = build_quality_defs(settings)
+        resources = {
+            "timescale": TimescaleResource(database_url=db_url),
+            "exchange": ExchangeResource(exchange_id="binance", rest_url=emulator.rest_url,
+                                         backoff_base_s=0.01, max_attempts=3),
+            "lake": LakeResource(root=str(lake)),
+            "quality": QualityResource(reports_dir=str(tmp_path / "reports")),
+        }
+        selection = [*_pick(market, {"candles_1m"}), *_pick(features, DOWNSTREAM),
+                     _check(quality, "candles_1m", "candles_suite")]
+        # the exchange leaves three hours of the day out of its answers: 12.5 % missing
+        start = datetime.fromisoformat(DAY).replace(hour=6, tzinfo=UTC)
+        faults = install_kline_faults(emulator, "BTCUSDT")
+        faults.withhold(start + timedelta(minutes=m) for m in range(180))
+
+        with dg.DagsterInstance.ephemeral() as instance:
+            blocked = dg.materialize(selection, resources=resources, partition_key=PARTITION,
+                                     raise_on_error=False, instance=instance)
+            assert not blocked.success
+            done = {e.asset_key.to_user_string()
+                    for e in blocked.get_asset_materialization_events()}  # type: ignore
+            assert done == {"candles_1m"}  # fetched and stored, then stopped by the check
+            (evaluation,) = blocked.get_asset_check_evaluations()
+            assert (evaluation.check_name, evaluation.passed, evaluation.blocking) == \
+                ("candles_suite", False, True)
+            meta = {k: v.value for k, v in evaluation.metadata.items()}
+            assert meta["failed_rules"] == ["ohlcv.coverage"]
+            assert meta["coverage"] == 1260 / 1440
+            assert "2024-04-23 06:00:00" in str(meta["gaps"]) and "180" in str(meta["gaps"])
+            assert str(meta["report"]).endswith("reports/index.html")
+            assert "ohlcv.coverage" in (evaluation.description or "")
+            failures = [e for e in blocked.all_events if e.event_type_value == "STEP_FAILURE"]
+            assert len(failures) == 1 and "candles_1m_candles_suite" in str(failures[0].step_key)
+            why = failures[0].step_failure_data.error  # type: ignore[union-attr]
+            assert why is not None and "blocking asset check failed" in why.message
+            assert "candles_suite" in why.message
+            logged = " ".join(e.user_message for e in instance.all_logs(blocked.run_id))
+            assert ("Dependencies for step market_parquet failed: "
+                    "['candles_1m_candles_suite']. Not executing.") in logged
+            assert not (lake / "features").exists()
+
+            faults.heal()  # the exchange answers for the whole day again
+            passed = dg.materialize(selection, resources=resources, partition_key=PARTITION,
+                                    instance=instance)
+            done = {e.asset_key.to_user_string()
+                    for e in passed.get_asset_materialization_events()}  # type: ignore
+            assert done == {"candles_1m", *DOWNSTREAM}
+            (evaluation,) = passed.get_asset_check_evaluations()
+            assert evaluation.passed and evaluation.metadata["coverage"].value == 1.0
+            assert len(list((lake / "features" / "features_1m").rglob("*.parquet"))) == 1
