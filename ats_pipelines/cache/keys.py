@@ -26,10 +26,30 @@ from typing import Any
 
 PREFIX = "ats"
 BARS_KEPT = 1_000
-BAR_FIELDS = ("ts", "open", "high", "low", "close", "volume", "quote_volume", "trade_count",
-              "vwap", "taker_buy_volume")
-BOOK_FIELDS = ("ts", "sequence", "mid", "spread", "spread_bps", "imbalance_1", "imbalance_5",
-               "imbalance_10", "bid_depth_5pct", "ask_depth_5pct")
+BAR_FIELDS = (
+    "ts",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trade_count",
+    "vwap",
+    "taker_buy_volume",
+)
+BOOK_FIELDS = (
+    "ts",
+    "sequence",
+    "mid",
+    "spread",
+    "spread_bps",
+    "imbalance_1",
+    "imbalance_5",
+    "imbalance_10",
+    "bid_depth_5pct",
+    "ask_depth_5pct",
+)
 
 
 def bars_key(exchange: str, symbol: str, timeframe: str) -> str:
@@ -63,8 +83,14 @@ def decode_bar(text: str | bytes) -> dict[str, Any]:
 
 def encode_book(values: Mapping[str, Any]) -> dict[str, str]:
     """Book metrics as a Redis hash mapping (``None`` -> empty string)."""
-    return {name: "" if values.get(name) is None else repr(values[name]) if isinstance(
-        values[name], float) else str(values[name]) for name in BOOK_FIELDS}
+    return {
+        name: ""
+        if values.get(name) is None
+        else repr(values[name])
+        if isinstance(values[name], float)
+        else str(values[name])
+        for name in BOOK_FIELDS
+    }
 
 
 def decode_book(mapping: Mapping[str | bytes, str | bytes]) -> dict[str, float | int | None]:

@@ -21,33 +21,47 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 
 
 def stream(
-    symbols: Annotated[str | None, Opt(help="Comma-separated ccxt symbols (default: "
-                                            "ATS_SYMBOLS).")] = None,
-    timeframes: Annotated[str, Opt(help="Comma-separated bar timeframes, the smallest built "
-                                        "from trades, the rest rolled up.")]
-    = "1m,5m,15m,1h,4h,1d",
-    shard: Annotated[str, Opt(help="i/n: stream the i-th of n shares of the symbols "
-                                   "(one process each).")] = "0/1",
-    exchange: Annotated[str | None, Opt(help="ccxt exchange id (default: ATS_EXCHANGE).")]
-    = None,
-    exchange_url: Annotated[str | None, Opt(help="REST base replacing the exchange's hosts, "
-                                                "e.g. the emulator (default: "
-                                                "ATS_EXCHANGE_URL).")] = None,
-    store_as: Annotated[str | None, Opt(help="Exchange name stored rows carry (default: "
-                                            "the exchange id).")] = None,
-    grace_ms: Annotated[int, Opt(help="A bar closes this long (exchange time) after its "
-                                      "end; later trades are quarantined as late.")] = 2_000,
-    snapshot_interval: Annotated[float, Opt(help="Seconds between stored book snapshots.")]
-    = 1.0,
+    symbols: Annotated[
+        str | None, Opt(help="Comma-separated ccxt symbols (default: ATS_SYMBOLS).")
+    ] = None,
+    timeframes: Annotated[
+        str,
+        Opt(
+            help="Comma-separated bar timeframes, the smallest built "
+            "from trades, the rest rolled up."
+        ),
+    ] = "1m,5m,15m,1h,4h,1d",
+    shard: Annotated[
+        str, Opt(help="i/n: stream the i-th of n shares of the symbols (one process each).")
+    ] = "0/1",
+    exchange: Annotated[str | None, Opt(help="ccxt exchange id (default: ATS_EXCHANGE).")] = None,
+    exchange_url: Annotated[
+        str | None,
+        Opt(
+            help="REST base replacing the exchange's hosts, "
+            "e.g. the emulator (default: "
+            "ATS_EXCHANGE_URL)."
+        ),
+    ] = None,
+    store_as: Annotated[
+        str | None, Opt(help="Exchange name stored rows carry (default: the exchange id).")
+    ] = None,
+    grace_ms: Annotated[
+        int,
+        Opt(
+            help="A bar closes this long (exchange time) after its "
+            "end; later trades are quarantined as late."
+        ),
+    ] = 2_000,
+    snapshot_interval: Annotated[float, Opt(help="Seconds between stored book snapshots.")] = 1.0,
     book_levels: Annotated[int, Opt(help="Levels per side in stored book snapshots.")] = 20,
     no_books: Annotated[bool, Opt("--no-books", help="Do not watch order books.")] = False,
-    no_cache: Annotated[bool, Opt("--no-cache", help="Do not write the Redis hot cache.")]
-    = False,
-    metrics_port: Annotated[int | None, Opt(help="Serve Prometheus /metrics on "
-                                                "127.0.0.1:PORT (0: any free port).")] = None,
+    no_cache: Annotated[bool, Opt("--no-cache", help="Do not write the Redis hot cache.")] = False,
+    metrics_port: Annotated[
+        int | None, Opt(help="Serve Prometheus /metrics on 127.0.0.1:PORT (0: any free port).")
+    ] = None,
     heal_interval: Annotated[float, Opt(help="Seconds between periodic heal passes.")] = 300.0,
-    duration: Annotated[float | None, Opt(help="Stop by itself after this many seconds.")]
-    = None,
+    duration: Annotated[float | None, Opt(help="Stop by itself after this many seconds.")] = None,
 ) -> None:
     """Stream trades and order books into bars, book metrics and snapshots until SIGTERM or
     SIGINT, which flush every queue and save the open bars, then exit 0."""
@@ -57,12 +71,23 @@ def stream(
     from ats_pipelines.streaming.service import StreamService, StreamServiceError
 
     settings = run(load_settings)
-    config = run(lambda: load_stream_config(
-        shard=shard, symbols=_csv(symbols), timeframes=_csv(timeframes), exchange=exchange,
-        exchange_url=exchange_url, store_as=store_as, grace_ms=grace_ms,
-        snapshot_interval_s=snapshot_interval, book_levels=book_levels,
-        watch_books=not no_books, metrics_port=metrics_port, heal_interval_s=heal_interval,
-        duration_s=duration))
+    config = run(
+        lambda: load_stream_config(
+            shard=shard,
+            symbols=_csv(symbols),
+            timeframes=_csv(timeframes),
+            exchange=exchange,
+            exchange_url=exchange_url,
+            store_as=store_as,
+            grace_ms=grace_ms,
+            snapshot_interval_s=snapshot_interval,
+            book_levels=book_levels,
+            watch_books=not no_books,
+            metrics_port=metrics_port,
+            heal_interval_s=heal_interval,
+            duration_s=duration,
+        )
+    )
     if no_cache:
         config = config.replace(redis_url=None)
     elif settings.managed_redis:
@@ -75,6 +100,8 @@ def stream(
         summary = asyncio.run(service.run())
     except StreamServiceError as exc:
         fail(str(exc))
-    typer.echo(f"stream {config.shard} stopped ({summary['stop_reason']}): "
-               f"{summary['trades']['applied']} trades, "
-               f"{summary['lanes']['bars']['committed_rows']} bar rows committed")
+    typer.echo(
+        f"stream {config.shard} stopped ({summary['stop_reason']}): "
+        f"{summary['trades']['applied']} trades, "
+        f"{summary['lanes']['bars']['committed_rows']} bar rows committed"
+    )

@@ -93,8 +93,9 @@ class StreamConfig:
 
     def __post_init__(self) -> None:
         if not self.symbols:
-            raise ConfigError("no symbols to stream (ATS_SYMBOLS, --symbols, or this shard "
-                              "got none)")
+            raise ConfigError(
+                "no symbols to stream (ATS_SYMBOLS, --symbols, or this shard got none)"
+            )
         for tf in self.timeframes:
             try:
                 parse_timeframe(tf)
@@ -127,8 +128,9 @@ def host_name() -> str:
     return socket.gethostname()
 
 
-def load_stream_config(environ: Mapping[str, str] | None = None, *, shard: str = "0/1",
-                       **overrides: Any) -> StreamConfig:
+def load_stream_config(
+    environ: Mapping[str, str] | None = None, *, shard: str = "0/1", **overrides: Any
+) -> StreamConfig:
     """The environment's stream config for shard ``"i/n"``; ``overrides`` win (CLI options).
 
     ``symbols`` in ``overrides`` is the full list before sharding.
@@ -150,5 +152,6 @@ def load_stream_config(environ: Mapping[str, str] | None = None, *, shard: str =
         "spill_dir": base.state_dir / "stream" / "spill",
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return StreamConfig(symbols=shard_symbols(symbols, index, count), shard_index=index,
-                        shard_count=count, **values)
+    return StreamConfig(
+        symbols=shard_symbols(symbols, index, count), shard_index=index, shard_count=count, **values
+    )

@@ -58,13 +58,23 @@ def kline_values(row: Sequence[Any]) -> dict[str, Any]:
     quote = float(row[7]) if len(row) > 7 else None
     count = int(row[8]) if len(row) > 8 else None
     buy = float(row[9]) if len(row) > 9 else None
-    return {"ts": int(row[0]), "open": o, "high": h, "low": lo, "close": c, "volume": v,
-            "quote_volume": quote, "trade_count": count, "vwap": vwap(quote, v, c, lo, h),
-            "taker_buy_volume": buy}
+    return {
+        "ts": int(row[0]),
+        "open": o,
+        "high": h,
+        "low": lo,
+        "close": c,
+        "volume": v,
+        "quote_volume": quote,
+        "trade_count": count,
+        "vwap": vwap(quote, v, c, lo, h),
+        "taker_buy_volume": buy,
+    }
 
 
-async def fetch_klines(client: ExchangeClient, symbol: str, timeframe: str, start_ms: int,
-                       end_ms: int) -> list[dict[str, Any]]:
+async def fetch_klines(
+    client: ExchangeClient, symbol: str, timeframe: str, start_ms: int, end_ms: int
+) -> list[dict[str, Any]]:
     """Bars opening in ``[start_ms, end_ms)`` from REST, full Binance fields when available."""
     exchange = client.exchange
     if client.id != "binance":
@@ -75,12 +85,20 @@ async def fetch_klines(client: ExchangeClient, symbol: str, timeframe: str, star
     out: list[dict[str, Any]] = []
     since = start_ms
     while since < end_ms:
-        request = {"symbol": market_id, "interval": timeframe, "startTime": since,
-                   "endTime": end_ms - 1, "limit": PAGE}
+        request = {
+            "symbol": market_id,
+            "interval": timeframe,
+            "startTime": since,
+            "endTime": end_ms - 1,
+            "limit": PAGE,
+        }
         page = await call_with_retry(
             lambda r=request: exchange.publicGetKlines(r),
             what=f"{client.id} klines {symbol} {timeframe} since={since}",
-            policy=client.policy, rng=client.rng, sleep=client.sleep)
+            policy=client.policy,
+            rng=client.rng,
+            sleep=client.sleep,
+        )
         fresh = [kline_values(r) for r in page if since <= int(r[0]) < end_ms]
         if not fresh:
             break
@@ -97,30 +115,51 @@ def _close(a: float, b: float) -> bool:
 
 def differs(stored: Mapping[str, Any], kline: Mapping[str, Any]) -> list[str]:
     """Names of the columns where ``stored`` disagrees with ``kline`` (nulls not compared)."""
-    out = [name for name in ("open", "high", "low", "close")
-           if stored[name] is not None and stored[name] != kline[name]]
-    if stored["trade_count"] is not None and kline["trade_count"] is not None \
-            and stored["trade_count"] != kline["trade_count"]:
+    out = [
+        name
+        for name in ("open", "high", "low", "close")
+        if stored[name] is not None and stored[name] != kline[name]
+    ]
+    if (
+        stored["trade_count"] is not None
+        and kline["trade_count"] is not None
+        and stored["trade_count"] != kline["trade_count"]
+    ):
         out.append("trade_count")
     for name in ("volume", "quote_volume", "taker_buy_volume"):
-        if stored[name] is not None and kline[name] is not None \
-                and not _close(stored[name], kline[name]):
+        if (
+            stored[name] is not None
+            and kline[name] is not None
+            and not _close(stored[name], kline[name])
+        ):
             out.append(name)
     return out
 
 
-async def stored_bars(conn: asyncpg.Connection, exchange: str, symbol: str, timeframe: str,
-                      start_ms: int, end_ms: int) -> dict[int, dict[str, Any]]:
+async def stored_bars(
+    conn: asyncpg.Connection, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int
+) -> dict[int, dict[str, Any]]:
     rows = await conn.fetch(
         "SELECT ts, open, high, low, close, volume, quote_volume, trade_count, "
         "taker_buy_volume, source FROM market.candles WHERE exchange = $1 AND symbol = $2 "
         "AND timeframe = $3 AND ts >= $4 AND ts < $5",
-        exchange, symbol, timeframe, utc(start_ms), utc(end_ms))
+        exchange,
+        symbol,
+        timeframe,
+        utc(start_ms),
+        utc(end_ms),
+    )
     return {int(r["ts"].timestamp() * 1000): dict(r) for r in rows}
 
 
-async def heal(conn: asyncpg.Connection, client: ExchangeClient, *, exchange: str, symbol: str,
-               windows: Mapping[str, tuple[int, int]]) -> HealResult:
+async def heal(
+    conn: asyncpg.Connection,
+    client: ExchangeClient,
+    *,
+    exchange: str,
+    symbol: str,
+    windows: Mapping[str, tuple[int, int]],
+) -> HealResult:
     """Compare and fix each ``timeframe -> (start_ms, end_ms)`` window; buckets must be over
     by ``end_ms``. ``exchange`` is the stored name, ``client`` the exchange asked."""
     result = HealResult()
@@ -129,8 +168,11 @@ async def heal(conn: asyncpg.Connection, client: ExchangeClient, *, exchange: st
         last = floor_ms(end, timeframe)  # buckets opening before this are over by `end`
         if last <= first:
             continue
-        klines = [k for k in await fetch_klines(client, symbol, timeframe, first, last)
-                  if k["volume"] > 0 and (k["trade_count"] is None or k["trade_count"] > 0)]
+        klines = [
+            k
+            for k in await fetch_klines(client, symbol, timeframe, first, last)
+            if k["volume"] > 0 and (k["trade_count"] is None or k["trade_count"] > 0)
+        ]
         stored = await stored_bars(conn, exchange, symbol, timeframe, first, last)
         missing, wrong = [], []
         for k in klines:
@@ -139,18 +181,38 @@ async def heal(conn: asyncpg.Connection, client: ExchangeClient, *, exchange: st
                 missing.append(k)
             elif bad := differs(have, k):
                 wrong.append(k)
-                log.warning("event=heal_wrong_bar exchange=%s symbol=%s timeframe=%s ts=%s "
-                            "columns=%s stored_source=%s", exchange, symbol, timeframe,
-                            utc(k["ts"]).isoformat(), ",".join(bad), have["source"])
+                log.warning(
+                    "event=heal_wrong_bar exchange=%s symbol=%s timeframe=%s ts=%s "
+                    "columns=%s stored_source=%s",
+                    exchange,
+                    symbol,
+                    timeframe,
+                    utc(k["ts"]).isoformat(),
+                    ",".join(bad),
+                    have["source"],
+                )
         result.compared[timeframe] = len(klines)
         if missing or wrong:
             fixes = missing + wrong
             table = candles_table(exchange, symbol, [timeframe] * len(fixes), fixes, SOURCE)
-            await bulk_write(conn, "market.candles", table, on_conflict="update",
-                             update_columns=[*CANDLE_VALUES, "source"])
+            await bulk_write(
+                conn,
+                "market.candles",
+                table,
+                on_conflict="update",
+                update_columns=[*CANDLE_VALUES, "source"],
+            )
             result.inserted[timeframe] = len(missing)
             result.updated[timeframe] = len(wrong)
-            log.info("event=heal_written exchange=%s symbol=%s timeframe=%s start=%s end=%s "
-                     "missing=%s wrong=%s", exchange, symbol, timeframe,
-                     utc(first).isoformat(), utc(last).isoformat(), len(missing), len(wrong))
+            log.info(
+                "event=heal_written exchange=%s symbol=%s timeframe=%s start=%s end=%s "
+                "missing=%s wrong=%s",
+                exchange,
+                symbol,
+                timeframe,
+                utc(first).isoformat(),
+                utc(last).isoformat(),
+                len(missing),
+                len(wrong),
+            )
     return result

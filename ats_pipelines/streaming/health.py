@@ -32,11 +32,28 @@ ON CONFLICT (shard) DO UPDATE SET exchange = EXCLUDED.exchange, symbols = EXCLUD
 """
 
 
-async def beat(conn: asyncpg.Connection, *, shard: str, exchange: str, symbols: Sequence[str],
-               host: str, started_at: datetime, last_trade_ts: datetime | None,
-               stats: dict[str, Any]) -> None:
-    await conn.execute(_UPSERT, shard, exchange, list(symbols), os.getpid(), host, started_at,
-                       last_trade_ts, json.dumps(stats, default=str))
+async def beat(
+    conn: asyncpg.Connection,
+    *,
+    shard: str,
+    exchange: str,
+    symbols: Sequence[str],
+    host: str,
+    started_at: datetime,
+    last_trade_ts: datetime | None,
+    stats: dict[str, Any],
+) -> None:
+    await conn.execute(
+        _UPSERT,
+        shard,
+        exchange,
+        list(symbols),
+        os.getpid(),
+        host,
+        started_at,
+        last_trade_ts,
+        json.dumps(stats, default=str),
+    )
 
 
 @dataclass(frozen=True)
@@ -53,10 +70,20 @@ class Heartbeat:
 async def read_heartbeats(conn: asyncpg.Connection) -> list[Heartbeat]:
     rows = await conn.fetch(
         "SELECT shard, exchange, symbols, started_at, last_beat, last_trade_ts, stats::text "
-        "AS stats FROM ops.stream_heartbeats ORDER BY shard")
-    return [Heartbeat(r["shard"], r["exchange"], list(r["symbols"]), r["started_at"],
-                      r["last_beat"], r["last_trade_ts"], json.loads(r["stats"] or "{}"))
-            for r in rows]
+        "AS stats FROM ops.stream_heartbeats ORDER BY shard"
+    )
+    return [
+        Heartbeat(
+            r["shard"],
+            r["exchange"],
+            list(r["symbols"]),
+            r["started_at"],
+            r["last_beat"],
+            r["last_trade_ts"],
+            json.loads(r["stats"] or "{}"),
+        )
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -83,10 +110,14 @@ class Freshness:
         }
 
 
-def freshness(heartbeats: Sequence[Heartbeat], now: datetime | None = None, *,
-              max_beat_age: timedelta = DEFAULT_MAX_BEAT_AGE,
-              max_trade_age: timedelta = DEFAULT_MAX_TRADE_AGE,
-              shards: Sequence[str] | None = None) -> Freshness:
+def freshness(
+    heartbeats: Sequence[Heartbeat],
+    now: datetime | None = None,
+    *,
+    max_beat_age: timedelta = DEFAULT_MAX_BEAT_AGE,
+    max_trade_age: timedelta = DEFAULT_MAX_TRADE_AGE,
+    shards: Sequence[str] | None = None,
+) -> Freshness:
     """The verdict over every shard (or the named ones); no heartbeat at all is stale."""
     now = now or datetime.now(UTC)
     chosen = [h for h in heartbeats if shards is None or h.shard in shards]
@@ -96,13 +127,27 @@ def freshness(heartbeats: Sequence[Heartbeat], now: datetime | None = None, *,
         reported = h.stats.get("last_trade_age_s")
         trade_age = float(reported) + beat_age if reported is not None else None
         if beat_age > max_beat_age.total_seconds():
-            out.append(ShardFreshness(h.shard, False, beat_age, trade_age,
-                                      f"last heartbeat {beat_age:.0f}s ago "
-                                      f"(limit {max_beat_age.total_seconds():.0f}s)"))
+            out.append(
+                ShardFreshness(
+                    h.shard,
+                    False,
+                    beat_age,
+                    trade_age,
+                    f"last heartbeat {beat_age:.0f}s ago "
+                    f"(limit {max_beat_age.total_seconds():.0f}s)",
+                )
+            )
         elif trade_age is not None and trade_age > max_trade_age.total_seconds():
-            out.append(ShardFreshness(h.shard, False, beat_age, trade_age,
-                                      f"latest trade {trade_age:.0f}s ago "
-                                      f"(limit {max_trade_age.total_seconds():.0f}s)"))
+            out.append(
+                ShardFreshness(
+                    h.shard,
+                    False,
+                    beat_age,
+                    trade_age,
+                    f"latest trade {trade_age:.0f}s ago "
+                    f"(limit {max_trade_age.total_seconds():.0f}s)",
+                )
+            )
         else:
             out.append(ShardFreshness(h.shard, True, beat_age, trade_age, "fresh"))
     missing = [s for s in (shards or []) if s not in {h.shard for h in chosen}]
@@ -111,6 +156,9 @@ def freshness(heartbeats: Sequence[Heartbeat], now: datetime | None = None, *,
     if not out:
         return Freshness(False, [], "no streaming shard has ever sent a heartbeat")
     stale = [s for s in out if not s.fresh]
-    summary = (f"{len(out) - len(stale)}/{len(out)} shards fresh" if not stale else
-               "stale: " + "; ".join(f"{s.shard}: {s.reason}" for s in stale))
+    summary = (
+        f"{len(out) - len(stale)}/{len(out)} shards fresh"
+        if not stale
+        else "stale: " + "; ".join(f"{s.shard}: {s.reason}" for s in stale)
+    )
     return Freshness(not stale, out, summary)

@@ -43,8 +43,7 @@ class HotCache:
         self._down = False
         self.flushes = 0
 
-    def final_bars(self, symbol: str, timeframe: str, values: Iterable[Mapping[str, Any]]
-                   ) -> None:
+    def final_bars(self, symbol: str, timeframe: str, values: Iterable[Mapping[str, Any]]) -> None:
         pending = self._final.setdefault(bars_key(self.exchange, symbol, timeframe), {})
         for v in values:
             pending[int(v["ts"])] = encode_bar(v)
@@ -53,8 +52,7 @@ class HotCache:
                 del pending[ts]
 
     def open_bar(self, symbol: str, timeframe: str, values: Mapping[str, Any]) -> None:
-        self._open[open_bar_key(self.exchange, symbol, timeframe)] = encode_bar(values,
-                                                                                final=False)
+        self._open[open_bar_key(self.exchange, symbol, timeframe)] = encode_bar(values, final=False)
 
     def book(self, symbol: str, values: Mapping[str, Any]) -> None:
         self._books[book_key(self.exchange, symbol)] = encode_book(values)
@@ -97,8 +95,11 @@ class HotCache:
             self._books = {**books, **self._books}
             self._hashes = {**hashes, **self._hashes}
             if not self._down:
-                log.warning("event=hot_cache_unavailable url_port=%s error=%s",
-                            self.url.rsplit(":", 1)[-1], exc)
+                log.warning(
+                    "event=hot_cache_unavailable url_port=%s error=%s",
+                    self.url.rsplit(":", 1)[-1],
+                    exc,
+                )
             self._down = True
             return False
         if self._down:

@@ -49,8 +49,13 @@ class MissingRun:
 class IdTracker:
     """Which consecutive integer trade ids of one symbol were seen."""
 
-    def __init__(self, hi: int | None = None, hi_ts: int | None = None,
-                 runs: Sequence[Sequence[int]] = (), missing: Sequence[int] = ()) -> None:
+    def __init__(
+        self,
+        hi: int | None = None,
+        hi_ts: int | None = None,
+        runs: Sequence[Sequence[int]] = (),
+        missing: Sequence[int] = (),
+    ) -> None:
         self.hi, self.hi_ts = hi, hi_ts
         self.missing: set[int] = set(missing)
         self.runs: list[MissingRun] = [MissingRun(*r[:4], noticed=0.0) for r in runs]
@@ -63,8 +68,7 @@ class IdTracker:
             self.hi, self.hi_ts = tid, ts
             return True
         if tid > hi:
-            run = MissingRun(hi + 1, tid - 1, self.hi_ts if self.hi_ts is not None else ts, ts,
-                             now)
+            run = MissingRun(hi + 1, tid - 1, self.hi_ts if self.hi_ts is not None else ts, ts, now)
             if tid - hi - 1 > max_gap:
                 self.unfillable.append(run)
             else:
@@ -86,8 +90,7 @@ class IdTracker:
 
     def prune(self) -> None:
         missing = self.missing
-        self.runs = [r for r in self.runs
-                     if any(i in missing for i in range(r.first, r.last + 1))]
+        self.runs = [r for r in self.runs if any(i in missing for i in range(r.first, r.last + 1))]
 
     def overdue(self, now: float, patience_s: float) -> list[MissingRun]:
         self.prune()
@@ -100,13 +103,16 @@ class IdTracker:
         return run
 
     def to_dict(self) -> dict[str, Any]:
-        return {"hi": self.hi, "hi_ts": self.hi_ts, "missing": sorted(self.missing),
-                "runs": [r.to_list() for r in self.runs]}
+        return {
+            "hi": self.hi,
+            "hi_ts": self.hi_ts,
+            "missing": sorted(self.missing),
+            "runs": [r.to_list() for r in self.runs],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IdTracker:
-        return cls(data.get("hi"), data.get("hi_ts"), data.get("runs", ()),
-                   data.get("missing", ()))
+        return cls(data.get("hi"), data.get("hi_ts"), data.get("runs", ()), data.get("missing", ()))
 
 
 class TradeGapFiller:
@@ -125,8 +131,11 @@ class TradeGapFiller:
         exchange = self.client.exchange
         return await call_with_retry(
             lambda: exchange.fetch_trades(symbol, None, limit, params),
-            what=f"{self.client.id} fetch_trades {symbol} {params}", policy=self.client.policy,
-            rng=self.client.rng, sleep=self.client.sleep)
+            what=f"{self.client.id} fetch_trades {symbol} {params}",
+            policy=self.client.policy,
+            rng=self.client.rng,
+            sleep=self.client.sleep,
+        )
 
     async def fetch(self, symbol: str, first: int, last: int) -> list[dict[str, Any]]:
         """Trades with ids in ``first..last`` (may include later ones; never more than asked
@@ -135,17 +144,20 @@ class TradeGapFiller:
             out: list[dict[str, Any]] = []
             next_id = first
             while next_id <= last:
-                page = await self._fetch(symbol, {"fetchTradesMethod":
-                                                  "publicGetHistoricalTrades",
-                                                  "fromId": str(next_id)}, 1000)
+                page = await self._fetch(
+                    symbol,
+                    {"fetchTradesMethod": "publicGetHistoricalTrades", "fromId": str(next_id)},
+                    1000,
+                )
                 if not page:
                     break
                 out.extend(page)
                 next_id = max(int(t["id"]) for t in page) + 1
             return out
         if self.client.id == "binance":
-            return await self._fetch(symbol, {"fetchTradesMethod": "publicGetTrades"},
-                                     RECENT_TRADES)
+            return await self._fetch(
+                symbol, {"fetchTradesMethod": "publicGetTrades"}, RECENT_TRADES
+            )
         return await self._fetch(symbol, {}, RECENT_TRADES)
 
 
@@ -161,14 +173,23 @@ class Emitted:
 class SymbolPipeline:
     """The live state of one symbol: aggregator, id tracker, tainted intervals, buffers."""
 
-    def __init__(self, exchange: str, symbol: str, timeframes: Sequence[str], *, grace_ms: int,
-                 validator: DataValidator, dedup_window_ms: int | None = None,
-                 max_gap: int = 200_000) -> None:
+    def __init__(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframes: Sequence[str],
+        *,
+        grace_ms: int,
+        validator: DataValidator,
+        dedup_window_ms: int | None = None,
+        max_gap: int = 200_000,
+    ) -> None:
         self.exchange, self.symbol = exchange, symbol
         self.validator = validator
         self.max_gap = max_gap
-        self.agg = BarAggregator(exchange, symbol, timeframes, grace_ms=grace_ms,
-                                 dedup_window_ms=dedup_window_ms)
+        self.agg = BarAggregator(
+            exchange, symbol, timeframes, grace_ms=grace_ms, dedup_window_ms=dedup_window_ms
+        )
         self.tracker: IdTracker | None = None
         self.integer_ids: bool | None = None
         self.tainted: list[tuple[int, int]] = []
@@ -198,13 +219,19 @@ class SymbolPipeline:
                     bucket.seen_ids = [i for i in bucket.seen_ids if int(i) > floor]
                     if bucket.id_floor is None or int(bucket.id_floor) < floor:
                         bucket.id_floor = str(floor)
-            state.recent_ids = [(b, [i for i in ids if int(i) > floor])
-                                for b, ids in state.recent_ids]
-        return {"version": 1, "aggregator": state.to_dict(),
-                "tracker": tracker.to_dict() if tracker is not None else None,
-                "integer_ids": self.integer_ids, "tainted": [list(t) for t in self.tainted],
-                "fresh": self.fresh, "last_trade_ts": self.last_trade_ts,
-                "coverage_from": self.coverage_from}
+            state.recent_ids = [
+                (b, [i for i in ids if int(i) > floor]) for b, ids in state.recent_ids
+            ]
+        return {
+            "version": 1,
+            "aggregator": state.to_dict(),
+            "tracker": tracker.to_dict() if tracker is not None else None,
+            "integer_ids": self.integer_ids,
+            "tainted": [list(t) for t in self.tainted],
+            "fresh": self.fresh,
+            "last_trade_ts": self.last_trade_ts,
+            "coverage_from": self.coverage_from,
+        }
 
     def restore(self, data: dict[str, Any]) -> None:
         self.agg = BarAggregator.from_state(AggregatorState.from_dict(data["aggregator"]))
@@ -225,20 +252,39 @@ class SymbolPipeline:
 
     # -- trades ----------------------------------------------------------------------------
 
-    def ingest(self, trades: Sequence[dict[str, Any]], received: float, latest_ms: int,
-               observe: Any = None, *, backfill: bool = False) -> int:
+    def ingest(
+        self,
+        trades: Sequence[dict[str, Any]],
+        received: float,
+        latest_ms: int,
+        observe: Any = None,
+        *,
+        backfill: bool = False,
+    ) -> int:
         """Validate and apply ``trades``; returns how many were applied. ``latest_ms`` is the
         latest believable exchange time (now + tolerance)."""
         agg_on_trade = self.agg.on_trade
         tracker = self.tracker
         applied = 0
         for t in trades:
-            ts, price, amount, side, tid = (t.get("timestamp"), t.get("price"), t.get("amount"),
-                                            t.get("side"), t.get("id"))
-            if not (type(ts) is int and 1_230_940_800_000 <= ts <= latest_ms
-                    and isinstance(price, float | int) and price > 0 and price != float("inf")
-                    and isinstance(amount, float | int) and 0 < amount != float("inf")
-                    and side in ("buy", "sell", None) and tid):
+            ts, price, amount, side, tid = (
+                t.get("timestamp"),
+                t.get("price"),
+                t.get("amount"),
+                t.get("side"),
+                t.get("id"),
+            )
+            if not (
+                type(ts) is int
+                and 1_230_940_800_000 <= ts <= latest_ms
+                and isinstance(price, float | int)
+                and price > 0
+                and price != float("inf")
+                and isinstance(amount, float | int)
+                and 0 < amount != float("inf")
+                and side in ("buy", "sell", None)
+                and tid
+            ):
                 self._reject(t, ts, price, amount, side, tid, latest_ms=latest_ms)
                 continue
             tid = str(tid)
@@ -248,9 +294,16 @@ class SymbolPipeline:
                     self.tracker = tracker = IdTracker()
             if tracker is not None:
                 if not tid.isdigit():
-                    self._reject(t, ts, price, amount, side, tid, rule="trade.id_sequence",
-                                 reason=f"trade id {tid!r} is not an integer like the "
-                                        "symbol's earlier ids")
+                    self._reject(
+                        t,
+                        ts,
+                        price,
+                        amount,
+                        side,
+                        tid,
+                        rule="trade.id_sequence",
+                        reason=f"trade id {tid!r} is not an integer like the symbol's earlier ids",
+                    )
                     continue
                 if not tracker.see(int(tid), ts, received, self.max_gap):
                     self.counts["duplicate"] += 1
@@ -279,35 +332,80 @@ class SymbolPipeline:
         for late in self.agg.drain_late():
             self.counts["late"] += 1
             where = f"stream {self.exchange} {self.symbol} trade {late.trade_id}"
-            self.rejections.append(Rejection(
-                late.rule, late.reason, where, self.exchange, self.symbol, late.ts,
-                {"timestamp": late.ts, "price": late.price, "amount": late.amount,
-                 "side": late.side, "id": late.trade_id}, self.agg.base))
+            self.rejections.append(
+                Rejection(
+                    late.rule,
+                    late.reason,
+                    where,
+                    self.exchange,
+                    self.symbol,
+                    late.ts,
+                    {
+                        "timestamp": late.ts,
+                        "price": late.price,
+                        "amount": late.amount,
+                        "side": late.side,
+                        "id": late.trade_id,
+                    },
+                    self.agg.base,
+                )
+            )
         return applied
 
-    def _reject(self, t: dict[str, Any], ts: Any, price: Any, amount: Any, side: Any, tid: Any,
-                rule: str | None = None, reason: str | None = None,
-                latest_ms: int | None = None) -> None:
+    def _reject(
+        self,
+        t: dict[str, Any],
+        ts: Any,
+        price: Any,
+        amount: Any,
+        side: Any,
+        tid: Any,
+        rule: str | None = None,
+        reason: str | None = None,
+        latest_ms: int | None = None,
+    ) -> None:
         location = f"stream {self.exchange} {self.symbol} trade {tid!r}"
         if rule is None:
             ts_ms = ts if type(ts) is int else None
             violations = self.validator.check_trade(
-                ts_ms, _num(price), _num(amount), side if isinstance(side, str) else None,
-                str(tid) if tid not in (None, "") else None, location=location)
+                ts_ms,
+                _num(price),
+                _num(amount),
+                side if isinstance(side, str) else None,
+                str(tid) if tid not in (None, "") else None,
+                location=location,
+            )
             if ts is not None and ts_ms is None:
-                violations.insert(0, _violation("trade.ts_missing",
-                                                f"{location}: timestamp {ts!r} is not epoch ms"))
-            if not violations and ts_ms is not None and latest_ms is not None \
-                    and ts_ms > latest_ms:  # the exchange clock runs ahead of the wall clock
-                violations = [_violation("trade.ts_future", f"{location}: ts {ts_ms} is after "
-                                         f"the exchange's now + tolerance ({latest_ms})")]
+                violations.insert(
+                    0,
+                    _violation("trade.ts_missing", f"{location}: timestamp {ts!r} is not epoch ms"),
+                )
+            if (
+                not violations and ts_ms is not None and latest_ms is not None and ts_ms > latest_ms
+            ):  # the exchange clock runs ahead of the wall clock
+                violations = [
+                    _violation(
+                        "trade.ts_future",
+                        f"{location}: ts {ts_ms} is after "
+                        f"the exchange's now + tolerance ({latest_ms})",
+                    )
+                ]
             if not violations:  # e.g. an id of the wrong type: the validator's id rule
                 violations = [_violation("trade.id_missing", f"{location}: bad id {tid!r}")]
             rule, reason = violations[0].rule, "; ".join(v.reason for v in violations)
         self.counts["invalid"] += 1
         payload = {k: t.get(k) for k in ("timestamp", "price", "amount", "side", "id")}
-        self.rejections.append(Rejection(rule, reason or rule, location, self.exchange,
-                                         self.symbol, ts if type(ts) is int else None, payload))
+        self.rejections.append(
+            Rejection(
+                rule,
+                reason or rule,
+                location,
+                self.exchange,
+                self.symbol,
+                ts if type(ts) is int else None,
+                payload,
+            )
+        )
 
     def take_trades(self) -> TradeColumns:
         trades, self.trades = self.trades, TradeColumns()

@@ -23,10 +23,26 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-HOPS = ("exchange_to_received", "received_to_closed", "closed_to_committed",
-        "final_to_committed")
-BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
-           30.0, 60.0, 300.0)
+HOPS = ("exchange_to_received", "received_to_closed", "closed_to_committed", "final_to_committed")
+BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
 
 
 class Recent:
@@ -55,40 +71,56 @@ class StreamMetrics:
         self.shard = shard
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.latency = Histogram("ats_stream_latency_seconds", "Per-hop latency",
-                                 ["hop"], buckets=BUCKETS, registry=r)
+        self.latency = Histogram(
+            "ats_stream_latency_seconds", "Per-hop latency", ["hop"], buckets=BUCKETS, registry=r
+        )
         self._hop = {hop: self.latency.labels(hop=hop) for hop in HOPS}
         self.recent = {hop: Recent() for hop in HOPS}
         self._receive = self._hop["exchange_to_received"]
         self._receive_recent = self.recent["exchange_to_received"].samples
         self.trades = Counter("ats_stream_trades", "Trades by outcome", ["status"], registry=r)
         self.bars = Counter("ats_stream_bars", "Final bars emitted", ["timeframe"], registry=r)
-        self.rows_written = Counter("ats_stream_rows_written", "Rows committed", ["table"],
-                                    registry=r)
-        self.reconnects = Counter("ats_stream_reconnects", "Websocket reconnects", ["stream"],
-                                  registry=r)
-        self.book_resyncs = Counter("ats_stream_book_resyncs",
-                                    "Order books resynchronised after a sequence gap",
-                                    registry=r)
-        self.backfilled = Counter("ats_stream_backfilled_trades",
-                                  "Trades fetched from REST to fill a gap in trade ids",
-                                  registry=r)
-        self.heal_rows = Counter("ats_stream_heal_rows", "Bars written by gap healing",
-                                 ["action"], registry=r)
-        self.db_errors = Counter("ats_stream_db_errors", "Failed database writes", ["lane"],
-                                 registry=r)
-        self.spilled = Counter("ats_stream_spilled_batches", "Batches spilled to local files",
-                               ["lane"], registry=r)
-        self.queue_depth = Gauge("ats_stream_queue_depth", "Items waiting in a lane's queue",
-                                 ["lane"], registry=r)
-        self.pending_rows = Gauge("ats_stream_pending_rows",
-                                  "Rows accepted but not committed (memory)", ["lane"],
-                                  registry=r)
-        self.db_up = Gauge("ats_stream_db_up", "1 when the lane's last write succeeded",
-                           ["lane"], registry=r)
-        self.last_trade_ts = Gauge("ats_stream_last_trade_timestamp_seconds",
-                                   "Exchange time of the latest applied trade", ["symbol"],
-                                   registry=r)
+        self.rows_written = Counter(
+            "ats_stream_rows_written", "Rows committed", ["table"], registry=r
+        )
+        self.reconnects = Counter(
+            "ats_stream_reconnects", "Websocket reconnects", ["stream"], registry=r
+        )
+        self.book_resyncs = Counter(
+            "ats_stream_book_resyncs", "Order books resynchronised after a sequence gap", registry=r
+        )
+        self.backfilled = Counter(
+            "ats_stream_backfilled_trades",
+            "Trades fetched from REST to fill a gap in trade ids",
+            registry=r,
+        )
+        self.heal_rows = Counter(
+            "ats_stream_heal_rows", "Bars written by gap healing", ["action"], registry=r
+        )
+        self.db_errors = Counter(
+            "ats_stream_db_errors", "Failed database writes", ["lane"], registry=r
+        )
+        self.spilled = Counter(
+            "ats_stream_spilled_batches", "Batches spilled to local files", ["lane"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "ats_stream_queue_depth", "Items waiting in a lane's queue", ["lane"], registry=r
+        )
+        self.pending_rows = Gauge(
+            "ats_stream_pending_rows",
+            "Rows accepted but not committed (memory)",
+            ["lane"],
+            registry=r,
+        )
+        self.db_up = Gauge(
+            "ats_stream_db_up", "1 when the lane's last write succeeded", ["lane"], registry=r
+        )
+        self.last_trade_ts = Gauge(
+            "ats_stream_last_trade_timestamp_seconds",
+            "Exchange time of the latest applied trade",
+            ["symbol"],
+            registry=r,
+        )
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
@@ -109,8 +141,11 @@ class StreamMetrics:
         for hop in HOPS:
             p50, p99 = self.recent[hop].percentiles(50, 99)
             if p50 is not None and p99 is not None:
-                out[hop] = {"p50_ms": round(p50 * 1000, 3), "p99_ms": round(p99 * 1000, 3),
-                            "n": self.recent[hop].count}
+                out[hop] = {
+                    "p50_ms": round(p50 * 1000, 3),
+                    "p99_ms": round(p99 * 1000, 3),
+                    "n": self.recent[hop].count,
+                }
         return out
 
     def serve(self, port: int) -> int:

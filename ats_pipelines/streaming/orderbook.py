@@ -39,8 +39,7 @@ class BookView:
 class BookTracker:
     """Latest metrics and snapshot sampling of one symbol's book."""
 
-    def __init__(self, exchange: str, symbol: str, levels: int,
-                 validator: DataValidator) -> None:
+    def __init__(self, exchange: str, symbol: str, levels: int, validator: DataValidator) -> None:
         self.exchange, self.symbol, self.levels = exchange, symbol, levels
         self.validator = validator
         self.latest: BookView | None = None
@@ -51,9 +50,13 @@ class BookTracker:
         bids, asks = _pairs(book["bids"]), _pairs(book["asks"])
         ts = book.get("timestamp") or fallback_ts
         nonce = book.get("nonce")
-        view = BookView(int(ts), int(nonce) if nonce is not None else None,
-                        [list(lvl) for lvl in bids[:self.levels]],
-                        [list(lvl) for lvl in asks[:self.levels]], book_metrics(bids, asks))
+        view = BookView(
+            int(ts),
+            int(nonce) if nonce is not None else None,
+            [list(lvl) for lvl in bids[: self.levels]],
+            [list(lvl) for lvl in asks[: self.levels]],
+            book_metrics(bids, asks),
+        )
         self.latest = view
         self.updates += 1
         return view
@@ -65,15 +68,26 @@ class BookTracker:
             return None, None
         self._sampled_ts = view.ts
         location = f"stream {self.exchange} {self.symbol} book seq={view.sequence}"
-        violations = self.validator.check_book(view.bids, view.asks, view.ts,
-                                               location=location)
+        violations = self.validator.check_book(view.bids, view.asks, view.ts, location=location)
         if violations:
-            payload = {"ts": view.ts, "sequence": view.sequence, "bids": view.bids,
-                       "asks": view.asks}
-            return None, Rejection(violations[0].rule, "; ".join(v.reason for v in violations),
-                                   location, self.exchange, self.symbol, view.ts, payload)
-        return snapshot_row(self.exchange, self.symbol, view.ts, view.sequence, view.bids,
-                            view.asks, view.metrics), None
+            payload = {
+                "ts": view.ts,
+                "sequence": view.sequence,
+                "bids": view.bids,
+                "asks": view.asks,
+            }
+            return None, Rejection(
+                violations[0].rule,
+                "; ".join(v.reason for v in violations),
+                location,
+                self.exchange,
+                self.symbol,
+                view.ts,
+                payload,
+            )
+        return snapshot_row(
+            self.exchange, self.symbol, view.ts, view.sequence, view.bids, view.asks, view.metrics
+        ), None
 
     def cache_values(self) -> dict[str, Any] | None:
         view = self.latest

@@ -27,8 +27,17 @@ from ats_pipelines.lib.bars import Bar
 from ats_pipelines.lib.book import METRIC_NAMES, BookMetrics
 from ats_pipelines.lib.validation import payload_json
 
-CANDLE_VALUES = ("open", "high", "low", "close", "volume", "quote_volume", "trade_count",
-                 "vwap", "taker_buy_volume")
+CANDLE_VALUES = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trade_count",
+    "vwap",
+    "taker_buy_volume",
+)
 _TS = pa.timestamp("us", tz="UTC")
 
 
@@ -57,8 +66,9 @@ class Precision:
         if not market:
             return cls()
         p = market.get("precision") or {}
-        return cls(_decimals(p.get("price"), precision_mode),
-                   _decimals(p.get("amount"), precision_mode))
+        return cls(
+            _decimals(p.get("price"), precision_mode), _decimals(p.get("amount"), precision_mode)
+        )
 
     def volume(self, value: float) -> float:
         return value if self.amount is None else round(value, self.amount)
@@ -85,27 +95,43 @@ def bar_values(bar: Bar, precision: Precision) -> dict[str, Any]:
     volume = precision.volume(bar.volume)
     quote = precision.quote(bar.quote_volume)
     return {
-        "ts": bar.ts, "open": bar.open, "high": bar.high, "low": bar.low, "close": bar.close,
-        "volume": volume, "quote_volume": quote, "trade_count": bar.trade_count,
+        "ts": bar.ts,
+        "open": bar.open,
+        "high": bar.high,
+        "low": bar.low,
+        "close": bar.close,
+        "volume": volume,
+        "quote_volume": quote,
+        "trade_count": bar.trade_count,
         "vwap": vwap(quote, volume, bar.close, bar.low, bar.high),
         "taker_buy_volume": precision.volume(bar.taker_buy_volume),
     }
 
 
-def candles_table(exchange: str, symbol: str, timeframes: Sequence[str],
-                  values: Sequence[dict[str, Any]], source: str) -> pa.Table:
+def candles_table(
+    exchange: str,
+    symbol: str,
+    timeframes: Sequence[str],
+    values: Sequence[dict[str, Any]],
+    source: str,
+) -> pa.Table:
     """``market.candles`` rows from :func:`bar_values` dicts (one timeframe per dict)."""
     n = len(values)
-    return pa.table({
-        "exchange": pa.array([exchange] * n, pa.string()),
-        "symbol": pa.array([symbol] * n, pa.string()),
-        "timeframe": pa.array(list(timeframes), pa.string()),
-        "ts": pa.array([utc(v["ts"]) for v in values], _TS),
-        **{name: pa.array([v[name] for v in values],
-                          pa.int64() if name == "trade_count" else pa.float64())
-           for name in CANDLE_VALUES},
-        "source": pa.array([source] * n, pa.string()),
-    })
+    return pa.table(
+        {
+            "exchange": pa.array([exchange] * n, pa.string()),
+            "symbol": pa.array([symbol] * n, pa.string()),
+            "timeframe": pa.array(list(timeframes), pa.string()),
+            "ts": pa.array([utc(v["ts"]) for v in values], _TS),
+            **{
+                name: pa.array(
+                    [v[name] for v in values], pa.int64() if name == "trade_count" else pa.float64()
+                )
+                for name in CANDLE_VALUES
+            },
+            "source": pa.array([source] * n, pa.string()),
+        }
+    )
 
 
 class TradeColumns:
@@ -124,8 +150,9 @@ class TradeColumns:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def add(self, ts: int, trade_id: str, price: float, amount: float, side: str | None,
-            received: float) -> None:
+    def add(
+        self, ts: int, trade_id: str, price: float, amount: float, side: str | None, received: float
+    ) -> None:
         self.ts.append(ts)
         self.ids.append(trade_id)
         self.price.append(price)
@@ -133,44 +160,68 @@ class TradeColumns:
         self.side.append(side)
         self.received.append(received)
 
-    def table(self, exchange: str, symbol: str, precision: Precision,
-              source: str = "stream") -> pa.Table:
+    def table(
+        self, exchange: str, symbol: str, precision: Precision, source: str = "stream"
+    ) -> pa.Table:
         n = len(self.ids)
         cost = [precision.quote(p * a) for p, a in zip(self.price, self.amount, strict=True)]
-        return pa.table({
-            "exchange": pa.array([exchange] * n, pa.string()),
-            "symbol": pa.array([symbol] * n, pa.string()),
-            "ts": pa.array([t * 1000 for t in self.ts], pa.int64()).cast(_TS),
-            "trade_id": pa.array(self.ids, pa.string()),
-            "price": pa.array(self.price, pa.float64()),
-            "amount": pa.array(self.amount, pa.float64()),
-            "cost": pa.array(cost, pa.float64()),
-            "side": pa.array(self.side, pa.string()),
-            "source": pa.array([source] * n, pa.string()),
-            "received_at": pa.array([int(r * 1_000_000) for r in self.received],
-                                    pa.int64()).cast(_TS),
-        })
+        return pa.table(
+            {
+                "exchange": pa.array([exchange] * n, pa.string()),
+                "symbol": pa.array([symbol] * n, pa.string()),
+                "ts": pa.array([t * 1000 for t in self.ts], pa.int64()).cast(_TS),
+                "trade_id": pa.array(self.ids, pa.string()),
+                "price": pa.array(self.price, pa.float64()),
+                "amount": pa.array(self.amount, pa.float64()),
+                "cost": pa.array(cost, pa.float64()),
+                "side": pa.array(self.side, pa.string()),
+                "source": pa.array([source] * n, pa.string()),
+                "received_at": pa.array(
+                    [int(r * 1_000_000) for r in self.received], pa.int64()
+                ).cast(_TS),
+            }
+        )
 
 
-def snapshot_row(exchange: str, symbol: str, ts: int, sequence: int | None,
-                 bids: Sequence[Sequence[float]], asks: Sequence[Sequence[float]],
-                 metrics: BookMetrics, source: str = "stream") -> dict[str, Any]:
+def snapshot_row(
+    exchange: str,
+    symbol: str,
+    ts: int,
+    sequence: int | None,
+    bids: Sequence[Sequence[float]],
+    asks: Sequence[Sequence[float]],
+    metrics: BookMetrics,
+    source: str = "stream",
+) -> dict[str, Any]:
     """One ``market.order_book_snapshots`` row (top levels as arrays, best first)."""
     return {
-        "exchange": exchange, "symbol": symbol, "ts": utc(ts), "sequence": sequence,
-        "bid_prices": [float(lvl[0]) for lvl in bids], "bid_sizes": [float(lvl[1]) for lvl in bids],
-        "ask_prices": [float(lvl[0]) for lvl in asks], "ask_sizes": [float(lvl[1]) for lvl in asks],
+        "exchange": exchange,
+        "symbol": symbol,
+        "ts": utc(ts),
+        "sequence": sequence,
+        "bid_prices": [float(lvl[0]) for lvl in bids],
+        "bid_sizes": [float(lvl[1]) for lvl in bids],
+        "ask_prices": [float(lvl[0]) for lvl in asks],
+        "ask_sizes": [float(lvl[1]) for lvl in asks],
         **{name: _finite(getattr(metrics, name)) for name in METRIC_NAMES},
         "source": source,
     }
 
 
-_SNAPSHOT_SCHEMA = pa.schema([
-    ("exchange", pa.string()), ("symbol", pa.string()), ("ts", _TS), ("sequence", pa.int64()),
-    ("bid_prices", pa.list_(pa.float64())), ("bid_sizes", pa.list_(pa.float64())),
-    ("ask_prices", pa.list_(pa.float64())), ("ask_sizes", pa.list_(pa.float64())),
-    *[(name, pa.float64()) for name in METRIC_NAMES], ("source", pa.string()),
-])
+_SNAPSHOT_SCHEMA = pa.schema(
+    [
+        ("exchange", pa.string()),
+        ("symbol", pa.string()),
+        ("ts", _TS),
+        ("sequence", pa.int64()),
+        ("bid_prices", pa.list_(pa.float64())),
+        ("bid_sizes", pa.list_(pa.float64())),
+        ("ask_prices", pa.list_(pa.float64())),
+        ("ask_sizes", pa.list_(pa.float64())),
+        *[(name, pa.float64()) for name in METRIC_NAMES],
+        ("source", pa.string()),
+    ]
+)
 
 
 def snapshots_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
@@ -195,11 +246,20 @@ class Rejection:
     timeframe: str | None = None
 
 
-_REJECT_SCHEMA = pa.schema([
-    ("rule", pa.string()), ("reason", pa.string()), ("location", pa.string()),
-    ("exchange", pa.string()), ("symbol", pa.string()), ("timeframe", pa.string()),
-    ("ts", _TS), ("payload", pa.string()), ("row_hash", pa.string()), ("row", pa.int64()),
-])
+_REJECT_SCHEMA = pa.schema(
+    [
+        ("rule", pa.string()),
+        ("reason", pa.string()),
+        ("location", pa.string()),
+        ("exchange", pa.string()),
+        ("symbol", pa.string()),
+        ("timeframe", pa.string()),
+        ("ts", _TS),
+        ("payload", pa.string()),
+        ("row_hash", pa.string()),
+        ("row", pa.int64()),
+    ]
+)
 
 
 def rejections_table(rejections: Iterable[Rejection]) -> pa.Table:
@@ -207,11 +267,18 @@ def rejections_table(rejections: Iterable[Rejection]) -> pa.Table:
     rows = []
     for i, r in enumerate(rejections):
         payload = payload_json(r.payload)
-        rows.append({
-            "rule": r.rule, "reason": r.reason, "location": r.location, "exchange": r.exchange,
-            "symbol": r.symbol, "timeframe": r.timeframe,
-            "ts": utc(r.ts) if r.ts is not None and 0 <= r.ts < 253402300800000 else None,
-            "payload": payload, "row_hash": hashlib.sha256(payload.encode()).hexdigest(),
-            "row": i,
-        })
+        rows.append(
+            {
+                "rule": r.rule,
+                "reason": r.reason,
+                "location": r.location,
+                "exchange": r.exchange,
+                "symbol": r.symbol,
+                "timeframe": r.timeframe,
+                "ts": utc(r.ts) if r.ts is not None and 0 <= r.ts < 253402300800000 else None,
+                "payload": payload,
+                "row_hash": hashlib.sha256(payload.encode()).hexdigest(),
+                "row": i,
+            }
+        )
     return pa.Table.from_pylist(rows, schema=_REJECT_SCHEMA)

@@ -102,8 +102,10 @@ class StreamService:
         self.metrics = StreamMetrics(config.shard)
         self.clock = ExchangeClock()
         self.validator = DataValidator(
-            now=lambda: datetime.fromtimestamp(max(time.time() * 1000, self.clock.now_ms())
-                                               / 1000, UTC))
+            now=lambda: datetime.fromtimestamp(
+                max(time.time() * 1000, self.clock.now_ms()) / 1000, UTC
+            )
+        )
         self.pipelines: dict[str, SymbolPipeline] = {}
         self.books: dict[str, BookTracker] = {}
         self.precision: dict[str, Precision] = {}
@@ -125,27 +127,41 @@ class StreamService:
         self._resyncs_counted = 0
         self._base_ms = min(parse_timeframe(tf).ms or 60_000 for tf in config.timeframes)
         spill = Path(config.spill_dir) / _safe(config.shard)
-        lane_args = dict(metrics=self.metrics, queue_items=config.queue_items,
-                         max_pending_rows=config.max_pending_rows,
-                         buffer_rows=config.buffer_rows, retry_base_s=config.db_retry_base_s,
-                         retry_max_s=config.db_retry_max_s)
-        self.bars_lane = Lane("bars", config.database_url, spill_dir=spill / "bars",
-                              on_commit=self._bars_committed, **lane_args)  # type: ignore[arg-type]
-        self.bulk_lane = Lane("bulk", config.database_url, spill_dir=spill / "bulk",
-                              **lane_args)  # type: ignore[arg-type]
-        self.cache = (HotCache(config.redis_url, config.label,
-                               interval_s=config.hot_cache_interval_s)
-                      if config.redis_url else None)
+        lane_args = dict(
+            metrics=self.metrics,
+            queue_items=config.queue_items,
+            max_pending_rows=config.max_pending_rows,
+            buffer_rows=config.buffer_rows,
+            retry_base_s=config.db_retry_base_s,
+            retry_max_s=config.db_retry_max_s,
+        )
+        self.bars_lane = Lane(
+            "bars",
+            config.database_url,
+            spill_dir=spill / "bars",
+            on_commit=self._bars_committed,
+            **lane_args,
+        )  # type: ignore[arg-type]
+        self.bulk_lane = Lane("bulk", config.database_url, spill_dir=spill / "bulk", **lane_args)  # type: ignore[arg-type]
+        self.cache = (
+            HotCache(config.redis_url, config.label, interval_s=config.hot_cache_interval_s)
+            if config.redis_url
+            else None
+        )
         self.trades_client = self._client()
         self.books_client = self._client() if config.watch_books else None
         self.filler = TradeGapFiller(self.trades_client, use_history=bool(config.api_key))
 
     def _client(self) -> ExchangeClient:
         c = self.config
-        exchange = build_exchange(c.exchange, api_key=c.api_key, secret=c.secret,
-                                  rest_url=c.exchange_url)
-        stream_policy = RetryPolicy(max_attempts=c.reconnect_max_failures,
-                                    base_delay_s=c.reconnect_base_s, max_delay_s=c.reconnect_max_s)
+        exchange = build_exchange(
+            c.exchange, api_key=c.api_key, secret=c.secret, rest_url=c.exchange_url
+        )
+        stream_policy = RetryPolicy(
+            max_attempts=c.reconnect_max_failures,
+            base_delay_s=c.reconnect_base_s,
+            max_delay_s=c.reconnect_max_s,
+        )
         return ExchangeClient(exchange, policy=RetryPolicy(), stream_policy=stream_policy)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -187,8 +203,9 @@ class StreamService:
                 loop.remove_signal_handler(sig)
                 signal.signal(sig, previous)
         if self.error is not None:
-            raise StreamServiceError(f"stream {self.config.shard} stopped: "
-                                     f"{type(self.error).__name__}: {self.error}") from self.error
+            raise StreamServiceError(
+                f"stream {self.config.shard} stopped: {type(self.error).__name__}: {self.error}"
+            ) from self.error
         return self.summary()
 
     async def _start(self) -> None:
@@ -218,8 +235,14 @@ class StreamService:
             spawn(self._every(c.open_bar_interval_s, self._cache_open_bars), "open-bars")
         if c.duration_s is not None:
             spawn(self._stop_after(c.duration_s), "duration")
-        log.info("event=stream_started shard=%s exchange=%s symbols=%s timeframes=%s grace_ms=%s",
-                 c.shard, c.exchange, ",".join(c.symbols), ",".join(c.timeframes), c.grace_ms)
+        log.info(
+            "event=stream_started shard=%s exchange=%s symbols=%s timeframes=%s grace_ms=%s",
+            c.shard,
+            c.exchange,
+            ",".join(c.symbols),
+            ",".join(c.timeframes),
+            c.grace_ms,
+        )
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -232,8 +255,12 @@ class StreamService:
         exc = task.exception()
         if exc is not None:
             self.error = exc
-            log.error("event=stream_task_failed task=%s error=%s: %s", task.get_name(),
-                      type(exc).__name__, exc)
+            log.error(
+                "event=stream_task_failed task=%s error=%s: %s",
+                task.get_name(),
+                type(exc).__name__,
+                exc,
+            )
             self.request_stop(f"task {task.get_name()} failed")
 
     async def _stop_after(self, seconds: float) -> None:
@@ -247,8 +274,10 @@ class StreamService:
             raise ConfigError(f"exchange {self.config.exchange}: {exc}") from exc
         unknown = [s for s in self.config.symbols if s not in markets]
         if unknown:
-            raise ConfigError(f"exchange {self.config.exchange} has no market "
-                              f"{', '.join(unknown)} (symbols are ccxt unified, e.g. BTC/USDT)")
+            raise ConfigError(
+                f"exchange {self.config.exchange} has no market "
+                f"{', '.join(unknown)} (symbols are ccxt unified, e.g. BTC/USDT)"
+            )
         mode = getattr(self.trades_client.exchange, "precisionMode", None)
         for symbol in self.config.symbols:
             self.precision[symbol] = Precision.of_market(markets[symbol], mode)
@@ -268,28 +297,47 @@ class StreamService:
                 break
             except (DatabaseUnavailable, OSError) as exc:
                 if time.monotonic() > deadline:
-                    log.error("event=stream_state_unavailable shard=%s error=%s: starting "
-                              "fresh (the healer fills what this costs)", c.shard, exc)
+                    log.error(
+                        "event=stream_state_unavailable shard=%s error=%s: starting "
+                        "fresh (the healer fills what this costs)",
+                        c.shard,
+                        exc,
+                    )
                     break
                 await asyncio.sleep(1.0)
         for symbol in c.symbols:
-            p = SymbolPipeline(c.label, symbol, c.timeframes, grace_ms=c.grace_ms,
-                               validator=self.validator,
-                               dedup_window_ms=c.dedup_window_ms or self._base_ms + c.grace_ms,
-                               max_gap=c.max_backfill_trades)
+            p = SymbolPipeline(
+                c.label,
+                symbol,
+                c.timeframes,
+                grace_ms=c.grace_ms,
+                validator=self.validator,
+                dedup_window_ms=c.dedup_window_ms or self._base_ms + c.grace_ms,
+                max_gap=c.max_backfill_trades,
+            )
             state = saved[symbol]
             if state is not None:
                 agg = state.get("aggregator", {})
-                if list(agg.get("timeframes", [])) != list(p.agg.timeframes) \
-                        or agg.get("grace_ms") != c.grace_ms:
-                    log.warning("event=stream_state_ignored symbol=%s reason=timeframes or "
-                                "grace changed (saved %s, grace %s)", symbol,
-                                agg.get("timeframes"), agg.get("grace_ms"))
+                if (
+                    list(agg.get("timeframes", [])) != list(p.agg.timeframes)
+                    or agg.get("grace_ms") != c.grace_ms
+                ):
+                    log.warning(
+                        "event=stream_state_ignored symbol=%s reason=timeframes or "
+                        "grace changed (saved %s, grace %s)",
+                        symbol,
+                        agg.get("timeframes"),
+                        agg.get("grace_ms"),
+                    )
                 else:
                     p.restore(state)
                     p.reconnect_noticed = time.time()
-                    log.info("event=stream_resumed symbol=%s closed_before=%s open_buckets=%s",
-                             symbol, p.closed_before, len(agg.get("open", [])))
+                    log.info(
+                        "event=stream_resumed symbol=%s closed_before=%s open_buckets=%s",
+                        symbol,
+                        p.closed_before,
+                        len(agg.get("open", [])),
+                    )
                     if p.closed_before > FAR_PAST:
                         self.committed[symbol] = p.closed_before
             self.pipelines[symbol] = p
@@ -322,14 +370,19 @@ class StreamService:
                 with contextlib.suppress(Exception):
                     await client.close()
         self.metrics.close()
-        log.info("event=stream_stopped shard=%s reason=%s summary=%s", self.config.shard,
-                 self.stop_reason, self.summary())
+        log.info(
+            "event=stream_stopped shard=%s reason=%s summary=%s",
+            self.config.shard,
+            self.stop_reason,
+            self.summary(),
+        )
 
     # -- trades ----------------------------------------------------------------------------
 
     def _latest_ms(self) -> int:
-        return int(max(time.time() * 1000, self.clock.now_ms())
-                   + self.config.future_tolerance_s * 1000)
+        return int(
+            max(time.time() * 1000, self.clock.now_ms()) + self.config.future_tolerance_s * 1000
+        )
 
     async def _trade_loop(self, symbol: str) -> None:
         p, lock = self.pipelines[symbol], self.locks[symbol]
@@ -348,19 +401,31 @@ class StreamService:
                 self._ingest(p, trades, received)
                 await self._emit(p, received)
 
-    def _ingest(self, p: SymbolPipeline, trades: list[dict[str, Any]], received: float, *,
-                backfill: bool = False) -> int:
+    def _ingest(
+        self,
+        p: SymbolPipeline,
+        trades: list[dict[str, Any]],
+        received: float,
+        *,
+        backfill: bool = False,
+    ) -> int:
         before = dict(p.counts)
-        applied = p.ingest(trades, received, self._latest_ms(), self.metrics.receive_latency,
-                           backfill=backfill)
+        applied = p.ingest(
+            trades, received, self._latest_ms(), self.metrics.receive_latency, backfill=backfill
+        )
         for status in ("applied", "duplicate", "late", "invalid"):
             delta = p.counts[status] - before[status]
             if delta:
                 self.metrics.trades.labels(status=status).inc(delta)
         if p.tracker is not None and p.tracker.unfillable:
             for run in p.tracker.unfillable:
-                self._give_up(p, run.ts_lo, run.ts_hi, f"gap of {run.last - run.first + 1} "
-                              f"trade ids {run.first}..{run.last} exceeds max_backfill_trades")
+                self._give_up(
+                    p,
+                    run.ts_lo,
+                    run.ts_hi,
+                    f"gap of {run.last - run.first + 1} "
+                    f"trade ids {run.first}..{run.last} exceeds max_backfill_trades",
+                )
             p.tracker.unfillable.clear()
         for lo, hi in p.take_heal_wanted():
             self.heal_requests.append(HealRequest(p.symbol, lo, hi))
@@ -370,35 +435,50 @@ class StreamService:
 
     def _give_up(self, p: SymbolPipeline, lo: int, hi: int, why: str) -> None:
         """Trades of ``[lo, hi]`` cannot be had: those bars come from REST klines instead."""
-        log.warning("event=stream_trades_lost symbol=%s from=%s to=%s reason=%s: bars "
-                    "overlapping it will be healed from klines", p.symbol, lo, hi, why)
+        log.warning(
+            "event=stream_trades_lost symbol=%s from=%s to=%s reason=%s: bars "
+            "overlapping it will be healed from klines",
+            p.symbol,
+            lo,
+            hi,
+            why,
+        )
         p.taint(lo, hi)
 
-    async def _recover(self, p: SymbolPipeline, batch: list[dict[str, Any]],
-                       reconnects: int) -> None:
+    async def _recover(
+        self, p: SymbolPipeline, batch: list[dict[str, Any]], reconnects: int
+    ) -> None:
         """After a reconnect (or a resume): fetch what the stream missed before applying
         ``batch`` (which may be empty: then everything up to now)."""
         p.seen_reconnects = reconnects
         tracker = p.tracker
-        first_new = min((int(t["id"]) for t in batch if str(t.get("id", "")).isdigit()),
-                        default=None)
-        first_ts = min((t["timestamp"] for t in batch if type(t.get("timestamp")) is int),
-                       default=None)
+        first_new = min(
+            (int(t["id"]) for t in batch if str(t.get("id", "")).isdigit()), default=None
+        )
+        first_ts = min(
+            (t["timestamp"] for t in batch if type(t.get("timestamp")) is int), default=None
+        )
         before_ts = p.last_trade_ts
         if p.integer_ids and tracker is not None and tracker.hi is not None:
             upper = first_new - 1 if first_new is not None else None
             if upper is None or upper > tracker.hi:
                 await self._backfill(p, tracker.hi + 1, upper, first_ts)
         elif before_ts is not None and p.integer_ids is False:
-            self._give_up(p, before_ts, first_ts or self.clock.now_ms(),
-                          "trade ids are not consecutive: a disconnect's gap cannot be fetched")
+            self._give_up(
+                p,
+                before_ts,
+                first_ts or self.clock.now_ms(),
+                "trade ids are not consecutive: a disconnect's gap cannot be fetched",
+            )
         if before_ts is not None:  # compare the disconnect's bars with REST once committed
-            self.heal_requests.append(HealRequest(p.symbol, before_ts,
-                                                  first_ts or p.last_trade_ts or before_ts))
+            self.heal_requests.append(
+                HealRequest(p.symbol, before_ts, first_ts or p.last_trade_ts or before_ts)
+            )
         p.pending_reconnect = False
 
-    async def _backfill(self, p: SymbolPipeline, first: int, last: int | None,
-                        next_ts: int | None) -> None:
+    async def _backfill(
+        self, p: SymbolPipeline, first: int, last: int | None, next_ts: int | None
+    ) -> None:
         """Fetch ids ``first..last`` (``last=None``: up to now) and apply them; ids REST no
         longer serves are given up (their bars are healed)."""
         tracker = p.tracker
@@ -410,21 +490,38 @@ class StreamService:
         except (PermanentExchangeError, RetriesExhausted) as exc:
             log.warning("event=stream_backfill_failed symbol=%s error=%s", p.symbol, exc)
             fetched = []
-        wanted = sorted(((int(t["id"]), t) for t in fetched
-                         if str(t.get("id", "")).isdigit() and int(t["id"]) >= first
-                         and (last is None or int(t["id"]) <= last)), key=lambda x: x[0])
+        wanted = sorted(
+            (
+                (int(t["id"]), t)
+                for t in fetched
+                if str(t.get("id", "")).isdigit()
+                and int(t["id"]) >= first
+                and (last is None or int(t["id"]) <= last)
+            ),
+            key=lambda x: x[0],
+        )
         lowest = wanted[0][0] if wanted else None
         if (lowest is not None and lowest > first) or (lowest is None and last is not None):
             lost_to = lowest - 1 if lowest is not None else last
             assert lost_to is not None
             upper_ts = wanted[0][1]["timestamp"] if wanted else (next_ts or self.clock.now_ms())
-            self._give_up(p, tracker.hi_ts if tracker.hi_ts is not None else upper_ts, upper_ts,
-                          f"trade ids {first}..{lost_to} are no longer served by REST")
+            self._give_up(
+                p,
+                tracker.hi_ts if tracker.hi_ts is not None else upper_ts,
+                upper_ts,
+                f"trade ids {first}..{lost_to} are no longer served by REST",
+            )
             tracker.hi, tracker.hi_ts = lost_to, upper_ts  # not waited for
         applied = self._ingest(p, [t for _, t in wanted], time.time(), backfill=True)
         self.metrics.backfilled.inc(applied)
-        log.info("event=stream_backfilled symbol=%s from_id=%s to_id=%s fetched=%s applied=%s",
-                 p.symbol, first, last, len(fetched), applied)
+        log.info(
+            "event=stream_backfilled symbol=%s from_id=%s to_id=%s fetched=%s applied=%s",
+            p.symbol,
+            first,
+            last,
+            len(fetched),
+            applied,
+        )
 
     async def _refill(self, p: SymbolPipeline) -> None:
         """Missing ids that did not turn up within the patience: fetch, or give up on them."""
@@ -438,15 +535,21 @@ class StreamService:
                 except (PermanentExchangeError, RetriesExhausted) as exc:
                     log.warning("event=stream_refill_failed symbol=%s error=%s", p.symbol, exc)
                     fetched = []
-                wanted = [t for t in fetched if str(t.get("id", "")).isdigit()
-                          and run.first <= int(t["id"]) <= run.last]
+                wanted = [
+                    t
+                    for t in fetched
+                    if str(t.get("id", "")).isdigit() and run.first <= int(t["id"]) <= run.last
+                ]
                 applied = self._ingest(p, wanted, time.time(), backfill=True)
                 self.metrics.backfilled.inc(applied)
                 if any(i in tracker.missing for i in range(run.first, run.last + 1)):
                     tracker.give_up(run)
-                    self._give_up(p, run.ts_lo, run.ts_hi,
-                                  f"trade ids {run.first}..{run.last} missing from the stream "
-                                  "and from REST")
+                    self._give_up(
+                        p,
+                        run.ts_lo,
+                        run.ts_hi,
+                        f"trade ids {run.first}..{run.last} missing from the stream and from REST",
+                    )
             await self._emit(p, time.time())
 
     async def _recover_later(self, p: SymbolPipeline) -> None:
@@ -457,8 +560,9 @@ class StreamService:
 
     # -- bars ------------------------------------------------------------------------------
 
-    async def _emit(self, p: SymbolPipeline, received: float,
-                    advanced: list[Bar] | None = None) -> None:
+    async def _emit(
+        self, p: SymbolPipeline, received: float, advanced: list[Bar] | None = None
+    ) -> None:
         """Hand what ``p`` produced to the writer lanes and the cache (under its lock)."""
         bars = (advanced or []) + p.agg.drain()
         closed = time.time()
@@ -470,25 +574,41 @@ class StreamService:
                 self.metrics.observe("received_to_closed", max(0.0, closed - received))
             await self._write_bars(p, p.writable(bars), received, closed)
         if rejections:
-            await self.bars_lane.put(Batch("ops.quarantine", rejections_table(rejections),
-                                           dataset="trades"))
+            await self.bars_lane.put(
+                Batch("ops.quarantine", rejections_table(rejections), dataset="trades")
+            )
         if len(trades):
-            await self.bulk_lane.put(Batch("market.trades", trades.table(
-                p.exchange, p.symbol, self.precision[p.symbol])))
+            await self.bulk_lane.put(
+                Batch("market.trades", trades.table(p.exchange, p.symbol, self.precision[p.symbol]))
+            )
 
-    async def _write_bars(self, p: SymbolPipeline, bars: list[Bar], received: float,
-                          closed: float) -> None:
+    async def _write_bars(
+        self, p: SymbolPipeline, bars: list[Bar], received: float, closed: float
+    ) -> None:
         if not bars:
             return
         precision = self.precision[p.symbol]
         values = [bar_values(b, precision) for b in bars]
         grace = p.agg.grace_ms
-        timings = [(b.symbol, b.timeframe, b.ts, bucket_end_ms(b.ts, b.timeframe) + grace,
-                    received, closed) for b in bars]
-        table = candles_table(p.exchange, p.symbol, [b.timeframe for b in bars], values,
-                              "stream")
-        await self.bars_lane.put(Batch("market.candles", table, meta=[
-            {"symbol": p.symbol, "closed_before": p.closed_before, "timings": timings}]))
+        timings = [
+            (
+                b.symbol,
+                b.timeframe,
+                b.ts,
+                bucket_end_ms(b.ts, b.timeframe) + grace,
+                received,
+                closed,
+            )
+            for b in bars
+        ]
+        table = candles_table(p.exchange, p.symbol, [b.timeframe for b in bars], values, "stream")
+        await self.bars_lane.put(
+            Batch(
+                "market.candles",
+                table,
+                meta=[{"symbol": p.symbol, "closed_before": p.closed_before, "timings": timings}],
+            )
+        )
         if self.cache is not None:
             by_tf: dict[str, list[dict[str, Any]]] = {}
             for bar, v in zip(bars, values, strict=True):
@@ -500,14 +620,17 @@ class StreamService:
         for batch in batches:
             for meta in batch.meta:
                 symbol = meta["symbol"]
-                self.committed[symbol] = max(self.committed.get(symbol, FAR_PAST),
-                                             meta["closed_before"])
+                self.committed[symbol] = max(
+                    self.committed.get(symbol, FAR_PAST), meta["closed_before"]
+                )
                 for sym, tf, ts, final_at, received, closed in meta["timings"]:
                     self.metrics.observe("closed_to_committed", max(0.0, committed - closed))
-                    self.metrics.observe("final_to_committed",
-                                         max(0.0, committed - self.clock.local_s(final_at)))
-                    self.bar_commits.append(BarCommit(sym, tf, ts, final_at, received, closed,
-                                                      committed))
+                    self.metrics.observe(
+                        "final_to_committed", max(0.0, committed - self.clock.local_s(final_at))
+                    )
+                    self.bar_commits.append(
+                        BarCommit(sym, tf, ts, final_at, received, closed, committed)
+                    )
 
     async def _tick_loop(self) -> None:
         c = self.config
@@ -600,8 +723,9 @@ class StreamService:
         if rows:
             await self.bulk_lane.put(Batch("market.order_book_snapshots", snapshots_table(rows)))
         if rejections:
-            await self.bars_lane.put(Batch("ops.quarantine", rejections_table(rejections),
-                                           dataset="order_book"))
+            await self.bars_lane.put(
+                Batch("ops.quarantine", rejections_table(rejections), dataset="order_book")
+            )
 
     # -- state, health, clock, cache ---------------------------------------------------------
 
@@ -615,9 +739,15 @@ class StreamService:
             async with self.locks[symbol]:
                 await self._emit(p, time.time())
                 if p.agg.applied or p.tracker is not None or not p.fresh:
-                    await self.bars_lane.put(state_batch(
-                        p.exchange, symbol, self.config.shard, p.checkpoint(),
-                        p.closed_before if p.closed_before > FAR_PAST else None))
+                    await self.bars_lane.put(
+                        state_batch(
+                            p.exchange,
+                            symbol,
+                            self.config.shard,
+                            p.checkpoint(),
+                            p.closed_before if p.closed_before > FAR_PAST else None,
+                        )
+                    )
 
     async def _sync_clock(self) -> None:
         with contextlib.suppress(PermanentExchangeError, RetriesExhausted):
@@ -633,8 +763,10 @@ class StreamService:
                 self.cache.open_bar(symbol, tf, bar_values(bar, self.precision[symbol]))
 
     def stats(self) -> dict[str, Any]:
-        last = max((p.last_trade_ts for p in self.pipelines.values()
-                    if p.last_trade_ts is not None), default=None)
+        last = max(
+            (p.last_trade_ts for p in self.pipelines.values() if p.last_trade_ts is not None),
+            default=None,
+        )
         counts: dict[str, int] = {}
         for p in self.pipelines.values():
             for k, v in p.counts.items():
@@ -645,8 +777,11 @@ class StreamService:
             "reconnects": dict(self._reconnects_counted),
             "book_resyncs": self._resyncs_counted,
             "lanes": {"bars": self.bars_lane.stats(), "bulk": self.bulk_lane.stats()},
-            "heal": {"passes": self.heal_passes, "inserted": self.heal_totals.inserted,
-                     "updated": self.heal_totals.updated},
+            "heal": {
+                "passes": self.heal_passes,
+                "inserted": self.heal_totals.inserted,
+                "updated": self.heal_totals.updated,
+            },
             "latency": self.metrics.summary(),
             "stopping": self.stopping.is_set(),
         }
@@ -660,21 +795,30 @@ class StreamService:
     async def _heartbeat(self, final: bool = False) -> None:
         c = self.config
         stats = self.stats()
-        last = max((p.last_trade_ts for p in self.pipelines.values()
-                    if p.last_trade_ts is not None), default=None)
+        last = max(
+            (p.last_trade_ts for p in self.pipelines.values() if p.last_trade_ts is not None),
+            default=None,
+        )
         if self.cache is not None:
-            self.cache.shard(c.shard, {"last_beat": str(int(time.time() * 1000)),
-                                       "symbols": ",".join(c.symbols)})
+            self.cache.shard(
+                c.shard, {"last_beat": str(int(time.time() * 1000)), "symbols": ",".join(c.symbols)}
+            )
         try:
             conn = await connect(c.database_url, timeout=3.0)
         except DatabaseUnavailable as exc:
             log.warning("event=stream_heartbeat_skipped shard=%s error=%s", c.shard, exc)
             return
         try:
-            await health.beat(conn, shard=c.shard, exchange=c.label, symbols=c.symbols,
-                              host=host_name(), started_at=self.started_at,
-                              last_trade_ts=datetime.fromtimestamp(last / 1000, UTC)
-                              if last else None, stats=stats)
+            await health.beat(
+                conn,
+                shard=c.shard,
+                exchange=c.label,
+                symbols=c.symbols,
+                host=host_name(),
+                started_at=self.started_at,
+                last_trade_ts=datetime.fromtimestamp(last / 1000, UTC) if last else None,
+                stats=stats,
+            )
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -720,8 +864,11 @@ class StreamService:
             windows, finished = {}, True
             for tf in c.timeframes:
                 start = max(floor_ms(request.lo, tf), request.done_to.get(tf, FAR_PAST))
-                end = min(bucket_end_ms(request.hi, tf), floor_ms(upto, tf)) \
-                    if upto > FAR_PAST else FAR_PAST
+                end = (
+                    min(bucket_end_ms(request.hi, tf), floor_ms(upto, tf))
+                    if upto > FAR_PAST
+                    else FAR_PAST
+                )
                 if end > start:
                     windows[tf] = (start, end)
                     request.done_to[tf] = end
@@ -740,16 +887,19 @@ class StreamService:
                 windows = {}
                 for tf in c.timeframes:
                     ms = parse_timeframe(tf).ms or 31 * 86_400_000
-                    windows[tf] = (max(floor_ms(upto - c.heal_lookback_bars * ms, tf),
-                                       floor_ms(since, tf)), upto)
+                    windows[tf] = (
+                        max(floor_ms(upto - c.heal_lookback_bars * ms, tf), floor_ms(since, tf)),
+                        upto,
+                    )
                 work.append((symbol, windows))
         if not work:
             return
         conn = await connect(c.database_url, timeout=5.0)
         try:
             for symbol, windows in work:
-                result = await heal(conn, self.trades_client, exchange=c.label, symbol=symbol,
-                                    windows=windows)
+                result = await heal(
+                    conn, self.trades_client, exchange=c.label, symbol=symbol, windows=windows
+                )
                 self.heal_totals.merge(result)
                 for action in ("inserted", "updated"):
                     n = sum(getattr(result, action).values())

@@ -60,8 +60,11 @@ class SpillStore:
         return len(self._paths)
 
     def _write(self, seq: int, batch: Batch) -> Path:
-        meta = {b"table": batch.table.encode(), b"on_conflict": batch.on_conflict.encode(),
-                b"dataset": (batch.dataset or "").encode()}
+        meta = {
+            b"table": batch.table.encode(),
+            b"on_conflict": batch.on_conflict.encode(),
+            b"dataset": (batch.dataset or "").encode(),
+        }
         data = batch.data.replace_schema_metadata(meta)
         path = self.directory / f"{seq:0{_WIDTH}d}.arrow"
         tmp = path.with_suffix(".tmp")
@@ -93,8 +96,12 @@ class SpillStore:
             data = ipc.open_file(source).read_all()
         meta = data.schema.metadata or {}
         dataset = meta.get(b"dataset", b"").decode() or None
-        return Batch(meta[b"table"].decode(), data.replace_schema_metadata(None), dataset,
-                     meta.get(b"on_conflict", b"nothing").decode())
+        return Batch(
+            meta[b"table"].decode(),
+            data.replace_schema_metadata(None),
+            dataset,
+            meta.get(b"on_conflict", b"nothing").decode(),
+        )
 
     @staticmethod
     def _rows_of(path: Path) -> int:

@@ -46,8 +46,11 @@ log = logging.getLogger(__name__)
 MAX_ROUND_ROWS = 100_000
 MAX_ROUND_FILES = 500
 REJECTED_RULE = "stream.db_rejected"
-_DATASETS = {"market.candles": "candles", "market.trades": "trades",
-             "market.order_book_snapshots": "order_book"}
+_DATASETS = {
+    "market.candles": "candles",
+    "market.trades": "trades",
+    "market.order_book_snapshots": "order_book",
+}
 _LAST = "ops.stream_state"  # written after the bars it covers, in the same transaction
 
 OnCommit = Callable[[list[Batch], float], None]
@@ -55,11 +58,17 @@ OnCommit = Callable[[list[Batch], float], None]
 
 def is_transient(exc: BaseException) -> bool:
     """A connection-level failure (retry later), as opposed to rows the server refuses."""
-    return isinstance(exc, OSError | TimeoutError | DatabaseUnavailable | asyncpg.InterfaceError
-                      | asyncpg.PostgresConnectionError
-                      | asyncpg.exceptions.OperatorInterventionError
-                      | asyncpg.exceptions.InsufficientResourcesError
-                      | asyncpg.exceptions.InternalClientError)
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | DatabaseUnavailable
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.exceptions.OperatorInterventionError
+        | asyncpg.exceptions.InsufficientResourcesError
+        | asyncpg.exceptions.InternalClientError,
+    )
 
 
 def _concat(tables: Sequence[pa.Table]) -> pa.Table:
@@ -81,8 +90,12 @@ async def write_batches(conn: asyncpg.Connection, batches: Sequence[Batch]) -> d
                 assert isinstance(frame, pl.DataFrame)
                 await quarantine(conn, frame, dataset=dataset or "other", source="stream")
             else:
-                await bulk_write(conn, table, data,
-                                 on_conflict="update" if on_conflict == "update" else "nothing")
+                await bulk_write(
+                    conn,
+                    table,
+                    data,
+                    on_conflict="update" if on_conflict == "update" else "nothing",
+                )
             counts[table] = counts.get(table, 0) + data.num_rows
     return counts
 
@@ -92,28 +105,58 @@ def _rejected(batch: Batch, error: BaseException) -> Batch:
     rows = []
     for i, row in enumerate(batch.data.to_pylist()):
         payload = payload_json(row)
-        rows.append({
-            "rule": REJECTED_RULE,
-            "reason": f"{batch.table} refused the row: {type(error).__name__}: {error}"[:2000],
-            "location": f"stream writer {batch.table} row {i}", "exchange": row.get("exchange"),
-            "symbol": row.get("symbol"), "timeframe": row.get("timeframe"),
-            "ts": row.get("ts"), "payload": payload,
-            "row_hash": hashlib.sha256(payload.encode()).hexdigest(), "row": i})
-    data = pa.Table.from_pylist(rows, schema=pa.schema([
-        ("rule", pa.string()), ("reason", pa.string()), ("location", pa.string()),
-        ("exchange", pa.string()), ("symbol", pa.string()), ("timeframe", pa.string()),
-        ("ts", pa.timestamp("us", tz="UTC")), ("payload", pa.string()),
-        ("row_hash", pa.string()), ("row", pa.int64())]))
+        rows.append(
+            {
+                "rule": REJECTED_RULE,
+                "reason": f"{batch.table} refused the row: {type(error).__name__}: {error}"[:2000],
+                "location": f"stream writer {batch.table} row {i}",
+                "exchange": row.get("exchange"),
+                "symbol": row.get("symbol"),
+                "timeframe": row.get("timeframe"),
+                "ts": row.get("ts"),
+                "payload": payload,
+                "row_hash": hashlib.sha256(payload.encode()).hexdigest(),
+                "row": i,
+            }
+        )
+    data = pa.Table.from_pylist(
+        rows,
+        schema=pa.schema(
+            [
+                ("rule", pa.string()),
+                ("reason", pa.string()),
+                ("location", pa.string()),
+                ("exchange", pa.string()),
+                ("symbol", pa.string()),
+                ("timeframe", pa.string()),
+                ("ts", pa.timestamp("us", tz="UTC")),
+                ("payload", pa.string()),
+                ("row_hash", pa.string()),
+                ("row", pa.int64()),
+            ]
+        ),
+    )
     return Batch("ops.quarantine", data, _DATASETS.get(batch.table, "other"))
 
 
 class Lane:
     """One queue, one connection, one ordered stream of commits."""
 
-    def __init__(self, name: str, database_url: str, *, spill_dir: Path, metrics: StreamMetrics,
-                 queue_items: int, max_pending_rows: int, buffer_rows: int,
-                 retry_base_s: float = 0.2, retry_max_s: float = 5.0,
-                 on_commit: OnCommit | None = None, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        database_url: str,
+        *,
+        spill_dir: Path,
+        metrics: StreamMetrics,
+        queue_items: int,
+        max_pending_rows: int,
+        buffer_rows: int,
+        retry_base_s: float = 0.2,
+        retry_max_s: float = 5.0,
+        on_commit: OnCommit | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.name, self.url = name, database_url
         self.metrics = metrics
         self.queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=queue_items)
@@ -147,8 +190,10 @@ class Lane:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._intake(), name=f"writer-{self.name}-intake"),
-                       loop.create_task(self._commit_loop(), name=f"writer-{self.name}")]
+        self._tasks = [
+            loop.create_task(self._intake(), name=f"writer-{self.name}-intake"),
+            loop.create_task(self._commit_loop(), name=f"writer-{self.name}"),
+        ]
 
     @property
     def started(self) -> bool:
@@ -182,8 +227,9 @@ class Lane:
             while self.healthy and not self.spill and self.pending_rows >= self.max_pending_rows:
                 self._room.clear()
                 await self._room.wait()
-            if self.spill or (not self.healthy
-                              and self.pending_rows + batch.rows > self.buffer_rows):
+            if self.spill or (
+                not self.healthy and self.pending_rows + batch.rows > self.buffer_rows
+            ):
                 self.spill.append(batch)
                 self.spilled_batches += 1
                 self.metrics.spilled.labels(lane=self.name).inc()
@@ -255,10 +301,15 @@ class Lane:
         if self.on_commit is not None:
             self.on_commit(batches, committed)
 
-    async def _write_one_by_one(self, conn: asyncpg.Connection, batches: list[Batch],
-                                first: BaseException) -> dict[str, int]:
-        log.error("event=stream_write_refused lane=%s batches=%s error=%s: finding the batch",
-                  self.name, len(batches), first)
+    async def _write_one_by_one(
+        self, conn: asyncpg.Connection, batches: list[Batch], first: BaseException
+    ) -> dict[str, int]:
+        log.error(
+            "event=stream_write_refused lane=%s batches=%s error=%s: finding the batch",
+            self.name,
+            len(batches),
+            first,
+        )
         counts: dict[str, int] = {}
         for batch in batches:
             try:
@@ -266,8 +317,13 @@ class Lane:
             except Exception as exc:
                 if is_transient(exc):
                     raise
-                log.error("event=stream_rows_quarantined lane=%s table=%s rows=%s error=%s",
-                          self.name, batch.table, batch.rows, exc)
+                log.error(
+                    "event=stream_rows_quarantined lane=%s table=%s rows=%s error=%s",
+                    self.name,
+                    batch.table,
+                    batch.rows,
+                    exc,
+                )
                 done = await write_batches(conn, [_rejected(batch, exc)])
             for table, n in done.items():
                 counts[table] = counts.get(table, 0) + n
@@ -294,8 +350,12 @@ class Lane:
                 await self._failed(exc)
                 continue
             if not self.healthy:
-                log.info("event=stream_db_back lane=%s after_failures=%s backlog_rows=%s",
-                         self.name, self.failures, self.backlog_rows)
+                log.info(
+                    "event=stream_db_back lane=%s after_failures=%s backlog_rows=%s",
+                    self.name,
+                    self.failures,
+                    self.backlog_rows,
+                )
             self.healthy, self.failures = True, 0
             self.metrics.db_up.labels(lane=self.name).set(1)
 
@@ -309,9 +369,16 @@ class Lane:
         ceiling = min(self.retry_max_s, self.retry_base_s * 2 ** min(self.failures - 1, 16))
         delay = ceiling * self.rng.uniform(0.5, 1.0)
         self._retry_at = time.monotonic() + delay
-        log.warning("event=stream_db_unavailable lane=%s failures=%s retry_in_s=%.2f "
-                    "pending_rows=%s spilled_rows=%s error=%s", self.name, self.failures, delay,
-                    self.pending_rows, self.spill.rows, f"{type(exc).__name__}: {exc}"[:300])
+        log.warning(
+            "event=stream_db_unavailable lane=%s failures=%s retry_in_s=%.2f "
+            "pending_rows=%s spilled_rows=%s error=%s",
+            self.name,
+            self.failures,
+            delay,
+            self.pending_rows,
+            self.spill.rows,
+            f"{type(exc).__name__}: {exc}"[:300],
+        )
         # rows beyond the in-memory bound go to disk now, not only when new ones arrive
         while self.pending_rows > self.buffer_rows and len(self.pending) > 1:
             self._spill_newest()
@@ -342,8 +409,13 @@ class Lane:
                 self.pending.append(batch)
                 self.pending_rows += batch.rows
         if self.pending:
-            log.warning("event=stream_shutdown_spill lane=%s batches=%s rows=%s dir=%s",
-                        self.name, len(self.pending), self.pending_rows, self.spill.directory)
+            log.warning(
+                "event=stream_shutdown_spill lane=%s batches=%s rows=%s dir=%s",
+                self.name,
+                len(self.pending),
+                self.pending_rows,
+                self.spill.directory,
+            )
             self.spill.prepend(list(self.pending))
             self.pending.clear()
             self.pending_rows = 0
@@ -359,6 +431,11 @@ class Lane:
         await self._drop_connection()
 
     def stats(self) -> dict[str, Any]:
-        return {"queued": self.queue.qsize(), "pending_rows": self.pending_rows,
-                "spilled_rows": self.spill.rows, "spill_files": len(self.spill),
-                "committed_rows": self.committed_rows, "healthy": self.healthy}
+        return {
+            "queued": self.queue.qsize(),
+            "pending_rows": self.pending_rows,
+            "spilled_rows": self.spill.rows,
+            "spill_files": len(self.spill),
+            "committed_rows": self.committed_rows,
+            "healthy": self.healthy,
+        }

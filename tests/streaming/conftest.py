@@ -55,11 +55,22 @@ def make_config(db_url: str, tmp_path: Path) -> Callable[..., StreamConfig]:
 
     def make(emu: Emulator, **changes: Any) -> StreamConfig:
         values: dict[str, Any] = dict(
-            database_url=db_url, symbols=tuple(SYMBOLS), exchange_url=emu.rest_url,
-            store_as=f"s{uuid.uuid4().hex[:8]}", tick_s=0.05, reconnect_base_s=0.05,
-            reconnect_max_s=0.5, heal_interval_s=2.0, checkpoint_interval_s=2.0,
-            heartbeat_interval_s=1.0, spill_dir=tmp_path / "spill", db_retry_base_s=0.1,
-            db_retry_max_s=0.5, open_bar_interval_s=0.5, clock_sync_s=5.0)
+            database_url=db_url,
+            symbols=tuple(SYMBOLS),
+            exchange_url=emu.rest_url,
+            store_as=f"s{uuid.uuid4().hex[:8]}",
+            tick_s=0.05,
+            reconnect_base_s=0.05,
+            reconnect_max_s=0.5,
+            heal_interval_s=2.0,
+            checkpoint_interval_s=2.0,
+            heartbeat_interval_s=1.0,
+            spill_dir=tmp_path / "spill",
+            db_retry_base_s=0.1,
+            db_retry_max_s=0.5,
+            open_bar_interval_s=0.5,
+            clock_sync_s=5.0,
+        )
         values.update(changes)
         return StreamConfig(**values)
 
@@ -81,13 +92,27 @@ class Comparison:
         return not (self.missing or self.wrong or self.extra)
 
 
-VALUES = ("open", "high", "low", "close", "volume", "quote_volume", "trade_count",
-          "taker_buy_volume")
+VALUES = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trade_count",
+    "taker_buy_volume",
+)
 
 
-async def compare_with_oracle(conn: asyncpg.Connection, emu: Emulator, exchange: str,
-                              symbol: str, timeframes: tuple[str, ...], start_ms: int,
-                              closed_before: int) -> Comparison:
+async def compare_with_oracle(
+    conn: asyncpg.Connection,
+    emu: Emulator,
+    exchange: str,
+    symbol: str,
+    timeframes: tuple[str, ...],
+    start_ms: int,
+    closed_before: int,
+) -> Comparison:
     """Every bucket of each timeframe from the one holding ``start_ms`` to those over by
     ``closed_before``: stored == kline, field for field (floats bit for bit)."""
     assert emu.synthetic is not None
@@ -97,14 +122,22 @@ async def compare_with_oracle(conn: asyncpg.Connection, emu: Emulator, exchange:
     for tf in timeframes:
         first = floor_ms(start_ms, tf)
         last = floor_ms(closed_before, tf)  # buckets opening before this are over
-        klines = {k.open_time: k for k in emu.synthetic.klines(sid, tf, first, last - 1, 1000,
-                                                               now)
-                  if k.open_time < last and k.trades > 0}
+        klines = {
+            k.open_time: k
+            for k in emu.synthetic.klines(sid, tf, first, last - 1, 1000, now)
+            if k.open_time < last and k.trades > 0
+        }
         rows = await conn.fetch(
             "SELECT ts, open, high, low, close, volume, quote_volume, trade_count, "
             "taker_buy_volume, source FROM market.candles WHERE exchange = $1 AND symbol = $2 "
             "AND timeframe = $3 AND ts >= to_timestamp($4 / 1000.0) "
-            "AND ts < to_timestamp($5 / 1000.0)", exchange, symbol, tf, first, last)
+            "AND ts < to_timestamp($5 / 1000.0)",
+            exchange,
+            symbol,
+            tf,
+            first,
+            last,
+        )
         stored = {int(r["ts"].timestamp() * 1000): r for r in rows}
         for ts, k in klines.items():
             out.compared += 1
@@ -114,35 +147,58 @@ async def compare_with_oracle(conn: asyncpg.Connection, emu: Emulator, exchange:
                 continue
             out.sources[row["source"]] = out.sources.get(row["source"], 0) + 1
             got = tuple(row[name] for name in VALUES)
-            want = (float(k.open), float(k.high), float(k.low), float(k.close),
-                    float(k.volume), float(k.quote_volume), k.trades, float(k.taker_buy_base))
+            want = (
+                float(k.open),
+                float(k.high),
+                float(k.low),
+                float(k.close),
+                float(k.volume),
+                float(k.quote_volume),
+                k.trades,
+                float(k.taker_buy_base),
+            )
             if got != want:
                 out.wrong.append((symbol, tf, ts, got, want))
         out.extra += [(symbol, tf, ts) for ts in stored if ts not in klines]
     return out
 
 
-async def compare_trades(conn: asyncpg.Connection, emu: Emulator, exchange: str,
-                         symbol: str) -> tuple[int, list[int], list[int]]:
+async def compare_trades(
+    conn: asyncpg.Connection, emu: Emulator, exchange: str, symbol: str
+) -> tuple[int, list[int], list[int]]:
     """Stored trades against the oracle's over the stored id range: (count, missing, wrong)."""
     assert emu.synthetic is not None
     rows = await conn.fetch(
         "SELECT trade_id::bigint AS id, (extract(epoch FROM ts) * 1000)::bigint AS ts, price, "
         "amount, side FROM market.trades WHERE exchange = $1 AND symbol = $2 ORDER BY 1",
-        exchange, symbol)
+        exchange,
+        symbol,
+    )
     if not rows:
         return 0, [], []
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)), "a trade is stored twice"
-    truth = emu.synthetic.trades_between(SYMBOLS[symbol], rows[0]["ts"],
-                                         max(r["ts"] for r in rows) + 1)
+    truth = emu.synthetic.trades_between(
+        SYMBOLS[symbol], rows[0]["ts"], max(r["ts"] for r in rows) + 1
+    )
     spec = emu.synthetic.history(SYMBOLS[symbol]).symbol.spec
-    expected = {int(i): (int(t), p / 10**spec.price_decimals, q / 10**spec.qty_decimals,
-                         "sell" if m else "buy")
-                for i, t, p, q, m in zip(truth.ids.tolist(), truth.ts.tolist(),
-                                         truth.price.tolist(), truth.qty.tolist(),
-                                         truth.buyer_maker.tolist(), strict=True)
-                if ids[0] <= int(i) <= ids[-1]}
+    expected = {
+        int(i): (
+            int(t),
+            p / 10**spec.price_decimals,
+            q / 10**spec.qty_decimals,
+            "sell" if m else "buy",
+        )
+        for i, t, p, q, m in zip(
+            truth.ids.tolist(),
+            truth.ts.tolist(),
+            truth.price.tolist(),
+            truth.qty.tolist(),
+            truth.buyer_maker.tolist(),
+            strict=True,
+        )
+        if ids[0] <= int(i) <= ids[-1]
+    }
     got = {r["id"]: (r["ts"], r["price"], r["amount"], r["side"]) for r in rows}
     missing = sorted(set(expected) - set(got))
     wrong = sorted(i for i in got if i in expected and got[i] != expected[i])
@@ -225,8 +281,9 @@ async def db_proxy(db_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
     parts = urlsplit(db_url)
     proxy = TcpProxy(parts.port or 5432)
     await proxy.start()
-    netloc = f"{parts.username}@127.0.0.1:{proxy.port}" if parts.username else \
-        f"127.0.0.1:{proxy.port}"
+    netloc = (
+        f"{parts.username}@127.0.0.1:{proxy.port}" if parts.username else f"127.0.0.1:{proxy.port}"
+    )
     yield proxy, urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     await proxy.stop()
 
@@ -248,8 +305,13 @@ def dedicated_cluster(settings: Settings) -> Iterator[Cluster]:
     """A throw-away TimescaleDB cluster on its own port, migrated, that the test may stop and
     start (never the suite's shared server)."""
     name = f"ats_stream_{uuid.uuid4().hex[:8]}"
-    own = dataclasses.replace(settings, state_dir=settings.state_dir / f"stream-pg-{name}",
-                              db_port=free_port(), db_name=name, external_database_url=None)
+    own = dataclasses.replace(
+        settings,
+        state_dir=settings.state_dir / f"stream-pg-{name}",
+        db_port=free_port(),
+        db_name=name,
+        external_database_url=None,
+    )
     cluster = LocalCluster(own)
     cluster.start()
     try:

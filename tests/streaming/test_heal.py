@@ -20,34 +20,47 @@ FIRST = FIXED_START_MS - 30 * MINUTE
 
 
 async def test_heal_fills_missing_and_fixes_wrong_bars(make_emulator: Any, db_url: str) -> None:
-    emu = await make_emulator(start_ms=FIXED_START_MS, birdeye=None,
-                              synthetic=SyntheticConfig(symbol_count=1))
+    emu = await make_emulator(
+        start_ms=FIXED_START_MS, birdeye=None, synthetic=SyntheticConfig(symbol_count=1)
+    )
     client = ExchangeClient(build_exchange("binance", rest_url=emu.rest_url))
     exchange = f"h{uuid.uuid4().hex[:8]}"
     try:
         klines = await fetch_klines(client, "BTC/USDT", "1m", FIRST, FIRST + 10 * MINUTE)
         assert [k["ts"] for k in klines] == [FIRST + i * MINUTE for i in range(10)]
         right = klines[0]
-        wrong = {**klines[1], "close": klines[1]["close"] + 1.0,
-                 "high": klines[1]["high"] + 1.0, "trade_count": klines[1]["trade_count"] - 1}
-        rest_only = {**klines[3], "quote_volume": None, "trade_count": None,
-                     "taker_buy_volume": None, "vwap": None}
+        wrong = {
+            **klines[1],
+            "close": klines[1]["close"] + 1.0,
+            "high": klines[1]["high"] + 1.0,
+            "trade_count": klines[1]["trade_count"] - 1,
+        }
+        rest_only = {
+            **klines[3],
+            "quote_volume": None,
+            "trade_count": None,
+            "taker_buy_volume": None,
+            "vwap": None,
+        }
         async with connection(db_url) as conn:
             for values, source in ((right, "stream"), (wrong, "stream"), (rest_only, "rest")):
-                await bulk_write(conn, "market.candles", candles_table(
-                    exchange, "BTC/USDT", ["1m"], [values], source))
+                await bulk_write(
+                    conn,
+                    "market.candles",
+                    candles_table(exchange, "BTC/USDT", ["1m"], [values], source),
+                )
             windows = {"1m": (FIRST, FIRST + 10 * MINUTE), "5m": (FIRST, FIRST + 10 * MINUTE)}
-            result = await heal(conn, client, exchange=exchange, symbol="BTC/USDT",
-                                windows=windows)
+            result = await heal(conn, client, exchange=exchange, symbol="BTC/USDT", windows=windows)
             assert result.compared == {"1m": 10, "5m": 2}
             assert result.inserted == {"1m": 7, "5m": 2} and result.updated == {"1m": 1, "5m": 0}
-            again = await heal(conn, client, exchange=exchange, symbol="BTC/USDT",
-                               windows=windows)
+            again = await heal(conn, client, exchange=exchange, symbol="BTC/USDT", windows=windows)
             assert again.written == 0
             rows = await conn.fetch(
                 "SELECT ts, source, open, high, low, close, volume, quote_volume, trade_count, "
                 "taker_buy_volume FROM market.candles WHERE exchange = $1 AND timeframe = '1m' "
-                "ORDER BY ts", exchange)
+                "ORDER BY ts",
+                exchange,
+            )
         sources = [r["source"] for r in rows]
         assert sources == ["stream", "heal", "heal", "rest"] + ["heal"] * 6
         for row, kline in zip(rows, klines, strict=True):
@@ -58,8 +71,20 @@ async def test_heal_fills_missing_and_fixes_wrong_bars(make_emulator: Any, db_ur
 
 
 def test_kline_values_and_comparison() -> None:
-    raw = [FIRST, "10.0", "12.0", "9.0", "11.0", "4.0", FIRST + 59_999, "42.0", 7, "1.5",
-           "15.7", "0"]
+    raw = [
+        FIRST,
+        "10.0",
+        "12.0",
+        "9.0",
+        "11.0",
+        "4.0",
+        FIRST + 59_999,
+        "42.0",
+        7,
+        "1.5",
+        "15.7",
+        "0",
+    ]
     v = kline_values(raw)
     assert (v["open"], v["volume"], v["quote_volume"], v["trade_count"]) == (10.0, 4.0, 42.0, 7)
     assert v["vwap"] == 10.5 and v["taker_buy_volume"] == 1.5

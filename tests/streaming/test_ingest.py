@@ -19,8 +19,9 @@ T0 = 1_714_564_800_000  # a minute boundary
 LATEST = T0 + 10 * 86_400_000
 
 
-def trade(i: int, ts: int, price: float = 100.0, amount: float = 0.5,
-          side: str | None = "buy") -> dict[str, Any]:
+def trade(
+    i: int, ts: int, price: float = 100.0, amount: float = 0.5, side: str | None = "buy"
+) -> dict[str, Any]:
     return {"id": str(i), "timestamp": ts, "price": price, "amount": amount, "side": side}
 
 
@@ -29,14 +30,22 @@ def market(n: int, seed: int = 1) -> list[dict[str, Any]]:
     ts, out = T0, []
     for i in range(n):
         ts += rng.randint(50, 900)
-        out.append(trade(1000 + i, ts, round(100 + rng.uniform(-1, 1), 2),
-                         round(rng.uniform(0.001, 2), 5), rng.choice(["buy", "sell"])))
+        out.append(
+            trade(
+                1000 + i,
+                ts,
+                round(100 + rng.uniform(-1, 1), 2),
+                round(rng.uniform(0.001, 2), 5),
+                rng.choice(["buy", "sell"]),
+            )
+        )
     return out
 
 
 def pipeline(grace_ms: int = 1_000) -> SymbolPipeline:
-    return SymbolPipeline("x", "BTC/USDT", ("1m", "5m"), grace_ms=grace_ms,
-                          validator=DataValidator())
+    return SymbolPipeline(
+        "x", "BTC/USDT", ("1m", "5m"), grace_ms=grace_ms, validator=DataValidator()
+    )
 
 
 def test_tracker_sees_holes_fill_and_overdue_runs() -> None:
@@ -58,14 +67,17 @@ def test_tracker_round_trips() -> None:
     assert (back.hi, back.hi_ts, back.missing, back.floor) == (14, 1400, {12, 13}, 11)
 
 
-@pytest.mark.parametrize(("bad", "rule"), [
-    (trade(1, T0, price=-1.0), "trade.price_positive"),
-    (trade(2, T0, amount=float("nan")), "trade.amount_positive"),
-    (trade(3, T0, side="up"), "trade.side"),
-    ({**trade(4, T0), "id": None}, "trade.id_missing"),
-    ({**trade(5, T0), "timestamp": None}, "trade.ts_missing"),
-    (trade(6, LATEST + 60_000), "trade.ts_future"),
-])
+@pytest.mark.parametrize(
+    ("bad", "rule"),
+    [
+        (trade(1, T0, price=-1.0), "trade.price_positive"),
+        (trade(2, T0, amount=float("nan")), "trade.amount_positive"),
+        (trade(3, T0, side="up"), "trade.side"),
+        ({**trade(4, T0), "id": None}, "trade.id_missing"),
+        ({**trade(5, T0), "timestamp": None}, "trade.ts_missing"),
+        (trade(6, LATEST + 60_000), "trade.ts_future"),
+    ],
+)
 def test_bad_trades_are_quarantined_with_their_rule(bad: dict[str, Any], rule: str) -> None:
     p = pipeline()
     assert p.ingest([bad, trade(7, T0 + 1)], 0.0, LATEST) == 1
@@ -93,8 +105,7 @@ def test_a_fresh_start_taints_its_first_buckets_and_asks_for_healing() -> None:
     first_ts = trades[0]["timestamp"]
     kept = p.writable(bars)
     dropped = {(b.timeframe, b.ts) for b in bars} - {(b.timeframe, b.ts) for b in kept}
-    assert dropped == {("1m", first_ts - first_ts % 60_000),
-                       ("5m", first_ts - first_ts % 300_000)}
+    assert dropped == {("1m", first_ts - first_ts % 60_000), ("5m", first_ts - first_ts % 300_000)}
     assert p.take_heal_wanted() == [(first_ts, first_ts)] and p.coverage_from == first_ts
     assert p.tainted == [(FAR_PAST, first_ts)]
 

@@ -26,11 +26,14 @@ async def _stream_until_mid_bar(config: Any, emu: Any, how: str) -> tuple[dict, 
     service = StreamService(config)
     run = asyncio.create_task(service.run())
     await asyncio.wait_for(service.ready.wait(), 30)
-    await wait_until(lambda: len(service.bar_commits) >= 2 * len(TIMEFRAMES),
-                     "bars committed", 30)
+    await wait_until(lambda: len(service.bar_commits) >= 2 * len(TIMEFRAMES), "bars committed", 30)
     await wait_until(lambda: _mid_minute(emu), "the middle of a minute", 30)
-    open_minutes = [b.ts for p in service.pipelines.values() for b in p.agg.open_bars()
-                    if b.timeframe == "1m" and b.trade_count > 0]
+    open_minutes = [
+        b.ts
+        for p in service.pipelines.values()
+        for b in p.agg.open_bars()
+        if b.timeframe == "1m" and b.trade_count > 0
+    ]
     assert len(open_minutes) == 2  # both symbols are mid-bar
     if how == "crash":
         service.crash()
@@ -40,12 +43,20 @@ async def _stream_until_mid_bar(config: Any, emu: Any, how: str) -> tuple[dict, 
     return summary, open_minutes
 
 
-async def test_restart_mid_bar_loses_and_repeats_nothing(make_emulator: Any, make_config: Any,
-                                                         oracle: Any, db_url: str) -> None:
-    emu = await make_emulator(speed=60.0, start_ms=START, birdeye=None,
-                              synthetic=SyntheticConfig(symbol_count=2))
-    config = make_config(emu, timeframes=TIMEFRAMES, grace_ms=5_000, watch_books=False,
-                         checkpoint_interval_s=1.0, heal_interval_s=1.0)
+async def test_restart_mid_bar_loses_and_repeats_nothing(
+    make_emulator: Any, make_config: Any, oracle: Any, db_url: str
+) -> None:
+    emu = await make_emulator(
+        speed=60.0, start_ms=START, birdeye=None, synthetic=SyntheticConfig(symbol_count=2)
+    )
+    config = make_config(
+        emu,
+        timeframes=TIMEFRAMES,
+        grace_ms=5_000,
+        watch_books=False,
+        checkpoint_interval_s=1.0,
+        heal_interval_s=1.0,
+    )
     spanning: list[int] = []
     for how in ("graceful", "crash"):
         summary, open_minutes = await _stream_until_mid_bar(config, emu, how)
@@ -55,8 +66,11 @@ async def test_restart_mid_bar_loses_and_repeats_nothing(make_emulator: Any, mak
     run = asyncio.create_task(final.run())
     await asyncio.wait_for(final.ready.wait(), 30)
     resumed = {s: p.fresh for s, p in final.pipelines.items()}
-    await wait_until(lambda: all(p.closed_before > max(spanning) + 6 * 60_000
-                                 for p in final.pipelines.values()), "six more minutes", 30)
+    await wait_until(
+        lambda: all(p.closed_before > max(spanning) + 6 * 60_000 for p in final.pipelines.values()),
+        "six more minutes",
+        30,
+    )
     passes = final.heal_passes
     await wait_until(lambda: final.heal_passes > passes, "a heal pass", 30)
     final.request_stop("test over")
@@ -67,8 +81,9 @@ async def test_restart_mid_bar_loses_and_repeats_nothing(make_emulator: Any, mak
     async with connection(db_url) as conn:
         for symbol in ("BTC/USDT", "ETH/USDT"):
             closed_before = final.pipelines[symbol].closed_before
-            result = await oracle.bars(conn, emu, config.label, symbol, TIMEFRAMES, START,
-                                       closed_before)
+            result = await oracle.bars(
+                conn, emu, config.label, symbol, TIMEFRAMES, START, closed_before
+            )
             assert result.ok, (symbol, result.missing, result.wrong[:3], result.extra)
             # only the first, partial buckets of the very first start were healed
             assert result.sources == {"heal": 2, "stream": result.compared - 2}
@@ -76,9 +91,12 @@ async def test_restart_mid_bar_loses_and_repeats_nothing(make_emulator: Any, mak
             assert count > 300 and missing == [] and wrong == []
         restarts = await conn.fetch(
             "SELECT source FROM market.candles WHERE exchange = $1 AND timeframe = '1m' "
-            "AND ts = ANY($2::timestamptz[])", config.label,
-            [datetime.fromtimestamp(ts / 1000, UTC) for ts in spanning])
+            "AND ts = ANY($2::timestamptz[])",
+            config.label,
+            [datetime.fromtimestamp(ts / 1000, UTC) for ts in spanning],
+        )
         assert [r["source"] for r in restarts] == ["stream"] * len(spanning)
-        saved = await conn.fetchval("SELECT count(*) FROM ops.stream_state WHERE exchange = $1",
-                                    config.label)
+        saved = await conn.fetchval(
+            "SELECT count(*) FROM ops.stream_state WHERE exchange = $1", config.label
+        )
         assert saved == 2

@@ -28,20 +28,35 @@ COMPARED = ("1m", "5m", "15m", "1h", "4h")  # 1d: no day closes within the run
 
 
 async def test_bars_equal_the_emulator_klines_through_faults_and_a_database_restart(
-        make_config: Any, dedicated_cluster: Any, oracle: Any, redis_url: str) -> None:
+    make_config: Any, dedicated_cluster: Any, oracle: Any, redis_url: str
+) -> None:
     faults = FaultConfig(seed=3, drop_every_s=3.0, duplicate_every=7, reorder_every=11)
     # the emulator on its own loop and thread, like a separate exchange
-    with emulator_in_thread(EmulatorConfig(
-            speed=SPEED, start_ms=START, birdeye=None, faults=faults,
-            synthetic=SyntheticConfig(symbol_count=2))) as emu:
+    with emulator_in_thread(
+        EmulatorConfig(
+            speed=SPEED,
+            start_ms=START,
+            birdeye=None,
+            faults=faults,
+            synthetic=SyntheticConfig(symbol_count=2),
+        )
+    ) as emu:
         await _run(emu, make_config, dedicated_cluster, oracle, redis_url)
 
 
-async def _run(emu: Any, make_config: Any, dedicated_cluster: Any, oracle: Any,
-               redis_url: str) -> None:
-    config = make_config(emu, database_url=dedicated_cluster.url, timeframes=TIMEFRAMES,
-                         grace_ms=60_000, buffer_rows=200, max_pending_rows=5_000,
-                         redis_url=redis_url, metrics_port=0)
+async def _run(
+    emu: Any, make_config: Any, dedicated_cluster: Any, oracle: Any, redis_url: str
+) -> None:
+    config = make_config(
+        emu,
+        database_url=dedicated_cluster.url,
+        timeframes=TIMEFRAMES,
+        grace_ms=60_000,
+        buffer_rows=200,
+        max_pending_rows=5_000,
+        redis_url=redis_url,
+        metrics_port=0,
+    )
     service = StreamService(config)
     run = asyncio.create_task(service.run())
     await asyncio.wait_for(service.ready.wait(), 30)
@@ -58,8 +73,7 @@ async def _run(emu: Any, make_config: Any, dedicated_cluster: Any, oracle: Any,
     await asyncio.to_thread(dedicated_cluster.start)  # ... and comes back
     metrics_text = await _scrape(service.metrics.port)
     # run until the 16:00-17:00 hour is over (17:01 exchange time, plus the grace)
-    await wait_until(lambda: emu.clock.now_ms() >= START + 63 * 60_000, "17:02 exchange time",
-                     60)
+    await wait_until(lambda: emu.clock.now_ms() >= START + 63 * 60_000, "17:02 exchange time", 60)
     passes = service.heal_passes
     await wait_until(lambda: service.heal_passes >= passes + 2, "two heal passes", 30)
     service.request_stop("test over")
@@ -81,8 +95,9 @@ async def _run(emu: Any, make_config: Any, dedicated_cluster: Any, oracle: Any,
         for symbol in ("BTC/USDT", "ETH/USDT"):
             closed_before = service.pipelines[symbol].closed_before
             assert closed_before >= START + 61 * 60_000
-            result = await oracle.bars(conn, emu, config.label, symbol, COMPARED, START,
-                                       closed_before)
+            result = await oracle.bars(
+                conn, emu, config.label, symbol, COMPARED, START, closed_before
+            )
             assert result.ok, (symbol, result.missing[:5], result.wrong[:3], result.extra[:5])
             assert result.compared >= 70  # 62 minutes, 12 five-minute bars, 2 hours, ...
             # the stream made nearly all of them; the healer only the partial first buckets
@@ -93,13 +108,17 @@ async def _run(emu: Any, make_config: Any, dedicated_cluster: Any, oracle: Any,
             books = await conn.fetchval(
                 "SELECT count(*) FROM market.order_book_snapshots WHERE exchange = $1 AND "
                 "symbol = $2 AND imbalance_5 IS NOT NULL AND bid_depth_5pct > 0",
-                config.label, symbol)
+                config.label,
+                symbol,
+            )
             assert books >= 10
-        late = await conn.fetchval("SELECT count(*) FROM ops.quarantine WHERE exchange = $1",
-                                   config.label)
+        late = await conn.fetchval(
+            "SELECT count(*) FROM ops.quarantine WHERE exchange = $1", config.label
+        )
         assert late == 0
-        beat = await conn.fetchrow("SELECT * FROM ops.stream_heartbeats WHERE shard = $1",
-                                   config.shard)
+        beat = await conn.fetchrow(
+            "SELECT * FROM ops.stream_heartbeats WHERE shard = $1", config.shard
+        )
         assert beat is not None and sorted(beat["symbols"]) == ["BTC/USDT", "ETH/USDT"]
 
     # the hot cache holds the latest final bars (as stored) and book metrics
@@ -111,9 +130,14 @@ async def _run(emu: Any, make_config: Any, dedicated_cluster: Any, oracle: Any,
             row = await conn.fetchrow(
                 "SELECT volume, close, trade_count FROM market.candles WHERE exchange = $1 AND "
                 "symbol = 'BTC/USDT' AND timeframe = '1m' AND ts = to_timestamp($2 / 1000.0)",
-                config.label, latest["ts"])
+                config.label,
+                latest["ts"],
+            )
         assert row is not None and (row["volume"], row["close"], row["trade_count"]) == (
-            latest["volume"], latest["close"], latest["trade_count"])
+            latest["volume"],
+            latest["close"],
+            latest["trade_count"],
+        )
         book = decode_book(await cache.hgetall(book_key(config.label, "ETH/USDT")))
         assert book["mid"] is not None and -1 <= (book["imbalance_10"] or 0) <= 1
     finally:
@@ -126,7 +150,9 @@ async def _run(emu: Any, make_config: Any, dedicated_cluster: Any, oracle: Any,
 
 async def _scrape(port: int | None) -> str:
     assert port is not None
-    async with aiohttp.ClientSession() as session, \
-            session.get(f"http://127.0.0.1:{port}/metrics") as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
         assert response.status == 200
         return await response.text()

@@ -24,30 +24,47 @@ T0 = 1_714_564_800_000
 
 
 def _bar(i: int, **changes: float) -> dict[str, Any]:
-    bar = {"ts": T0 + i * MINUTE, "open": 10.0, "high": 12.0, "low": 9.0, "close": 11.0,
-           "volume": 5.0, "quote_volume": 52.5, "trade_count": 3, "vwap": 10.5,
-           "taker_buy_volume": 2.0}
+    bar = {
+        "ts": T0 + i * MINUTE,
+        "open": 10.0,
+        "high": 12.0,
+        "low": 9.0,
+        "close": 11.0,
+        "volume": 5.0,
+        "quote_volume": 52.5,
+        "trade_count": 3,
+        "vwap": 10.5,
+        "taker_buy_volume": 2.0,
+    }
     return {**bar, **changes}
 
 
 def _candles(exchange: str, first: int, n: int) -> Batch:
     values = [_bar(i) for i in range(first, first + n)]
-    return Batch("market.candles", candles_table(exchange, "BTC/USDT", ["1m"] * n, values,
-                                                 "stream"))
+    return Batch(
+        "market.candles", candles_table(exchange, "BTC/USDT", ["1m"] * n, values, "stream")
+    )
 
 
 def _lane(url: str, tmp_path: Path, **kwargs: Any) -> Lane:
-    args: dict[str, Any] = dict(spill_dir=tmp_path / "spill", metrics=StreamMetrics("t"),
-                                queue_items=2, max_pending_rows=10, buffer_rows=10,
-                                retry_base_s=0.05, retry_max_s=0.2)
+    args: dict[str, Any] = dict(
+        spill_dir=tmp_path / "spill",
+        metrics=StreamMetrics("t"),
+        queue_items=2,
+        max_pending_rows=10,
+        buffer_rows=10,
+        retry_base_s=0.05,
+        retry_max_s=0.2,
+    )
     args.update(kwargs)
     return Lane("bars", url, **args)
 
 
 async def _count(url: str, exchange: str) -> int:
     async with connection(url) as conn:
-        return await conn.fetchval("SELECT count(*) FROM market.candles WHERE exchange = $1",
-                                   exchange)
+        return await conn.fetchval(
+            "SELECT count(*) FROM market.candles WHERE exchange = $1", exchange
+        )
 
 
 async def test_a_slow_database_holds_producers_back(db_url: str, tmp_path: Path) -> None:
@@ -78,7 +95,8 @@ async def test_a_slow_database_holds_producers_back(db_url: str, tmp_path: Path)
 
 
 async def test_database_away_buffers_spills_and_replays_in_order(
-        db_proxy: Any, db_url: str, tmp_path: Path) -> None:
+    db_proxy: Any, db_url: str, tmp_path: Path
+) -> None:
     proxy, url = db_proxy
     exchange = f"w{uuid.uuid4().hex[:8]}"
     lane = _lane(url, tmp_path)
@@ -90,8 +108,7 @@ async def test_database_away_buffers_spills_and_replays_in_order(
     for i in range(40):
         await asyncio.wait_for(lane.put(_candles(exchange, 5 + i * 4, 4)), 5)
         # the same state key written over and over: only order makes the last one win
-        await asyncio.wait_for(lane.put(state_batch(exchange, "BTC/USDT", "t", {"n": i}, None)),
-                               5)
+        await asyncio.wait_for(lane.put(state_batch(exchange, "BTC/USDT", "t", {"n": i}, None)), 5)
     await asyncio.sleep(0.5)
     assert not lane.healthy
     assert lane.spill and lane.spill.rows > 0 and lane.pending_rows <= 10
@@ -102,13 +119,15 @@ async def test_database_away_buffers_spills_and_replays_in_order(
     assert not lane.spill and not list((tmp_path / "spill").glob("*.arrow"))
     assert await _count(db_url, exchange) == 5 + 160
     async with connection(db_url) as conn:
-        state = await conn.fetchval("SELECT state::text FROM ops.stream_state WHERE "
-                                    "exchange = $1", exchange)
+        state = await conn.fetchval(
+            "SELECT state::text FROM ops.stream_state WHERE exchange = $1", exchange
+        )
     assert json.loads(state) == {"n": 39}
 
 
 async def test_stop_while_away_spills_and_the_next_start_replays(
-        db_proxy: Any, db_url: str, tmp_path: Path) -> None:
+    db_proxy: Any, db_url: str, tmp_path: Path
+) -> None:
     proxy, url = db_proxy
     exchange = f"w{uuid.uuid4().hex[:8]}"
     proxy.cut()
@@ -133,8 +152,7 @@ async def test_rows_the_database_refuses_go_to_quarantine(db_url: str, tmp_path:
     lane.start()
     good = _candles(exchange, 0, 3)
     bad_values = [_bar(10, high=1.0)]  # high below low: the candles CHECK refuses it
-    bad = Batch("market.candles", candles_table(exchange, "BTC/USDT", ["1m"], bad_values,
-                                                "stream"))
+    bad = Batch("market.candles", candles_table(exchange, "BTC/USDT", ["1m"], bad_values, "stream"))
     later = _candles(exchange, 20, 2)
     for batch in (good, bad, later):
         await lane.put(batch)
@@ -142,8 +160,9 @@ async def test_rows_the_database_refuses_go_to_quarantine(db_url: str, tmp_path:
     await lane.close(10)
     assert await _count(db_url, exchange) == 5
     async with connection(db_url) as conn:
-        rows = await conn.fetch("SELECT rule, dataset, reason FROM ops.quarantine WHERE "
-                                "exchange = $1", exchange)
+        rows = await conn.fetch(
+            "SELECT rule, dataset, reason FROM ops.quarantine WHERE exchange = $1", exchange
+        )
     assert [(r["rule"], r["dataset"]) for r in rows] == [(REJECTED_RULE, "candles")]
     assert "candles_high" in rows[0]["reason"] or "check constraint" in rows[0]["reason"]
 

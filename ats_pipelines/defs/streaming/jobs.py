@@ -32,33 +32,54 @@ class StreamRunConfig(dg.Config):
     duration_s: float | None = None  # None: until the run is terminated
 
 
-def stream_config(config: StreamRunConfig, timescale: TimescaleResource,
-                  exchange: ExchangeResource, stream: StreamResource) -> StreamConfig:
+def stream_config(
+    config: StreamRunConfig,
+    timescale: TimescaleResource,
+    exchange: ExchangeResource,
+    stream: StreamResource,
+) -> StreamConfig:
     from ats_pipelines.market_data.config import load_market_data_settings
 
     symbols = config.symbols or list(load_market_data_settings().symbols)
     index, count = parse_shard(config.shard)
     return StreamConfig(
-        database_url=timescale.database_url, symbols=shard_symbols(symbols, index, count),
-        shard_index=index, shard_count=count, exchange=exchange.exchange_id,
-        exchange_url=exchange.rest_url, api_key=exchange.api_key, secret=exchange.secret,
-        timeframes=tuple(config.timeframes), store_as=config.store_as,
-        grace_ms=config.grace_ms, watch_books=config.watch_books,
-        heal_interval_s=config.heal_interval_s, duration_s=config.duration_s,
-        redis_url=stream.redis_url, metrics_port=stream.metrics_port,
+        database_url=timescale.database_url,
+        symbols=shard_symbols(symbols, index, count),
+        shard_index=index,
+        shard_count=count,
+        exchange=exchange.exchange_id,
+        exchange_url=exchange.rest_url,
+        api_key=exchange.api_key,
+        secret=exchange.secret,
+        timeframes=tuple(config.timeframes),
+        store_as=config.store_as,
+        grace_ms=config.grace_ms,
+        watch_books=config.watch_books,
+        heal_interval_s=config.heal_interval_s,
+        duration_s=config.duration_s,
+        redis_url=stream.redis_url,
+        metrics_port=stream.metrics_port,
         spill_dir=Path(stream.state_dir) / "stream" / "spill",
-        reconnect_base_s=exchange.backoff_base_s, reconnect_max_s=exchange.backoff_max_s,
-        reconnect_max_failures=exchange.stream_max_failures)
+        reconnect_base_s=exchange.backoff_base_s,
+        reconnect_max_s=exchange.backoff_max_s,
+        reconnect_max_failures=exchange.stream_max_failures,
+    )
 
 
 @dg.op(description="Runs the streaming service until the run is terminated (or duration_s).")
-def run_stream_service(context: dg.OpExecutionContext, config: StreamRunConfig,
-                       timescale: TimescaleResource, exchange: ExchangeResource,
-                       stream: StreamResource) -> dg.Output[dict]:
+def run_stream_service(
+    context: dg.OpExecutionContext,
+    config: StreamRunConfig,
+    timescale: TimescaleResource,
+    exchange: ExchangeResource,
+    stream: StreamResource,
+) -> dg.Output[dict]:
     """Streams trades and books into bars, metrics and snapshots; flushes on termination."""
     settings = stream_config(config, timescale, exchange, stream)
-    context.log.info(f"event=stream_run shard={settings.shard} symbols={','.join(settings.symbols)}"
-                     f" database={timescale.address}")
+    context.log.info(
+        f"event=stream_run shard={settings.shard} symbols={','.join(settings.symbols)}"
+        f" database={timescale.address}"
+    )
     service = StreamService(settings, install_signal_handlers=True)
     try:
         summary = asyncio.run(service.run())
@@ -67,22 +88,28 @@ def run_stream_service(context: dg.OpExecutionContext, config: StreamRunConfig,
     if service.stop_reason in ("SIGINT", "SIGTERM"):
         context.log.info(f"event=stream_terminated flushed summary={summary}")
         raise dg.DagsterExecutionInterruptedError(
-            f"streaming run terminated ({service.stop_reason}); queues flushed, state saved")
+            f"streaming run terminated ({service.stop_reason}); queues flushed, state saved"
+        )
     lanes = summary["lanes"]
-    return dg.Output(summary, metadata={
-        "shard": settings.shard,
-        "trades_applied": summary["trades"]["applied"],
-        "trades_late": summary["trades"]["late"],
-        "bar_rows_committed": lanes["bars"]["committed_rows"],
-        "bulk_rows_committed": lanes["bulk"]["committed_rows"],
-        "reconnects": dg.MetadataValue.json(summary["reconnects"]),
-        "latency": dg.MetadataValue.json(summary["latency"]),
-        "stop_reason": str(summary["stop_reason"]),
-    })
+    return dg.Output(
+        summary,
+        metadata={
+            "shard": settings.shard,
+            "trades_applied": summary["trades"]["applied"],
+            "trades_late": summary["trades"]["late"],
+            "bar_rows_committed": lanes["bars"]["committed_rows"],
+            "bulk_rows_committed": lanes["bulk"]["committed_rows"],
+            "reconnects": dg.MetadataValue.json(summary["reconnects"]),
+            "latency": dg.MetadataValue.json(summary["latency"]),
+            "stop_reason": str(summary["stop_reason"]),
+        },
+    )
 
 
-@dg.job(description="The streaming service (`ats stream`) as a long-running run: websocket "
-                    "trades and books -> bars, book metrics, snapshots; until terminated.",
-        tags={"ats/long_running": "true"})
+@dg.job(
+    description="The streaming service (`ats stream`) as a long-running run: websocket "
+    "trades and books -> bars, book metrics, snapshots; until terminated.",
+    tags={"ats/long_running": "true"},
+)
 def streaming_service_job() -> None:
     run_stream_service()

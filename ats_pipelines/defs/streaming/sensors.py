@@ -22,25 +22,37 @@ from ats_pipelines.streaming.health import freshness, read_heartbeats
 REASSERT_S = 600
 
 
-@dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Turns ops.stream_heartbeats into the stream_fresh check's status.")
-def stream_freshness_sensor(context: dg.SensorEvaluationContext,
-                            timescale: TimescaleResource) -> dg.SensorResult | dg.SkipReason:
+@dg.sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Turns ops.stream_heartbeats into the stream_fresh check's status.",
+)
+def stream_freshness_sensor(
+    context: dg.SensorEvaluationContext, timescale: TimescaleResource
+) -> dg.SensorResult | dg.SkipReason:
     """Records a stream_fresh evaluation whenever the streaming shards' freshness changes."""
     try:
         verdict = freshness(timescale.run(read_heartbeats))
     except DatabaseUnavailable as exc:
         return dg.SkipReason(f"database unavailable: {exc}")
     previous = json.loads(context.cursor) if context.cursor else {}
-    state = {"passed": verdict.passed, "shards": sorted(s.shard for s in verdict.shards),
-             "stale": sorted(s.shard for s in verdict.shards if not s.fresh)}
+    state = {
+        "passed": verdict.passed,
+        "shards": sorted(s.shard for s in verdict.shards),
+        "stale": sorted(s.shard for s in verdict.shards if not s.fresh),
+    }
     now = time.time()
     if previous.get("state") == state and now - previous.get("at", 0) < REASSERT_S:
         return dg.SensorResult(cursor=json.dumps(previous), skip_reason=verdict.summary)
     evaluation = dg.AssetCheckEvaluation(
-        asset_key=stream_bars.key, check_name=FRESHNESS_CHECK, passed=verdict.passed,
-        metadata=freshness_metadata(verdict), severity=dg.AssetCheckSeverity.ERROR,
-        description=verdict.summary)
+        asset_key=stream_bars.key,
+        check_name=FRESHNESS_CHECK,
+        passed=verdict.passed,
+        metadata=freshness_metadata(verdict),
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=verdict.summary,
+    )
     context.log.info(f"event=stream_freshness passed={verdict.passed} {verdict.summary}")
-    return dg.SensorResult(asset_events=[evaluation],
-                           cursor=json.dumps({"state": state, "at": now}))
+    return dg.SensorResult(
+        asset_events=[evaluation], cursor=json.dumps({"state": state, "at": now})
+    )
