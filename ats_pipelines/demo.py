@@ -10,6 +10,7 @@ import asyncio
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -84,7 +85,23 @@ def _signals(ctx: DemoContext) -> list[str]:
               *_table_lines(str(meta["counts"].value), 10),
               "last decision per symbol:",
               *_table_lines(str(meta["latest_per_symbol"].value), 10)]
-    return lines
+    return lines + _signal_replay(ctx)
+
+
+def _signal_replay(ctx: DemoContext) -> list[str]:
+    """Replays the last three days from the stored bars and compares with the live rows."""
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = end - timedelta(days=3)
+    assets = [a for a in ctx.defs.assets or [] if isinstance(a, dg.AssetsDefinition)
+              and dg.AssetKey("replayed_signals") in a.keys]
+    config = {"ops": {"replayed_signals": {"config": {"start": start.isoformat(),
+                                                      "end": end.isoformat()}}}}
+    result = dg.materialize(assets, instance=ctx.instance, resources=ctx.defs.resources,
+                            run_config=config)
+    meta = result.asset_materializations_for_node("replayed_signals")[0].metadata
+    return [f"replay {meta['range'].value}: {meta['signals'].value} signals, "
+            f"{meta['decisions'].value} decisions; equal to the live rows: "
+            f"{meta['matches_live'].value}"]
 
 
 def _table_lines(markdown: str, limit: int) -> list[str]:

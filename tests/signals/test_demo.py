@@ -35,5 +35,6 @@ def test_demo_step_shows_detected_and_coordinated_signals(
     text = "\n".join(lines)
     assert lines[0].startswith(f"analyzed {sum(map(len, frames.values()))} new bars, wrote ")
     assert "  5m: " in text and "uptrendStart" in text and "downtrendStart" in text
-    assert "last decision per symbol:" in text and "ETH/BTC" in lines[-1]
+    assert "last decision per symbol:" in text and "ETH/BTC" in lines[-2]
     assert again[0].startswith("analyzed 0 new bars, wrote 0 signals")
+    assert lines[-1].startswith("replay ") and lines[-1].endswith("equal to the live rows: True")
