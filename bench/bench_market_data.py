@@ -1,0 +1,154 @@
+"""Market data: REST backfill from the emulator, and the read API's latencies.
+
+1. ``backfill_30d_2sym`` — 30 days × 2 symbols of 1-minute candles fetched from the emulator
+   (stock ccxt over loopback, pages of 1000), validated, bulk-written, logged (what the
+   ``candles_1m`` asset runs for a ranged backfill, one symbol after the other). Baseline: the
+   bulk writer alone writing the same rows (new keys) in the same run.
+2. ``rollup_30d_2sym`` — the incremental rollup to 5m..1d of those minutes; baseline: a plain
+   ``INSERT … SELECT … GROUP BY time_bucket`` of the same 5m bars (one level, no watermark).
+3. ``get_bars_last_500`` — p50/p99 of ``get_bars`` for the last 500 1m bars (target p99 < 5 ms).
+4. ``get_multi_timeframe_1d_6tf`` — p50/p99 for one day over 1m..1d (target < 50 ms).
+
+A scratch database on the project's server, dropped afterwards. ATS_BENCH_DAYS overrides 30.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ratio_line
+
+from ats_pipelines.cli.db import ensure_up
+from ats_pipelines.config import load_settings
+from ats_pipelines.db.bulk import bulk_write
+from ats_pipelines.db.connect import connection, replace_database
+from ats_pipelines.db.migrate import migrate
+from ats_pipelines.db.sqlid import quote_ident
+from ats_pipelines.emulator.fixtures import FIXED_START_MS
+from ats_pipelines.emulator.server import EmulatorConfig
+from ats_pipelines.exchange.resource import ExchangeResource
+from ats_pipelines.market_data.backfill import backfill
+from ats_pipelines.market_data.rollups import rollup_incremental
+from ats_pipelines.market_data.testing import EmulatorThread
+from ats_pipelines.marketdata import MarketData
+
+SYMBOLS = ("BTC/USDT", "ETH/USDT")
+FIRST_DAY = date(2024, 4, 1)  # the emulator's market starts 2024-03-31, its clock 2024-05-01
+
+
+def latency_line(name: str, samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return f"{name}: p50 {statistics.median(ordered) * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms"
+
+
+def timed(fn: Callable[[], object], n: int, warmup: int = 20) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+@asynccontextmanager
+async def scratch_url(prefix: str = "ats_bench_md") -> AsyncIterator[str]:
+    """A freshly migrated database's URL (the read API connects on its own), dropped after."""
+    settings = load_settings({**os.environ, "ATS_ENV": "test"})
+    ensure_up(settings)
+    admin_url = replace_database(settings.database_url, "postgres")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    async with connection(admin_url) as admin:
+        await admin.execute(f"CREATE DATABASE {quote_ident(name)}")
+    url = replace_database(settings.database_url, name)
+    try:
+        async with connection(url) as conn:
+            await migrate(conn)
+        yield url
+    finally:
+        async with connection(admin_url) as admin:
+            await admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+
+
+async def write_side(url: str, rest_url: str, wanted: list[date]) -> None:
+    async with connection(url) as conn:
+        async with ExchangeResource(rest_url=rest_url).open() as client:
+            await client.load_markets()
+            t0 = time.perf_counter()
+            report = await backfill(conn, client, exchange="binance",
+                                    days_by_symbol={s: wanted for s in SYMBOLS})
+            ours_s = time.perf_counter() - t0
+        rows = report.write.inserted
+        assert rows == len(SYMBOLS) * len(wanted) * 1440, rows
+        stored = pl.DataFrame(
+            [tuple(r) for r in await conn.fetch(
+                "SELECT symbol, timeframe, ts, open, high, low, close, volume, source "
+                "FROM market.candles WHERE exchange = 'binance'")],
+            schema=["symbol", "timeframe", "ts", "open", "high", "low", "close", "volume",
+                    "source"], orient="row").with_columns(pl.lit("baseline").alias("exchange"))
+        t0 = time.perf_counter()
+        await bulk_write(conn, "market.candles", stored)
+        base_s = time.perf_counter() - t0
+        print(ratio_line("backfill_30d_2sym", rows / ours_s, rows / base_s, " rows/s"))
+        print(f"  ({rows:,} rows; backfill {ours_s:.1f} s over {report.requests} REST ranges "
+              f"(pages of 1000), bulk writer alone {base_s:.2f} s)")
+
+        t0 = time.perf_counter()
+        written = 0
+        for symbol in SYMBOLS:
+            written += (await rollup_incremental(conn, "binance", symbol)).rows_written
+        ours_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        await conn.execute(
+            "INSERT INTO market.candles (exchange, symbol, timeframe, ts, open, high, low, close,"
+            " volume, source) SELECT 'plain', symbol, '5m', time_bucket('5 minutes', ts), "
+            "first(open, ts), max(high), min(low), last(close, ts), sum(volume), 'plain' "
+            "FROM market.candles WHERE exchange = 'binance' AND timeframe = '1m' "
+            "GROUP BY symbol, time_bucket('5 minutes', ts)")
+        base_s = time.perf_counter() - t0
+        print(ratio_line("rollup_30d_2sym", rows / ours_s, rows / base_s, " minutes/s"))
+        print(f"  (5m..1d, exact sums, watermark: {written:,} bars in {ours_s:.2f} s; baseline "
+              f"one level of {rows // 5:,} 5m bars in {base_s:.2f} s)")
+
+
+async def main() -> None:
+    days = int(os.environ.get("ATS_BENCH_DAYS", "30"))
+    wanted = [FIRST_DAY + timedelta(days=i) for i in range(days)]
+    async with scratch_url() as url:
+        with EmulatorThread(EmulatorConfig(start_ms=FIXED_START_MS, birdeye=None)) as emulator:
+            await write_side(url, emulator.rest_url, wanted)
+        # the emulator (its publisher ticks every 10 ms in this process) is gone before reads
+        await asyncio.to_thread(read_api, url, wanted)
+
+
+def read_api(db_url: str, days: list[date]) -> None:
+    end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
+    with MarketData(db_url, exchange="binance", redis_url=None) as md:
+        samples = timed(lambda: md.get_bars("BTC/USDT", "1m", end - timedelta(minutes=500),
+                                            end), 2000)
+        assert md.get_bars("BTC/USDT", "1m", end - timedelta(minutes=500), end).height == 500
+        print(latency_line("get_bars_last_500", samples))
+        tfs = ["1m", "5m", "15m", "1h", "4h", "1d"]
+        samples = timed(lambda: md.get_multi_timeframe("BTC/USDT", tfs, end,
+                                                       timedelta(days=1)), 200, warmup=5)
+        view = md.get_multi_timeframe("BTC/USDT", tfs, end, timedelta(days=1))
+        assert view.height == 1440 and view["1d_close"].null_count() == 0
+        print(latency_line("get_multi_timeframe_1d_6tf", samples))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
