@@ -127,22 +127,8 @@ class StreamService:
         self._resyncs_counted = 0
         self._base_ms = min(parse_timeframe(tf).ms or 60_000 for tf in config.timeframes)
         spill = Path(config.spill_dir) / _safe(config.shard)
-        lane_args = dict(
-            metrics=self.metrics,
-            queue_items=config.queue_items,
-            max_pending_rows=config.max_pending_rows,
-            buffer_rows=config.buffer_rows,
-            retry_base_s=config.db_retry_base_s,
-            retry_max_s=config.db_retry_max_s,
-        )
-        self.bars_lane = Lane(
-            "bars",
-            config.database_url,
-            spill_dir=spill / "bars",
-            on_commit=self._bars_committed,
-            **lane_args,
-        )  # type: ignore[arg-type]
-        self.bulk_lane = Lane("bulk", config.database_url, spill_dir=spill / "bulk", **lane_args)  # type: ignore[arg-type]
+        self.bars_lane = self._lane("bars", spill, self._bars_committed)
+        self.bulk_lane = self._lane("bulk", spill, None)
         self.cache = (
             HotCache(config.redis_url, config.label, interval_s=config.hot_cache_interval_s)
             if config.redis_url
@@ -151,6 +137,21 @@ class StreamService:
         self.trades_client = self._client()
         self.books_client = self._client() if config.watch_books else None
         self.filler = TradeGapFiller(self.trades_client, use_history=bool(config.api_key))
+
+    def _lane(self, name: str, spill: Path, on_commit: Any) -> Lane:
+        c = self.config
+        return Lane(
+            name,
+            c.database_url,
+            spill_dir=spill / name,
+            metrics=self.metrics,
+            queue_items=c.queue_items,
+            max_pending_rows=c.max_pending_rows,
+            buffer_rows=c.buffer_rows,
+            retry_base_s=c.db_retry_base_s,
+            retry_max_s=c.db_retry_max_s,
+            on_commit=on_commit,
+        )
 
     def _client(self) -> ExchangeClient:
         c = self.config

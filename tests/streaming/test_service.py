@@ -111,7 +111,7 @@ async def _run(
                 config.label,
                 symbol,
             )
-            assert books >= 10
+            assert (books or 0) >= 10
         late = await conn.fetchval(
             "SELECT count(*) FROM ops.quarantine WHERE exchange = $1", config.label
         )
@@ -125,7 +125,7 @@ async def _run(
     cache = aioredis.from_url(redis_url)
     try:
         members = await cache.zrange(bars_key(config.label, "BTC/USDT", "1m"), -1, -1)
-        latest = decode_bar(members[0])
+        latest = decode_bar(members[0])  # type: ignore[arg-type]
         async with connection(dedicated_cluster.url) as conn:
             row = await conn.fetchrow(
                 "SELECT volume, close, trade_count FROM market.candles WHERE exchange = $1 AND "

@@ -62,9 +62,10 @@ def _lane(url: str, tmp_path: Path, **kwargs: Any) -> Lane:
 
 async def _count(url: str, exchange: str) -> int:
     async with connection(url) as conn:
-        return await conn.fetchval(
+        count = await conn.fetchval(
             "SELECT count(*) FROM market.candles WHERE exchange = $1", exchange
         )
+        return int(count or 0)
 
 
 async def test_a_slow_database_holds_producers_back(db_url: str, tmp_path: Path) -> None:
@@ -122,7 +123,7 @@ async def test_database_away_buffers_spills_and_replays_in_order(
         state = await conn.fetchval(
             "SELECT state::text FROM ops.stream_state WHERE exchange = $1", exchange
         )
-    assert json.loads(state) == {"n": 39}
+    assert json.loads(str(state)) == {"n": 39}
 
 
 async def test_stop_while_away_spills_and_the_next_start_replays(
