@@ -23,7 +23,7 @@ from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.data_format import ParquetFormat
-from feast.types import Float64, Int64
+from feast.types import Float64, Int64, String
 
 from ats_pipelines.features import catalog as cat
 
@@ -64,8 +64,11 @@ def build_repo(lake_root: Path) -> FeastRepo:
             name=family.name,
             entities=[symbol, exchange],
             ttl=family.ttl,
-            schema=[Field(name=f, dtype=Int64 if f in cat.INT_FEATURES else Float64)
-                    for f in family.features],
+            # Entity columns spelled out: the view is then complete as written, and equal to
+            # its registered form without Feast's inference (apply_repo compares them).
+            schema=[Field(name="symbol", dtype=String), Field(name="exchange", dtype=String),
+                    *(Field(name=f, dtype=Int64 if f in cat.INT_FEATURES else Float64)
+                      for f in family.features)],
             source=source,
             online=True,
             description=f"Features of closed {family.timeframe} bars (event time = bar close)",

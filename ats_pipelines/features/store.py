@@ -7,6 +7,7 @@ configuration), so nothing has to be exported into the process environment.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
-from feast import FeatureStore, RepoConfig
+from feast import FeatureStore, FeatureView, RepoConfig
 
 from ats_pipelines.features.duck import connect
 from ats_pipelines.features.offline_store import q, source_files
@@ -59,6 +60,14 @@ class ApplyResult:
     unchanged: list[str] = field(default_factory=list)
 
 
+def _same(registered: object, wanted: object) -> bool:
+    """Equal definitions: what materialisation recorded on a registered view is not part of it."""
+    if isinstance(registered, FeatureView):
+        registered = copy.copy(registered)
+        registered.materialization_intervals = []
+    return registered == wanted
+
+
 def _label(obj: object) -> str:
     return f"{type(obj).__name__}:{getattr(obj, 'name', '?')}"
 
@@ -82,7 +91,8 @@ def apply_repo(store: FeatureStore, repo: FeastRepo) -> ApplyResult:
     for obj in repo.objects():
         kind = type(obj).__name__
         wanted.setdefault(kind, set()).add(obj.name)
-        if existing.get(kind, {}).get(obj.name) == obj:
+        registered = existing.get(kind, {}).get(obj.name)
+        if registered is not None and _same(registered, obj):
             result.unchanged.append(_label(obj))
         else:
             changed.append(obj)
