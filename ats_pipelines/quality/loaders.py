@@ -6,6 +6,7 @@ leading columns and ``ts``, so each reads only the chunks of its window.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -64,6 +65,27 @@ def records_frame(records: Sequence[asyncpg.Record], schema: dict[str, Any]) -> 
                         schema=schema)
 
 
+def _epoch_select(schema: dict[str, Any]) -> str:
+    """Columns for a CSV copy: timestamps as epoch microseconds (no text parsing)."""
+    return ", ".join(f"(extract(epoch FROM {n}) * 1000000)::bigint AS {n}"
+                     if isinstance(t, pl.Datetime) else n for n, t in schema.items())
+
+
+async def copy_frame(conn: asyncpg.Connection, query: str, args: Sequence[Any],
+                     schema: dict[str, Any]) -> pl.DataFrame:
+    """``query`` (selecting ``_epoch_select(schema)``) through ``COPY ... TO STDOUT`` as CSV
+    into a typed frame: for tables of scalar columns, several times faster than records."""
+    buffer = io.BytesIO()
+    await conn.copy_from_query(query, *args, output=buffer, format="csv")
+    if not buffer.getbuffer().nbytes:
+        return pl.DataFrame(schema=schema)
+    raw = {n: pl.Int64 if isinstance(t, pl.Datetime) else t for n, t in schema.items()}
+    frame = pl.read_csv(buffer.getvalue(), has_header=False, new_columns=list(schema),
+                        schema_overrides=raw)
+    return frame.with_columns(pl.col(n).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+                              for n, t in schema.items() if isinstance(t, pl.Datetime))
+
+
 def _select(schema: dict[str, Any]) -> str:
     cols = []
     for name in schema:  # column names come from the constants above, never from input
@@ -73,11 +95,11 @@ def _select(schema: dict[str, Any]) -> str:
 
 async def load_candles(conn: asyncpg.Connection, exchange: str, symbols: Sequence[str],
                        timeframe: str, start: datetime, end: datetime) -> pl.DataFrame:
-    sql = (f"SELECT {_select(CANDLE_SCHEMA)} FROM market.candles WHERE exchange = $1 "  # noqa: S608 - constants
+    sql = (f"SELECT {_epoch_select(CANDLE_SCHEMA)} FROM market.candles WHERE exchange = $1 "  # noqa: S608 - constants
            "AND symbol = ANY($2::text[]) AND timeframe = $3 AND ts >= $4 AND ts < $5 "
            "ORDER BY symbol, ts")
-    return records_frame(await conn.fetch(sql, exchange, list(symbols), timeframe, start, end),
-                         CANDLE_SCHEMA)
+    return await copy_frame(conn, sql, (exchange, list(symbols), timeframe, start, end),
+                            CANDLE_SCHEMA)
 
 
 async def load_confirmed_empty(conn: asyncpg.Connection, exchange: str, symbols: Sequence[str],
@@ -93,9 +115,9 @@ async def load_confirmed_empty(conn: asyncpg.Connection, exchange: str, symbols:
 
 async def load_trades(conn: asyncpg.Connection, exchange: str, symbol: str, start: datetime,
                       end: datetime) -> pl.DataFrame:
-    sql = (f"SELECT {_select(TRADE_SCHEMA)} FROM market.trades WHERE exchange = $1 "  # noqa: S608 - constants
+    sql = (f"SELECT {_epoch_select(TRADE_SCHEMA)} FROM market.trades WHERE exchange = $1 "  # noqa: S608 - constants
            "AND symbol = $2 AND ts >= $3 AND ts < $4 ORDER BY ts, trade_id")
-    return records_frame(await conn.fetch(sql, exchange, symbol, start, end), TRADE_SCHEMA)
+    return await copy_frame(conn, sql, (exchange, symbol, start, end), TRADE_SCHEMA)
 
 
 async def load_order_books(conn: asyncpg.Connection, exchange: str, symbol: str,
