@@ -69,7 +69,11 @@ def _model_metadata(trained: TrainedModel) -> dict[str, Any]:
     }
 
 
-@dg.asset(group_name=GROUP, kinds={"lightgbm", "optuna"})
+# Lineage of the default scope: labels_1m joined to the signals_v1 features through Feast.
+FEATURE_DEPS = ["feast_registry", "features_1m", "labels_1m"]
+
+
+@dg.asset(group_name=GROUP, kinds={"lightgbm", "optuna"}, deps=FEATURE_DEPS)
 def lgbm_model(
     context: dg.AssetExecutionContext, config: TrainingRunConfig, timescale: TimescaleResource,
     models: ModelsResource, training_data: TrainingDataResource,
@@ -114,7 +118,7 @@ async def _champions(conn: asyncpg.Connection, scopes: list[str]) -> list[regist
     return [c for c in found if c is not None]
 
 
-@dg.asset(group_name=GROUP, kinds={"lightgbm", "timescaledb"})
+@dg.asset(group_name=GROUP, kinds={"lightgbm", "timescaledb"}, deps=["feast_online_store"])
 def predictions(context: dg.AssetExecutionContext, timescale: TimescaleResource,
                 models: ModelsResource, training_data: TrainingDataResource,
                 ) -> dg.MaterializeResult:
