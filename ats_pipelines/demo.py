@@ -205,7 +205,33 @@ async def _gap_report(url: str, exchange: str, symbols: list[str], days: list[st
     return coverage_markdown(found)
 
 
-STEPS: list[DemoStep] = [DemoStep("platform", _platform), DemoStep("market data", _market_data)]
+def _quality(ctx: DemoContext) -> list[str]:
+    """Every quality check on the latest day of data; the report's path and its summary."""
+    from ats_pipelines.emulator.server import EmulatorConfig
+    from ats_pipelines.exchange.resource import ExchangeResource
+    from ats_pipelines.market_data.config import load_market_data_settings
+    from ats_pipelines.market_data.testing import EmulatorThread
+
+    market = load_market_data_settings()
+    assets = [a for a in ctx.defs.assets or [] if isinstance(a, dg.AssetsDefinition)
+              and dg.AssetKey("quality_report") in a.keys]
+    with EmulatorThread(EmulatorConfig(birdeye=None)) as emulator:  # REST for reconciliation
+        resources = {**(ctx.defs.resources or {}), "exchange": ExchangeResource(
+            exchange_id=market.exchange, rest_url=emulator.rest_url)}
+        result = dg.materialize(assets, instance=ctx.instance, resources=resources)
+    meta = {k: v.value for k, v in
+            result.asset_materializations_for_node("quality_report")[0].metadata.items()}
+    failing = meta["failing_checks"]
+    lines = [f"report: {meta['report']}", f"data docs: {meta.get('data_docs', '-')}",
+             f"window: {meta['window']}",
+             f"{meta['checks'] - meta['failing']} of {meta['checks']} checks passing"
+             + (f"; failing: {', '.join(failing)}" if failing else "")]
+    lines += _table_lines(str(meta["summary"]), int(meta["checks"]))
+    return lines
+
+
+STEPS: list[DemoStep] = [DemoStep("platform", _platform), DemoStep("market data", _market_data),
+                         DemoStep("data quality", _quality)]
 # Later steps go before this one: it shows the signals of the bars the steps above stored.
 STEPS.append(DemoStep("signals", _signals))
 
