@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from ats_pipelines.features.lake import Lake
 from ats_pipelines.quality.checkset import CheckSetResult, data_window, run_check_set
 from ats_pipelines.quality.docs import build_data_docs
 from ats_pipelines.quality.history import (
@@ -69,10 +70,11 @@ async def gather_report(conn: asyncpg.Connection, *, now: datetime, policy: Qual
                         run_id: str, days: int = 1,
                         window: tuple[datetime, datetime] | None = None,
                         clients: dict[str, KlineSource] | None = None,
-                        trend_runs: int = 10) -> ReportData:
+                        lake: Lake | None = None, trend_runs: int = 10) -> ReportData:
     """Run the check set, record its runs and scores, and read the history back."""
     window = window or await data_window(conn, now=now, days=days)
-    checks = await run_check_set(conn, window, now=now, policy=policy, clients=clients)
+    checks = await run_check_set(conn, window, now=now, policy=policy, clients=clients,
+                                 lake=lake)
     await record_check_runs(conn, [e.check_run(run_id, window, now) for e in checks.entries])
     await store_scores(conn, checks.scores)
     rows = summary_rows(await recent_runs(conn, trend_runs))

@@ -18,11 +18,15 @@ from ats_pipelines.exchange.errors import (
     PermanentExchangeError,
     RetriesExhausted,
 )
+from ats_pipelines.features.catalog import FAMILIES
+from ats_pipelines.features.lake import Lake
 from ats_pipelines.lib.timeframes import bucket_end_ms, floor_datetime
 from ats_pipelines.quality import catalog, loaders, validate
 from ats_pipelines.quality.catalog import CheckSpec
+from ats_pipelines.quality.features_spec import LABEL_SPEC
 from ats_pipelines.quality.freshness import StreamFreshness, stream_freshness
 from ats_pipelines.quality.history import CheckRun, quarantined_counts
+from ats_pipelines.quality.lake_checks import check_feature_days, check_label_days
 from ats_pipelines.quality.policy import QualityPolicy
 from ats_pipelines.quality.reconcile import Reconciliation
 from ats_pipelines.quality.reconcile_sources import (
@@ -215,13 +219,38 @@ async def freshness_entry(conn: asyncpg.Connection, *, now: datetime,
                  verdict.summary, freshness=verdict)
 
 
+async def lake_entries(conn: asyncpg.Connection, lake: Lake,
+                       window: tuple[datetime, datetime], *, policy: QualityPolicy) -> list[Entry]:
+    """Feature families and labels of the window's days, for every series with 1m candles."""
+    days = [window[0].date() + timedelta(days=i)
+            for i in range((window[1] - window[0]).days + 1)]
+    out = []
+    for exchange, symbols in (await _exchanges(conn, "market.candles", window)).items():
+        by_symbol = {s: [d for d in days if lake.files(
+            LABEL_SPEC.dataset, exchange, s, [d]) or any(
+            lake.files(f.dataset, exchange, s, [d]) for f in FAMILIES.values())]
+            for s in symbols}
+        by_symbol = {s: d for s, d in by_symbol.items() if d}
+        if not by_symbol:
+            continue  # nothing of this exchange went through the features pipeline
+        for family in FAMILIES.values():
+            outcome = await check_feature_days(conn, lake, family, exchange, by_symbol, policy)
+            out.append(_suite_entry(catalog.FEATURES[family.name], exchange, outcome))
+        labels = check_label_days(lake, LABEL_SPEC.dataset, exchange, by_symbol, policy)
+        out.append(_suite_entry(catalog.LABELS, exchange, labels))
+    return out
+
+
 async def run_check_set(conn: asyncpg.Connection, window: tuple[datetime, datetime], *,
                         now: datetime, policy: QualityPolicy,
                         clients: dict[str, KlineSource] | None = None,
+                        lake: Lake | None = None,
                         context: AbstractDataContext | None = None) -> CheckSetResult:
     result = CheckSetResult(window)
     result.entries += await candle_entries(conn, window, now=now, policy=policy, context=context)
     result.entries += await table_entries(conn, window, now=now, policy=policy, context=context)
+    if lake is not None:
+        result.entries += await lake_entries(conn, lake, window, policy=policy)
     result.entries += await reconciliation_entries(conn, window, now=now, policy=policy,
                                                    clients=clients or {})
     result.entries.append(await freshness_entry(conn, now=now, policy=policy))

@@ -3,7 +3,7 @@ quality score, and the Great Expectations suite against the plain-SQL implementa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -11,8 +11,13 @@ import pytest
 
 from ats_pipelines.db.bulk import bulk_write
 from ats_pipelines.db.connect import connection
+from ats_pipelines.features import catalog as cat
+from ats_pipelines.features.builder import build_features, build_labels
+from ats_pipelines.features.export import export_partitions
+from ats_pipelines.features.labels import LabelSpec
+from ats_pipelines.features.lake import Lake
 from ats_pipelines.quality import loaders, validate
-from ats_pipelines.quality.checkset import candle_entries, scores, table_entries
+from ats_pipelines.quality.checkset import candle_entries, lake_entries, scores, table_entries
 from ats_pipelines.quality.policy import QualityPolicy
 from ats_pipelines.quality.sqlbaseline import candle_rule_counts
 from tests.quality.conftest import NOW, run_sync
@@ -105,3 +110,40 @@ def test_misaligned_and_missing_rows_fail_and_plain_sql_agrees(
         (xrp_candles["ts"][i] + timedelta(seconds=30)).isoformat() for i in (100, 200, 300)}
     assert gx.coverage == pytest.approx(sql.coverage["XRP/ETH"], abs=1e-12)
     assert sql.rows == gx.rows == broken.height
+
+
+def test_lake_features_and_labels_of_real_bars_pass_and_a_lost_day_fails(
+        quality_db: str, exchange_name: str, xrp_candles: pl.DataFrame,
+        xrp_empty_minutes: pl.DataFrame, tmp_path: Path) -> None:
+    """The features pipeline on real bars (DB -> lake export -> features_1m, labels_1m), then
+    the quality checks on its files; a day of features deleted fails the row-count rule."""
+    days = [date(2019, 10, 11), date(2019, 10, 12), date(2019, 10, 13)]
+    lake = Lake(tmp_path / "lake")
+    run_sync(store(quality_db, exchange_name, xrp_candles.drop("exchange"),
+                   empty=xrp_empty_minutes.drop("exchange")))
+
+    async def export() -> None:
+        async with connection(quality_db) as conn:
+            await export_partitions(conn, lake, exchange_name, "XRP/ETH", days,
+                                    timeframes=("1m",))
+
+    run_sync(export())
+    build_features(lake, cat.BASE_FAMILY, exchange_name, "XRP/ETH", days)
+    build_labels(lake, LabelSpec(), exchange_name, "XRP/ETH", days)
+
+    async def check() -> list:
+        async with connection(quality_db) as conn:
+            entries = await lake_entries(conn, lake, WINDOW, policy=POLICY)
+        return [e for e in entries if e.label == exchange_name]
+
+    entries = {e.spec.asset: e for e in run_sync(check())}
+    assert set(entries) == {*cat.FAMILIES, "labels_1m"}
+    assert entries["features_1m"].passed, entries["features_1m"].summary
+    assert entries["features_1m"].rows == xrp_candles.height
+    assert entries["labels_1m"].passed, entries["labels_1m"].summary
+    assert entries["features_5m"].rows == 0 and entries["features_5m"].passed  # none built
+
+    lake.partition_path(cat.BASE_FAMILY.dataset, exchange_name, "XRP/ETH", days[1]).unlink()
+    entries = {e.spec.asset: e for e in run_sync(check())}
+    outcome = entries["features_1m"].outcome
+    assert outcome is not None and outcome.failed_rules == ["features.rows_vs_candles"]

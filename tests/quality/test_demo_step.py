@@ -12,6 +12,7 @@ from ats_pipelines.config import Settings
 from ats_pipelines.defs.quality.assets import build_quality_report
 from ats_pipelines.demo import DemoContext, _quality
 from ats_pipelines.exchange.resource import ExchangeResource
+from ats_pipelines.features.resource import LakeResource
 from ats_pipelines.market_data.config import MarketDataSettings
 from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.resources.timescale import TimescaleResource
@@ -29,6 +30,7 @@ def test_demo_step_prints_the_report(make_database: object, settings: Settings, 
         assets=[build_quality_report(MarketDataSettings())],
         resources={"timescale": TimescaleResource(database_url=url),
                    "exchange": ExchangeResource(),
+                   "lake": LakeResource(root=str(tmp_path / "lake")),
                    "quality": QualityResource(reports_dir=str(tmp_path / "quality"))})
     with dg.DagsterInstance.ephemeral() as instance:
         lines = _quality(DemoContext(settings=settings, defs=defs, instance=instance))

@@ -8,6 +8,7 @@ import dagster as dg
 
 from ats_pipelines.defs.quality.results import frame_markdown
 from ats_pipelines.exchange.resource import ExchangeResource
+from ats_pipelines.features.resource import LakeResource
 from ats_pipelines.market_data.config import MarketDataSettings
 from ats_pipelines.quality.build import ReportData, gather_report, write_report
 from ats_pipelines.quality.resource import QualityResource
@@ -37,7 +38,7 @@ def build_quality_report(settings: MarketDataSettings) -> dg.AssetsDefinition:
     @dg.asset(name="quality_report", group_name=GROUP, kinds={"python", "html"})
     def quality_report(context: dg.AssetExecutionContext, config: QualityReportConfig,
                        timescale: TimescaleResource, exchange: ExchangeResource,
-                       quality: QualityResource) -> dg.MaterializeResult:
+                       lake: LakeResource, quality: QualityResource) -> dg.MaterializeResult:
         """Runs every quality check on the latest data; writes Data Docs and a summary page."""
         now = datetime.now(UTC)
         days = config.days or quality.report_window_days
@@ -47,7 +48,7 @@ def build_quality_report(settings: MarketDataSettings) -> dg.AssetsDefinition:
             async with exchange.open() as client:
                 return await gather_report(
                     conn, now=now, policy=quality.policy(), run_id=context.run_id, days=days,
-                    window=window, clients={settings.exchange: client},
+                    window=window, clients={settings.exchange: client}, lake=lake.lake(),
                     trend_runs=quality.trend_runs)
 
         report = write_report(timescale.run(body), quality.report_dir,
