@@ -112,8 +112,9 @@ def _table_lines(markdown: str, limit: int) -> list[str]:
 def _candle_runs(ctx: DemoContext, resources: dict[str, object], symbols: list[str],
                  days: list[str], *, repair: bool = False) -> list[dg.ExecuteInJobResult]:
     """One ranged run per symbol over ``days`` of ``candles_1m`` and its gap check."""
-    assets: list[object] = [a for a in ctx.defs.assets or [] if isinstance(a, dg.AssetsDefinition)
-                            and dg.AssetKey("candles_1m") in a.keys]
+    assets: list[dg.AssetsDefinition] = [
+        a for a in ctx.defs.assets or []
+        if isinstance(a, dg.AssetsDefinition) and dg.AssetKey("candles_1m") in a.keys]
     gap_check = dg.AssetCheckKey(dg.AssetKey("candles_1m"), "no_missing_minutes")
     assets += [c for c in ctx.defs.asset_checks or [] if gap_check in c.check_keys]
     config = {"ops": {"candles_1m": {"config": {"repair_only": True}}}} if repair else None

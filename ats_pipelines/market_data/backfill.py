@@ -88,7 +88,8 @@ async def backfill(conn: asyncpg.Connection, client: CandleSource, *, exchange: 
                    validator: DataValidator | None = None) -> BackfillReport:
     """Backfill (or repair) every symbol's days; returns writes and the gaps that remain."""
     validator = validator or DataValidator()
-    batch_id = int(await conn.fetchval("SELECT nextval('ops.batch_id_seq')"))
+    batch_id = await conn.fetchval("SELECT nextval('ops.batch_id_seq')")
+    assert batch_id is not None
     report = BackfillReport(exchange, "repair" if repair_only else "backfill")
     for symbol, days in days_by_symbol.items():
         for run in day_runs(days):

@@ -74,6 +74,13 @@ class GapReport:
                            for k in range(g.interval.minutes))
 
 
+async def server_now(conn: asyncpg.Connection) -> datetime:
+    """The server's transaction time (the clock every ``ingested_at`` and check uses)."""
+    now = await conn.fetchval("SELECT now()")
+    assert isinstance(now, datetime)
+    return now
+
+
 async def record_fetch(conn: asyncpg.Connection, exchange: str, symbol: str, window: Interval,
                        rows_returned: int) -> None:
     """Log one asked range (asking the same range again refreshes its row)."""
@@ -157,7 +164,7 @@ async def find_gaps(conn: asyncpg.Connection, exchange: str, symbol: str, window
                     confirm_after: int = CONFIRM_AFTER) -> GapReport:
     """Classify every minute of ``window`` that has closed by ``now`` (default: the server's)."""
     if now is None:
-        now = await conn.fetchval("SELECT now()")
+        now = await server_now(conn)
     end = min(window.end, floor_minute(now))
     clipped = Interval(window.start, max(end, window.start))
     rows = await conn.fetch(_GAPS_SQL, exchange, symbol, clipped.start, clipped.end, TIMEFRAME)

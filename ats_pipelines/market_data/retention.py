@@ -22,6 +22,7 @@ import asyncpg
 
 from ats_pipelines.db.sqlid import qualified
 from ats_pipelines.market_data.config import RETENTION_TABLES
+from ats_pipelines.market_data.coverage import server_now
 from ats_pipelines.market_data.rollups import server_edition
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ async def apply_retention(conn: asyncpg.Connection, retention: Mapping[str, time
         if table not in RETENTION_TABLES:
             raise ValueError(f"{table!r} is not a market table with a ts column")
     edition = await server_edition(conn)
-    now = now or await conn.fetchval("SELECT now()")
+    now = now or await server_now(conn)
     hypertables = await _hypertables(conn) if edition != "postgresql" else set()
     actions = [await _retain(conn, edition, hypertables, table, age, now - age)
                for table, age in retention.items()]

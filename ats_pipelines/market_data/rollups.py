@@ -26,6 +26,7 @@ import asyncpg
 
 from ats_pipelines.lib.timeframes import divides, floor_datetime, sort_timeframes, to_timedelta
 from ats_pipelines.market_data.config import ROLLUP_TIMEFRAMES
+from ats_pipelines.market_data.coverage import server_now
 from ats_pipelines.market_data.rollup_sql import bucket, rollup_upsert_sql
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ async def rollup_incremental(conn: asyncpg.Connection, exchange: str, symbol: st
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                            f"ats:rollup:{exchange}:{symbol}")
-        horizon = now or await conn.fetchval("SELECT now()")
+        horizon = now or await server_now(conn)
         watermark, open_from = await _watermarks(conn, exchange, symbol, targets)
         new_watermark = await _next_watermark(conn, exchange, symbol, watermark)
         result = RollupResult(exchange, symbol, INCREMENTAL, watermark, new_watermark)
@@ -206,7 +207,7 @@ async def refresh_continuous(conn: asyncpg.Connection, exchange: str, symbol: st
     """Refresh the continuous aggregates over what changed since the watermark, bottom level
     first, up to the last finished bucket of each (must run outside a transaction)."""
     targets = [t for _, t in levels(timeframes)]
-    horizon = now or await conn.fetchval("SELECT now()")
+    horizon = now or await server_now(conn)
     watermark, _ = await _watermarks(conn, exchange, symbol, targets)
     new_watermark = await _next_watermark(conn, exchange, symbol, watermark)
     first = await conn.fetchval(

@@ -42,8 +42,9 @@ class EmulatorThread:
             await emulator.start()
             return emulator
 
-        self.emulator = self._call(start())
-        return self.emulator
+        emulator: Emulator = self._call(start())
+        self.emulator = emulator
+        return emulator
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

@@ -280,7 +280,8 @@ class MarketData:
         frame = frame.with_columns(
             pl.lit(exchange).alias("exchange"), pl.lit(symbol).alias("symbol"),
             pl.lit(aggregation).alias("aggregation"), (pl.col("ts") + length).alias("close_time"))
-        return _output(frame.select(list(schemas.BOOK_AGG)).cast(schemas.BOOK_AGG), arrow)
+        return _output(frame.select(list(schemas.BOOK_AGG)).cast(pl.Schema(schemas.BOOK_AGG)),
+                       arrow)
 
     # -- inference -----------------------------------------------------------------------------
 
@@ -349,7 +350,8 @@ class MarketData:
         order = {tf: i for i, tf in enumerate(tfs)}
         out = pl.concat(frames) if frames else pl.DataFrame(schema=schemas.INFERENCE)
         out = out.sort(pl.col("timeframe").replace_strict(order, return_dtype=pl.Int32), "ts")
-        return _output(out.select(list(schemas.INFERENCE)).cast(schemas.INFERENCE), arrow)
+        return _output(out.select(list(schemas.INFERENCE)).cast(pl.Schema(schemas.INFERENCE)),
+                       arrow)
 
     def _cache_frame(self, bars: list[dict[str, Any]], exchange: str, symbol: str,
                      timeframe: str) -> pl.DataFrame:

@@ -112,7 +112,7 @@ def test_definitions_built_from_settings() -> None:
 
 def test_repair_schedule_requests_one_ranged_run_per_symbol() -> None:
     defs = _defs(MarketDataSettings(start_date="2024-05-01"))
-    schedule = next(s for s in defs.schedules or [] if s.name == "candles_1m_repair_schedule")
+    schedule = defs.resolve_schedule_def("candles_1m_repair_schedule")
     context = dg.build_schedule_context(scheduled_execution_time=_utc("2024-05-20T01:30"))
     requests = schedule.evaluate_tick(context).run_requests or []
     assert [(r.tags["dagster/asset_partition_range_start"],

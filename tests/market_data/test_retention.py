@@ -70,7 +70,9 @@ def retention_db(own_database: str) -> str:
 
 async def _count(url: str, table: str) -> int:
     async with connection(url) as conn:
-        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+        count = await conn.fetchval(f"SELECT count(*) FROM {table}")
+        assert isinstance(count, int)
+        return count
 
 
 def test_old_chunks_are_dropped_and_compression_is_skipped_on_apache(retention_db: str) -> None:
@@ -116,4 +118,4 @@ def test_retention_job_reports_what_it_did(retention_db: str,
     (output,) = [e for e in result.all_events if e.is_successful_output]
     metadata = output.step_output_data.metadata
     assert metadata["chunks_dropped"].value == 4
-    assert "market.order_book_snapshots" in metadata["actions"].value
+    assert "market.order_book_snapshots" in str(metadata["actions"].value)

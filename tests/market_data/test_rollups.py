@@ -189,6 +189,7 @@ def test_only_touched_buckets_are_recomputed(db_url: str, synthetic_emulator: Em
             minute = datetime.fromisoformat(f"{DAY1}T13:07:00+00:00")
             row = await conn.fetchrow("SELECT * FROM market.candles WHERE exchange = $1 AND "
                                       "timeframe = '1m' AND ts = $2", exchange, minute)
+            assert row is not None
             fixed = pl.DataFrame([{k: row[k] for k in ("exchange", "symbol", "timeframe", "ts",
                                                          "open", "low", "close", "source")}
                                   | {"high": row["high"] * 1.5, "volume": row["volume"] + 1}])
@@ -240,6 +241,7 @@ def test_rows_committed_after_a_run_by_an_older_transaction_are_not_missed(
             await _load(conn, synthetic_emulator, exchange, [DAY2])
             source = await conn.fetchrow("SELECT * FROM market.candles WHERE exchange = $1 AND "
                                          "timeframe = '1m' ORDER BY ts DESC LIMIT 1", exchange)
+            assert source is not None
             late = pl.DataFrame([{k: source[k] for k in ("exchange", "symbol", "timeframe",
                                                           "open", "high", "low", "close",
                                                           "volume", "source")} | {"ts": minute}])

@@ -5,6 +5,7 @@ the partitions exist when the definitions load; the logic lives in ``ats_pipelin
 """
 
 from collections.abc import Iterator
+from typing import Any
 
 import asyncpg
 import dagster as dg
@@ -33,7 +34,7 @@ class CandlesConfig(dg.Config):
     repair_only: bool = False  # fetch only the minutes the gap report lists (the repair path)
 
 
-def _candles_metadata(report: BackfillReport) -> dict[str, object]:
+def _candles_metadata(report: BackfillReport) -> dict[str, Any]:
     summary = reports.backfill_summary(report)
     gaps = sorted(report.gaps.items())
     return {

@@ -1,5 +1,7 @@
 """Data-quality checks of market data: missing minutes per candle partition."""
 
+from datetime import date
+
 import asyncpg
 import dagster as dg
 
@@ -32,8 +34,8 @@ def build_gap_check(settings: MarketDataSettings) -> dg.AssetChecksDefinition:
         keys = run_partition_keys(context, partitions)
         days = partition_days(day_symbol_pairs(partitions, keys))
 
-        async def body(conn: asyncpg.Connection) -> dict[tuple[str, object], GapReport]:
-            out = {}
+        async def body(conn: asyncpg.Connection) -> dict[tuple[str, date], GapReport]:
+            out: dict[tuple[str, date], GapReport] = {}
             for symbol, symbol_days in days.items():
                 for day, report in (await gap_reports(conn, settings.exchange, symbol,
                                                       symbol_days)).items():
@@ -41,7 +43,7 @@ def build_gap_check(settings: MarketDataSettings) -> dg.AssetChecksDefinition:
             return out
 
         found = timescale.run(body)
-        ordered = sorted(found.items())  # type: ignore[arg-type]
+        ordered = sorted(found.items())
         summary = reports.gap_summary([r for _, r in ordered])
         missing = summary["missing_minutes"]
         context.log.info(f"event=gap_check exchange={settings.exchange} partitions={len(keys)} "

@@ -22,7 +22,7 @@ def build_retention_job(settings: MarketDataSettings) -> dg.JobDefinition:
     @dg.op(name="apply_market_retention")
     def apply_market_retention(
         context: dg.OpExecutionContext, timescale: TimescaleResource
-    ) -> dg.Output[list[dict[str, object]]]:
+    ) -> dg.Output[list[dict[str, Any]]]:
         """Drops (or deletes) rows past each table's retention and compresses cold chunks."""
 
         async def body(conn: asyncpg.Connection) -> list[TableAction]:

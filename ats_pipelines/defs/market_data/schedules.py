@@ -1,6 +1,7 @@
 """Schedules of the market-data domain (all start stopped; an operator turns them on)."""
 
 from datetime import date, timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -12,7 +13,7 @@ STOPPED = dg.DefaultScheduleStatus.STOPPED
 
 
 def build_schedules(settings: MarketDataSettings,
-                    jobs: dict[str, JobLike]) -> list[dg.ScheduleDefinition]:
+                    jobs: dict[str, JobLike]) -> list[Any]:
     daily_candles = dg.build_schedule_from_partitioned_job(
         jobs["candles_1m_job"], hour_of_day=0, minute_of_hour=10, default_status=STOPPED,
         name="candles_1m_daily_schedule")
