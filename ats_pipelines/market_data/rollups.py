@@ -219,7 +219,8 @@ async def refresh_continuous(conn: asyncpg.Connection, exchange: str, symbol: st
         if first is not None:
             start, end = floor_datetime(first, target), floor_datetime(horizon, target)
             if end > start:
-                await conn.execute("CALL refresh_continuous_aggregate($1::regclass, $2, $3)",
+                await conn.execute("CALL refresh_continuous_aggregate($1::regclass, "
+                                   "$2::timestamptz, $3::timestamptz)",
                                    f"market.candles_{target}", start, end)
                 level.buckets = int((end - start) / to_timedelta(target))
         result.levels.append(level)
