@@ -31,7 +31,13 @@ from ats_pipelines.features.compute import (
 from ats_pipelines.features.duck import connect
 from ats_pipelines.features.export import BOOK_DATASET, BOOK_SCHEMA, CANDLE_SCHEMA, candles_dataset
 from ats_pipelines.features.labels import LABEL_SCHEMA, LabelSpec, series_labels
-from ats_pipelines.features.lake import SYMBOL_KEY, Lake, read_table, write_if_changed
+from ats_pipelines.features.lake import (
+    SYMBOL_KEY,
+    Lake,
+    mark_unique,
+    read_table,
+    write_if_changed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +153,7 @@ def _write_features(lake: Lake, family: cat.Family, exchange: str, symbol: str, 
     schema = family.schema()
     table = rows.select(schema.names).to_arrow().cast(schema)
     outcome = write_if_changed(path, table, {SYMBOL_KEY: symbol, FAMILY_KEY: family.name})
+    mark_unique(lake.dataset_dir(family.dataset), ["exchange", "symbol", "event_timestamp"])
     return PartitionOutcome(day, table.num_rows, outcome.written, outcome.sha256)
 
 

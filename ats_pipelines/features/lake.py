@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -31,6 +32,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 SYMBOL_KEY = "ats.symbol"
+# Next to a dataset's folder (features/features_1m.dataset.json), not in it: readers given the
+# folder (polars, pyarrow, DuckDB globs) then see Parquet files only.
+DATASET_MARKER_SUFFIX = ".dataset.json"
 _DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.parquet$")
 # Fixed writer settings: part of the file format's determinism (see module docstring).
 _WRITE_OPTIONS = {
@@ -159,3 +163,26 @@ def read_table(paths: list[Path], schema: pa.Schema | None = None) -> pa.Table:
             from exc
     table = pa.concat_tables(tables, promote_options="default")
     return table.replace_schema_metadata(None)
+
+
+def _marker(folder: Path) -> Path:
+    return folder.with_name(folder.name + DATASET_MARKER_SUFFIX)
+
+
+def mark_unique(folder: Path, key: Iterable[str]) -> None:
+    """Record that no two rows of the dataset under ``folder`` share ``key`` (the offline store
+    then skips its duplicate check). True of every lake dataset: one file per series and day,
+    one row per bar in it."""
+    marker = _marker(folder)
+    text = json.dumps({"unique_key": list(key)}, sort_keys=True)
+    if not marker.is_file() or marker.read_text() != text:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(text)
+
+
+def unique_key(folder: Path) -> list[str] | None:
+    """The key recorded by :func:`mark_unique`, if any."""
+    try:
+        return list(json.loads(_marker(folder).read_text())["unique_key"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -57,6 +57,7 @@ from feast.utils import _get_requested_feature_views_to_features_dict, compute_n
 from pydantic import StrictInt, StrictStr
 
 from ats_pipelines.features.duck import connect
+from ats_pipelines.features.lake import unique_key
 
 STORE_TYPE = "ats_pipelines.features.offline_store.AtsDuckDBOfflineStore"
 _ROW = "__ats_row"
@@ -112,6 +113,14 @@ def _view(con: duckdb.DuckDBPyConnection, name: str, source: DataSource,
     con.read_parquet(files, hive_partitioning=False, union_by_name=True).create_view(name)
 
 
+def declared_unique(source: DataSource, repo_path: Path | str | None) -> list[str] | None:
+    """The key a directory source declares unique (the lake's marker file), if any."""
+    if not isinstance(source, FileSource):
+        return None
+    path = Path(FileSource.get_uri_for_file_path(repo_path, source.path))
+    return unique_key(path) if path.is_dir() else None
+
+
 @dataclass
 class _Plan:
     """One feature view's part of a retrieval."""
@@ -123,6 +132,7 @@ class _Plan:
     created: str | None  # source column
     features: list[tuple[str, str]]  # (source column, output column)
     ttl: timedelta | None
+    unique: bool = False  # the source declares one row per key and timestamp
 
 
 def _plan(view: FeatureView, features: list[str], index: int,
@@ -145,6 +155,12 @@ def _plan(view: FeatureView, features: list[str], index: int,
                   for f in features],
         ttl=view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None,
     )
+
+
+def _declares_unique(plan: _Plan, repo_path: str | None) -> bool:
+    assert plan.view.batch_source is not None
+    declared = declared_unique(plan.view.batch_source, repo_path)
+    return declared is not None and set(declared) == {*(s for _, s in plan.keys), plan.ts}
 
 
 def _candidates(plan: _Plan, index: int, bounds: dict[str, Any], *, dedup: bool = True) -> str:
@@ -312,6 +328,7 @@ class _Retrieval:
         for plan in self.plans:
             assert plan.view.batch_source is not None
             _view(con, plan.source, plan.view.batch_source, self.repo_path)
+            plan.unique = _declares_unique(plan, self.repo_path)
         if self.table is not None:
             con.register("__entity", self.table)
         elif self.entity_query is not None:
@@ -439,7 +456,8 @@ def _query(con: duckdb.DuckDBPyConnection, plans: list[_Plan], ts_col: str, min_
         cutoff = created_cutoff and plan.created is not None
         if cutoff:
             rows = _candidates(plan, index, params, dedup=False)
-        elif plan.created is not None and not _keys_unique(con, plan, params, index):
+        elif plan.created is not None and not plan.unique \
+                and not _keys_unique(con, plan, params, index):
             rows = _candidates(plan, index, params)
         else:
             rows = _plain(plan, index, params)
