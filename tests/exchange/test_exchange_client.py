@@ -215,6 +215,7 @@ async def collect_trades(
     sid: str,
     count: int,
     between: Callable[[int], None] | None = None,
+    contiguous: bool = False,
 ) -> tuple[list[dict[str, Any]], int]:
     """Watch until ``count`` trades, pause the market, and take everything it sent."""
     received: list[dict[str, Any]] = []
@@ -225,7 +226,14 @@ async def collect_trades(
     paused = emu.clock.pause()
     assert emu.synthetic is not None
     last = int(emu.synthetic.trades_between(sid, paused - 60_000, paused + 1).ids[-1])
-    while max(int(t["id"]) for t in received) < last:
+    first = min(int(t["id"]) for t in received)
+
+    def done() -> bool:
+        ids = {int(t["id"]) for t in received}
+        # with reordering the last trade may overtake the one before it: wait for all
+        return len(ids) == last - first + 1 if contiguous else max(ids) >= last
+
+    while not done():
         received.extend(await client.watch_trades(symbol))
     return received, last
 
@@ -236,7 +244,7 @@ async def test_watch_trades_gives_each_trade_once_despite_duplicates_and_reorder
     faults = FaultConfig(duplicate_every=3, reorder_every=5)
     emu = await synthetic(make_emulator, speed=200.0, faults=faults)
     client = make_client(emu)
-    received, last = await collect_trades(emu, client, "BTC/USDT", "BTCUSDT", 400)
+    received, last = await collect_trades(emu, client, "BTC/USDT", "BTCUSDT", 400, contiguous=True)
     ids = [int(t["id"]) for t in received]
     assert len(ids) == len(set(ids))
     assert sorted(ids) == list(range(min(ids), last + 1))
