@@ -39,7 +39,9 @@ from ats_pipelines.quality.runner import SuiteOutcome
 from ats_pipelines.quality.score import candle_scores
 
 if TYPE_CHECKING:
-    from great_expectations.data_context import AbstractDataContext
+    from great_expectations.data_context.data_context.abstract_data_context import (
+        AbstractDataContext,
+    )
 
 TIMEFRAMES = ("1m", *catalog.CANDLE_ROLLUPS)
 MINUTE = timedelta(minutes=1)

@@ -173,10 +173,11 @@ async def bars_before(conn: asyncpg.Connection, exchange: str, symbols: Sequence
     """How many bars (up to ``limit``) each series has before ``start`` (an index scan)."""
     out = {}
     for symbol in symbols:
-        out[symbol] = int(await conn.fetchval(
+        n = await conn.fetchval(
             "SELECT count(*) FROM (SELECT 1 FROM market.candles WHERE exchange = $1 "
             "AND symbol = $2 AND timeframe = $3 AND ts < $4 ORDER BY ts DESC LIMIT $5) b",
-            exchange, symbol, timeframe, start, limit))
+            exchange, symbol, timeframe, start, limit)
+        out[symbol] = int(n or 0)
     return out
 
 

@@ -25,7 +25,9 @@ from ats_pipelines.quality.suites import Suites
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
-    from great_expectations.data_context import AbstractDataContext
+    from great_expectations.data_context.data_context.abstract_data_context import (
+        AbstractDataContext,
+    )
 
 KEY_COLUMNS = ("exchange", "symbol", "timeframe", "tf", "model_id", "trade_id", "source")
 SAMPLE_ROWS = 10
@@ -94,8 +96,9 @@ def _jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value[:5]] + (["…"] if len(value) > 5 else [])
-    if hasattr(value, "item"):  # numpy scalars
-        return _jsonable(value.item())
+    item = getattr(value, "item", None)
+    if callable(item):  # numpy scalars
+        return _jsonable(item())
     return value
 
 

@@ -18,7 +18,7 @@ from ats_pipelines.quality.rules import describe
 
 if TYPE_CHECKING:
     from great_expectations import ExpectationSuite
-    from great_expectations.expectations import Expectation
+    from great_expectations.expectations.expectation import Expectation
 
 SUITE_VERSION = "1"
 Suites = dict[str, "ExpectationSuite"]

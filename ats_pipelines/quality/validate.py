@@ -29,7 +29,9 @@ from ats_pipelines.quality.prepare_ml import (
 from ats_pipelines.quality.runner import SuiteOutcome, run_suites
 
 if TYPE_CHECKING:
-    from great_expectations.data_context import AbstractDataContext
+    from great_expectations.data_context.data_context.abstract_data_context import (
+        AbstractDataContext,
+    )
 
 DEFAULT_POLICY = QualityPolicy()
 

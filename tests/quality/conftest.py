@@ -95,6 +95,7 @@ def xrp_empty_minutes(xrp_candles: pl.DataFrame, xrp_trades: pl.DataFrame) -> pl
     """Minutes of the window without a single trade: Binance has no kline for them (the
     exchange's "nothing"), which is what ``market.empty_intervals`` records once confirmed."""
     start, end = xrp_candles["ts"].min(), xrp_candles["ts"].max()
+    assert isinstance(start, datetime) and isinstance(end, datetime)
     minutes = pl.datetime_range(start, end, "1m", eager=True, time_zone="UTC").alias("ts")
     traded = xrp_trades.select(pl.col("ts").dt.truncate("1m")).unique()
     empty = pl.DataFrame(minutes).join(traded, on="ts", how="anti")

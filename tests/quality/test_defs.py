@@ -43,6 +43,11 @@ def _check(defs: dg.Definitions, asset: str, name: str) -> dg.AssetChecksDefinit
     raise KeyError(f"{asset}:{name}")
 
 
+def materialized(result: dg.ExecuteInJobResult) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+            if e.asset_key is not None}
+
+
 def test_blocking_candle_failure_stops_features(db_url: str, tmp_path: Path,
                                                 exchange_name: str) -> None:
     lake = tmp_path / "lake"
@@ -69,8 +74,7 @@ def test_blocking_candle_failure_stops_features(db_url: str, tmp_path: Path,
             blocked = dg.materialize(selection, resources=resources, partition_key=PARTITION,
                                      raise_on_error=False, instance=instance)
             assert not blocked.success
-            done = {e.asset_key.to_user_string()
-                    for e in blocked.get_asset_materialization_events()}  # type: ignore
+            done = materialized(blocked)
             assert done == {"candles_1m"}  # fetched and stored, then stopped by the check
             (evaluation,) = blocked.get_asset_check_evaluations()
             assert (evaluation.check_name, evaluation.passed, evaluation.blocking) == \
@@ -94,8 +98,7 @@ def test_blocking_candle_failure_stops_features(db_url: str, tmp_path: Path,
             faults.heal()  # the exchange answers for the whole day again
             passed = dg.materialize(selection, resources=resources, partition_key=PARTITION,
                                     instance=instance)
-            done = {e.asset_key.to_user_string()
-                    for e in passed.get_asset_materialization_events()}  # type: ignore
+            done = materialized(passed)
             assert done == {"candles_1m", *DOWNSTREAM}
             (evaluation,) = passed.get_asset_check_evaluations()
             assert evaluation.passed and evaluation.metadata["coverage"].value == 1.0

@@ -16,6 +16,7 @@ from ats_pipelines.features.labels import LabelSpec, series_labels
 from ats_pipelines.lib.bars import aggregate_trades
 from ats_pipelines.quality import features_spec
 from ats_pipelines.quality.policy import QualityPolicy
+from ats_pipelines.quality.runner import SuiteOutcome
 from ats_pipelines.quality.validate import check_features, check_labels, check_signals
 from tests.quality.conftest import NOW, predictions_of
 from tests.quality.test_suites_market import rows_of, set_at
@@ -37,7 +38,7 @@ def features(bars: pl.DataFrame) -> pl.DataFrame:
     return series_features(bars, "1m")
 
 
-def check(frame: pl.DataFrame, candles: int) -> object:
+def check(frame: pl.DataFrame, candles: int) -> SuiteOutcome:
     return check_features(frame, columns=FAMILY.features, policy=POLICY,
                           required=features_spec.required(FAMILY.features),
                           warmup_rows=features_spec.warmup_rows({"XRP/ETH": 0}),
@@ -48,8 +49,8 @@ def test_platform_features_of_real_bars_pass(features: pl.DataFrame,
                                              bars: pl.DataFrame) -> None:
     assert features.head(100)["macd_signal"].null_count() > 0  # the warm-up really is null
     outcome = check(features, bars.height)
-    assert outcome.success, [f.line() for f in outcome.failures]  # type: ignore[attr-defined]
-    assert outcome.rows == bars.height == 2469  # type: ignore[attr-defined]
+    assert outcome.success, [f.line() for f in outcome.failures]
+    assert outcome.rows == bars.height == 2469
 
 
 def test_broken_features_fail(features: pl.DataFrame, bars: pl.DataFrame) -> None:
@@ -59,12 +60,10 @@ def test_broken_features_fail(features: pl.DataFrame, bars: pl.DataFrame) -> Non
     broken = set_at(broken, 700, imbalance_5=1.7)  # nullable, but never out of range
     broken = broken.filter(pl.int_range(pl.len()) < 2000)  # rows lost: 2000 of 2469 bars
     outcome = check(broken, bars.height)
-    assert rows_of(outcome, "features.no_nulls") == {400}  # type: ignore[arg-type]
-    assert rows_of(outcome, "features.range") == {500, 600, 700}  # type: ignore[arg-type]
-    assert rows_of(outcome, "features.rows_vs_candles",  # type: ignore[arg-type]
-                   key="symbol") == {"XRP/ETH"}
-    ratio = next(f for f in outcome.failures  # type: ignore[attr-defined]
-                 if f.rule == "features.rows_vs_candles")
+    assert rows_of(outcome, "features.no_nulls") == {400}
+    assert rows_of(outcome, "features.range") == {500, 600, 700}
+    assert rows_of(outcome, "features.rows_vs_candles", key="symbol") == {"XRP/ETH"}
+    ratio = next(f for f in outcome.failures if f.rule == "features.rows_vs_candles")
     assert ratio.sample[0]["rows"] == 2000 and ratio.sample[0]["candles"] == 2469
 
 

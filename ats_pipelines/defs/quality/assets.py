@@ -2,6 +2,7 @@
 rendered as Great Expectations Data Docs plus a one-page summary under .ats/reports/quality/."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import dagster as dg
@@ -57,7 +58,7 @@ def build_quality_report(settings: MarketDataSettings) -> dg.AssetsDefinition:
         context.log.info(f"event=quality_report path={report.index} checks={len(report.rows)} "
                          f"failing={len(report.failing)} window={checks.window[0].isoformat()}"
                          f"/{checks.window[1].isoformat()}")
-        meta: dict[str, object] = {
+        meta: dict[str, Any] = {
             "report": dg.MetadataValue.path(str(report.index)),
             "report_url": dg.MetadataValue.url(report.index.resolve().as_uri()),
             "checks": len(report.rows),
