@@ -231,8 +231,139 @@ def _quality(ctx: DemoContext) -> list[str]:
     return lines
 
 
+def _training(ctx: DemoContext) -> list[str]:
+    """A retrain request claimed by the queue sensor and trained with a small trial budget,
+    promoted through the blocking checks, then predictions and the model report's summary.
+
+    The ``demo`` scope trains on the synthetic planted-signal stand-in: the emulator's random
+    walk holds nothing learnable, so a model of it would (rightly) never pass the gates.
+    """
+    from ats_pipelines.defs.training import sensors
+    from ats_pipelines.training import queue, registry
+    from ats_pipelines.training.resources import ScopeConfig
+
+    demo_scope = ScopeConfig(source="synthetic:planted", exchange="synthetic", timeframe="1h",
+                             symbols=["DEMO1/USDT", "DEMO2/USDT", "DEMO3/USDT"], horizon=6,
+                             risk=0.01, reward=1.0, momentum_feature="momentum",
+                             volatility_feature="f05", feature_service="synthetic")
+    base = ctx.defs.resources["models"]
+    models = base.with_overrides(n_trials=6, max_rounds=150, max_concurrent_runs=100,
+                                 scopes={**base.model_dump()["scopes"], "demo": demo_scope})
+    resources = {**ctx.defs.resources, "models": models}
+    db = resources["timescale"]
+    db.run(lambda c: registry.retire_champion(c, "demo", "make demo starts its scope afresh"))
+    request = db.run(lambda c: queue.enqueue(c, scope="demo", reason="make demo", priority=1,
+                                             requested_by="demo", config={"n_trials": 6}))
+    lines = [f"enqueued retrain request {request.id} (scope demo, priority 1, 6 trials)"]
+    keys = {dg.AssetKey("lgbm_model"), dg.AssetKey("champion_model")}
+    assets: list[object] = [a for a in ctx.defs.assets or [] if isinstance(
+        a, dg.AssetsDefinition) and a.keys & keys]
+    assets += [c for c in ctx.defs.asset_checks or []
+               if any(k.asset_key == dg.AssetKey("lgbm_model") for k in c.check_keys)]
+    for _ in range(5):  # the sensor takes requests in priority order; ours is most urgent
+        with dg.build_sensor_context(instance=ctx.instance, resources=resources,
+                                     sensor_name="retrain_queue_sensor") as context:
+            tick = sensors.retrain_queue_sensor(context)
+        for run_request in tick.run_requests or []:  # type: ignore[union-attr]
+            run = dg.materialize(assets, instance=ctx.instance, resources=resources,
+                                 selection=dg.AssetSelection.assets(*keys),
+                                 run_config=run_request.run_config, tags=run_request.tags,
+                                 raise_on_error=False)
+            checks = ", ".join(f"{e.check_name} {'passed' if e.passed else 'FAILED'}"
+                               for e in run.get_asset_check_evaluations())
+            lines.append(f"sensor: request {run_request.tags[sensors.QUEUE_TAG]} -> run "
+                         f"{run.run_id[:8]} (run key {run_request.run_key}); checks: {checks}")
+            if run_request.tags[sensors.QUEUE_TAG] == str(request.id):
+                meta = run.asset_materializations_for_node("lgbm_model")[0].metadata
+                lines += [f"model {meta['model_id'].value}: {meta['trials'].value} trials "
+                          f"({meta['pruned_trials'].value} pruned) on "
+                          f"{meta['train_rows'].value:,} rows",
+                          f"holdout log-loss {meta['holdout_log_loss'].value:.4f} (prior "
+                          f"{meta['prior_log_loss'].value:.4f}, momentum "
+                          f"{meta['momentum_log_loss'].value:.4f}), AUC "
+                          f"{meta['holdout_auc'].value:.3f}",
+                          f"signals {meta['signals'].value:,}: hit rate "
+                          f"{meta['hit_rate'].value:.1%}, mean realised R "
+                          f"{meta['mean_realized_rr'].value:+.3f}",
+                          f"report: {meta['report_html'].value}"]
+        done = db.run(lambda c: queue.get(c, request.id))
+        if done is not None and done.status in ("completed", "failed"):
+            break
+    else:
+        raise RuntimeError(f"demo step failed: request {request.id} was never trained")
+    if done.status == "failed":
+        raise RuntimeError(f"demo step failed: training failed: {done.error_message}")
+    champion = db.run(lambda c: registry.champion(c, "demo"))
+    if champion is None:
+        raise RuntimeError("demo step failed: the demo model was not promoted")
+    lines.append(f"promoted {champion.model_id} to champion of scope demo")
+    predictions = [a for a in ctx.defs.assets or [] if isinstance(a, dg.AssetsDefinition)
+                   and dg.AssetKey("predictions") in a.keys]
+    scored = dg.materialize(predictions, instance=ctx.instance, resources={
+        **resources, "models": models.with_overrides(scopes={"demo": demo_scope})})
+    meta = scored.asset_materializations_for_node("predictions")[0].metadata
+    lines.append(f"predictions: {meta['rows'].value} rows, {meta['inserted'].value} new in "
+                 "signals.signals:")
+    return lines + _table_lines(str(meta["preview"].value), 3)
+
+
+def _features(ctx: DemoContext) -> list[str]:
+    """The demo's days in the Parquet lake, features of every timeframe family and labels,
+    Feast applied and materialised; a sample of point-in-time and online features."""
+    import pandas as pd
+
+    from ats_pipelines.features import catalog as cat
+    from ats_pipelines.market_data.config import load_market_data_settings
+
+    market = load_market_data_settings()
+    symbols = list(market.symbols[:2])
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = [(today - timedelta(days=n)).date().isoformat() for n in (2, 1)]
+    names = ["market_parquet", *(f"features_{tf}" for tf in cat.HIGHER_TIMEFRAMES),
+             cat.BASE_FAMILY.name, "labels_1m"]
+    keys = [dg.AssetKey(n) for n in names]
+    assets = [a for a in ctx.defs.assets or [] if isinstance(a, dg.AssetsDefinition)
+              and set(a.keys) & set(keys)]
+    totals = dict.fromkeys(names, 0)
+    for symbol in symbols:  # one ranged run per symbol over both days
+        result = dg.materialize(
+            assets, instance=ctx.instance, resources=ctx.defs.resources, selection=keys,
+            tags={"dagster/asset_partition_range_start": f"{days[0]}|{symbol}",
+                  "dagster/asset_partition_range_end": f"{days[-1]}|{symbol}"})
+        if not result.success:
+            raise RuntimeError(f"demo step failed: features of {symbol}")
+        for name in names:
+            meta = result.asset_materializations_for_node(name)[0].metadata
+            key = "files_written" if name == "market_parquet" else "rows"
+            totals[name] += int(meta[key].value)  # type: ignore[arg-type]
+    lines = [f"lake {ctx.settings.lake_dir}: {totals['market_parquet']} files exported "
+             f"({', '.join(symbols)}, {days[0]}..{days[-1]})",
+             "feature rows: " + ", ".join(f"{n} {totals[n]:,}" for n in names[1:-1])
+             + f"; labels_1m {totals['labels_1m']:,}"]
+    applied = ctx.materialize("key:feast_registry or key:feast_online_store")
+    meta = applied.asset_materializations_for_node("feast_registry")[0].metadata
+    lines.append(f"feast apply: {len(meta['applied'].value)} objects written "  # type: ignore[arg-type]
+                 f"({meta['unchanged'].value} unchanged); online store materialised")
+    store = ctx.defs.resources["feast"].store()
+    shown = ["ret_1", "rsi_14", "macd_hist", "tf1h_rsi_14", "tf4h_ret_1"]
+    refs = [f"{cat.BASE_FAMILY.name}:{f}" for f in shown]
+    entity = pd.DataFrame([{"symbol": s, "exchange": market.exchange,
+                            "event_timestamp": today - timedelta(minutes=m)}
+                           for s in symbols for m in (61, 1)])
+    history = store.get_historical_features(entity_df=entity, features=refs).to_df()
+    lines.append("historical (point in time, signals_v1 columns):")
+    lines += ["  " + line for line in history.round(5).to_string(index=False).splitlines()]
+    online = store.get_online_features(
+        features=refs, entity_rows=[{"symbol": s, "exchange": market.exchange}
+                                    for s in symbols]).to_df()
+    lines.append("online (latest):")
+    lines += ["  " + line for line in online.round(5).to_string(index=False).splitlines()]
+    return lines
+
+
 STEPS: list[DemoStep] = [DemoStep("platform", _platform), DemoStep("market data", _market_data),
-                         DemoStep("data quality", _quality)]
+                         DemoStep("data quality", _quality), DemoStep("features", _features),
+                         DemoStep("training", _training)]
 # Later steps go before this one: it shows the signals of the bars the steps above stored.
 STEPS.append(DemoStep("signals", _signals))
 

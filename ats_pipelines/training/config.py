@@ -58,6 +58,9 @@ class ModelScope:
                                                                  reward=2.0))
     momentum_feature: str = DEFAULT_MOMENTUM_FEATURE
     volatility_feature: str | None = DEFAULT_VOLATILITY_FEATURE  # market-regime tag
+    # "feast", or "synthetic:planted" / "synthetic:noise": a named stand-in (demo, smoke
+    # tests) whose rows come from ats_pipelines.training.synthetic, never market data
+    source: str = "feast"
 
 
 @dataclass(frozen=True)

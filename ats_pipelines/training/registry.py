@@ -238,3 +238,12 @@ async def reject(conn: asyncpg.Connection, model_id: str, reasons: list[str]) ->
         "metrics = metrics || jsonb_build_object('rejected_because', $2::jsonb) "
         "WHERE model_id = $1 AND status IN ('challenger', 'rejected')",
         model_id, json.dumps(reasons))
+
+
+async def retire_champion(conn: asyncpg.Connection, scope: str, reason: str) -> str | None:
+    """Retire the scope's champion by hand (a rollback, or the demo resetting its scope);
+    the next challenger that passes the checks becomes champion. Returns the retired id."""
+    return await conn.fetchval(
+        "UPDATE ml.models SET status = 'retired', retired_at = now(), "
+        "metrics = metrics || jsonb_build_object('retired_because', $2::text) "
+        "WHERE scope = $1 AND status = 'champion' RETURNING model_id", scope, reason)

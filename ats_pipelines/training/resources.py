@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -64,6 +65,7 @@ class ScopeConfig(dg.Config):
     reward: float = 2.0
     momentum_feature: str = "ret_15"
     volatility_feature: str | None = "natr_14"
+    source: str = "feast"  # or "synthetic:planted" / "synthetic:noise" (demo stand-in)
 
     @classmethod
     def from_scope(cls, scope: ModelScope) -> ScopeConfig:
@@ -73,7 +75,7 @@ class ScopeConfig(dg.Config):
                    horizon=scope.barriers.horizon,
                    risk=scope.barriers.risk, reward=scope.barriers.reward,
                    momentum_feature=scope.momentum_feature,
-                   volatility_feature=scope.volatility_feature)
+                   volatility_feature=scope.volatility_feature, source=scope.source)
 
     def to_scope(self, name: str) -> ModelScope:
         return ModelScope(name=name, feature_service=self.feature_service,
@@ -82,7 +84,7 @@ class ScopeConfig(dg.Config):
                           label_set=self.label_set,
                           barriers=Barriers(self.horizon, self.risk, self.reward),
                           momentum_feature=self.momentum_feature,
-                          volatility_feature=self.volatility_feature)
+                          volatility_feature=self.volatility_feature, source=self.source)
 
 
 async def _ensure_database(url: str) -> None:
@@ -153,6 +155,10 @@ class ModelsResource(dg.ConfigurableResource):
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+    def with_overrides(self, **values: object) -> ModelsResource:
+        """A copy with some settings replaced (e.g. the demo's trial budget and scope)."""
+        return type(self)(**{**self.model_dump(), **values})
 
     def scope(self, name: str) -> ModelScope:
         if name not in self.scopes:
@@ -277,8 +283,36 @@ class SyntheticTrainingData(TrainingDataResource):
         return recent + self.drift_shift if self.drift_shift else recent
 
 
+class _Routed:
+    """Online features per scope: Feast, or the synthetic stand-in for synthetic scopes."""
+
+    def __init__(self, feast: Callable[[], FeastOnlineSource]) -> None:
+        self.feast = feast  # opened on first use: a synthetic scope needs no store
+
+    def latest(self, scope: ModelScope, features: list[str]) -> LatestFeatures:
+        if scope.source.startswith("synthetic:"):
+            return _LastRows(synthetic_scope_data(scope)).latest(scope, features)
+        return self.feast().latest(scope, features)
+
+
+def synthetic_scope_data(scope: ModelScope) -> TrainingSet:
+    """The stand-in rows of a ``synthetic:<kind>`` scope (its symbols, its timeframe)."""
+    kind = scope.source.split(":", 1)[1]
+    data = make_training_set(6000, 8, kind=kind, seed=3, symbols=len(scope.symbols),
+                             bar=to_timedelta(scope.timeframe), horizon=scope.barriers.horizon,
+                             reward=scope.barriers.reward, feature_service="synthetic")
+    names = dict(zip(sorted(set(data.entities["symbol"])), scope.symbols, strict=True))
+    data.entities = data.entities.assign(exchange=scope.exchange,
+                                         symbol=data.entities["symbol"].map(names))
+    return data
+
+
 class FeastTrainingData(TrainingDataResource):
-    """Training sets (lake labels + Feast historical features), drift and online features."""
+    """Training sets (lake labels + Feast historical features), drift and online features.
+
+    A scope whose ``source`` is ``synthetic:<kind>`` is served by the synthetic stand-in
+    instead (the demo's scope); every other scope reads Feast.
+    """
 
     feast: FeastResource
     full_feature_names: bool = False  # needed for services whose views share feature names
@@ -288,12 +322,16 @@ class FeastTrainingData(TrainingDataResource):
                                       scope, self.full_feature_names)
 
     def training_source(self, scope: ModelScope) -> TrainingSetSource:
+        if scope.source.startswith("synthetic:"):
+            return _WholeSet(synthetic_scope_data(scope))
         return self._source(scope)
 
     def online_source(self) -> OnlineFeatureSource:
-        return FeastOnlineSource(self.feast.store(), self.full_feature_names)
+        return _Routed(lambda: FeastOnlineSource(self.feast.store(), self.full_feature_names))
 
     def served_features(self, scope: ModelScope) -> list[str] | None:
+        if scope.source.startswith("synthetic:"):
+            return synthetic_scope_data(scope).features
         try:
             service = self.feast.store().get_feature_service(scope.feature_service)
         except Exception:  # not registered (yet): the gate reports it as unreadable
@@ -302,6 +340,9 @@ class FeastTrainingData(TrainingDataResource):
 
     def recent_features(self, scope: ModelScope, features: list[str], start: datetime,
                         end: datetime) -> pd.DataFrame:
+        if scope.source.startswith("synthetic:"):
+            X = synthetic_scope_data(scope).X
+            return X.iloc[-max(1, len(X) // 10):][features].reset_index(drop=True)
         return self._source(scope).recent_features(features, start, end)
 
 

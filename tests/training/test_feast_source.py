@@ -77,7 +77,7 @@ def test_the_training_set_is_labels_joined_to_signals_v1_point_in_time(
     assert served == list(cat.BASE_FAMILY.features)
     start, end = _window()
     ts = data.training_source(SCOPE).load("default", start, end)
-    labels = pl.read_parquet(Lake(Path(feast.lake_root)).dataset_dir("labels/labels_1m"))
+    labels = pl.read_parquet(Lake(Path(feast.lake_root)).glob("labels/labels_1m"))
     assert len(ts) == labels.height > 2 * 2 * 1440  # both symbols, every labelled minute
     assert ts.features == served and ts.feature_service == "signals_v1"
     assert (ts.label_end_ts > ts.event_ts).all()
@@ -92,7 +92,7 @@ def test_the_training_set_is_labels_joined_to_signals_v1_point_in_time(
     assert (joined["y"] == joined["tb_label"]).all()
     assert np.allclose(joined["rr"].to_numpy(), joined["tb_reward_risk"].to_numpy())
     # features are those of the decision bar itself (event time = its close), never later
-    features = pl.read_parquet(Lake(Path(feast.lake_root)).dataset_dir("features/features_1m"))
+    features = pl.read_parquet(Lake(Path(feast.lake_root)).glob("features/features_1m"))
     pick = np.linspace(500, len(ts) - 1, 25).astype(int)
     for i in pick:
         when = pd.Timestamp(ts.event_ts[i]).tz_localize("UTC").to_pydatetime()
