@@ -40,6 +40,7 @@ class HealResult:
     compared: dict[str, int] = field(default_factory=dict)
     inserted: dict[str, int] = field(default_factory=dict)
     updated: dict[str, int] = field(default_factory=dict)
+    written_bars: list[tuple[str, dict[str, Any]]] = field(default_factory=list, repr=False)
 
     @property
     def written(self) -> int:
@@ -204,6 +205,7 @@ async def heal(
             )
             result.inserted[timeframe] = len(missing)
             result.updated[timeframe] = len(wrong)
+            result.written_bars += [(timeframe, v) for v in fixes]
             log.info(
                 "event=heal_written exchange=%s symbol=%s timeframe=%s start=%s end=%s "
                 "missing=%s wrong=%s",

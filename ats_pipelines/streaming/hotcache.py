@@ -43,10 +43,16 @@ class HotCache:
         self._down = False
         self.flushes = 0
 
-    def final_bars(self, symbol: str, timeframe: str, values: Iterable[Mapping[str, Any]]) -> None:
+    def final_bars(
+        self,
+        symbol: str,
+        timeframe: str,
+        values: Iterable[Mapping[str, Any]],
+        source: str = "stream",
+    ) -> None:
         pending = self._final.setdefault(bars_key(self.exchange, symbol, timeframe), {})
         for v in values:
-            pending[int(v["ts"])] = encode_bar(v)
+            pending[int(v["ts"])] = encode_bar(v, source=source)
         if len(pending) > BARS_KEPT:
             for ts in sorted(pending)[:-BARS_KEPT]:
                 del pending[ts]

@@ -859,10 +859,10 @@ class StreamService:
 
     async def _heal_pass(self, periodic: bool) -> None:
         c = self.config
-        work: list[tuple[str, dict[str, tuple[int, int]]]] = []
+        work: list[tuple[str, dict[str, tuple[int, int]], HealRequest | None]] = []
         for request in list(self.heal_requests):
             upto = self._committed_to(request.symbol)
-            windows, finished = {}, True
+            windows = {}
             for tf in c.timeframes:
                 start = max(floor_ms(request.lo, tf), request.done_to.get(tf, FAR_PAST))
                 end = (
@@ -872,13 +872,8 @@ class StreamService:
                 )
                 if end > start:
                     windows[tf] = (start, end)
-                    request.done_to[tf] = end
-                if request.done_to.get(tf, FAR_PAST) < bucket_end_ms(request.hi, tf):
-                    finished = False
             if windows:
-                work.append((request.symbol, windows))
-            if finished:
-                self.heal_requests.remove(request)
+                work.append((request.symbol, windows, request))
         if periodic:
             for symbol in c.symbols:
                 upto = self._committed_to(symbol)
@@ -892,20 +887,31 @@ class StreamService:
                         max(floor_ms(upto - c.heal_lookback_bars * ms, tf), floor_ms(since, tf)),
                         upto,
                     )
-                work.append((symbol, windows))
+                work.append((symbol, windows, None))
         if not work:
             return
         conn = await connect(c.database_url, timeout=5.0)
         try:
-            for symbol, windows in work:
+            for symbol, windows, request in work:
                 result = await heal(
                     conn, self.trades_client, exchange=c.label, symbol=symbol, windows=windows
                 )
+                if request is not None:  # done only once healed: a failed pass is retried
+                    for tf, (_, end) in windows.items():
+                        request.done_to[tf] = end
+                    if all(
+                        request.done_to.get(tf, FAR_PAST) >= bucket_end_ms(request.hi, tf)
+                        for tf in c.timeframes
+                    ):
+                        self.heal_requests.remove(request)
                 self.heal_totals.merge(result)
                 for action in ("inserted", "updated"):
                     n = sum(getattr(result, action).values())
                     if n:
                         self.metrics.heal_rows.labels(action=action).inc(n)
+                if self.cache is not None:  # the hot cache has no holes where the stream had
+                    for tf, values in result.written_bars:
+                        self.cache.final_bars(symbol, tf, [values], source="heal")
         finally:
             await conn.close()
         if periodic:
