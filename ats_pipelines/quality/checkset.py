@@ -223,7 +223,8 @@ async def freshness_entry(conn: asyncpg.Connection, *, now: datetime,
 
 async def lake_entries(conn: asyncpg.Connection, lake: Lake,
                        window: tuple[datetime, datetime], *, policy: QualityPolicy) -> list[Entry]:
-    """Feature families and labels of the window's days, for every series with 1m candles."""
+    """Feature families and labels of the window's days, for every series with 1m candles
+    (families and label sets with files of this exchange in the window)."""
     days = [window[0].date() + timedelta(days=i)
             for i in range((window[1] - window[0]).days + 1)]
     out = []
@@ -236,10 +237,13 @@ async def lake_entries(conn: asyncpg.Connection, lake: Lake,
         if not by_symbol:
             continue  # nothing of this exchange went through the features pipeline
         for family in FAMILIES.values():
+            if not any(lake.files(family.dataset, exchange, s, d) for s, d in by_symbol.items()):
+                continue  # a family never built here (the partitioned checks are strict)
             outcome = await check_feature_days(conn, lake, family, exchange, by_symbol, policy)
             out.append(_suite_entry(catalog.FEATURES[family.name], exchange, outcome))
-        labels = check_label_days(lake, LABEL_SPEC.dataset, exchange, by_symbol, policy)
-        out.append(_suite_entry(catalog.LABELS, exchange, labels))
+        if any(lake.files(LABEL_SPEC.dataset, exchange, s, d) for s, d in by_symbol.items()):
+            labels = check_label_days(lake, LABEL_SPEC.dataset, exchange, by_symbol, policy)
+            out.append(_suite_entry(catalog.LABELS, exchange, labels))
     return out
 
 
