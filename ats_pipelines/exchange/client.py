@@ -268,6 +268,17 @@ class ExchangeClient:
             if fresh:
                 return fresh
 
+    async def watch_trades_for_symbols(self, symbols: list[str]) -> list[dict[str, Any]]:
+        """New trades of any of ``symbols`` (one websocket stream set), each id once."""
+        what = f"{self.id} watch_trades_for_symbols {','.join(symbols)}"
+        while True:
+            trades = await self._watch(
+                what, lambda: self.exchange.watch_trades_for_symbols(symbols)
+            )
+            fresh = [t for t in trades if self._fresh(str(t.get("symbol")), [t])]
+            if fresh:
+                return fresh
+
     async def watch_trade_rows(self, symbol: str, source: str = "stream") -> list[TradeRow]:
         """:meth:`watch_trades` as validated rows; a bad trade raises ExchangeDataError."""
         return trade_rows(self.id, await self.watch_trades(symbol), source)

@@ -275,3 +275,17 @@ async def test_watch_trades_survives_malformed_frames_and_drops(
     assert ids[-1] == last and len(ids) == len(set(ids))
     rows = trade_rows("binance", received, "stream")  # every delivered trade is clean
     assert {r.symbol for r in rows} == {"SOL/USDT"}
+
+
+async def test_watch_trades_for_several_symbols_on_one_stream(
+    make_emulator: Any, make_client: Any
+) -> None:
+    emu = await synthetic(make_emulator, speed=200.0)
+    client = make_client(emu)
+    seen: dict[str, set[str]] = {"BTC/USDT": set(), "ETH/USDT": set()}
+    while min(len(ids) for ids in seen.values()) < 50:
+        for trade in await client.watch_trades_for_symbols(["BTC/USDT", "ETH/USDT"]):
+            assert trade["id"] not in seen[trade["symbol"]]
+            seen[trade["symbol"]].add(trade["id"])
+    assert len(client.exchange.clients) == 1  # one connection carries both symbols
+    assert client.exchange.enableRateLimit  # ccxt's own limiter stays on
