@@ -307,8 +307,63 @@ def _training(ctx: DemoContext) -> list[str]:
     return lines + _table_lines(str(meta["preview"].value), 3)
 
 
+def _features(ctx: DemoContext) -> list[str]:
+    """The demo's days in the Parquet lake, features of every timeframe family and labels,
+    Feast applied and materialised; a sample of point-in-time and online features."""
+    import pandas as pd
+
+    from ats_pipelines.features import catalog as cat
+    from ats_pipelines.market_data.config import load_market_data_settings
+
+    market = load_market_data_settings()
+    symbols = list(market.symbols[:2])
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = [(today - timedelta(days=n)).date().isoformat() for n in (2, 1)]
+    names = ["market_parquet", *(f"features_{tf}" for tf in cat.HIGHER_TIMEFRAMES),
+             cat.BASE_FAMILY.name, "labels_1m"]
+    keys = [dg.AssetKey(n) for n in names]
+    assets = [a for a in ctx.defs.assets or [] if isinstance(a, dg.AssetsDefinition)
+              and set(a.keys) & set(keys)]
+    totals = dict.fromkeys(names, 0)
+    for symbol in symbols:  # one ranged run per symbol over both days
+        result = dg.materialize(
+            assets, instance=ctx.instance, resources=ctx.defs.resources, selection=keys,
+            tags={"dagster/asset_partition_range_start": f"{days[0]}|{symbol}",
+                  "dagster/asset_partition_range_end": f"{days[-1]}|{symbol}"})
+        if not result.success:
+            raise RuntimeError(f"demo step failed: features of {symbol}")
+        for name in names:
+            meta = result.asset_materializations_for_node(name)[0].metadata
+            key = "files_written" if name == "market_parquet" else "rows"
+            totals[name] += int(meta[key].value)  # type: ignore[arg-type]
+    lines = [f"lake {ctx.settings.lake_dir}: {totals['market_parquet']} files exported "
+             f"({', '.join(symbols)}, {days[0]}..{days[-1]})",
+             "feature rows: " + ", ".join(f"{n} {totals[n]:,}" for n in names[1:-1])
+             + f"; labels_1m {totals['labels_1m']:,}"]
+    applied = ctx.materialize("key:feast_registry or key:feast_online_store")
+    meta = applied.asset_materializations_for_node("feast_registry")[0].metadata
+    lines.append(f"feast apply: {len(meta['applied'].value)} objects written "  # type: ignore[arg-type]
+                 f"({meta['unchanged'].value} unchanged); online store materialised")
+    store = ctx.defs.resources["feast"].store()
+    shown = ["ret_1", "rsi_14", "macd_hist", "tf1h_rsi_14", "tf4h_ret_1"]
+    refs = [f"{cat.BASE_FAMILY.name}:{f}" for f in shown]
+    entity = pd.DataFrame([{"symbol": s, "exchange": market.exchange,
+                            "event_timestamp": today - timedelta(minutes=m)}
+                           for s in symbols for m in (61, 1)])
+    history = store.get_historical_features(entity_df=entity, features=refs).to_df()
+    lines.append("historical (point in time, signals_v1 columns):")
+    lines += ["  " + line for line in history.round(5).to_string(index=False).splitlines()]
+    online = store.get_online_features(
+        features=refs, entity_rows=[{"symbol": s, "exchange": market.exchange}
+                                    for s in symbols]).to_df()
+    lines.append("online (latest):")
+    lines += ["  " + line for line in online.round(5).to_string(index=False).splitlines()]
+    return lines
+
+
 STEPS: list[DemoStep] = [DemoStep("platform", _platform), DemoStep("market data", _market_data),
-                         DemoStep("data quality", _quality), DemoStep("training", _training)]
+                         DemoStep("data quality", _quality), DemoStep("features", _features),
+                         DemoStep("training", _training)]
 # Later steps go before this one: it shows the signals of the bars the steps above stored.
 STEPS.append(DemoStep("signals", _signals))
 
