@@ -189,6 +189,13 @@ class Emulator:
 
     # -- control (tests, faults) -------------------------------------------------------------
 
+    @property
+    def synthetic_market(self) -> SyntheticMarket:
+        """The synthetic market (the oracle of trades, klines and books); error if off."""
+        if self.synthetic is None:
+            raise EmulatorConfigError("this emulator runs without the synthetic market")
+        return self.synthetic
+
     def source(self, symbol_id: str) -> MarketSource:
         return self.sources[symbol_id]
 

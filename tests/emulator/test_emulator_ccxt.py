@@ -55,7 +55,7 @@ async def test_klines_follow_binance_paging_rules(make_emulator: Any, make_ccxt:
     default = await ex.publicGetKlines({"symbol": "BTCUSDT", "interval": "1m", "startTime": since})
     assert len(default) == 500
     ohlcv = await ex.fetch_ohlcv("BTC/USDT", "1h", since=since, limit=24)
-    truth = emu.synthetic.klines("BTCUSDT", "1h", since, None, 24, emu.clock.now_ms())
+    truth = emu.synthetic_market.klines("BTCUSDT", "1h", since, None, 24, emu.clock.now_ms())
     assert ohlcv == [
         [r.open_time, float(r.open), float(r.high), float(r.low), float(r.close), float(r.volume)]
         for r in truth
@@ -76,18 +76,18 @@ async def test_order_book_trades_and_ticker_match_the_market(
     await ex.load_markets()
     now = emu.clock.pause()
     book = await ex.fetch_order_book("ETH/USDT", 1000)
-    truth = emu.synthetic.depth("ETHUSDT", 1000, now)
+    truth = emu.synthetic_market.depth("ETHUSDT", 1000, now)
     assert book["nonce"] == truth.last_update_id
     assert book["bids"] == levels(truth.bids) and book["asks"] == levels(truth.asks)
     since = now - 600_000
     trades = await ex.fetch_trades("ETH/USDT", since=since, limit=200)
-    oracle = emu.synthetic.trades_between("ETHUSDT", since, now + 1)
+    oracle = emu.synthetic_market.trades_between("ETHUSDT", since, now + 1)
     assert [t["id"] for t in trades] == [str(i) for i in oracle.ids[:200].tolist()]
     assert [t["side"] for t in trades] == [
         "sell" if m else "buy" for m in oracle.buyer_maker[:200].tolist()
     ]
     ticker = await ex.fetch_ticker("ETH/USDT")
-    [last] = emu.synthetic.klines("ETHUSDT", "1m", None, None, 1, now)
+    [last] = emu.synthetic_market.klines("ETHUSDT", "1m", None, None, 1, now)
     assert ticker["last"] == float(last.close)
     assert (ticker["bid"], ticker["ask"]) == (float(truth.bids[0][0]), float(truth.asks[0][0]))
 
@@ -103,7 +103,7 @@ async def test_watch_order_book_stays_equal_to_the_true_book(
         book = await ex.watch_order_book(symbol)
         assert book["bids"][0][0] < book["asks"][0][0]
     now = emu.clock.pause()
-    truth = emu.synthetic.depth(sid, 5000, now)
+    truth = emu.synthetic_market.depth(sid, 5000, now)
     await wait_until(
         lambda: ex.orderbooks[symbol]["nonce"] == truth.last_update_id,
         "ccxt's book to reach the emulator's last update id",
@@ -119,7 +119,7 @@ async def test_watch_trades_delivers_every_trade_once(make_emulator: Any, make_c
     while len(received) < 300:
         received.extend(await ex.watch_trades("SOL/USDT"))
     paused = emu.clock.pause()
-    oracle = emu.synthetic.trades_between("SOLUSDT", FIXED_START_MS, paused + 1)
+    oracle = emu.synthetic_market.trades_between("SOLUSDT", FIXED_START_MS, paused + 1)
     last_id = int(oracle.ids[-1])
     while int(received[-1]["id"]) < last_id:
         received.extend(await ex.watch_trades("SOL/USDT"))

@@ -150,7 +150,7 @@ async def test_ohlcv_range_pages_without_gaps_or_the_open_candle(
     assert [r.ts for r in rows] == list(range(minute - 179 * 60_000, minute, 60_000))
     assert rows[-1].ts + 60_000 <= now  # the open bar (holding `now`) is not there
     assert emu.rest.paths["/api/v3/klines"] == 4  # 179 bars in pages of 50
-    truth = emu.synthetic.klines("BTCUSDT", "1m", rows[0].ts, rows[-1].ts, 1000, now)
+    truth = emu.synthetic_market.klines("BTCUSDT", "1m", rows[0].ts, rows[-1].ts, 1000, now)
     assert [(r.ts, r.open, r.high, r.low, r.close, r.volume) for r in rows] == [
         (k.open_time, float(k.open), float(k.high), float(k.low), float(k.close), float(k.volume))
         for k in truth
@@ -198,7 +198,7 @@ async def test_order_book_resyncs_after_a_gap_and_a_drop(
     assert client.stats["resyncs"] == 1
     assert client.stats["reconnects"] == 1 and sleeps == schedule(1, policy=STREAM_POLICY)
     now = emu.clock.pause()
-    truth = emu.synthetic.depth(sid, 5000, now)
+    truth = emu.synthetic_market.depth(sid, 5000, now)
     exchange = client.exchange
     await wait_until(
         lambda: exchange.orderbooks[symbol]["nonce"] == truth.last_update_id,
@@ -225,7 +225,7 @@ async def collect_trades(
             between(len(received))
     paused = emu.clock.pause()
     assert emu.synthetic is not None
-    last = int(emu.synthetic.trades_between(sid, paused - 60_000, paused + 1).ids[-1])
+    last = int(emu.synthetic_market.trades_between(sid, paused - 60_000, paused + 1).ids[-1])
     first = min(int(t["id"]) for t in received)
 
     def done() -> bool:
