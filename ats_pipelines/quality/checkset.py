@@ -278,14 +278,13 @@ async def scores(conn: asyncpg.Connection, window: tuple[datetime, datetime], *,
                          policy=policy)
 
 
-async def data_window(conn: asyncpg.Connection, *, now: datetime, days: int
-                      ) -> tuple[datetime, datetime]:
-    """The last ``days`` days of 1m candles: ending after the newest bar, or now if sooner.
-
-    Reads ``max(ts)`` over the 1m candles (a scan of the table; the report runs daily).
-    """
-    last = await conn.fetchval("SELECT max(ts) FROM market.candles WHERE timeframe = '1m' "
-                               "AND ts <= $1", now)
+async def data_window(conn: asyncpg.Connection, *, now: datetime, days: int,
+                      exchange: str | None = None) -> tuple[datetime, datetime]:
+    """The last ``days`` days of 1m candles (of ``exchange``, or all): ending after the newest
+    bar, or now if sooner. Reads ``max(ts)`` over those candles (the checks run daily)."""
+    last = await conn.fetchval(
+        "SELECT max(ts) FROM market.candles WHERE timeframe = '1m' AND ts <= $1 "
+        "AND ($2::text IS NULL OR exchange = $2)", now, exchange)
     end = floor_datetime(now, "1m")
     if last is not None:
         end = min(end, last + MINUTE)

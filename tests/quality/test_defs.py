@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import polars as pl
 
 from ats_pipelines.defs.features.definitions import build_features_defs
 from ats_pipelines.defs.market_data.definitions import build_market_data_defs
@@ -103,3 +104,61 @@ def test_blocking_candle_failure_stops_features(db_url: str, tmp_path: Path,
             (evaluation,) = passed.get_asset_check_evaluations()
             assert evaluation.passed and evaluation.metadata["coverage"].value == 1.0
             assert len(list((lake / "features" / "features_1m").rglob("*.parquet"))) == 1
+
+
+def test_unpartitioned_checks_run_as_a_job_and_record_history(
+        make_database: object, tmp_path: Path, testdata: Path, exchange_name: str) -> None:
+    """Rollup suite, migrated history vs REST (the emulator replaying the recorded klines) and
+    stream freshness, run by a checks-only job like the quality schedules run them."""
+    from tests.quality.conftest import freqtrade_candles, migrated_database, run_sync
+    from tests.quality.test_checkset import store
+
+    url = migrated_database(make_database, "ats_quality_jobs")
+    one = freqtrade_candles(testdata, "XRP_ETH-1m.feather", "XRP/ETH", "1m")
+    five = freqtrade_candles(testdata, "XRP_ETH-5m.feather", "XRP/ETH", "5m")
+    last_day = one.filter(pl.col("ts") >= datetime(2019, 10, 12, 11, 20, tzinfo=UTC))
+    run_sync(store(url, exchange_name, pl.concat([last_day, five]).drop("exchange"), empty=None,
+                   source="legacy_cache"))
+    settings = MarketDataSettings(exchange=exchange_name, symbols=("XRP/ETH",),
+                                  start_date="2019-10-01")
+    wanted = {("candles_5m", "candles_suite"), ("candles_1m", "history_matches_rest"),
+              ("stream_bars", "bars_fresh")}
+    checks = [c for c in build_quality_defs(settings).asset_checks or []
+              if any((k.asset_key.to_user_string(), k.name) in wanted
+                     for k in c.check_keys)]  # type: ignore[union-attr]
+    config = EmulatorConfig(replay_dir=testdata, synthetic=None, birdeye=None)
+    with EmulatorThread(config) as emulator:
+        defs = dg.Definitions(
+            asset_checks=checks,  # type: ignore[arg-type]
+            jobs=[dg.define_asset_job("checks", selection=dg.AssetSelection.checks(*checks))],
+            resources={"timescale": TimescaleResource(database_url=url),
+                       "exchange": ExchangeResource(exchange_id="binance",
+                                                    rest_url=emulator.rest_url),
+                       "quality": QualityResource(reports_dir=str(tmp_path / "reports"),
+                                                  rollup_window_days=2)})
+        result = defs.resolve_job_def("checks").execute_in_process(raise_on_error=False)
+    verdicts = {(e.asset_key.to_user_string(), e.check_name): e
+                for e in result.get_asset_check_evaluations()}
+    assert set(verdicts) == wanted
+    rollup = verdicts[("candles_5m", "candles_suite")]
+    window = (datetime(2019, 10, 11, 11, 20, tzinfo=UTC), datetime(2019, 10, 13, 11, 20,
+                                                                 tzinfo=UTC))
+    in_window = five.filter(pl.col("ts").is_between(*window, closed="left")).height
+    assert rollup.passed and rollup.metadata["rows_checked"].value == in_window  # 2 days
+    history = verdicts[("candles_1m", "history_matches_rest")]
+    assert history.passed and history.metadata["compared"].value == last_day.height
+    fresh = verdicts[("stream_bars", "bars_fresh")]
+    assert not fresh.passed and fresh.description == "no streaming shard has sent a heartbeat"
+
+    async def recorded() -> list[tuple[str, str, bool]]:
+        from ats_pipelines.db.connect import connection
+
+        async with connection(url) as conn:
+            rows = await conn.fetch("SELECT asset, check_name, passed, run_id "
+                                    "FROM ops.quality_check_runs ORDER BY asset, check_name")
+        assert {r["run_id"] for r in rows} == {result.run_id}
+        return [(r["asset"], r["check_name"], r["passed"]) for r in rows]
+
+    assert run_sync(recorded()) == [("candles_1m", "history_matches_rest", True),
+                                    ("candles_5m", "candles_suite", True),
+                                    ("stream_bars", "bars_fresh", False)]

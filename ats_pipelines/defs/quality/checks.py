@@ -87,8 +87,9 @@ def build_rollup_check(settings: MarketDataSettings, timeframe: str) -> dg.Asset
         now = datetime.now(UTC)
 
         async def body(conn: asyncpg.Connection) -> SuiteOutcome:
-            window = grid_window(await data_window(conn, now=now,
-                                                   days=quality.rollup_window_days), timeframe)
+            latest = await data_window(conn, now=now, days=quality.rollup_window_days,
+                                       exchange=settings.exchange)
+            window = grid_window(latest, timeframe)
             frame = await loaders.load_candles(conn, settings.exchange, settings.symbols,
                                                timeframe, *window)
             outcome = validate.check_candles(

@@ -42,7 +42,8 @@ def build_rest_reconciliation(settings: MarketDataSettings, spec: CheckSpec
         now = datetime.now(UTC)
 
         async def body(conn: asyncpg.Connection) -> Reconciliation:
-            window = await data_window(conn, now=now, days=quality.reconcile_window_days)
+            window = await data_window(conn, now=now, days=quality.reconcile_window_days,
+                                       exchange=settings.exchange)
             async with exchange.open() as client:
                 if spec is catalog.STREAM_REST:
                     result = await stream_vs_rest(
