@@ -37,7 +37,7 @@ from ats_pipelines.emulator.synthetic import synthetic_symbols  # noqa: E402
 SYMBOLS = 20
 START = "2024-05-01T00:00:00Z"
 WINDOW_S = 5.0
-WARMUP_S = 1.5
+WARMUP_S = 2.0
 STEPS = (20_000, 40_000, 60_000, 80_000)
 SAMPLE_TRADE = (
     '{"e":"trade","E":1714521600123,"s":"BTCUSDT","t":1000123,"p":"60012.34000000",'
@@ -237,7 +237,7 @@ async def sustained_trade_rate() -> tuple[float, float]:
         )
         if not kept_up:
             break
-        best = rate
+        best = offered  # delivered can exceed it briefly while a warm-up backlog drains
     proc, base = start_process([THIS, "--serve", "ws"])
     try:
         baseline, _ = await count_trades(base, streams)
