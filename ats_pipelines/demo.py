@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -246,17 +247,18 @@ def _training(ctx: DemoContext) -> list[str]:
                              symbols=["DEMO1/USDT", "DEMO2/USDT", "DEMO3/USDT"], horizon=6,
                              risk=0.01, reward=1.0, momentum_feature="momentum",
                              volatility_feature="f05", feature_service="synthetic")
-    base = ctx.defs.resources["models"]
+    project: dict[str, Any] = dict(ctx.defs.resources or {})
+    base = project["models"]
     models = base.with_overrides(n_trials=6, max_rounds=150, max_concurrent_runs=100,
                                  scopes={**base.model_dump()["scopes"], "demo": demo_scope})
-    resources = {**ctx.defs.resources, "models": models}
+    resources = {**project, "models": models}
     db = resources["timescale"]
     db.run(lambda c: registry.retire_champion(c, "demo", "make demo starts its scope afresh"))
     request = db.run(lambda c: queue.enqueue(c, scope="demo", reason="make demo", priority=1,
                                              requested_by="demo", config={"n_trials": 6}))
     lines = [f"enqueued retrain request {request.id} (scope demo, priority 1, 6 trials)"]
     keys = {dg.AssetKey("lgbm_model"), dg.AssetKey("champion_model")}
-    assets: list[object] = [a for a in ctx.defs.assets or [] if isinstance(
+    assets: list[Any] = [a for a in ctx.defs.assets or [] if isinstance(
         a, dg.AssetsDefinition) and a.keys & keys]
     assets += [c for c in ctx.defs.asset_checks or []
                if any(k.asset_key == dg.AssetKey("lgbm_model") for k in c.check_keys)]

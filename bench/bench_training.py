@@ -108,13 +108,12 @@ def main() -> None:
         wall, cpu = time.perf_counter(), time.process_time()
         result = train_model(data, cfg, study, request="bench")
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        trials = [t for t in study.trials if t.datetime_complete and t.datetime_start]
-        seconds = np.array([(t.datetime_complete - t.datetime_start).total_seconds()
-                            for t in trials])
-        best = min((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE),
-                   key=lambda t: t.value)
+        took = {t.number: (t.datetime_complete - t.datetime_start).total_seconds()
+                for t in study.trials if t.datetime_complete and t.datetime_start}
+        seconds = np.array(list(took.values()))
+        best = study.best_trial
         naive = naive_trial(data, cfg, result.params)
-        ours = float((best.datetime_complete - best.datetime_start).total_seconds())
+        ours = took[best.number]
     finally:
         asyncio.run(_database(admin, name, create=False))
     s = result.study

@@ -29,7 +29,7 @@ def dask_final_fit(scheduler: str, partitions: int = 8) -> Callable[
     """A final-fit function training on the Dask cluster at ``scheduler``."""
     try:
         import dask.dataframe as dd
-        from distributed import Client
+        from distributed import Client  # pyright: ignore[reportMissingImports]
         from lightgbm import DaskLGBMClassifier
     except ImportError as exc:
         raise BackendUnavailable(

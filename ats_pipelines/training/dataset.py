@@ -13,7 +13,7 @@ synthetic sources.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import numpy as np
@@ -26,6 +26,19 @@ DIRECTION = np.array([-1.0, 0.0, 1.0])  # position a predicted class takes
 
 class TrainingDataError(ValueError):
     """The training data is unusable; the message names the column/row and the rule."""
+
+
+def utc_datetime(value: np.datetime64 | np.ndarray) -> datetime:
+    """A ``datetime64`` holding UTC as a tz-aware ``datetime``."""
+    micros = int(np.asarray(value, dtype="datetime64[us]").astype(np.int64))
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+
+
+def utc_ns(value: datetime) -> np.datetime64:
+    """A tz-aware ``datetime`` as a naive-UTC ``datetime64[ns]``."""
+    if value.tzinfo is None:
+        raise TrainingDataError(f"{value} must be timezone-aware (UTC)")
+    return np.datetime64(value.astimezone(UTC).replace(tzinfo=None), "ns")
 
 
 def to_utc_ns(values: object, name: str) -> np.ndarray:
@@ -106,9 +119,7 @@ class TrainingSet:
         """First and last event time, tz-aware UTC."""
         if not len(self):
             raise TrainingDataError("the training set is empty")
-        first = pd.Timestamp(self.event_ts[0]).tz_localize("UTC").to_pydatetime()
-        last = pd.Timestamp(self.event_ts[-1]).tz_localize("UTC").to_pydatetime()
-        return first, last
+        return utc_datetime(self.event_ts[0]), utc_datetime(self.event_ts[-1])
 
 
 class TrainingSetSource(Protocol):
@@ -126,8 +137,7 @@ class InMemorySource:
     data: TrainingSet
 
     def load(self, scope: str, start: datetime, end: datetime) -> TrainingSet:
-        lo = np.datetime64(pd.Timestamp(start).tz_convert("UTC").tz_localize(None), "ns")
-        hi = np.datetime64(pd.Timestamp(end).tz_convert("UTC").tz_localize(None), "ns")
+        lo, hi = utc_ns(start), utc_ns(end)
         keep = np.flatnonzero((self.data.event_ts >= lo) & (self.data.event_ts < hi)
                               & (self.data.label_end_ts <= hi))
         return self.data.take(keep)

@@ -109,8 +109,9 @@ class FeastTrainingSetSource:
         labels = pd.concat(frames, ignore_index=True)
         keep = (labels["event_timestamp"] >= start) & (labels["event_timestamp"] < end) & (
             labels["label_timestamp"] <= end)
-        return labels[keep].sort_values(["event_timestamp", "symbol"], kind="stable",
-                                        ignore_index=True)
+        kept = pd.DataFrame(labels.loc[keep])
+        return kept.sort_values(by=["event_timestamp", "symbol"], kind="stable").reset_index(
+            drop=True)
 
     def load(self, scope: str, start: datetime, end: datetime) -> TrainingSet:
         labels = self.labels(start, end)
@@ -122,8 +123,8 @@ class FeastTrainingSetSource:
         if len(frame) != len(labels):
             raise TrainingDataError(f"Feast returned {len(frame)} rows for {len(labels)} "
                                     "label rows")
-        frame = frame.sort_values(["event_timestamp", "symbol"], kind="stable",
-                                  ignore_index=True)
+        frame = frame.sort_values(by=["event_timestamp", "symbol"], kind="stable")
+        frame = frame.reset_index(drop=True)
         missing = [n for n in names if n not in frame.columns]
         if missing:
             raise TrainingDataError(f"feature service {self.scope.feature_service} did not "
@@ -134,12 +135,12 @@ class FeastTrainingSetSource:
             raise TrainingDataError(f"label set {self.scope.label_set}: unknown classes "
                                     f"{sorted(unknown)}")
         return TrainingSet(
-            X=frame[names].astype("float64"),
-            y=frame["tb_label"].map(codes).to_numpy(np.int8),
+            X=pd.DataFrame(frame.loc[:, names].astype("float64")),
+            y=np.array([codes[v] for v in frame["tb_label"]], dtype=np.int8),
             event_ts=to_utc_ns(frame["event_timestamp"], "event_timestamp"),
             label_end_ts=to_utc_ns(frame["label_timestamp"], "label_timestamp"),
             realized_rr=frame["tb_reward_risk"].to_numpy(np.float64),
-            entities=frame[["exchange", "symbol"]].reset_index(drop=True),
+            entities=pd.DataFrame(frame.loc[:, ["exchange", "symbol"]]),
             feature_service=self.scope.feature_service,
         )
 
@@ -148,17 +149,18 @@ class FeastTrainingSetSource:
         """Features as of every bar close in ``[start, end)`` of every symbol (for drift)."""
         bar = to_timedelta(self.scope.timeframe)
         closes = pd.date_range(start, end, freq=bar, inclusive="left", tz="UTC")
-        entity_df = pd.DataFrame(
-            [(self.scope.exchange, s, t) for s in self.scope.symbols for t in closes],
-            columns=["exchange", "symbol", "event_timestamp"])
+        entity_df = pd.DataFrame({
+            "exchange": self.scope.exchange,
+            "symbol": [s for s in self.scope.symbols for _ in closes],
+            "event_timestamp": [t for _ in self.scope.symbols for t in closes]})
         if entity_df.empty:
-            return pd.DataFrame(columns=features)
+            return pd.DataFrame({f: pd.Series(dtype="float64") for f in features})
         service = self.store.get_feature_service(self.scope.feature_service)
         frame = self.store.get_historical_features(
             entity_df=entity_df, features=service,
             full_feature_names=self.full_feature_names).to_df()
         present = [f for f in features if f in frame.columns]
-        return frame[present].dropna(how="all").reset_index(drop=True)
+        return pd.DataFrame(frame.loc[:, present]).dropna(how="all").reset_index(drop=True)
 
 
 class FeastOnlineSource:
@@ -186,5 +188,5 @@ class FeastOnlineSource:
         for f in features:  # an absent feature is scored as missing (and recorded as null)
             if f not in X.columns:
                 X[f] = np.nan
-        return LatestFeatures(entities.reset_index(drop=True),
+        return LatestFeatures(pd.DataFrame(entities).reset_index(drop=True),
                               X[features].astype("float64").reset_index(drop=True), fetch_ms)

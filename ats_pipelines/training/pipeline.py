@@ -30,7 +30,12 @@ import pandas as pd
 from ats_pipelines.lib.timeframes import floor_datetime
 from ats_pipelines.training import queue, registry
 from ats_pipelines.training.config import ModelScope
-from ats_pipelines.training.dataset import TrainingDataError, TrainingSet, TrainingSetSource
+from ats_pipelines.training.dataset import (
+    TrainingDataError,
+    TrainingSet,
+    TrainingSetSource,
+    utc_datetime,
+)
 from ats_pipelines.training.promotion import (
     Gate,
     PromotionPolicy,
@@ -67,7 +72,8 @@ class TrainedModel:
 def null_shares(X: pd.DataFrame) -> dict[str, float]:
     if not len(X):
         return {str(c): 1.0 for c in X.columns}
-    return {str(c): float(v) for c, v in X.isna().mean().items()}
+    shares = X.isna().to_numpy().mean(axis=0)
+    return {str(c): float(v) for c, v in zip(X.columns, shares, strict=True)}
 
 
 def gates_for(metrics: dict[str, Any], features: list[str], policy: PromotionPolicy,
@@ -158,8 +164,7 @@ def _train(run_db: RunDb, queue_id: int, attempt: int, scope: ModelScope,
     gates = gates_for(metrics, result.features, policy, champion_id)
     path = registry.save_artifact(models_dir, model_id, result.booster, result.features,
                                   result.params, metrics, result.drift_reference)
-    windows = [pd.Timestamp(t).tz_localize("UTC").to_pydatetime()
-               for t in (*result.train_window, *result.holdout_window)]
+    windows = [utc_datetime(t) for t in (*result.train_window, *result.holdout_window)]
     record = run_db(lambda c: registry.register(
         c, model_id=model_id, scope=scope.name, feature_service=data.feature_service,
         features=result.features, artifact_path=path, params=result.params, metrics=metrics,

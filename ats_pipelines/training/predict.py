@@ -115,7 +115,7 @@ async def write_signals(conn: asyncpg.Connection, rows: list[dict[str, Any]]) ->
         ) SELECT count(*) FROM ins
         """,
         *[[r[c] for r in rows] for c in cols])
-    return int(inserted)
+    return int(inserted or 0)
 
 
 async def latest_signal_ts(conn: asyncpg.Connection, model_id: str) -> datetime | None:

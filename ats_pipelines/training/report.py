@@ -8,6 +8,7 @@ emitted on the holdout. Files: ``<reports_dir>/models/<model_id>.md`` and ``.htm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -30,7 +31,7 @@ class ReportData:
     metrics: dict[str, Any]
     importance: dict[str, float]
     reliability: list[dict[str, float]]
-    cumulative: dict[str, list[float]]
+    cumulative: dict[str, Sequence[float]]
     study: dict[str, Any]
     params: dict[str, Any]
     rounds: int

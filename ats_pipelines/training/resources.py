@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import optuna
 import pandas as pd
 from pydantic import Field
@@ -242,10 +243,10 @@ class _LastRows:
 
     def latest(self, scope: ModelScope, features: list[str]) -> LatestFeatures:
         started = time.perf_counter()
-        last = self.data.event_ts == self.data.event_ts.max()
-        ents = self.data.entities[last].reset_index(drop=True).copy()
-        ents["ts"] = pd.to_datetime(self.data.event_ts[last]).tz_localize("UTC")
-        X = self.data.X[last].reset_index(drop=True)[features]
+        rows = np.flatnonzero(self.data.event_ts == self.data.event_ts.max())
+        latest = self.data.take(rows)
+        ents = latest.entities.assign(ts=pd.to_datetime(latest.event_ts).tz_localize("UTC"))
+        X = pd.DataFrame(latest.X.loc[:, features])
         return LatestFeatures(ents, X, (time.perf_counter() - started) * 1000.0)
 
 
@@ -302,8 +303,8 @@ def synthetic_scope_data(scope: ModelScope) -> TrainingSet:
                              bar=to_timedelta(scope.timeframe), horizon=scope.barriers.horizon,
                              reward=scope.barriers.reward, feature_service="synthetic")
     names = dict(zip(sorted(set(data.entities["symbol"])), scope.symbols, strict=True))
-    data.entities = data.entities.assign(exchange=scope.exchange,
-                                         symbol=data.entities["symbol"].map(names))
+    data.entities = data.entities.assign(
+        exchange=scope.exchange, symbol=[names[s] for s in data.entities["symbol"]])
     return data
 
 

@@ -49,7 +49,7 @@ def make_training_set(
         + rng.standard_normal(n)
     rr = np.where(y == BUY, reward, np.where(y == SELL, -1.0, rng.normal(0, 0.2, n)))
     columns = [f"f{i:02d}" for i in range(features - 1)] + ["momentum"]
-    frame = pd.DataFrame(X[:, : features - 1], columns=columns[:-1])
+    frame = pd.DataFrame(X[:, : features - 1], columns=pd.Index(columns[:-1]))
     frame["momentum"] = momentum.astype(dtype)
     clock = np.datetime64(START, "ns") + np.arange(bars) * np.timedelta64(bar, "ns")
     event_ts = np.repeat(clock, symbols)

@@ -223,8 +223,8 @@ def tune(
     folds = purged_walk_forward(train.event_ts[offset:], train.label_end_ts[offset:],
                                 n_splits=cfg.n_splits, embargo=cfg.embargo,
                                 min_train_rows=50)
-    fold_sets = [(full.subset(f.train + offset).construct(),
-                  full.subset(f.valid + offset).construct()) for f in folds]
+    fold_sets = [(full.subset((f.train + offset).tolist()).construct(),
+                  full.subset((f.valid + offset).tolist()).construct()) for f in folds]
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("request", request)

@@ -247,7 +247,7 @@ def test_triggers_enqueue_weekly_manual_degradation_and_drift(
     context = dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=when,
-        resources={"models": defs.resources["models"]},
+        resources={"models": (defs.resources or {})["models"]},
     )
     [weekly] = list(schedules.weekly_retrain_schedule(context))  # type: ignore[arg-type]
     assert weekly.run_key == "weekly:default:2026-W10"

@@ -21,7 +21,7 @@ from ats_pipelines.features.resource import FeastResource
 from ats_pipelines.features.store import apply_repo, materialize_views
 from ats_pipelines.resources.timescale import TimescaleResource
 from ats_pipelines.training import queue, registry
-from ats_pipelines.training.dataset import CLASSES, TrainingDataError
+from ats_pipelines.training.dataset import CLASSES, TrainingDataError, utc_datetime
 from ats_pipelines.training.pipeline import train_request
 from ats_pipelines.training.predict import score, write_signals
 from ats_pipelines.training.promotion import PromotionPolicy
@@ -95,13 +95,13 @@ def test_the_training_set_is_labels_joined_to_signals_v1_point_in_time(
     features = pl.read_parquet(Lake(Path(feast.lake_root)).glob("features/features_1m"))
     pick = np.linspace(500, len(ts) - 1, 25).astype(int)
     for i in pick:
-        when = pd.Timestamp(ts.event_ts[i]).tz_localize("UTC").to_pydatetime()
+        when = utc_datetime(ts.event_ts[i])
         row = features.filter((pl.col("symbol") == ts.entities["symbol"][i])
                               & (pl.col("event_timestamp") == when))
         assert row.height == 1
         for name in ("ret_15", "rsi_14", "tf1h_ret_1"):
-            expected, got = row[name][0], ts.X[name].iloc[i]
-            assert (expected is None and np.isnan(got)) or np.isclose(expected, got)
+            expected, got = row[name][0], float(ts.X[name].iloc[i])
+            assert np.isnan(got) if expected is None else np.isclose(float(expected), got)
 
 
 def test_label_spec_mismatch_and_missing_labels_are_clear_errors(feast: FeastResource) -> None:

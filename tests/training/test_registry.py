@@ -23,7 +23,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 def _booster() -> tuple[lgb.Booster, pd.DataFrame]:
     rng = np.random.default_rng(0)
-    X = pd.DataFrame(rng.standard_normal((300, 3)), columns=["a", "b", "c"])
+    X = pd.DataFrame(rng.standard_normal((300, 3)), columns=pd.Index(["a", "b", "c"]))
     y = (X["a"] > 0).astype(int) + (X["b"] > 1).astype(int)
     params = {"objective": "multiclass", "num_class": 3, "verbosity": -1, "num_threads": 1}
     return lgb.train(params, lgb.Dataset(X, y), num_boost_round=5), X
@@ -46,10 +46,11 @@ def test_artifacts_round_trip_and_broken_ones_are_named(clean_db: str, tmp_path:
     assert record.status == "challenger" and record.metrics == {"x": None}  # NaN -> null
     loaded = registry.load_model(record)
     booster, X = _booster()
-    assert np.allclose(loaded.predict_proba(X), booster.predict(X.to_numpy()))
-    assert np.allclose(loaded.predict_proba(X[["c", "b", "a"]]), booster.predict(X.to_numpy()))
+    expected = np.asarray(booster.predict(X.to_numpy()))
+    assert np.allclose(loaded.predict_proba(X), expected)
+    assert np.allclose(loaded.predict_proba(X.loc[:, ["c", "b", "a"]]), expected)
     with pytest.raises(registry.RegistryError, match=r"features missing: \['c'\]"):
-        loaded.predict_proba(X[["a", "b"]])
+        loaded.predict_proba(X.loc[:, ["a", "b"]])
     (Path(record.artifact_path) / "features.json").write_text(json.dumps(["a", "b"]))
     with pytest.raises(registry.RegistryError, match="differs from the registry row"):
         registry.load_model(record)

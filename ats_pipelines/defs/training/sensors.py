@@ -46,7 +46,7 @@ def retrain_queue_sensor(context: dg.SensorEvaluationContext, timescale: Timesca
                                         max_attempts=models.max_attempts)
         busy = await conn.fetchval(
             "SELECT count(*) FROM ml.retrain_queue WHERE status = 'processing'")
-        room = min(models.claims_per_tick, models.max_concurrent_runs - busy)
+        room = min(models.claims_per_tick, models.max_concurrent_runs - int(busy or 0))
         items = await queue.claim(conn, limit=room, claimed_by=f"sensor:{context.sensor_name}")
         for item in items:
             if item.scope not in models.scopes:
