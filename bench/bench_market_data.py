@@ -1,9 +1,10 @@
 """Market data: REST backfill from the emulator, and the read API's latencies.
 
 1. ``backfill_30d_2sym`` — 30 days × 2 symbols of 1-minute candles fetched from the emulator
-   (stock ccxt over loopback, pages of 1000), validated, bulk-written, logged (what the
-   ``candles_1m`` asset runs for a ranged backfill, one symbol after the other). Baseline: the
-   bulk writer alone writing the same rows (new keys) in the same run.
+   (``ats emulator`` in its own process, like a remote exchange; ccxt over loopback, pages of
+   1000), validated, bulk-written, logged (what the ``candles_1m`` asset runs for a ranged
+   backfill, one symbol after the other). Baseline: the bulk writer alone writing the same rows
+   (new keys) in the same run.
 2. ``rollup_30d_2sym`` — the incremental rollup to 5m..1d of those minutes; baseline: a plain
    ``INSERT … SELECT … GROUP BY time_bucket`` of the same 5m bars (one level, no watermark).
 3. ``get_bars_last_500`` — p50/p99 of ``get_bars`` for the last 500 1m bars (target p99 < 5 ms).
@@ -16,12 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import time
+import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -37,11 +41,9 @@ from ats_pipelines.db.connect import connection, replace_database
 from ats_pipelines.db.migrate import migrate
 from ats_pipelines.db.sqlid import quote_ident
 from ats_pipelines.emulator.fixtures import FIXED_START_MS
-from ats_pipelines.emulator.server import EmulatorConfig
 from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.market_data.backfill import backfill
 from ats_pipelines.market_data.rollups import rollup_incremental
-from ats_pipelines.market_data.testing import EmulatorThread
 from ats_pipelines.marketdata import MarketData
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
@@ -125,13 +127,39 @@ async def write_side(url: str, rest_url: str, wanted: list[date]) -> None:
               f"one level of {rows // 5:,} 5m bars in {base_s:.2f} s)")
 
 
+@contextmanager
+def emulator_process() -> Iterator[str]:
+    """``ats emulator`` in a process of its own, as an exchange is: its CPU is not ours."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = datetime.fromtimestamp(FIXED_START_MS / 1000, UTC).isoformat()
+    proc = subprocess.Popen([sys.executable, "-m", "ats_pipelines.cli.main", "emulator",
+                             "--port", str(port), "--start", start, "--symbols", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/v3/ping", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the emulator did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 async def main() -> None:
     days = int(os.environ.get("ATS_BENCH_DAYS", "30"))
     wanted = [FIRST_DAY + timedelta(days=i) for i in range(days)]
     async with scratch_url() as url:
-        with EmulatorThread(EmulatorConfig(start_ms=FIXED_START_MS, birdeye=None)) as emulator:
-            await write_side(url, emulator.rest_url, wanted)
-        # the emulator (its publisher ticks every 10 ms in this process) is gone before reads;
+        with emulator_process() as rest_url:
+            await write_side(url, rest_url, wanted)
         # statistics as autovacuum would leave them (fresh rows have none: the planner then
         # scans instead of using the key, ~20x slower)
         async with connection(url) as conn:

@@ -193,18 +193,14 @@ class MarketData:
                      limit: int | None = None,
                      values: Sequence[str] = _VALUES) -> list[tuple[Any, ...]]:
         """``(timeframe, ts, values...)`` of bars with ``since <= ts <= last_open`` per timeframe
-        (the newest ``limit`` of each when given), one round trip."""
-        cols = ", ".join(f"b.{c}" for c in ("ts", *values))
-        order = " ORDER BY c.ts DESC LIMIT %s" if limit is not None else ""
+        (the newest ``limit`` of each when given), one round trip.
+
+        One ``UNION ALL`` branch per timeframe, each an index range scan of its own key range.
+        (A lateral join over the list gets flattened by the planner into a hash join over a
+        scan of the symbol's whole history: 50x slower on 30 days.)
+        """
         inner = ", ".join(f"c.{c}" for c in ("ts", *values))
-        if self.mode != CONTINUOUS:
-            sql = (f"SELECT w.tf, {cols} FROM unnest(%s::text[], %s::timestamptz[], "  # noqa: S608
-                   "%s::timestamptz[]) AS w(tf, since, last_open) CROSS JOIN LATERAL ("
-                   f"SELECT {inner} FROM market.candles c WHERE c.exchange = %s AND "
-                   "c.symbol = %s AND c.timeframe = w.tf AND c.ts >= w.since AND "
-                   f"c.ts <= w.last_open{order}) AS b")
-            params: list[Any] = [timeframes, since, last_open, exchange, symbol]
-            return self._fetch(sql, [*params, *([limit] if limit is not None else [])])
+        order = " ORDER BY c.ts DESC LIMIT %s" if limit is not None else ""
         parts, params = [], []
         for tf, lo, hi in zip(timeframes, since, last_open, strict=True):
             relation, filtered = self._relation(tf)
