@@ -80,7 +80,7 @@ def naive_trial(data, cfg: TrainerConfig, params: dict) -> float:
     for fold in folds:
         tr, va = rows[fold.train], rows[fold.valid]
         train_set = lgb.Dataset(X[tr], label=data.y[tr], params=dparams)
-        valid_set = lgb.Dataset(X[va], label=data.y[va], reference=train_set)
+        valid_set = lgb.Dataset(X[va], label=data.y[va], reference=train_set, params=dparams)
         lgb.train(params, train_set, num_boost_round=cfg.max_rounds, valid_sets=[valid_set],
                   callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
     return time.perf_counter() - started
@@ -108,6 +108,7 @@ def main() -> None:
         wall, cpu = time.perf_counter(), time.process_time()
         result = train_model(data, cfg, study, request="bench")
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        load = os.getloadavg()[0]
         took = {t.number: (t.datetime_complete - t.datetime_start).total_seconds()
                 for t in study.trials if t.datetime_complete and t.datetime_start}
         seconds = np.array(list(took.values()))
@@ -122,7 +123,8 @@ def main() -> None:
           f"{wall:.1f} s wall ({'within' if wall <= TARGET_S else 'over'} the {TARGET_S:.0f} s "
           f"target), {cpu:.1f} s CPU on {cfg.num_threads} threads; dataset "
           f"{result.seconds['dataset']:.1f} s, tuning {result.seconds['tuning']:.1f} s, "
-          f"final fit {result.seconds['final_fit']:.1f} s")
+          f"final fit {result.seconds['final_fit']:.1f} s; load average {load:.1f} on "
+          f"{os.cpu_count()} cores")
     print(f"trial_time: p50 {np.percentile(seconds, 50) * 1000:,.0f} ms, p99 "
           f"{np.percentile(seconds, 99) * 1000:,.0f} ms, mean {seconds.mean():.1f} s; pruned "
           f"{s.pruned}/{s.trials} ({s.pruned_share:.0%})")
