@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ats_pipelines.cli import cache, dagster_cmd, db, emulator, migrate, retrain, stream
+from ats_pipelines.cli import cache, dagster_cmd, db, emulator, features, migrate, retrain, stream
 from ats_pipelines.cli.common import configure_logging, run
 from ats_pipelines.config import load_settings
 
@@ -15,6 +15,7 @@ app.add_typer(cache.app, name="cache")
 app.add_typer(dagster_cmd.app, name="dagster")
 app.add_typer(migrate.app, name="migrate")
 app.add_typer(retrain.app, name="retrain")
+app.add_typer(features.app, name="features")
 app.command("emulator")(emulator.emulator)
 app.command("stream")(stream.stream)
 
