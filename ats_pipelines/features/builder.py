@@ -7,7 +7,9 @@ write the same files, byte for byte.
 
 ``created_timestamp`` is when a row's values were computed: a re-run that computes the same
 values keeps the stored timestamps (and so writes nothing — the file is byte-identical); rows
-whose values changed get the run's time.
+whose values changed get the run's time. "Changed" is bitwise: polars' sliding window sums
+carry a changed input forward as rounding in the last bits, so rows past the longest window
+after a changed bar can get a new timestamp for values equal to ~1e-15 relative.
 """
 
 from __future__ import annotations
