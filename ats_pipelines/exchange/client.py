@@ -199,6 +199,50 @@ class ExchangeClient:
             lambda: self.exchange.fetch_trades(symbol, since, limit),
         )
 
+    async def fetch_trades_range(
+        self,
+        symbol: str,
+        start_ms: int,
+        end_ms: int,
+        page_limit: int = 1000,
+        window_ms: int = 3_600_000,
+    ) -> list[dict[str, Any]]:
+        """Every public trade with ``start_ms <= timestamp < end_ms``, oldest first, each once.
+
+        Walks the range in windows of at most an hour (Binance's aggTrades rule); a full page
+        continues from its last trade's time, and repeats at the seam are dropped by id.
+        """
+        await self.load_markets()
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        since = start_ms
+        while since < end_ms:
+            until = min(since + window_ms, end_ms)
+            page = await self._call(
+                f"{self.id} fetch_trades {symbol} since={since}",
+                lambda s=since, u=until: self.exchange.fetch_trades(
+                    symbol, s, page_limit, {"until": u - 1}
+                ),
+            )
+            fresh = [
+                t for t in page if str(t["id"]) not in seen and start_ms <= t["timestamp"] < end_ms
+            ]
+            seen.update(str(t["id"]) for t in fresh)
+            out.extend(fresh)
+            if len(page) < page_limit:
+                since = until  # the window is exhausted
+            elif fresh:
+                since = page[-1]["timestamp"]  # a full page: more in this window
+            else:
+                log.warning(
+                    "event=trades_page_stuck exchange=%s symbol=%s since=%s action=skip_one_ms",
+                    self.id,
+                    symbol,
+                    since,
+                )
+                since += 1
+        return out
+
     async def fetch_trade_rows(
         self, symbol: str, since: int | None = None, limit: int | None = None, source: str = "rest"
     ) -> list[TradeRow]:

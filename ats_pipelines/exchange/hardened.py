@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from functools import cache
 from typing import Any
 
 import ccxt.pro as ccxtpro
@@ -23,6 +24,7 @@ from ats_pipelines.exchange.parsing import check_binance_frame
 log = logging.getLogger(__name__)
 
 
+@cache
 def hardened_class(exchange_id: str) -> type[Any]:
     """``ccxt.pro.<exchange_id>`` with frame checking on its websocket clients."""
     base = getattr(ccxtpro, exchange_id, None)

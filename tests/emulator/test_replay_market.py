@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import polars as pl
 import pytest
 
@@ -152,3 +153,30 @@ async def test_ccxt_pro_rebuilds_the_replayed_book(
     # the recorded snapshot has 1000 asks: compare the levels a 1000-level snapshot covers
     assert book["bids"][:500] == levels(truth.bids)
     assert book["asks"][:500] == levels(truth.asks)
+
+
+async def test_replay_streams_recorded_trades_and_candles_as_fast_as_possible(
+    make_emulator: Any, testdata: Path
+) -> None:
+    emu: Emulator = await make_emulator(
+        replay_dir=testdata, synthetic=None, birdeye=None, speed=0.0
+    )
+    trades = pl.read_parquet(testdata / "freqtrade/XRP_ETH-trades.parquet")
+    candles = source_candles(testdata, "freqtrade/XRP_ETH-5m.feather")
+    got_trades: list[dict[str, Any]] = []
+    got_klines: list[dict[str, Any]] = []
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(emu.ws_url + "/xrpeth@trade/xrpeth@kline_5m") as ws,
+    ):
+        while len(got_trades) < 2000 or len(got_klines) < 50:
+            event = json.loads((await ws.receive()).data)
+            (got_trades if event["e"] == "trade" else got_klines).append(event)
+    n = len(got_trades)
+    assert [e["t"] for e in got_trades] == [int(i) for i in trades["id"][:n].to_list()]
+    assert [float(e["p"]) for e in got_trades] == trades["price"][:n].to_list()
+    assert [e["T"] for e in got_trades] == trades["timestamp"][:n].to_list()
+    assert [e["m"] for e in got_trades] == [s == "sell" for s in trades["side"][:n].to_list()]
+    k = len(got_klines)
+    assert all(e["k"]["x"] for e in got_klines)  # recorded candles arrive closed
+    assert [[e["k"]["t"], *(float(e["k"][f]) for f in "ohlcv")] for e in got_klines] == candles[:k]

@@ -289,3 +289,17 @@ async def test_watch_trades_for_several_symbols_on_one_stream(
             seen[trade["symbol"]].add(trade["id"])
     assert len(client.exchange.clients) == 1  # one connection carries both symbols
     assert client.exchange.enableRateLimit  # ccxt's own limiter stays on
+
+
+async def test_trades_range_pages_through_hours_exactly(
+    make_emulator: Any, make_client: Any
+) -> None:
+    emu = await synthetic(make_emulator, speed=1.0)
+    client = make_client(emu)
+    now = emu.clock.pause()
+    start, end = now - 3 * 3_600_000 - 12_345, now - 600_000
+    trades = await client.fetch_trades_range("ETH/USDT", start, end, page_limit=500)
+    oracle = emu.synthetic_market.trades_between("ETHUSDT", start, end)
+    assert len(trades) == len(oracle) > 1500
+    assert [int(t["id"]) for t in trades] == oracle.ids.tolist()
+    assert emu.rest.paths["/api/v3/aggTrades"] > 3
