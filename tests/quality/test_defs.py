@@ -65,7 +65,8 @@ def test_blocking_candle_failure_stops_features(db_url: str, tmp_path: Path,
             "quality": QualityResource(reports_dir=str(tmp_path / "reports")),
         }
         selection = [*_pick(market, {"candles_1m"}), *_pick(features, DOWNSTREAM),
-                     _check(quality, "candles_1m", "candles_suite")]
+                     _check(quality, "candles_1m", "candles_suite"),
+                     _check(quality, "features_1m", "features_suite")]
         # the exchange leaves three hours of the day out of its answers: 12.5 % missing
         start = datetime.fromisoformat(DAY).replace(hour=6, tzinfo=UTC)
         faults = install_kline_faults(emulator, "BTCUSDT")
@@ -77,7 +78,7 @@ def test_blocking_candle_failure_stops_features(db_url: str, tmp_path: Path,
             assert not blocked.success
             done = materialized(blocked)
             assert done == {"candles_1m"}  # fetched and stored, then stopped by the check
-            (evaluation,) = blocked.get_asset_check_evaluations()
+            (evaluation,) = blocked.get_asset_check_evaluations()  # features' never ran
             assert (evaluation.check_name, evaluation.passed, evaluation.blocking) == \
                 ("candles_suite", False, True)
             meta = {k: v.value for k, v in evaluation.metadata.items()}
@@ -101,8 +102,12 @@ def test_blocking_candle_failure_stops_features(db_url: str, tmp_path: Path,
                                     instance=instance)
             done = materialized(passed)
             assert done == {"candles_1m", *DOWNSTREAM}
-            (evaluation,) = passed.get_asset_check_evaluations()
-            assert evaluation.passed and evaluation.metadata["coverage"].value == 1.0
+            checks = {e.check_name: e for e in passed.get_asset_check_evaluations()}
+            assert checks["candles_suite"].passed
+            assert checks["candles_suite"].metadata["coverage"].value == 1.0
+            feats = checks["features_suite"]  # the features of the healed day pass theirs
+            assert feats.passed, feats.description
+            assert feats.metadata["rows_checked"].value == 1440
             assert len(list((lake / "features" / "features_1m").rglob("*.parquet"))) == 1
 
 
