@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -184,9 +185,11 @@ class ModelsResource(dg.ConfigurableResource):
             return None
         if self.create_optuna_database:
             ensure_optuna_database(self.optuna_url)
-        return optuna.storages.RDBStorage(
-            self.optuna_url, engine_kwargs={"pool_pre_ping": True},
-            heartbeat_interval=60, grace_period=180)
+        with warnings.catch_warnings():  # heartbeats are "experimental" since optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                self.optuna_url, engine_kwargs={"pool_pre_ping": True},
+                heartbeat_interval=60, grace_period=180)
 
     def promotion_policy(self) -> PromotionPolicy:
         return PromotionPolicy(

@@ -9,18 +9,23 @@ noise, so the outcome of the gates is known); the Feast path is tested in test_f
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import dagster as dg
+import optuna
 import pytest
 
+from ats_pipelines.db.connect import replace_database
+from ats_pipelines.db.sqlid import quote_ident
 from ats_pipelines.defs.training import assets, checks, jobs, schedules, sensors
 from ats_pipelines.resources.timescale import TimescaleResource
 from ats_pipelines.training import queue, registry
+from ats_pipelines.training.config import sqlalchemy_url
 from ats_pipelines.training.resources import ModelsResource, ScopeConfig, SyntheticTrainingData
 
 SCOPE = ScopeConfig(
@@ -38,18 +43,10 @@ SCOPE = ScopeConfig(
 def _defs(db: str, tmp: Path, data: SyntheticTrainingData, **models: Any) -> dg.Definitions:
     resources = {
         "timescale": TimescaleResource(database_url=db),
-        "models": ModelsResource(
-            models_dir=str(tmp / "models"),
-            reports_dir=str(tmp / "reports"),
-            optuna_url=None,
-            n_trials=4,
-            max_rounds=100,
-            early_stopping_rounds=15,
-            num_threads=1,
-            tune_max_rows=None,
-            scopes={"default": SCOPE},
-            **models,
-        ),
+        "models": ModelsResource(**{
+            "models_dir": str(tmp / "models"), "reports_dir": str(tmp / "reports"),
+            "optuna_url": None, "n_trials": 4, "max_rounds": 100, "early_stopping_rounds": 15,
+            "num_threads": 1, "tune_max_rows": None, "scopes": {"default": SCOPE}, **models}),
         "training_data": data,
     }
     return dg.Definitions(
@@ -122,10 +119,19 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
+@pytest.fixture
+def optuna_url(training_db: str) -> Iterator[str]:
+    """A database for Optuna that does not exist yet (the models resource creates it)."""
+    name = f"ats_optuna_{uuid.uuid4().hex[:10]}"
+    yield sqlalchemy_url(replace_database(training_db, name))
+    _db(replace_database(training_db, "postgres"), lambda c: c.execute(
+        f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"))
+
+
 def test_planted_signal_is_promoted_and_noise_is_not(
-    clean_db: str, tmp_path: Path, instance: dg.DagsterInstance
+    clean_db: str, tmp_path: Path, instance: dg.DagsterInstance, optuna_url: str
 ) -> None:
-    planted = _defs(clean_db, tmp_path, _planted())
+    planted = _defs(clean_db, tmp_path, _planted(), optuna_url=optuna_url)
     request = _db(clean_db, lambda c: queue.enqueue(c, reason="first model", priority=2))
     [run_request] = _tick(planted, instance)
     assert run_request.run_key == str(request.id)
@@ -152,6 +158,9 @@ def test_planted_signal_is_promoted_and_noise_is_not(
     assert champion.queue_id == request.id and champion.feature_service == "synthetic"
     assert Path(champion.artifact_path, "model.txt").is_file()
     assert done is not None and done.status == "completed" and done.run_id == result.run_id
+    study = optuna.load_study(study_name="ats:default", storage=optuna_url)  # in PostgreSQL
+    assert {t.user_attrs["request"] for t in study.trials} == {f"q{request.id}"}
+    assert len(study.trials) == 4
 
     # pure noise: trained and registered, but the gates hold and the champion stays
     noise = _defs(clean_db, tmp_path, _noise())
