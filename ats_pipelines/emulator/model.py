@@ -68,7 +68,7 @@ class KlineRow(NamedTuple):
     last_trade_id: int = -1
 
 
-class TradeRow(NamedTuple):
+class WireTrade(NamedTuple):
     """One public trade as /api/v3/trades and the ``@trade`` stream carry it."""
 
     trade_id: int
@@ -94,10 +94,10 @@ class TradeBatch:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def rows(self) -> list[TradeRow]:
+    def rows(self) -> list[WireTrade]:
         quotes = self.quotes or [""] * len(self.ids)
         return [
-            TradeRow(i, t, p, q, c, m)
+            WireTrade(i, t, p, q, c, m)
             for i, t, p, q, c, m in zip(
                 self.ids, self.ts, self.prices, self.qtys, quotes, self.buyer_maker, strict=True
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -59,7 +60,7 @@ class Connection:
         ws: web.WebSocketResponse,
         request: web.Request,
         combined_mode: bool,
-        latency: object,
+        latency: Callable[[], float],
         conn_id: int,
     ) -> None:
         self.ws = ws
@@ -67,7 +68,7 @@ class Connection:
         self.combined = combined_mode
         self.streams: dict[str, Stream] = {}
         self.queue: asyncio.Queue[list[str] | None] = asyncio.Queue()
-        self._latency = latency  # callable returning seconds, from the fault injector
+        self._latency = latency  # seconds to hold each batch (the latency fault)
         self.conn_id = conn_id
         self.sent = 0
         self.sender = asyncio.get_running_loop().create_task(self._send_loop())
@@ -94,7 +95,7 @@ class Connection:
                 batch = await self.queue.get()
                 if batch is None:
                     return
-                delay = self._latency()  # type: ignore[operator]
+                delay = self._latency()
                 if delay:
                     await asyncio.sleep(delay)
                 for frame in batch:
