@@ -39,8 +39,9 @@ FROM features_1m GROUP BY symbol ORDER BY symbol
 """
 
 
-def synthetic_lake(root: Path, exchange: str = "binance",
-                   symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")) -> list:
+def synthetic_lake(
+    root: Path, exchange: str = "binance", symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")
+) -> list:
     """Two days of seeded random-walk minutes and their rollups, as the export writes them."""
     start = datetime(2024, 3, 4, tzinfo=UTC)
     lake = Lake(root)
@@ -49,25 +50,49 @@ def synthetic_lake(root: Path, exchange: str = "binance",
         n = 2 * 1440
         close = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
         open_ = np.concatenate([[100.0], close[:-1]])
-        minutes = pl.DataFrame({
-            "exchange": exchange, "symbol": symbol, "timeframe": "1m",
-            "ts": pl.datetime_range(start, start + timedelta(minutes=n - 1), "1m", eager=True,
-                                    time_unit="us", time_zone="UTC"),
-            "open": open_, "high": np.maximum(open_, close) * 1.0004,
-            "low": np.minimum(open_, close) * 0.9996, "close": close,
-            "volume": rng.lognormal(2, 1, n)})
+        minutes = pl.DataFrame(
+            {
+                "exchange": exchange,
+                "symbol": symbol,
+                "timeframe": "1m",
+                "ts": pl.datetime_range(
+                    start,
+                    start + timedelta(minutes=n - 1),
+                    "1m",
+                    eager=True,
+                    time_unit="us",
+                    time_zone="UTC",
+                ),
+                "open": open_,
+                "high": np.maximum(open_, close) * 1.0004,
+                "low": np.minimum(open_, close) * 0.9996,
+                "close": close,
+                "volume": rng.lognormal(2, 1, n),
+            }
+        )
         for tf in cat.EXPORT_TIMEFRAMES:
-            bars = minutes if tf == "1m" else minutes.group_by_dynamic(
-                "ts", every=tf, group_by=["exchange", "symbol"]).agg(
-                pl.col("open").first(), pl.col("high").max(), pl.col("low").min(),
-                pl.col("close").last(), pl.col("volume").sum()).with_columns(
-                pl.lit(tf).alias("timeframe"))
-            bars = bars.with_columns([pl.lit(None).alias(f.name) for f in CANDLE_SCHEMA
-                                      if f.name not in bars.columns])
+            bars = (
+                minutes
+                if tf == "1m"
+                else minutes.group_by_dynamic("ts", every=tf, group_by=["exchange", "symbol"])
+                .agg(
+                    pl.col("open").first(),
+                    pl.col("high").max(),
+                    pl.col("low").min(),
+                    pl.col("close").last(),
+                    pl.col("volume").sum(),
+                )
+                .with_columns(pl.lit(tf).alias("timeframe"))
+            )
+            bars = bars.with_columns(
+                [pl.lit(None).alias(f.name) for f in CANDLE_SCHEMA if f.name not in bars.columns]
+            )
             for (day,), part in bars.group_by(pl.col("ts").dt.date()):
-                write_if_changed(lake.partition_path(candles_dataset(tf), exchange, symbol, day),
-                                 part.sort("ts").select(CANDLE_SCHEMA.names).to_arrow()
-                                 .cast(CANDLE_SCHEMA), {SYMBOL_KEY: symbol})
+                write_if_changed(
+                    lake.partition_path(candles_dataset(tf), exchange, symbol, day),
+                    part.sort("ts").select(CANDLE_SCHEMA.names).to_arrow().cast(CANDLE_SCHEMA),
+                    {SYMBOL_KEY: symbol},
+                )
         days = lake.days(candles_dataset("1m"), exchange, symbol)
         for tf in (*cat.HIGHER_TIMEFRAMES, cat.BASE_TIMEFRAME):
             build_features(lake, cat.family_of(tf), exchange, symbol, days)
@@ -77,7 +102,7 @@ def synthetic_lake(root: Path, exchange: str = "binance",
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--synthetic", action="store_true", help="build a throwaway lake")
     args = parser.parse_args()
     settings = load_settings()
@@ -85,12 +110,19 @@ def main() -> None:
     if scratch:
         root = Path(scratch.name)
         synthetic_lake(root / "lake")
-        lake, values = Lake(root / "lake"), {"ATS_FEAST_REGISTRY": str(root / "registry.db"),
-                                             "ATS_FEAST_ONLINE_STORE": str(root / "online.db")}
+        lake, values = (
+            Lake(root / "lake"),
+            {
+                "ATS_FEAST_REGISTRY": str(root / "registry.db"),
+                "ATS_FEAST_ONLINE_STORE": str(root / "online.db"),
+            },
+        )
     else:
         lake = Lake(settings.lake_dir)
-        values = {"ATS_FEAST_REGISTRY": settings.feast_registry,
-                  "ATS_FEAST_ONLINE_STORE": settings.feast_online_store}
+        values = {
+            "ATS_FEAST_REGISTRY": settings.feast_registry,
+            "ATS_FEAST_ONLINE_STORE": settings.feast_online_store,
+        }
     # The same as `feast -c feature_repo …` after `eval "$(uv run ats features env)"`.
     store = open_store(REPO, values)
     if scratch:
@@ -103,19 +135,36 @@ def main() -> None:
     if labels.empty:
         raise SystemExit(f"no labels in {lake.root}: run `make demo` or use --synthetic")
     end = labels["event_timestamp"].max()
-    window = labels[labels["event_timestamp"] > end - timedelta(hours=6)]
+    window = labels.loc[labels["event_timestamp"] > end - timedelta(hours=6)].copy()
     train = training_frame(store, window, "signals_v1")
-    print(f"\ntraining set: {len(train):,} rows x {train.shape[1]} columns, "
-          f"{window['event_timestamp'].min()} .. {end}")
-    print(train[["symbol", "event_timestamp", "label", "tb_reward_risk", "ret_15", "rsi_14",
-                 "tf1h_rsi_14", "tf4h_ret_1"]].tail(4).to_string(index=False))
+    print(
+        f"\ntraining set: {len(train):,} rows x {train.shape[1]} columns, "
+        f"{window['event_timestamp'].min()} .. {end}"
+    )
+    print(
+        train[
+            [
+                "symbol",
+                "event_timestamp",
+                "label",
+                "tb_reward_risk",
+                "ret_15",
+                "rsi_14",
+                "tf1h_rsi_14",
+                "tf4h_ret_1",
+            ]
+        ]
+        .tail(4)
+        .to_string(index=False)
+    )
 
     # 2. The latest features online (what a live model reads).
-    symbols = sorted(window["symbol"].unique())
-    exchange = window["exchange"].iloc[0]
+    symbols = sorted(set(window["symbol"]))
+    exchange = str(window["exchange"].tolist()[0])
     online = store.get_online_features(
         features=["features_1m:rsi_14", "features_1m:tf1h_rsi_14", "features_1h:natr_14"],
-        entity_rows=[{"symbol": s, "exchange": exchange} for s in symbols]).to_df()
+        entity_rows=[{"symbol": s, "exchange": exchange} for s in symbols],
+    ).to_df()
     print("\nonline:\n" + online.to_string(index=False))
 
     # 3. SQL on the lake's views (the same as `uv run ats features sql "…"`).
@@ -123,8 +172,10 @@ def main() -> None:
     register_views(con, lake)
     print("\n" + str(con.sql(SUMMARY_SQL).pl()))
     con.close()
-    print("\nCLI: eval \"$(uv run ats features env)\"; uv run feast -c feature_repo "
-          "feature-views list; uv run feast -c feature_repo serve")
+    print(
+        '\nCLI: eval "$(uv run ats features env)"; uv run feast -c feature_repo '
+        "feature-views list; uv run feast -c feature_repo serve"
+    )
     if scratch:
         scratch.cleanup()
 

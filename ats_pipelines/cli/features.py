@@ -10,8 +10,9 @@ import typer
 from ats_pipelines.cli.common import fail, run
 from ats_pipelines.config import load_settings
 
-app = typer.Typer(help="Features: Feast environment and SQL over the Parquet lake.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Features: Feast environment and SQL over the Parquet lake.", no_args_is_help=True
+)
 
 
 @app.command()
@@ -21,9 +22,12 @@ def env() -> None:
     Use: eval "$(uv run ats features env)"; then feast -c feature_repo feature-views list.
     """
     settings = run(load_settings)
-    values = {"ATS_FEAST_REGISTRY": settings.feast_registry,
-              "ATS_FEAST_ONLINE_STORE": settings.feast_online_store,
-              "ATS_LAKE_DIR": str(settings.lake_dir), "FEAST_USAGE": "False"}
+    values = {
+        "ATS_FEAST_REGISTRY": settings.feast_registry,
+        "ATS_FEAST_ONLINE_STORE": settings.feast_online_store,
+        "ATS_LAKE_DIR": str(settings.lake_dir),
+        "FEAST_USAGE": "False",
+    }
     for name, value in values.items():
         typer.echo(f"export {name}={shlex.quote(value)}")
 
@@ -31,8 +35,9 @@ def env() -> None:
 @app.command()
 def sql(
     query: Annotated[str | None, typer.Argument(help="SQL over the lake's views.")] = None,
-    print_views: Annotated[bool, typer.Option("--print-views",
-                                              help="Print the CREATE VIEW statements.")] = False,
+    print_views: Annotated[
+        bool, typer.Option("--print-views", help="Print the CREATE VIEW statements.")
+    ] = False,
     limit: Annotated[int, typer.Option(help="Rows to print at most.")] = 50,
 ) -> None:
     """Run DuckDB SQL over the lake (views features_1m…4h, labels_1m, candles_*, order_book_1m)."""
@@ -46,13 +51,15 @@ def sql(
             typer.echo(statement)
         return
     if not query:
-        fail("give a query, e.g. \"SELECT symbol, count(*) FROM features_1m GROUP BY 1\"")
+        fail('give a query, e.g. "SELECT symbol, count(*) FROM features_1m GROUP BY 1"')
     con = connect()
     try:
         views = register_views(con, lake)
         if not views:
-            fail(f"the lake at {lake.root} has no files yet (materialise market_parquet and "
-                 "the features assets, or run make demo)")
+            fail(
+                f"the lake at {lake.root} has no files yet (materialise market_parquet and "
+                "the features assets, or run make demo)"
+            )
         try:
             frame = con.sql(query).pl()
         except Exception as exc:  # DuckDB's own message names the problem

@@ -77,16 +77,23 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
-def _read_frame(lake: Lake, dataset: str, exchange: str, symbol: str, days: Sequence[date],
-                schema: pa.Schema) -> pl.DataFrame:
+def _read_frame(
+    lake: Lake, dataset: str, exchange: str, symbol: str, days: Sequence[date], schema: pa.Schema
+) -> pl.DataFrame:
     frame = pl.from_arrow(read_table(lake.files(dataset, exchange, symbol, days), schema))
     assert isinstance(frame, pl.DataFrame)
     return frame.sort("ts")
 
 
-def load_with_warmup(lake: Lake, dataset: str, exchange: str, symbol: str,
-                     days: Sequence[date], schema: pa.Schema,
-                     warmup_rows: int = WARMUP_ROWS) -> pl.DataFrame:
+def load_with_warmup(
+    lake: Lake,
+    dataset: str,
+    exchange: str,
+    symbol: str,
+    days: Sequence[date],
+    schema: pa.Schema,
+    warmup_rows: int = WARMUP_ROWS,
+) -> pl.DataFrame:
     """Every row from the first of ``days`` to the last, and at least ``warmup_rows`` rows
     before the first (whole files, as many earlier days as it takes)."""
     first, last = min(days), max(days)
@@ -101,8 +108,15 @@ def load_with_warmup(lake: Lake, dataset: str, exchange: str, symbol: str,
     return _read_frame(lake, dataset, exchange, symbol, [*earlier, *span], schema)
 
 
-def load_with_lookahead(lake: Lake, dataset: str, exchange: str, symbol: str,
-                        days: Sequence[date], schema: pa.Schema, rows_after: int) -> pl.DataFrame:
+def load_with_lookahead(
+    lake: Lake,
+    dataset: str,
+    exchange: str,
+    symbol: str,
+    days: Sequence[date],
+    schema: pa.Schema,
+    rows_after: int,
+) -> pl.DataFrame:
     """Every row from the first of ``days`` to the last, and at least ``rows_after`` after it."""
     first, last = min(days), max(days)
     available = lake.days(dataset, exchange, symbol)
@@ -130,25 +144,38 @@ def _in_day(frame: pl.DataFrame, day: date) -> pl.DataFrame:
     return frame.filter((pl.col("ts") >= start) & (pl.col("ts") < start + timedelta(days=1)))
 
 
-def with_created(rows: pl.DataFrame, previous: pl.DataFrame | None, features: Sequence[str],
-                 computed_at: datetime) -> pl.DataFrame:
+def with_created(
+    rows: pl.DataFrame,
+    previous: pl.DataFrame | None,
+    features: Sequence[str],
+    computed_at: datetime,
+) -> pl.DataFrame:
     """Add ``created_timestamp``: kept from ``previous`` where a row's values are unchanged."""
     now = pl.lit(computed_at).cast(pl.Datetime("us", "UTC"))
     if previous is None or previous.is_empty():
         return rows.with_columns(created_timestamp=now)
-    old = previous.select("ts", "created_timestamp",
-                          *(pl.col(f).alias(f"_old_{f}") for f in features))
+    old = previous.select(
+        "ts", "created_timestamp", *(pl.col(f).alias(f"_old_{f}") for f in features)
+    )
     joined = rows.join(old, on="ts", how="left", maintain_order="left")
     same = pl.all_horizontal(
         pl.col("created_timestamp").is_not_null(),
-        *(pl.col(f).eq_missing(pl.col(f"_old_{f}")) for f in features))
+        *(pl.col(f).eq_missing(pl.col(f"_old_{f}")) for f in features),
+    )
     return joined.with_columns(
         created_timestamp=pl.when(same).then(pl.col("created_timestamp")).otherwise(now)
     ).drop([f"_old_{f}" for f in features])
 
 
-def _write_features(lake: Lake, family: cat.Family, exchange: str, symbol: str, day: date,
-                    rows: pl.DataFrame, computed_at: datetime) -> PartitionOutcome:
+def _write_features(
+    lake: Lake,
+    family: cat.Family,
+    exchange: str,
+    symbol: str,
+    day: date,
+    rows: pl.DataFrame,
+    computed_at: datetime,
+) -> PartitionOutcome:
     path = lake.partition_path(family.dataset, exchange, symbol, day)
     previous = pl.read_parquet(path) if path.is_file() else None
     rows = with_created(rows, previous, family.features, computed_at)
@@ -159,20 +186,26 @@ def _write_features(lake: Lake, family: cat.Family, exchange: str, symbol: str, 
     return PartitionOutcome(day, table.num_rows, outcome.written, outcome.sha256)
 
 
-def _higher_features(lake: Lake, exchange: str, symbol: str,
-                     days: Sequence[date]) -> dict[str, pl.DataFrame]:
+def _higher_features(
+    lake: Lake, exchange: str, symbol: str, days: Sequence[date]
+) -> dict[str, pl.DataFrame]:
     # A 1-minute row of day D may carry a higher bar that opened on D-1 (it closes on D).
     span = sorted({d + timedelta(days=k) for d in days for k in (-1, 0)})
     out = {}
     for timeframe in cat.HIGHER_TIMEFRAMES:
         family = cat.family_of(timeframe)
-        out[timeframe] = _read_frame(lake, family.dataset, exchange, symbol, span,
-                                     family.schema())
+        out[timeframe] = _read_frame(lake, family.dataset, exchange, symbol, span, family.schema())
     return out
 
 
-def build_features(lake: Lake, family: cat.Family, exchange: str, symbol: str,
-                   days: Sequence[date], computed_at: datetime | None = None) -> BuildReport:
+def build_features(
+    lake: Lake,
+    family: cat.Family,
+    exchange: str,
+    symbol: str,
+    days: Sequence[date],
+    computed_at: datetime | None = None,
+) -> BuildReport:
     """Compute and write one family's partitions of ``days`` for a series."""
     computed_at = computed_at or datetime.now(UTC)
     if computed_at.tzinfo is None:
@@ -181,11 +214,15 @@ def build_features(lake: Lake, family: cat.Family, exchange: str, symbol: str,
     days = sorted(set(days))
     if not days:
         return report
-    bars = load_with_warmup(lake, candles_dataset(family.timeframe), exchange, symbol, days,
-                            CANDLE_SCHEMA)
+    bars = load_with_warmup(
+        lake, candles_dataset(family.timeframe), exchange, symbol, days, CANDLE_SCHEMA
+    )
     minute = family.timeframe == cat.BASE_TIMEFRAME
-    book = _read_frame(lake, BOOK_DATASET, exchange, symbol,
-                       _days_of(bars), BOOK_SCHEMA) if minute else None
+    book = (
+        _read_frame(lake, BOOK_DATASET, exchange, symbol, _days_of(bars), BOOK_SCHEMA)
+        if minute
+        else None
+    )
     higher = _higher_features(lake, exchange, symbol, days) if minute else {}
     con = connect()
     try:
@@ -198,12 +235,23 @@ def build_features(lake: Lake, family: cat.Family, exchange: str, symbol: str,
             computed = _in_day(rolling_features(frame), day)
             if minute:
                 computed = join_higher(computed, higher)
-            report.partitions.append(_write_features(
-                lake, family, exchange, symbol, day, finalize(computed, family), computed_at))
+            report.partitions.append(
+                _write_features(
+                    lake, family, exchange, symbol, day, finalize(computed, family), computed_at
+                )
+            )
     finally:
         con.close()
-    log.info("event=features family=%s exchange=%s symbol=%s days=%s..%s rows=%d written=%d",
-             family.name, exchange, symbol, days[0], days[-1], report.rows, report.written)
+    log.info(
+        "event=features family=%s exchange=%s symbol=%s days=%s..%s rows=%d written=%d",
+        family.name,
+        exchange,
+        symbol,
+        days[0],
+        days[-1],
+        report.rows,
+        report.written,
+    )
     return report
 
 
@@ -222,15 +270,23 @@ def _drop(lake: Lake, dataset: str, exchange: str, symbol: str, day: date) -> Pa
     return PartitionOutcome(day, 0, existed, "")
 
 
-def build_labels(lake: Lake, spec: LabelSpec, exchange: str, symbol: str,
-                 days: Sequence[date]) -> BuildReport:
+def build_labels(
+    lake: Lake, spec: LabelSpec, exchange: str, symbol: str, days: Sequence[date]
+) -> BuildReport:
     """Compute and write a label set's partitions of ``days`` for a series."""
     report = BuildReport(spec.dataset, exchange, symbol)
     days = sorted(set(days))
     if not days:
         return report
-    bars = load_with_lookahead(lake, candles_dataset(spec.timeframe), exchange, symbol, days,
-                               CANDLE_SCHEMA, rows_after=spec.horizon)
+    bars = load_with_lookahead(
+        lake,
+        candles_dataset(spec.timeframe),
+        exchange,
+        symbol,
+        days,
+        CANDLE_SCHEMA,
+        rows_after=spec.horizon,
+    )
     for day in days:
         frame = day_frame(bars, day, before=0, after=spec.horizon)
         labels = _in_day(series_labels(frame, spec), day) if frame.height else frame
@@ -239,10 +295,20 @@ def build_labels(lake: Lake, spec: LabelSpec, exchange: str, symbol: str,
             continue
         table = labels.select(LABEL_SCHEMA.names).to_arrow().cast(LABEL_SCHEMA)
         path = lake.partition_path(spec.dataset, exchange, symbol, day)
-        outcome = write_if_changed(path, table, {SYMBOL_KEY: symbol,
-                                                 "ats.label_spec": repr(spec.describe())})
-        report.partitions.append(PartitionOutcome(day, table.num_rows, outcome.written,
-                                                  outcome.sha256))
-    log.info("event=labels spec=%s exchange=%s symbol=%s days=%s..%s rows=%d written=%d",
-             spec.name, exchange, symbol, days[0], days[-1], report.rows, report.written)
+        outcome = write_if_changed(
+            path, table, {SYMBOL_KEY: symbol, "ats.label_spec": repr(spec.describe())}
+        )
+        report.partitions.append(
+            PartitionOutcome(day, table.num_rows, outcome.written, outcome.sha256)
+        )
+    log.info(
+        "event=labels spec=%s exchange=%s symbol=%s days=%s..%s rows=%d written=%d",
+        spec.name,
+        exchange,
+        symbol,
+        days[0],
+        days[-1],
+        report.rows,
+        report.written,
+    )
     return report

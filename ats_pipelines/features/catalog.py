@@ -44,25 +44,47 @@ BOOK_MEAN_WINDOW = 15
 BAR_FEATURES: tuple[str, ...] = (
     *(f"ret_{n}" for n in RETURN_HORIZONS),
     *(f"rv_{n}" for n in VOLATILITY_WINDOWS),
-    f"atr_{ATR_WINDOW}", f"natr_{ATR_WINDOW}",
+    f"atr_{ATR_WINDOW}",
+    f"natr_{ATR_WINDOW}",
     f"rsi_{RSI_WINDOW}",
-    "macd", "macd_signal", "macd_hist",
+    "macd",
+    "macd_signal",
+    "macd_hist",
     f"vwap_dev_{VWAP_WINDOW}",
     *(f"volume_z_{n}" for n in VOLUME_Z_WINDOWS),
-    "range_ratio", "body_ratio", "upper_wick_ratio", "lower_wick_ratio", "close_position",
+    "range_ratio",
+    "body_ratio",
+    "upper_wick_ratio",
+    "lower_wick_ratio",
+    "close_position",
     "taker_buy_ratio",
 )
 BOOK_FEATURES: tuple[str, ...] = (
-    "spread_bps", f"spread_bps_mean_{BOOK_MEAN_WINDOW}",
-    "imbalance_1", "imbalance_5", "imbalance_10", f"imbalance_5_mean_{BOOK_MEAN_WINDOW}",
+    "spread_bps",
+    f"spread_bps_mean_{BOOK_MEAN_WINDOW}",
+    "imbalance_1",
+    "imbalance_5",
+    "imbalance_10",
+    f"imbalance_5_mean_{BOOK_MEAN_WINDOW}",
     "depth_imbalance_5pct",
 )
-TIME_FEATURES: tuple[str, ...] = ("minute_of_day", "hour_of_day", "day_of_week",
-                                  "tod_sin", "tod_cos")
+TIME_FEATURES: tuple[str, ...] = (
+    "minute_of_day",
+    "hour_of_day",
+    "day_of_week",
+    "tod_sin",
+    "tod_cos",
+)
 INT_FEATURES = frozenset({"minute_of_day", "hour_of_day", "day_of_week"})
 # The higher-timeframe columns a 1-minute row carries (of the latest closed bar).
-MTF_FEATURES: tuple[str, ...] = ("ret_1", "ret_15", f"rsi_{RSI_WINDOW}", f"natr_{ATR_WINDOW}",
-                                 "macd_hist", "volume_z_60")
+MTF_FEATURES: tuple[str, ...] = (
+    "ret_1",
+    "ret_15",
+    f"rsi_{RSI_WINDOW}",
+    f"natr_{ATR_WINDOW}",
+    "macd_hist",
+    "volume_z_60",
+)
 
 KEY_COLUMNS = ("exchange", "symbol", "ts", "event_timestamp", "created_timestamp")
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -95,13 +117,16 @@ class Family:
         return to_timedelta(self.timeframe)
 
     def schema(self) -> pa.Schema:
-        fields = [pa.field("exchange", pa.string(), nullable=False),
-                  pa.field("symbol", pa.string(), nullable=False),
-                  pa.field("ts", TIMESTAMP, nullable=False),
-                  pa.field("event_timestamp", TIMESTAMP, nullable=False),
-                  pa.field("created_timestamp", TIMESTAMP, nullable=False)]
-        fields += [pa.field(f, pa.int64() if f in INT_FEATURES else pa.float64())
-                   for f in self.features]
+        fields = [
+            pa.field("exchange", pa.string(), nullable=False),
+            pa.field("symbol", pa.string(), nullable=False),
+            pa.field("ts", TIMESTAMP, nullable=False),
+            pa.field("event_timestamp", TIMESTAMP, nullable=False),
+            pa.field("created_timestamp", TIMESTAMP, nullable=False),
+        ]
+        fields += [
+            pa.field(f, pa.int64() if f in INT_FEATURES else pa.float64()) for f in self.features
+        ]
         return pa.schema(fields)
 
 
@@ -111,9 +136,9 @@ def _family(timeframe: str, features: tuple[str, ...]) -> Family:
 
 
 FAMILIES: dict[str, Family] = {
-    f.name: f for f in (
-        _family(BASE_TIMEFRAME, (*BAR_FEATURES, *BOOK_FEATURES, *TIME_FEATURES,
-                                 *_mtf_columns())),
+    f.name: f
+    for f in (
+        _family(BASE_TIMEFRAME, (*BAR_FEATURES, *BOOK_FEATURES, *TIME_FEATURES, *_mtf_columns())),
         *(_family(tf, BAR_FEATURES) for tf in HIGHER_TIMEFRAMES),
     )
 }
@@ -124,8 +149,10 @@ def family_of(timeframe: str) -> Family:
     try:
         return FAMILIES[f"features_{timeframe}"]
     except KeyError:
-        raise ValueError(f"no feature family for timeframe {timeframe!r}; families: "
-                         f"{', '.join(FAMILY_TIMEFRAMES)}") from None
+        raise ValueError(
+            f"no feature family for timeframe {timeframe!r}; families: "
+            f"{', '.join(FAMILY_TIMEFRAMES)}"
+        ) from None
 
 
 # Versioned Feast feature services (ats_pipelines.features.repo builds them).
@@ -139,8 +166,10 @@ def definitions_fingerprint(lake_root: Path) -> str:
     """A digest of what the Feast repository defines (the ``feast_registry`` asset's code
     version), computed without importing Feast."""
     spec = {
-        "families": {f.name: [f.timeframe, list(f.features), f.ttl.total_seconds()]
-                     for f in FAMILIES.values()},
+        "families": {
+            f.name: [f.timeframe, list(f.features), f.ttl.total_seconds()]
+            for f in FAMILIES.values()
+        },
         "services": SERVICES,
         "lake": str(lake_root),
         "code": hashlib.sha256((Path(__file__).parent / "repo.py").read_bytes()).hexdigest(),

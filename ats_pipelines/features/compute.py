@@ -65,23 +65,34 @@ _MINUTE_COLUMNS = """,
        sin(2 * pi() * ((epoch_us(c.ts) // 60000000) % 1440) / 1440) AS tod_sin,
        cos(2 * pi() * ((epoch_us(c.ts) // 60000000) % 1440) / 1440) AS tod_cos"""
 
-BOOK_COLUMNS = ("spread_bps_mean", "imbalance_1_mean", "imbalance_5_mean", "imbalance_10_mean",
-                "bid_depth_5pct_mean", "ask_depth_5pct_mean")
+BOOK_COLUMNS = (
+    "spread_bps_mean",
+    "imbalance_1_mean",
+    "imbalance_5_mean",
+    "imbalance_10_mean",
+    "bid_depth_5pct_mean",
+    "ask_depth_5pct_mean",
+)
 
 
-def bar_rows(bars: pl.DataFrame, timeframe: str, book: pl.DataFrame | None = None, *,
-             con: duckdb.DuckDBPyConnection | None = None) -> pl.DataFrame:
+def bar_rows(
+    bars: pl.DataFrame,
+    timeframe: str,
+    book: pl.DataFrame | None = None,
+    *,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pl.DataFrame:
     """The per-bar columns of one series (DuckDB SQL, rows kept in ``ts`` order); 1-minute
     bars also get their minute's order book (``book``: the same series) and time of day."""
     minute = timeframe == cat.BASE_TIMEFRAME
     bars = bars.with_columns(pl.col("ts").dt.cast_time_unit("us"))
     if minute:
         if book is None:
-            book = pl.DataFrame(schema={"ts": pl.Datetime("us", "UTC"),
-                                        **dict.fromkeys(BOOK_COLUMNS, pl.Float64)})
+            book = pl.DataFrame(
+                schema={"ts": pl.Datetime("us", "UTC"), **dict.fromkeys(BOOK_COLUMNS, pl.Float64)}
+            )
         book = book.select(pl.col("ts").dt.cast_time_unit("us"), *BOOK_COLUMNS)
-        bars = bars.join(book, on="ts", how="left",
-                         maintain_order="left")
+        bars = bars.join(book, on="ts", how="left", maintain_order="left")
     own = con is None
     con = con or connect()
     try:
@@ -117,8 +128,9 @@ def rolling_features(rows: pl.DataFrame) -> pl.DataFrame:
     close, prev = c("close"), c("close").shift(1)
     step = rows.with_columns(
         _lr=(close / prev).log(),
-        _tr=pl.max_horizontal(c("high") - c("low"), (c("high") - prev).abs(),
-                              (c("low") - prev).abs()),
+        _tr=pl.max_horizontal(
+            c("high") - c("low"), (c("high") - prev).abs(), (c("low") - prev).abs()
+        ),
         _gain=(close - prev).clip(lower_bound=0),
         _loss=(prev - close).clip(lower_bound=0),
     )
@@ -127,24 +139,36 @@ def rolling_features(rows: pl.DataFrame) -> pl.DataFrame:
     atr = c("_tr").rolling_mean(cat.ATR_WINDOW)
     exprs = [
         *((close / close.shift(n)).log().alias(f"ret_{n}") for n in cat.RETURN_HORIZONS),
-        *((c("_lr") ** 2).rolling_sum(n).sqrt().alias(f"rv_{n}")
-          for n in cat.VOLATILITY_WINDOWS),
+        *((c("_lr") ** 2).rolling_sum(n).sqrt().alias(f"rv_{n}") for n in cat.VOLATILITY_WINDOWS),
         atr.alias(f"atr_{cat.ATR_WINDOW}"),
         (atr / close).alias(f"natr_{cat.ATR_WINDOW}"),
-        pl.when(avg_gain + avg_loss > 0).then(100 * avg_gain / (avg_gain + avg_loss))
-        .otherwise(pl.when(avg_gain.is_not_null()).then(50.0)).alias(f"rsi_{cat.RSI_WINDOW}"),
-        (close / _safe_div(c("price_volume").rolling_sum(cat.VWAP_WINDOW),
-                           c("volume").rolling_sum(cat.VWAP_WINDOW)) - 1)
-        .alias(f"vwap_dev_{cat.VWAP_WINDOW}"),
-        *(_safe_div(c("volume") - c("volume").rolling_mean(n), c("volume").rolling_std(n))
-          .alias(f"volume_z_{n}") for n in cat.VOLUME_Z_WINDOWS),
+        pl.when(avg_gain + avg_loss > 0)
+        .then(100 * avg_gain / (avg_gain + avg_loss))
+        .otherwise(pl.when(avg_gain.is_not_null()).then(50.0))
+        .alias(f"rsi_{cat.RSI_WINDOW}"),
+        (
+            close
+            / _safe_div(
+                c("price_volume").rolling_sum(cat.VWAP_WINDOW),
+                c("volume").rolling_sum(cat.VWAP_WINDOW),
+            )
+            - 1
+        ).alias(f"vwap_dev_{cat.VWAP_WINDOW}"),
+        *(
+            _safe_div(c("volume") - c("volume").rolling_mean(n), c("volume").rolling_std(n)).alias(
+                f"volume_z_{n}"
+            )
+            for n in cat.VOLUME_Z_WINDOWS
+        ),
     ]
     if "spread_bps" in rows.columns:
         window = cat.BOOK_MEAN_WINDOW
-        exprs += [c("spread_bps").rolling_mean(window, min_samples=1)
-                  .alias(f"spread_bps_mean_{window}"),
-                  c("imbalance_5").rolling_mean(window, min_samples=1)
-                  .alias(f"imbalance_5_mean_{window}")]
+        exprs += [
+            c("spread_bps").rolling_mean(window, min_samples=1).alias(f"spread_bps_mean_{window}"),
+            c("imbalance_5")
+            .rolling_mean(window, min_samples=1)
+            .alias(f"imbalance_5_mean_{window}"),
+        ]
     out = step.with_columns(exprs)
     closes = out["close"].to_numpy()
     macd = (truncated_ema(closes, cat.MACD_FAST) - truncated_ema(closes, cat.MACD_SLOW)) / closes
@@ -152,8 +176,10 @@ def rolling_features(rows: pl.DataFrame) -> pl.DataFrame:
     first = cat.EMA_SPANS_KEPT * cat.MACD_SLOW - 1  # the MACD line's first full value
     if len(macd) > first:
         signal[first:] = truncated_ema(macd[first:], cat.MACD_SIGNAL)
-    out = out.with_columns(pl.Series("macd", macd, nan_to_null=True),
-                           pl.Series("macd_signal", signal, nan_to_null=True))
+    out = out.with_columns(
+        pl.Series("macd", macd, nan_to_null=True),
+        pl.Series("macd_signal", signal, nan_to_null=True),
+    )
     out = out.with_columns(macd_hist=c("macd") - c("macd_signal"))
     return out.drop("_lr", "_tr", "_gain", "_loss")
 
@@ -172,12 +198,17 @@ def join_higher(minutes: pl.DataFrame, higher: Mapping[str, pl.DataFrame]) -> pl
             out = out.with_columns([pl.lit(None, pl.Float64).alias(n) for n in names])
             continue
         right = frame.select(
-            *SERIES, pl.col("event_timestamp").alias("_closed"),
+            *SERIES,
+            pl.col("event_timestamp").alias("_closed"),
             *(pl.col(f).alias(n) for f, n in zip(cat.MTF_FEATURES, names, strict=True)),
         ).sort(*SERIES, "_closed")
         out = out.join_asof(
-            right, left_on="event_timestamp", right_on="_closed", by=SERIES,
-            strategy="backward", tolerance=to_timedelta(timeframe) - timedelta(microseconds=1),
+            right,
+            left_on="event_timestamp",
+            right_on="_closed",
+            by=SERIES,
+            strategy="backward",
+            tolerance=to_timedelta(timeframe) - timedelta(microseconds=1),
             check_sortedness=False,
         ).drop("_closed")
     return out
@@ -191,14 +222,24 @@ def finalize(frame: pl.DataFrame, family: cat.Family) -> pl.DataFrame:
         if name in cat.INT_FEATURES:
             columns.append(col.cast(pl.Int64))
         else:
-            columns.append(pl.when(col.cast(pl.Float64).is_finite()).then(col)
-                           .otherwise(None).cast(pl.Float64).alias(name))
+            columns.append(
+                pl.when(col.cast(pl.Float64).is_finite())
+                .then(col)
+                .otherwise(None)
+                .cast(pl.Float64)
+                .alias(name)
+            )
     return frame.select(*SERIES, "ts", "event_timestamp", *columns)
 
 
-def series_features(bars: pl.DataFrame, timeframe: str, *, book: pl.DataFrame | None = None,
-                    higher: Mapping[str, pl.DataFrame] | None = None,
-                    con: duckdb.DuckDBPyConnection | None = None) -> pl.DataFrame:
+def series_features(
+    bars: pl.DataFrame,
+    timeframe: str,
+    *,
+    book: pl.DataFrame | None = None,
+    higher: Mapping[str, pl.DataFrame] | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> pl.DataFrame:
     """Features of one series (one exchange, symbol and timeframe; bars sorted by ``ts``)."""
     family = cat.family_of(timeframe)
     rows = rolling_features(bar_rows(bars, timeframe, book, con=con))
@@ -214,17 +255,26 @@ def _by_series(frame: pl.DataFrame | None) -> dict[tuple[str, str], pl.DataFrame
     return {(str(k[0]), str(k[1])): v for k, v in parts.items()}
 
 
-def family_features(bars: pl.DataFrame, timeframe: str, *, book: pl.DataFrame | None = None,
-                    higher: Mapping[str, pl.DataFrame] | None = None) -> pl.DataFrame:
+def family_features(
+    bars: pl.DataFrame,
+    timeframe: str,
+    *,
+    book: pl.DataFrame | None = None,
+    higher: Mapping[str, pl.DataFrame] | None = None,
+) -> pl.DataFrame:
     """Features of every series in ``bars`` (any number of exchanges and symbols)."""
     books = _by_series(book)
     highers = {tf: _by_series(f) for tf, f in (higher or {}).items()}
     con = connect()
     try:
         parts = [
-            series_features(part.sort("ts"), timeframe, book=books.get(key),
-                            higher={tf: f[key] for tf, f in highers.items() if key in f},
-                            con=con)
+            series_features(
+                part.sort("ts"),
+                timeframe,
+                book=books.get(key),
+                higher={tf: f[key] for tf, f in highers.items() if key in f},
+                con=con,
+            )
             for key, part in _by_series(bars).items()
         ]
     finally:
@@ -237,9 +287,12 @@ def family_features(bars: pl.DataFrame, timeframe: str, *, book: pl.DataFrame | 
 def empty_schema(timeframe: str) -> dict[str, pl.DataType]:
     """Columns of :func:`finalize`'s output for a timeframe's family."""
     family = cat.family_of(timeframe)
-    schema: dict[str, pl.DataType] = {"exchange": pl.String(), "symbol": pl.String(),
-                                      "ts": pl.Datetime("us", "UTC"),
-                                      "event_timestamp": pl.Datetime("us", "UTC")}
+    schema: dict[str, pl.DataType] = {
+        "exchange": pl.String(),
+        "symbol": pl.String(),
+        "ts": pl.Datetime("us", "UTC"),
+        "event_timestamp": pl.Datetime("us", "UTC"),
+    }
     for name in family.features:
         schema[name] = pl.Int64() if name in cat.INT_FEATURES else pl.Float64()
     return schema

@@ -34,31 +34,48 @@ log = logging.getLogger(__name__)
 FINGERPRINT_KEY = "ats.fingerprint"
 BOOK_DATASET = "order_book_1m"
 
-CANDLE_SCHEMA = pa.schema([
-    pa.field("exchange", pa.string(), nullable=False),
-    pa.field("symbol", pa.string(), nullable=False),
-    pa.field("timeframe", pa.string(), nullable=False),
-    pa.field("ts", TIMESTAMP, nullable=False),
-    pa.field("open", pa.float64(), nullable=False),
-    pa.field("high", pa.float64(), nullable=False),
-    pa.field("low", pa.float64(), nullable=False),
-    pa.field("close", pa.float64(), nullable=False),
-    pa.field("volume", pa.float64(), nullable=False),
-    pa.field("quote_volume", pa.float64()),
-    pa.field("trade_count", pa.int64()),
-    pa.field("vwap", pa.float64()),
-    pa.field("taker_buy_volume", pa.float64()),
-])
-BOOK_SCHEMA = pa.schema([
-    pa.field("exchange", pa.string(), nullable=False),
-    pa.field("symbol", pa.string(), nullable=False),
-    pa.field("ts", TIMESTAMP, nullable=False),
-    pa.field("snapshots", pa.int64(), nullable=False),
-    *(pa.field(f"mid_{p}", pa.float64(), nullable=False) for p in ("open", "high", "low", "close")),
-    *(pa.field(name, pa.float64()) for name in (
-        "spread_mean", "spread_max", "spread_bps_mean", "imbalance_1_mean", "imbalance_5_mean",
-        "imbalance_10_mean", "bid_depth_5pct_mean", "ask_depth_5pct_mean")),
-])
+CANDLE_SCHEMA = pa.schema(
+    [
+        pa.field("exchange", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("timeframe", pa.string(), nullable=False),
+        pa.field("ts", TIMESTAMP, nullable=False),
+        pa.field("open", pa.float64(), nullable=False),
+        pa.field("high", pa.float64(), nullable=False),
+        pa.field("low", pa.float64(), nullable=False),
+        pa.field("close", pa.float64(), nullable=False),
+        pa.field("volume", pa.float64(), nullable=False),
+        pa.field("quote_volume", pa.float64()),
+        pa.field("trade_count", pa.int64()),
+        pa.field("vwap", pa.float64()),
+        pa.field("taker_buy_volume", pa.float64()),
+    ]
+)
+BOOK_SCHEMA = pa.schema(
+    [
+        pa.field("exchange", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("ts", TIMESTAMP, nullable=False),
+        pa.field("snapshots", pa.int64(), nullable=False),
+        *(
+            pa.field(f"mid_{p}", pa.float64(), nullable=False)
+            for p in ("open", "high", "low", "close")
+        ),
+        *(
+            pa.field(name, pa.float64())
+            for name in (
+                "spread_mean",
+                "spread_max",
+                "spread_bps_mean",
+                "imbalance_1_mean",
+                "imbalance_5_mean",
+                "imbalance_10_mean",
+                "bid_depth_5pct_mean",
+                "ask_depth_5pct_mean",
+            )
+        ),
+    ]
+)
 
 _DAY = "(ts AT TIME ZONE 'UTC')::date"
 
@@ -94,22 +111,35 @@ class ExportReport:
 
 def _day_bounds(days: Iterable[date]) -> tuple[datetime, datetime]:
     ordered = sorted(days)
-    return (datetime.combine(ordered[0], time(), UTC),
-            datetime.combine(ordered[-1], time(), UTC) + timedelta(days=1))
+    return (
+        datetime.combine(ordered[0], time(), UTC),
+        datetime.combine(ordered[-1], time(), UTC) + timedelta(days=1),
+    )
 
 
 def _fingerprint(count: int, changed: datetime | None) -> str:
     return f"{count}|{changed.isoformat() if changed else '-'}"
 
 
-async def _candle_fingerprints(conn: asyncpg.Connection, mode: str, exchange: str, symbol: str,
-                               timeframe: str, days: Sequence[date]) -> dict[date, str]:
+async def _candle_fingerprints(
+    conn: asyncpg.Connection,
+    mode: str,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    days: Sequence[date],
+) -> dict[date, str]:
     start, end = _day_bounds(days)
     base = await conn.fetch(
         f"SELECT {_DAY} AS day, count(*) AS n, max(ingested_at) AS changed "  # noqa: S608
         "FROM market.candles WHERE exchange = $1 AND symbol = $2 AND timeframe = $3 "
         "AND ts >= $4 AND ts < $5 GROUP BY 1",
-        exchange, symbol, BASE if mode == CONTINUOUS else timeframe, start, end)
+        exchange,
+        symbol,
+        BASE if mode == CONTINUOUS else timeframe,
+        start,
+        end,
+    )
     prints = {r["day"]: _fingerprint(r["n"], r["changed"]) for r in base}
     relation, by_timeframe = bars_relation(timeframe, mode)
     if by_timeframe:
@@ -117,45 +147,67 @@ async def _candle_fingerprints(conn: asyncpg.Connection, mode: str, exchange: st
     counts = await conn.fetch(
         f"SELECT {_DAY} AS day, count(*) AS n FROM {relation} "  # noqa: S608
         "WHERE exchange = $1 AND symbol = $2 AND ts >= $3 AND ts < $4 GROUP BY 1",
-        exchange, symbol, start, end)
+        exchange,
+        symbol,
+        start,
+        end,
+    )
     return {r["day"]: f"{r['n']}|{prints.get(r['day'], '-')}" for r in counts}
 
 
-async def _book_fingerprints(conn: asyncpg.Connection, exchange: str, symbol: str,
-                             days: Sequence[date]) -> dict[date, str]:
+async def _book_fingerprints(
+    conn: asyncpg.Connection, exchange: str, symbol: str, days: Sequence[date]
+) -> dict[date, str]:
     start, end = _day_bounds(days)
     rows = await conn.fetch(
         f"SELECT {_DAY} AS day, count(*) AS n, max(computed_at) AS changed "  # noqa: S608
         "FROM market.order_book_1m_agg WHERE exchange = $1 AND symbol = $2 "
-        "AND ts >= $3 AND ts < $4 GROUP BY 1", exchange, symbol, start, end)
+        "AND ts >= $3 AND ts < $4 GROUP BY 1",
+        exchange,
+        symbol,
+        start,
+        end,
+    )
     return {r["day"]: _fingerprint(r["n"], r["changed"]) for r in rows}
 
 
 def _to_table(records: list[asyncpg.Record], schema: pa.Schema) -> pa.Table:
     columns = list(zip(*records, strict=True)) if records else [[] for _ in schema]
     return pa.Table.from_arrays(
-        [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
-        schema=schema)
+        [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)], schema=schema
+    )
 
 
-async def _fetch_candles(conn: asyncpg.Connection, mode: str, exchange: str, symbol: str,
-                         timeframe: str, days: Sequence[date]) -> pa.Table:
+async def _fetch_candles(
+    conn: asyncpg.Connection,
+    mode: str,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    days: Sequence[date],
+) -> pa.Table:
     relation, by_timeframe = bars_relation(timeframe, mode)
-    rest = ", ".join(f.name for f in CANDLE_SCHEMA)[len("exchange, symbol, timeframe, "):]
-    sql = (f"SELECT exchange, symbol, $5::text AS timeframe, {rest} FROM {relation} "  # noqa: S608
-           "WHERE exchange = $1 AND symbol = $2 AND ts >= $3 AND ts < $4"
-           + (" AND timeframe = $5" if by_timeframe else "") + " ORDER BY ts")
+    rest = ", ".join(f.name for f in CANDLE_SCHEMA)[len("exchange, symbol, timeframe, ") :]
+    sql = (
+        f"SELECT exchange, symbol, $5::text AS timeframe, {rest} FROM {relation} "  # noqa: S608
+        "WHERE exchange = $1 AND symbol = $2 AND ts >= $3 AND ts < $4"
+        + (" AND timeframe = $5" if by_timeframe else "")
+        + " ORDER BY ts"
+    )
     records: list[asyncpg.Record] = []
     for run in day_runs(days):
         records += await conn.fetch(sql, exchange, symbol, run.start, run.end, timeframe)
     return _to_table(records, CANDLE_SCHEMA)
 
 
-async def _fetch_book(conn: asyncpg.Connection, exchange: str, symbol: str,
-                      days: Sequence[date]) -> pa.Table:
+async def _fetch_book(
+    conn: asyncpg.Connection, exchange: str, symbol: str, days: Sequence[date]
+) -> pa.Table:
     names = ", ".join(f.name for f in BOOK_SCHEMA)
-    sql = (f"SELECT {names} FROM market.order_book_1m_agg "  # noqa: S608
-           "WHERE exchange = $1 AND symbol = $2 AND ts >= $3 AND ts < $4 ORDER BY ts")
+    sql = (
+        f"SELECT {names} FROM market.order_book_1m_agg "  # noqa: S608
+        "WHERE exchange = $1 AND symbol = $2 AND ts >= $3 AND ts < $4 ORDER BY ts"
+    )
     records: list[asyncpg.Record] = []
     for run in day_runs(days):
         records += await conn.fetch(sql, exchange, symbol, run.start, run.end)
@@ -175,9 +227,16 @@ def _split_days(table: pa.Table) -> dict[date, pa.Table]:
     return out
 
 
-async def _export_dataset(conn: asyncpg.Connection, lake: Lake, report: DatasetReport,
-                          exchange: str, symbol: str, days: Sequence[date],
-                          prints: dict[date, str], fetch: Any) -> None:
+async def _export_dataset(
+    conn: asyncpg.Connection,
+    lake: Lake,
+    report: DatasetReport,
+    exchange: str,
+    symbol: str,
+    days: Sequence[date],
+    prints: dict[date, str],
+    fetch: Any,
+) -> None:
     stale = []
     for day in days:
         path = lake.partition_path(report.dataset, exchange, symbol, day)
@@ -198,15 +257,22 @@ async def _export_dataset(conn: asyncpg.Connection, lake: Lake, report: DatasetR
         if table is None:  # deleted between the fingerprint and the fetch: next run catches up
             continue
         outcome = write_if_changed(
-            lake.partition_path(report.dataset, exchange, symbol, day), table,
-            {FINGERPRINT_KEY: prints[day], SYMBOL_KEY: symbol})
+            lake.partition_path(report.dataset, exchange, symbol, day),
+            table,
+            {FINGERPRINT_KEY: prints[day], SYMBOL_KEY: symbol},
+        )
         report.exported.append(day)
         report.rows += outcome.rows
 
 
-async def export_partitions(conn: asyncpg.Connection, lake: Lake, exchange: str, symbol: str,
-                            days: Sequence[date],
-                            timeframes: Sequence[str] = EXPORT_TIMEFRAMES) -> ExportReport:
+async def export_partitions(
+    conn: asyncpg.Connection,
+    lake: Lake,
+    exchange: str,
+    symbol: str,
+    days: Sequence[date],
+    timeframes: Sequence[str] = EXPORT_TIMEFRAMES,
+) -> ExportReport:
     """Bring the lake's files of ``days`` up to date with the database for one symbol."""
     days = sorted(set(days))
     mode = await rollup_mode(conn)
@@ -230,6 +296,13 @@ async def export_partitions(conn: asyncpg.Connection, lake: Lake, exchange: str,
 
     await _export_dataset(conn, lake, book, exchange, symbol, days, prints, fetch_book)
     report.datasets.append(book)
-    log.info("event=lake_export exchange=%s symbol=%s days=%s..%s files_written=%d rows=%d",
-             exchange, symbol, days[0], days[-1], report.files_written, report.rows_written)
+    log.info(
+        "event=lake_export exchange=%s symbol=%s days=%s..%s files_written=%d rows=%d",
+        exchange,
+        symbol,
+        days[0],
+        days[-1],
+        report.files_written,
+        report.rows_written,
+    )
     return report

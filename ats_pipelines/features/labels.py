@@ -45,8 +45,9 @@ class LabelSpec:
 
     def __post_init__(self) -> None:
         if self.horizon < 1:
-            raise ValueError(f"label spec {self.name}: horizon must be >= 1 bar, "
-                             f"got {self.horizon}")
+            raise ValueError(
+                f"label spec {self.name}: horizon must be >= 1 bar, got {self.horizon}"
+            )
         for field_name in ("threshold", "take_profit", "stop_loss"):
             if not getattr(self, field_name) > 0:
                 raise ValueError(f"label spec {self.name}: {field_name} must be > 0")
@@ -60,20 +61,22 @@ class LabelSpec:
         return asdict(self)
 
 
-LABEL_SCHEMA = pa.schema([
-    pa.field("exchange", pa.string(), nullable=False),
-    pa.field("symbol", pa.string(), nullable=False),
-    pa.field("ts", TIMESTAMP, nullable=False),
-    pa.field("event_timestamp", TIMESTAMP, nullable=False),  # decision time: the bar's close
-    pa.field("label_timestamp", TIMESTAMP, nullable=False),  # when the outcome is known
-    pa.field("forward_return", pa.float64(), nullable=False),
-    pa.field("label", pa.string(), nullable=False),
-    pa.field("tb_label", pa.string(), nullable=False),
-    pa.field("tb_exit", pa.string(), nullable=False),
-    pa.field("tb_bars", pa.int64(), nullable=False),
-    pa.field("tb_return", pa.float64(), nullable=False),
-    pa.field("tb_reward_risk", pa.float64(), nullable=False),
-])
+LABEL_SCHEMA = pa.schema(
+    [
+        pa.field("exchange", pa.string(), nullable=False),
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("ts", TIMESTAMP, nullable=False),
+        pa.field("event_timestamp", TIMESTAMP, nullable=False),  # decision time: the bar's close
+        pa.field("label_timestamp", TIMESTAMP, nullable=False),  # when the outcome is known
+        pa.field("forward_return", pa.float64(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("tb_label", pa.string(), nullable=False),
+        pa.field("tb_exit", pa.string(), nullable=False),
+        pa.field("tb_bars", pa.int64(), nullable=False),
+        pa.field("tb_return", pa.float64(), nullable=False),
+        pa.field("tb_reward_risk", pa.float64(), nullable=False),
+    ]
+)
 
 
 def series_labels(bars: pl.DataFrame, spec: LabelSpec) -> pl.DataFrame:
@@ -88,8 +91,8 @@ def series_labels(bars: pl.DataFrame, spec: LabelSpec) -> pl.DataFrame:
     reason = np.full(labelled, 2, dtype=np.int8)  # 0 take-profit, 1 stop-loss, 2 time limit
     open_ = np.ones(labelled, dtype=bool)
     for k in range(1, h + 1):
-        stop = open_ & (low[k:k + labelled] <= lower)
-        take = open_ & ~stop & (high[k:k + labelled] >= upper)
+        stop = open_ & (low[k : k + labelled] <= lower)
+        take = open_ & ~stop & (high[k : k + labelled] >= upper)
         exit_bar[stop | take] = k
         reason[stop], reason[take] = 1, 0
         open_ &= ~(stop | take)
@@ -100,18 +103,22 @@ def series_labels(bars: pl.DataFrame, spec: LabelSpec) -> pl.DataFrame:
     forward = np.log(final / entry) if labelled else entry
     bar = to_timedelta(spec.timeframe)
     ts = bars["ts"]
-    return pl.DataFrame({
-        "exchange": bars["exchange"][:labelled],
-        "symbol": bars["symbol"][:labelled],
-        "ts": ts[:labelled],
-        "event_timestamp": ts[:labelled] + bar,
-        "label_timestamp": ts.gather(rows + exit_bar) + bar if labelled else ts[:0],
-        "forward_return": forward,
-        "label": np.where(forward > spec.threshold, BUY,
-                          np.where(forward < -spec.threshold, SELL, HOLD)),
-        "tb_label": np.array([BUY, SELL, HOLD])[reason],
-        "tb_exit": np.array([TAKE_PROFIT, STOP_LOSS, TIME_LIMIT])[reason],
-        "tb_bars": exit_bar,
-        "tb_return": tb_return,
-        "tb_reward_risk": tb_return / spec.stop_loss,
-    }, schema_overrides={"label": pl.String, "tb_label": pl.String, "tb_exit": pl.String})
+    return pl.DataFrame(
+        {
+            "exchange": bars["exchange"][:labelled],
+            "symbol": bars["symbol"][:labelled],
+            "ts": ts[:labelled],
+            "event_timestamp": ts[:labelled] + bar,
+            "label_timestamp": ts.gather(rows + exit_bar) + bar if labelled else ts[:0],
+            "forward_return": forward,
+            "label": np.where(
+                forward > spec.threshold, BUY, np.where(forward < -spec.threshold, SELL, HOLD)
+            ),
+            "tb_label": np.array([BUY, SELL, HOLD])[reason],
+            "tb_exit": np.array([TAKE_PROFIT, STOP_LOSS, TIME_LIMIT])[reason],
+            "tb_bars": exit_bar,
+            "tb_return": tb_return,
+            "tb_reward_risk": tb_return / spec.stop_loss,
+        },
+        schema_overrides={"label": pl.String, "tb_label": pl.String, "tb_exit": pl.String},
+    )

@@ -87,8 +87,7 @@ class Lake:
         found = (_DAY_FILE.match(p.name) for p in folder.iterdir())
         return sorted(date.fromisoformat(m[1]) for m in found if m)
 
-    def files(self, dataset: str, exchange: str, symbol: str,
-              days: Iterable[date]) -> list[Path]:
+    def files(self, dataset: str, exchange: str, symbol: str, days: Iterable[date]) -> list[Path]:
         """Existing files of ``days`` (missing days skipped), in day order."""
         paths = (self.partition_path(dataset, exchange, symbol, d) for d in sorted(set(days)))
         return [p for p in paths if p.is_file()]
@@ -101,8 +100,10 @@ class Lake:
 def table_bytes(table: pa.Table, metadata: Mapping[str, str] | None = None) -> bytes:
     """The Parquet bytes of ``table`` with the lake's writer settings."""
     if metadata:
-        merged = {**(table.schema.metadata or {}), **{k.encode(): v.encode()
-                                                        for k, v in metadata.items()}}
+        merged = {
+            **(table.schema.metadata or {}),
+            **{k.encode(): v.encode() for k, v in metadata.items()},
+        }
         table = table.replace_schema_metadata(merged)
     sink = io.BytesIO()
     pq.write_table(table, sink, **_WRITE_OPTIONS)  # type: ignore[arg-type]
@@ -126,8 +127,10 @@ def write_if_changed(path: Path, table: pa.Table, metadata: Mapping[str, str]) -
         existing = file_metadata(path).get(SYMBOL_KEY)
         wanted = metadata.get(SYMBOL_KEY)
         if existing and wanted and existing != wanted:
-            raise LakeError(f"{path}: holds {existing!r}, refusing to overwrite it with "
-                            f"{wanted!r} (their file names collide)")
+            raise LakeError(
+                f"{path}: holds {existing!r}, refusing to overwrite it with "
+                f"{wanted!r} (their file names collide)"
+            )
         if hashlib.sha256(path.read_bytes()).hexdigest() == digest:
             return WriteOutcome(path, table.num_rows, digest, written=False)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,8 +162,7 @@ def read_table(paths: list[Path], schema: pa.Schema | None = None) -> pa.Table:
     try:
         tables = [pq.read_table(p) for p in paths]
     except (OSError, pa.ArrowInvalid) as exc:
-        raise LakeError(f"reading {len(paths)} lake file(s) from {paths[0].parent}: {exc}") \
-            from exc
+        raise LakeError(f"reading {len(paths)} lake file(s) from {paths[0].parent}: {exc}") from exc
     table = pa.concat_tables(tables, promote_options="default")
     return table.replace_schema_metadata(None)
 

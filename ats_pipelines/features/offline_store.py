@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -91,8 +92,10 @@ def _connect(config: RepoConfig) -> duckdb.DuckDBPyConnection:
 def source_files(source: DataSource, repo_path: Path | str | None) -> list[str] | str:
     """The Parquet files of a ``FileSource``: a list, or a glob DuckDB expands itself."""
     if not isinstance(source, FileSource):
-        raise OfflineStoreError(f"source {source.name!r} is a {type(source).__name__}; this "
-                                "offline store reads FileSource (Parquet) sources only")
+        raise OfflineStoreError(
+            f"source {source.name!r} is a {type(source).__name__}; this "
+            "offline store reads FileSource (Parquet) sources only"
+        )
     uri = FileSource.get_uri_for_file_path(repo_path, source.path)
     if any(ch in uri for ch in "*?["):
         return uri
@@ -107,8 +110,9 @@ def source_files(source: DataSource, repo_path: Path | str | None) -> list[str] 
     return [str(path)]
 
 
-def _view(con: duckdb.DuckDBPyConnection, name: str, source: DataSource,
-          repo_path: Path | str | None) -> None:
+def _view(
+    con: duckdb.DuckDBPyConnection, name: str, source: DataSource, repo_path: Path | str | None
+) -> None:
     files = source_files(source, repo_path)
     con.read_parquet(files, hive_partitioning=False, union_by_name=True).create_view(name)
 
@@ -135,24 +139,29 @@ class _Plan:
     unique: bool = False  # the source declares one row per key and timestamp
 
 
-def _plan(view: FeatureView, features: list[str], index: int,
-          full_feature_names: bool) -> _Plan:
+def _plan(view: FeatureView, features: list[str], index: int, full_feature_names: bool) -> _Plan:
     source = view.batch_source
     if source is None:
         raise OfflineStoreError(f"feature view {view.name!r} has no batch source")
     to_source = {new: old for old, new in (source.field_mapping or {}).items()}
     join_map = view.projection.join_key_map or {}
-    keys = [(join_map.get(c.name, c.name), to_source.get(c.name, c.name))
-            for c in view.entity_columns]
+    keys = [
+        (join_map.get(c.name, c.name), to_source.get(c.name, c.name)) for c in view.entity_columns
+    ]
     prefix = view.projection.name_alias or view.name
     return _Plan(
-        view=view, source=f"__fv{index}",
+        view=view,
+        source=f"__fv{index}",
         keys=keys,
         ts=to_source.get(source.timestamp_field, source.timestamp_field),
-        created=(to_source.get(source.created_timestamp_column, source.created_timestamp_column)
-                 if source.created_timestamp_column else None),
-        features=[(to_source.get(f, f), f"{prefix}__{f}" if full_feature_names else f)
-                  for f in features],
+        created=(
+            to_source.get(source.created_timestamp_column, source.created_timestamp_column)
+            if source.created_timestamp_column
+            else None
+        ),
+        features=[
+            (to_source.get(f, f), f"{prefix}__{f}" if full_feature_names else f) for f in features
+        ],
         ttl=view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None,
     )
 
@@ -176,16 +185,21 @@ def _candidates(plan: _Plan, index: int, bounds: dict[str, Any], *, dedup: bool 
     partition = ", ".join([q(src) for _, src in plan.keys] + [q(plan.ts)])
     # A key seen twice at one timestamp keeps its latest-created row (the reference's rule);
     # the window is over the view's bounded rows only.
-    sql = (f"SELECT {', '.join([*keys, *cols])}, {q(plan.ts)}::TIMESTAMPTZ AS __ts{index}, "
-           f"{created} AS __created{index} FROM {plan.source} WHERE {' AND '.join(where)}")
+    sql = (
+        f"SELECT {', '.join([*keys, *cols])}, {q(plan.ts)}::TIMESTAMPTZ AS __ts{index}, "
+        f"{created} AS __created{index} FROM {plan.source} WHERE {' AND '.join(where)}"
+    )
     if dedup:
-        sql += (f" QUALIFY row_number() OVER (PARTITION BY {partition} "
-                f"ORDER BY {created} DESC NULLS LAST) = 1")
+        sql += (
+            f" QUALIFY row_number() OVER (PARTITION BY {partition} "
+            f"ORDER BY {created} DESC NULLS LAST) = 1"
+        )
     return sql
 
 
-def _keys_unique(con: duckdb.DuckDBPyConnection, plan: _Plan, params: dict[str, Any],
-                 index: int) -> bool:
+def _keys_unique(
+    con: duckdb.DuckDBPyConnection, plan: _Plan, params: dict[str, Any], index: int
+) -> bool:
     """Whether no key repeats a timestamp within the bounds (then no dedup pass is needed)."""
     keys = ", ".join([q(src) for _, src in plan.keys] + [q(plan.ts)])
     where = f"{q(plan.ts)}::TIMESTAMPTZ <= $max_ts"
@@ -195,7 +209,9 @@ def _keys_unique(con: duckdb.DuckDBPyConnection, plan: _Plan, params: dict[str, 
         args |= {"min_ts": params["min_ts"], f"ttl{index}": plan.ttl}
     row = con.execute(
         f"SELECT count(*) FROM (SELECT 1 FROM {plan.source} WHERE {where} "
-        f"GROUP BY {keys} HAVING count(*) > 1)", args).fetchall()[0]
+        f"GROUP BY {keys} HAVING count(*) > 1)",
+        args,
+    ).fetchall()[0]
     return row is not None and row[0] == 0
 
 
@@ -206,16 +222,20 @@ def _plain(plan: _Plan, index: int, bounds: dict[str, Any]) -> str:
     if plan.ttl is not None:
         where += f" AND {q(plan.ts)}::TIMESTAMPTZ >= $min_ts - $ttl{index}"
         bounds[f"ttl{index}"] = plan.ttl
-    return (f"SELECT {', '.join([*keys, *cols])}, {q(plan.ts)}::TIMESTAMPTZ AS __ts{index} "
-            f"FROM {plan.source} WHERE {where}")
+    return (
+        f"SELECT {', '.join([*keys, *cols])}, {q(plan.ts)}::TIMESTAMPTZ AS __ts{index} "
+        f"FROM {plan.source} WHERE {where}"
+    )
 
 
 def _asof_step(prev: str, plan: _Plan, index: int, rows: str) -> str:
     on = [f"e.{q(ent)} = f.{q(ent)}" for ent, _ in plan.keys]
     on.append(f"e.{_TS} >= f.__ts{index}")
     outs = ", ".join(f"f.{q(out)}" for _, out in plan.features)
-    return (f"SELECT e.*, {outs}, f.__ts{index} FROM {prev} AS e "
-            f"ASOF LEFT JOIN ({rows}) AS f ON {' AND '.join(on)}")
+    return (
+        f"SELECT e.*, {outs}, f.__ts{index} FROM {prev} AS e "
+        f"ASOF LEFT JOIN ({rows}) AS f ON {' AND '.join(on)}"
+    )
 
 
 def _created_cutoff_step(prev: str, plan: _Plan, index: int, rows: str) -> str:
@@ -224,10 +244,12 @@ def _created_cutoff_step(prev: str, plan: _Plan, index: int, rows: str) -> str:
     if plan.ttl is not None:
         on.append(f"f.__ts{index} >= e.{_TS} - $ttl{index}")
     outs = ", ".join(f"f.{q(out)}" for _, out in plan.features)
-    return (f"SELECT * EXCLUDE (__rank) FROM (SELECT e.*, {outs}, f.__ts{index}, "
-            f"row_number() OVER (PARTITION BY e.{_ROW} ORDER BY f.__ts{index} DESC NULLS LAST, "
-            f"f.__created{index} DESC NULLS LAST) AS __rank FROM {prev} AS e "
-            f"LEFT JOIN ({rows}) AS f ON {' AND '.join(on)}) WHERE __rank = 1")
+    return (
+        f"SELECT * EXCLUDE (__rank) FROM (SELECT e.*, {outs}, f.__ts{index}, "
+        f"row_number() OVER (PARTITION BY e.{_ROW} ORDER BY f.__ts{index} DESC NULLS LAST, "
+        f"f.__created{index} DESC NULLS LAST) AS __rank FROM {prev} AS e "
+        f"LEFT JOIN ({rows}) AS f ON {' AND '.join(on)}) WHERE __rank = 1"
+    )
 
 
 def _ttl_guard(plan: _Plan, index: int, column: str) -> str:
@@ -239,10 +261,15 @@ def _ttl_guard(plan: _Plan, index: int, column: str) -> str:
 class AtsDuckDBRetrievalJob(RetrievalJob):
     """A lazy retrieval: the query runs when a frame or table is asked for."""
 
-    def __init__(self, run: Callable[[], pa.Table], sql: Callable[[], str],
-                 full_feature_names: bool,
-                 on_demand_feature_views: list[OnDemandFeatureView] | None = None,
-                 metadata: RetrievalMetadata | None = None, repo_path: str | None = None):
+    def __init__(
+        self,
+        run: Callable[[], pa.Table],
+        sql: Callable[[], str],
+        full_feature_names: bool,
+        on_demand_feature_views: list[OnDemandFeatureView] | None = None,
+        metadata: RetrievalMetadata | None = None,
+        repo_path: str | None = None,
+    ):
         self._run = run
         self._sql = sql
         self._full_feature_names = full_feature_names
@@ -271,12 +298,15 @@ class AtsDuckDBRetrievalJob(RetrievalJob):
     def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
         return self._run().to_pandas()
 
-    def persist(self, storage: SavedDatasetStorage, allow_overwrite: bool = False,
-                timeout: int | None = None) -> None:
+    def persist(
+        self,
+        storage: SavedDatasetStorage,
+        allow_overwrite: bool = False,
+        timeout: int | None = None,
+    ) -> None:
         if not isinstance(storage, SavedDatasetFileStorage):
             raise OfflineStoreError("persist: only file storage (SavedDatasetFileStorage)")
-        path = Path(FileSource.get_uri_for_file_path(self._repo_path,
-                                                     storage.file_options.uri))
+        path = Path(FileSource.get_uri_for_file_path(self._repo_path, storage.file_options.uri))
         if path.exists() and not allow_overwrite:
             raise OfflineStoreError(f"persist: {path} exists (allow_overwrite=False)")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -284,13 +314,16 @@ class AtsDuckDBRetrievalJob(RetrievalJob):
 
 
 def _entity_table(entity_df: pd.DataFrame | pa.Table) -> tuple[pa.Table, str]:
-    table = entity_df if isinstance(entity_df, pa.Table) else pa.Table.from_pandas(
-        entity_df, preserve_index=False)
+    table = (
+        entity_df
+        if isinstance(entity_df, pa.Table)
+        else pa.Table.from_pandas(entity_df, preserve_index=False)
+    )
     if DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL in table.column_names:
         ts_col = DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL
     else:
-        schema = {f.name: (pd.api.types.pandas_dtype("datetime64[ns]")
-                           if pa.types.is_timestamp(f.type) else object) for f in table.schema}
+        stamp, other = np.dtype("datetime64[ns]"), np.dtype(object)
+        schema = {f.name: stamp if pa.types.is_timestamp(f.type) else other for f in table.schema}
         ts_col = infer_event_timestamp_from_entity_df(schema)
     for reserved in (_ROW, _TS):
         if reserved in table.column_names:
@@ -334,16 +367,27 @@ class _Retrieval:
         elif self.entity_query is not None:
             con.sql(self.entity_query).create_view("__entity_query")
             self.ts_col = _sql_entity_ts(con)
-            con.execute(f"CREATE TEMP TABLE __entity AS SELECT *, row_number() OVER () "
-                        f"AS {_ROW} FROM __entity_query")
-            row = con.execute(f"SELECT min({q(self.ts_col)}::TIMESTAMPTZ), "
-                              f"max({q(self.ts_col)}::TIMESTAMPTZ) FROM __entity").fetchall()[0]
+            con.execute(
+                f"CREATE TEMP TABLE __entity AS SELECT *, row_number() OVER () "
+                f"AS {_ROW} FROM __entity_query"
+            )
+            row = con.execute(
+                f"SELECT min({q(self.ts_col)}::TIMESTAMPTZ), "
+                f"max({q(self.ts_col)}::TIMESTAMPTZ) FROM __entity"
+            ).fetchall()[0]
             assert row is not None
             self.min_ts, self.max_ts = row
         else:
             con.execute(_non_entity_sql(self.plans), {"at": self.non_entity_at})
-        return _query(con, self.plans, self.ts_col, self.min_ts, self.max_ts,
-                      self.created_cutoff, ordered=self.non_entity_at is None)
+        return _query(
+            con,
+            self.plans,
+            self.ts_col,
+            self.min_ts,
+            self.max_ts,
+            self.created_cutoff,
+            ordered=self.non_entity_at is None,
+        )
 
     def run(self) -> pa.Table:
         with contextlib.closing(_connect(self.config)) as con:
@@ -378,8 +422,8 @@ class AtsDuckDBOfflineStore(OfflineStore):
         keys: list[str] = []
         if entity_df is None:
             start, end = compute_non_entity_date_range(
-                feature_views, start_date=kwargs.get("start_date"),
-                end_date=kwargs.get("end_date"))
+                feature_views, start_date=kwargs.get("start_date"), end_date=kwargs.get("end_date")
+            )
             retrieval.non_entity(end)
             bounds = (start, end)
         elif isinstance(entity_df, str):
@@ -391,44 +435,82 @@ class AtsDuckDBOfflineStore(OfflineStore):
             keys = [c for c in table.column_names if c not in (ts_col, _ROW)]
             bounds = (retrieval.min_ts, retrieval.max_ts)
         return AtsDuckDBRetrievalJob(
-            retrieval.run, retrieval.sql, full_feature_names,
+            retrieval.run,
+            retrieval.sql,
+            full_feature_names,
             on_demand_feature_views=OnDemandFeatureView.get_requested_odfvs(
-                feature_refs, project, registry),
-            metadata=RetrievalMetadata(features=feature_refs, keys=keys,
-                                       min_event_timestamp=bounds[0],
-                                       max_event_timestamp=bounds[1]),
-            repo_path=retrieval.repo_path)
+                feature_refs, project, registry
+            ),
+            metadata=RetrievalMetadata(
+                features=feature_refs,
+                keys=keys,
+                min_event_timestamp=bounds[0],
+                max_event_timestamp=bounds[1],
+            ),
+            repo_path=retrieval.repo_path,
+        )
 
     @staticmethod
     def pull_latest_from_table_or_query(
-        config: RepoConfig, data_source: DataSource, join_key_columns: list[str],
-        feature_name_columns: list[str], timestamp_field: str,
-        created_timestamp_column: str | None, start_date: datetime, end_date: datetime,
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        start_date: datetime,
+        end_date: datetime,
     ) -> RetrievalJob:
-        return _pull(config, data_source, join_key_columns, feature_name_columns,
-                     timestamp_field, created_timestamp_column, start_date, end_date,
-                     latest=True)
+        return _pull(
+            config,
+            data_source,
+            join_key_columns,
+            feature_name_columns,
+            timestamp_field,
+            created_timestamp_column,
+            start_date,
+            end_date,
+            latest=True,
+        )
 
     @staticmethod
     def pull_all_from_table_or_query(
-        config: RepoConfig, data_source: DataSource, join_key_columns: list[str],
-        feature_name_columns: list[str], timestamp_field: str,
-        created_timestamp_column: str | None = None, start_date: datetime | None = None,
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None = None,
+        start_date: datetime | None = None,
         end_date: datetime | None = None,
     ) -> RetrievalJob:
-        return _pull(config, data_source, join_key_columns, feature_name_columns,
-                     timestamp_field, created_timestamp_column, start_date, end_date,
-                     latest=False)
+        return _pull(
+            config,
+            data_source,
+            join_key_columns,
+            feature_name_columns,
+            timestamp_field,
+            created_timestamp_column,
+            start_date,
+            end_date,
+            latest=False,
+        )
 
     @staticmethod
-    def offline_write_batch(config: RepoConfig, feature_view: FeatureView, table: pa.Table,
-                            progress: Callable[[int], Any] | None) -> None:
+    def offline_write_batch(
+        config: RepoConfig,
+        feature_view: FeatureView,
+        table: pa.Table,
+        progress: Callable[[int], Any] | None,
+    ) -> None:
         raise NotImplementedError(
             f"{feature_view.name}: the lake is written by the feature assets only "
-            "(ats_pipelines.defs.features), not by Feast pushes")
+            "(ats_pipelines.defs.features), not by Feast pushes"
+        )
 
     def get_table_column_names_and_types_from_data_source(
-        self, config: RepoConfig, data_source: DataSource) -> Iterable[tuple[str, str]]:
+        self, config: RepoConfig, data_source: DataSource
+    ) -> Iterable[tuple[str, str]]:
         with contextlib.closing(_connect(config)) as con:
             _view(con, "__describe", data_source, config.repo_path)
             return [(r[0], r[1]) for r in con.execute("DESCRIBE __describe").fetchall()]
@@ -441,23 +523,35 @@ def _sql_entity_ts(con: duckdb.DuckDBPyConnection) -> str:
         return DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL
     stamps = [c[0] for c in columns if str(c[1]).startswith("TIMESTAMP")]
     if len(stamps) != 1:
-        raise OfflineStoreError("entity query: name its timestamp column event_timestamp "
-                                f"(found timestamp columns {stamps})")
+        raise OfflineStoreError(
+            "entity query: name its timestamp column event_timestamp "
+            f"(found timestamp columns {stamps})"
+        )
     return stamps[0]
 
 
-def _query(con: duckdb.DuckDBPyConnection, plans: list[_Plan], ts_col: str, min_ts: Any,
-           max_ts: Any, created_cutoff: bool, *, ordered: bool) -> tuple[str, dict[str, Any]]:
+def _query(
+    con: duckdb.DuckDBPyConnection,
+    plans: list[_Plan],
+    ts_col: str,
+    min_ts: Any,
+    max_ts: Any,
+    created_cutoff: bool,
+    *,
+    ordered: bool,
+) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {"min_ts": min_ts, "max_ts": max_ts}
-    entity_cols = [c[0] for c in con.execute("DESCRIBE __entity").fetchall()
-                   if c[0] not in (_ROW,)]
+    entity_cols = [c[0] for c in con.execute("DESCRIBE __entity").fetchall() if c[0] not in (_ROW,)]
     steps = [f"SELECT *, {q(ts_col)}::TIMESTAMPTZ AS {_TS} FROM __entity"]
     for index, plan in enumerate(plans):
         cutoff = created_cutoff and plan.created is not None
         if cutoff:
             rows = _candidates(plan, index, params, dedup=False)
-        elif plan.created is not None and not plan.unique \
-                and not _keys_unique(con, plan, params, index):
+        elif (
+            plan.created is not None
+            and not plan.unique
+            and not _keys_unique(con, plan, params, index)
+        ):
             rows = _candidates(plan, index, params)
         else:
             rows = _plain(plan, index, params)
@@ -476,21 +570,35 @@ def _non_entity_sql(plans: list[_Plan]) -> str:
     """Entity rows for a retrieval without an entity_df: every key any view has, at end_date."""
     keyed = [p for p in plans if p.keys]
     if not keyed:
-        return (f"CREATE TEMP TABLE __entity AS SELECT $at::TIMESTAMPTZ AS "
-                f"{DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL}, 0::BIGINT AS {_ROW}")
+        return (
+            f"CREATE TEMP TABLE __entity AS SELECT $at::TIMESTAMPTZ AS "
+            f"{DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL}, 0::BIGINT AS {_ROW}"
+        )
     ents = [e for e, _ in keyed[0].keys]
     union = " UNION ".join(
         f"SELECT DISTINCT {', '.join(f'{q(s)} AS {q(e)}' for e, s in p.keys)} FROM {p.source}"
-        for p in keyed if [e for e, _ in p.keys] == ents)
-    return (f"CREATE TEMP TABLE __entity AS SELECT {', '.join(q(e) for e in ents)}, "
-            f"$at::TIMESTAMPTZ AS {DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL}, "
-            f"row_number() OVER () AS {_ROW} FROM ({union})")
+        for p in keyed
+        if [e for e, _ in p.keys] == ents
+    )
+    return (
+        f"CREATE TEMP TABLE __entity AS SELECT {', '.join(q(e) for e in ents)}, "
+        f"$at::TIMESTAMPTZ AS {DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL}, "
+        f"row_number() OVER () AS {_ROW} FROM ({union})"
+    )
 
 
-def _pull(config: RepoConfig, data_source: DataSource, join_key_columns: list[str],
-          feature_name_columns: list[str], timestamp_field: str,
-          created_timestamp_column: str | None, start_date: datetime | None,
-          end_date: datetime | None, *, latest: bool) -> RetrievalJob:
+def _pull(
+    config: RepoConfig,
+    data_source: DataSource,
+    join_key_columns: list[str],
+    feature_name_columns: list[str],
+    timestamp_field: str,
+    created_timestamp_column: str | None,
+    start_date: datetime | None,
+    end_date: datetime | None,
+    *,
+    latest: bool,
+) -> RetrievalJob:
     repo_path = str(config.repo_path) if config.repo_path else None
     stamps = [timestamp_field] + ([created_timestamp_column] if created_timestamp_column else [])
     columns = [q(c) for c in dict.fromkeys([*join_key_columns, *feature_name_columns])]
@@ -509,8 +617,10 @@ def _pull(config: RepoConfig, data_source: DataSource, join_key_columns: list[st
         sql += " WHERE " + " AND ".join(where)
     if latest and join_key_columns:
         order = ", ".join(f"{q(c)} DESC" for c in stamps)
-        sql += (f" QUALIFY row_number() OVER (PARTITION BY "
-                f"{', '.join(q(c) for c in join_key_columns)} ORDER BY {order}) = 1")
+        sql += (
+            f" QUALIFY row_number() OVER (PARTITION BY "
+            f"{', '.join(q(c) for c in join_key_columns)} ORDER BY {order}) = 1"
+        )
 
     def run() -> pa.Table:
         con = _connect(config)
@@ -520,5 +630,4 @@ def _pull(config: RepoConfig, data_source: DataSource, join_key_columns: list[st
         finally:
             con.close()
 
-    return AtsDuckDBRetrievalJob(run, lambda: sql, full_feature_names=False,
-                                 repo_path=repo_path)
+    return AtsDuckDBRetrievalJob(run, lambda: sql, full_feature_names=False, repo_path=repo_path)

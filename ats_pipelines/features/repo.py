@@ -38,16 +38,28 @@ class FeastRepo:
     services: dict[str, FeatureService]
 
     def objects(self) -> list[Entity | FileSource | FeatureView | FeatureService]:
-        return [*self.entities.values(), *self.sources.values(), *self.views.values(),
-                *self.services.values()]
+        return [
+            *self.entities.values(),
+            *self.sources.values(),
+            *self.views.values(),
+            *self.services.values(),
+        ]
 
 
 def build_repo(lake_root: Path) -> FeastRepo:
     """The repository's objects, reading features from the lake at ``lake_root``."""
-    symbol = Entity(name="symbol", join_keys=["symbol"], value_type=ValueType.STRING,
-                    description="ccxt unified symbol, e.g. BTC/USDT")
-    exchange = Entity(name="exchange", join_keys=["exchange"], value_type=ValueType.STRING,
-                      description="ccxt exchange id, e.g. binance")
+    symbol = Entity(
+        name="symbol",
+        join_keys=["symbol"],
+        value_type=ValueType.STRING,
+        description="ccxt unified symbol, e.g. BTC/USDT",
+    )
+    exchange = Entity(
+        name="exchange",
+        join_keys=["exchange"],
+        value_type=ValueType.STRING,
+        description="ccxt exchange id, e.g. binance",
+    )
     sources, views = {}, {}
     for family in cat.FAMILIES.values():
         source = FileSource(
@@ -57,7 +69,7 @@ def build_repo(lake_root: Path) -> FeastRepo:
             timestamp_field="event_timestamp",
             created_timestamp_column="created_timestamp",
             description=f"{family.timeframe} feature rows in the Parquet lake, one file per "
-                        "exchange, symbol and day",
+            "exchange, symbol and day",
         )
         sources[source.name] = source
         views[family.name] = FeatureView(
@@ -66,9 +78,14 @@ def build_repo(lake_root: Path) -> FeastRepo:
             ttl=family.ttl,
             # Entity columns spelled out: the view is then complete as written, and equal to
             # its registered form without Feast's inference (apply_repo compares them).
-            schema=[Field(name="symbol", dtype=String), Field(name="exchange", dtype=String),
-                    *(Field(name=f, dtype=Int64 if f in cat.INT_FEATURES else Float64)
-                      for f in family.features)],
+            schema=[
+                Field(name="symbol", dtype=String),
+                Field(name="exchange", dtype=String),
+                *(
+                    Field(name=f, dtype=Int64 if f in cat.INT_FEATURES else Float64)
+                    for f in family.features
+                ),
+            ],
             source=source,
             online=True,
             description=f"Features of closed {family.timeframe} bars (event time = bar close)",
@@ -76,9 +93,13 @@ def build_repo(lake_root: Path) -> FeastRepo:
             owner=OWNER,
         )
     services = {
-        name: FeatureService(name=name, features=[views[v] for v in members],
-                             tags={"version": name.rsplit("_v", 1)[1]}, owner=OWNER,
-                             description=f"{name}: " + ", ".join(members))
+        name: FeatureService(
+            name=name,
+            features=[views[v] for v in members],
+            tags={"version": name.rsplit("_v", 1)[1]},
+            owner=OWNER,
+            description=f"{name}: " + ", ".join(members),
+        )
         for name, members in cat.SERVICES.items()
     }
     return FeastRepo({"symbol": symbol, "exchange": exchange}, sources, views, services)

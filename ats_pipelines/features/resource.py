@@ -50,10 +50,14 @@ class FeastResource(dg.ConfigurableResource):
         if self.yaml_file == LOCAL_YAML:  # registry and online store are files under .ats/
             for path in (self.registry, self.online_store):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return open_store(Path(self.repo_path), {
-            "ATS_FEAST_REGISTRY": self.registry,
-            "ATS_FEAST_ONLINE_STORE": self.online_store,
-        }, self.yaml_file)
+        return open_store(
+            Path(self.repo_path),
+            {
+                "ATS_FEAST_REGISTRY": self.registry,
+                "ATS_FEAST_ONLINE_STORE": self.online_store,
+            },
+            self.yaml_file,
+        )
 
     def repo(self) -> FeastRepo:
         from ats_pipelines.features.repo import build_repo

@@ -39,8 +39,9 @@ def expand(text: str, values: Mapping[str, str], origin: str) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m[1]], text)
 
 
-def open_store(repo_path: Path, values: Mapping[str, str],
-               yaml_file: str = "feature_store.yaml") -> FeatureStore:
+def open_store(
+    repo_path: Path, values: Mapping[str, str], yaml_file: str = "feature_store.yaml"
+) -> FeatureStore:
     """A ``FeatureStore`` on ``repo_path`` with the YAML's placeholders filled from ``values``."""
     path = repo_path / yaml_file
     try:
@@ -97,13 +98,22 @@ def apply_repo(store: FeatureStore, repo: FeastRepo) -> ApplyResult:
         else:
             changed.append(obj)
             result.applied.append(_label(obj))
-    stale = [obj for kind, objs in existing.items() for name, obj in objs.items()
-             if name not in wanted.get(kind, set())]
+    stale = [
+        obj
+        for kind, objs in existing.items()
+        for name, obj in objs.items()
+        if name not in wanted.get(kind, set())
+    ]
     result.deleted = [_label(o) for o in stale]
     if changed or stale:
         store.apply(changed, objects_to_delete=stale, partial=False)
-    log.info("event=feast_apply project=%s applied=%d deleted=%d unchanged=%d", project,
-             len(result.applied), len(result.deleted), len(result.unchanged))
+    log.info(
+        "event=feast_apply project=%s applied=%d deleted=%d unchanged=%d",
+        project,
+        len(result.applied),
+        len(result.deleted),
+        len(result.unchanged),
+    )
     return result
 
 
@@ -157,6 +167,11 @@ def materialize_views(store: FeatureStore, views: Sequence[str]) -> list[Materia
             start = fv.most_recent_end_time
             store.materialize_incremental(end_date=end, feature_views=[name])
             out.append(MaterializeResult(name, start, end, "incremental"))
-        log.info("event=feast_materialize view=%s mode=%s start=%s end=%s", name, out[-1].mode,
-                 start, end)
+        log.info(
+            "event=feast_materialize view=%s mode=%s start=%s end=%s",
+            name,
+            out[-1].mode,
+            start,
+            end,
+        )
     return out

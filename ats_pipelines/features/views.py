@@ -24,15 +24,18 @@ def datasets(lake: Lake) -> dict[str, str]:
     names[LabelSpec.name] = LabelSpec().dataset
     names |= {f"candles_{tf}": candles_dataset(tf) for tf in cat.EXPORT_TIMEFRAMES}
     names["order_book_1m"] = BOOK_DATASET
-    return {view: ds for view, ds in names.items()
-            if any(lake.dataset_dir(ds).glob("*/*/*.parquet"))}
+    return {
+        view: ds for view, ds in names.items() if any(lake.dataset_dir(ds).glob("*/*/*.parquet"))
+    }
 
 
 def view_statements(lake: Lake) -> list[str]:
     """``CREATE VIEW`` statements (for a DuckDB shell) over the datasets present."""
-    return [f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet("  # noqa: S608
-            f"{sql_string(lake.glob(ds))}, hive_partitioning = false);"
-            for view, ds in datasets(lake).items()]
+    return [
+        f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet("  # noqa: S608
+        f"{sql_string(lake.glob(ds))}, hive_partitioning = false);"
+        for view, ds in datasets(lake).items()
+    ]
 
 
 def register_views(con: duckdb.DuckDBPyConnection, lake: Lake) -> list[str]:

@@ -61,8 +61,13 @@ def setup(db_url: str, testdata: Path, exchange: str, tmp_path: Path) -> dict[st
         ),
     }
     day = frames["1m"].filter(pl.col("ts").dt.date() == date(2019, 10, 12))
-    return {"defs": defs, "resources": resources, "lake": Lake(lake_root),
-            "exchange": exchange, "minutes": day.height}
+    return {
+        "defs": defs,
+        "resources": resources,
+        "lake": Lake(lake_root),
+        "exchange": exchange,
+        "minutes": day.height,
+    }
 
 
 def _assets(defs: dg.Definitions, names: list[str]) -> list[dg.AssetsDefinition]:
@@ -124,8 +129,9 @@ def test_partition_then_feast(setup: dict[str, Any]) -> None:
 
 
 def _spec(defs: dg.Definitions, name: str) -> dg.AssetSpec:
-    return next(spec for spec in _assets(defs, [name])[0].specs
-                if spec.key.to_user_string() == name)
+    return next(
+        spec for spec in _assets(defs, [name])[0].specs if spec.key.to_user_string() == name
+    )
 
 
 def test_registry_code_version_follows_the_definitions(tmp_path: Path) -> None:
@@ -133,7 +139,9 @@ def test_registry_code_version_follows_the_definitions(tmp_path: Path) -> None:
     one = build_features_defs(settings, tmp_path / "a")
     other = build_features_defs(settings, tmp_path / "b")
     assert _spec(one, "feast_registry").code_version != _spec(other, "feast_registry").code_version
-    assert _spec(one, "feast_registry").code_version == _spec(
-        build_features_defs(settings, tmp_path / "a"), "feast_registry").code_version
+    assert (
+        _spec(one, "feast_registry").code_version
+        == _spec(build_features_defs(settings, tmp_path / "a"), "feast_registry").code_version
+    )
     parents = {d.asset_key.to_user_string() for d in _spec(one, "market_parquet").deps}
     assert {"candles_1m", "candles_4h", "order_book_1m_agg"} <= parents

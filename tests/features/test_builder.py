@@ -49,8 +49,10 @@ def _build_all(lake: Lake, days_groups: list[list[date]], at: datetime) -> None:
 
 
 def _checksums(lake: Lake, prefix: str) -> dict[str, str]:
-    return {str(p.relative_to(lake.root)): file_sha256(p)
-            for p in sorted((lake.root / prefix).rglob("*.parquet"))}
+    return {
+        str(p.relative_to(lake.root)): file_sha256(p)
+        for p in sorted((lake.root / prefix).rglob("*.parquet"))
+    }
 
 
 def test_rerun_is_byte_identical(tmp_path: Path, market: tuple) -> None:
@@ -60,7 +62,10 @@ def test_rerun_is_byte_identical(tmp_path: Path, market: tuple) -> None:
     assert len(first) == len(DAYS) * (len(cat.FAMILIES) + 1)
     # what lets the offline store skip its duplicate check on these folders
     assert unique_key(lake.dataset_dir(cat.BASE_FAMILY.dataset)) == [
-        "exchange", "symbol", "event_timestamp"]
+        "exchange",
+        "symbol",
+        "event_timestamp",
+    ]
     report = build_features(lake, cat.BASE_FAMILY, EXCHANGE, SYMBOL, DAYS, T2)
     assert report.written == 0 and report.rows == 3 * 1440
     _build_all(lake, [DAYS], T2)  # a later run: same values, so same created_timestamp
@@ -75,16 +80,18 @@ def test_ranged_and_day_by_day_runs_write_the_same_files(tmp_path: Path, market:
     assert _checksums(ranged, "labels") == _checksums(daily, "labels")
 
 
-def test_created_timestamp_moves_only_where_values_changed(tmp_path: Path,
-                                                           market: tuple) -> None:
+def test_created_timestamp_moves_only_where_values_changed(tmp_path: Path, market: tuple) -> None:
     frames, _ = market
     lake = _lake(tmp_path / "c", market)
     _build_all(lake, [DAYS], T1)
     before = pl.read_parquet(lake.dataset_dir(cat.BASE_FAMILY.dataset))
     at = datetime.combine(DAYS[1], datetime.min.time(), UTC) + timedelta(hours=12)
     changed = frames["1m"].with_columns(
-        pl.when(pl.col("ts") == at).then(pl.col("volume") * 10).otherwise(pl.col("volume"))
-        .alias("volume"))
+        pl.when(pl.col("ts") == at)
+        .then(pl.col("volume") * 10)
+        .otherwise(pl.col("volume"))
+        .alias("volume")
+    )
     write_lake(lake, {"1m": changed})
     build_features(lake, cat.BASE_FAMILY, EXCHANGE, SYMBOL, DAYS, T2)
     rows = pl.read_parquet(lake.dataset_dir(cat.BASE_FAMILY.dataset))
@@ -98,8 +105,7 @@ def test_created_timestamp_moves_only_where_values_changed(tmp_path: Path,
     old = before.filter(pl.col("ts") >= late).drop("created_timestamp")
     new = rows.filter(pl.col("ts") >= late).drop("created_timestamp")
     for name in ("volume_z_60", "vwap_dev_60", "rsi_14"):
-        assert new[name].to_numpy() == pytest.approx(old[name].to_numpy(), rel=1e-9,
-                                                      nan_ok=True)
+        assert new[name].to_numpy() == pytest.approx(old[name].to_numpy(), rel=1e-9, nan_ok=True)
     window = rows.filter((pl.col("ts") >= at) & (pl.col("ts") < at + timedelta(minutes=60)))
     assert (window["created_timestamp"] == T2).all()
 
@@ -113,7 +119,8 @@ def test_a_day_without_bars_has_no_file(tmp_path: Path, market: tuple) -> None:
 
 
 def test_last_rows_of_the_data_get_labels_only_once_the_horizon_is_there(
-        tmp_path: Path, market: tuple) -> None:
+    tmp_path: Path, market: tuple
+) -> None:
     lake = _lake(tmp_path / "e", market)
     spec = LabelSpec()
     report = build_labels(lake, spec, EXCHANGE, SYMBOL, DAYS)

@@ -42,8 +42,9 @@ def _windows(values: np.ndarray, n: int) -> np.ndarray:
 def _expect(column: pl.Series, expected: np.ndarray, first: int) -> None:
     got = column.to_numpy()
     assert column[:first].null_count() == first, f"{column.name}: not null before row {first}"
-    np.testing.assert_allclose(got[first:], expected[first:], rtol=1e-9, atol=1e-12,
-                               err_msg=column.name)
+    np.testing.assert_allclose(
+        got[first:], expected[first:], rtol=1e-9, atol=1e-12, err_msg=column.name
+    )
 
 
 def test_returns_and_volatility(minutes: pl.DataFrame, computed: pl.DataFrame) -> None:
@@ -55,7 +56,7 @@ def test_returns_and_volatility(minutes: pl.DataFrame, computed: pl.DataFrame) -
         _expect(computed[f"ret_{n}"], expected, n)
     for n in cat.VOLATILITY_WINDOWS:
         expected = np.full(len(close), np.nan)
-        expected[n - 1:] = np.sqrt((_windows(lr, n) ** 2).sum(axis=1))
+        expected[n - 1 :] = np.sqrt((_windows(lr, n) ** 2).sum(axis=1))
         _expect(computed[f"rv_{n}"], expected, n)
 
 
@@ -80,13 +81,14 @@ def test_atr_rsi_vwap_volume(minutes: pl.DataFrame, computed: pl.DataFrame) -> N
     for n in cat.VOLUME_Z_WINDOWS:
         z = np.full(len(c), np.nan)
         win = _windows(v, n)
-        z[n - 1:] = (v[n - 1:] - win.mean(axis=1)) / win.std(axis=1, ddof=1)
+        z[n - 1 :] = (v[n - 1 :] - win.mean(axis=1)) / win.std(axis=1, ddof=1)
         _expect(computed[f"volume_z_{n}"], z, n - 1)
     assert computed["range_ratio"].to_numpy() == pytest.approx((h - lo) / c)
     assert computed["body_ratio"].to_numpy() == pytest.approx((c - o) / (h - lo))
     assert computed["close_position"].to_numpy() == pytest.approx((c - lo) / (h - lo))
     assert computed["taker_buy_ratio"].to_numpy() == pytest.approx(
-        minutes["taker_buy_volume"].to_numpy() / v)
+        minutes["taker_buy_volume"].to_numpy() / v
+    )
 
 
 def test_macd_is_truncated_ema_difference(minutes: pl.DataFrame, computed: pl.DataFrame) -> None:
@@ -95,7 +97,7 @@ def test_macd_is_truncated_ema_difference(minutes: pl.DataFrame, computed: pl.Da
     def ema(x: np.ndarray, span: int, i: int) -> float:
         n = cat.EMA_SPANS_KEPT * span
         w = (1 - 2 / (span + 1)) ** np.arange(n)
-        return float((w * x[i - n + 1:i + 1][::-1]).sum() / w.sum())
+        return float((w * x[i - n + 1 : i + 1][::-1]).sum() / w.sum())
 
     slow = cat.EMA_SPANS_KEPT * cat.MACD_SLOW
     first = slow - 1 + cat.EMA_SPANS_KEPT * cat.MACD_SIGNAL - 1
@@ -117,34 +119,45 @@ def test_truncated_ema_of_a_constant_is_the_constant() -> None:
     np.testing.assert_allclose(out[35:], 3.5)
 
 
-def test_book_and_time_of_day(minutes: pl.DataFrame, book: pl.DataFrame,
-                              computed: pl.DataFrame) -> None:
-    joined = minutes.select("ts").join(book.with_columns(pl.col("ts").dt.cast_time_unit("ms")),
-                                       on="ts", how="left", maintain_order="left")
+def test_book_and_time_of_day(
+    minutes: pl.DataFrame, book: pl.DataFrame, computed: pl.DataFrame
+) -> None:
+    joined = minutes.select("ts").join(
+        book.with_columns(pl.col("ts").dt.cast_time_unit("ms")),
+        on="ts",
+        how="left",
+        maintain_order="left",
+    )
     assert computed["spread_bps"].to_list() == joined["spread_bps_mean"].to_list()
     assert computed["imbalance_5"].null_count() == minutes.height - book.height
     bid, ask = joined["bid_depth_5pct_mean"], joined["ask_depth_5pct_mean"]
     assert computed["depth_imbalance_5pct"].to_list() == pytest.approx(
-        ((bid - ask) / (bid + ask)).to_list(), nan_ok=True)
+        ((bid - ask) / (bid + ask)).to_list(), nan_ok=True
+    )
     # the 15-bar means take whatever book minutes the window has
     spread = joined["spread_bps_mean"].to_numpy()
     i = 50
-    window = spread[i - 14:i + 1]
+    window = spread[i - 14 : i + 1]
     assert computed["spread_bps_mean_15"][i] == pytest.approx(np.nanmean(window))
-    for row in computed.select("ts", "minute_of_day", "hour_of_day", "day_of_week",
-                               "tod_sin").iter_rows(named=True):
+    for row in computed.select(
+        "ts", "minute_of_day", "hour_of_day", "day_of_week", "tod_sin"
+    ).iter_rows(named=True):
         ts = row["ts"]
         assert row["minute_of_day"] == ts.hour * 60 + ts.minute
         assert row["hour_of_day"] == ts.hour
         assert row["day_of_week"] == ts.weekday()
-        assert row["tod_sin"] == pytest.approx(math.sin(2 * math.pi * row["minute_of_day"]
-                                                        / 1440))
+        assert row["tod_sin"] == pytest.approx(math.sin(2 * math.pi * row["minute_of_day"] / 1440))
 
 
 def test_event_timestamp_is_the_bar_close(computed: pl.DataFrame) -> None:
     assert (computed["event_timestamp"] - computed["ts"] == timedelta(minutes=1)).all()
-    assert computed.columns == ["exchange", "symbol", "ts", "event_timestamp",
-                                *cat.BASE_FAMILY.features]
+    assert computed.columns == [
+        "exchange",
+        "symbol",
+        "ts",
+        "event_timestamp",
+        *cat.BASE_FAMILY.features,
+    ]
 
 
 @pytest.mark.parametrize("timeframe", cat.FAMILY_TIMEFRAMES)
@@ -177,8 +190,9 @@ def test_each_minute_carries_the_last_closed_higher_bar() -> None:
         for name in cat.MTF_FEATURES:
             col = cat.mtf_column(timeframe, name)
             values = higher[timeframe][name].to_list()
-            for event, got in zip(rows["event_timestamp"].to_list(), rows[col].to_list(),
-                                  strict=True):
+            for event, got in zip(
+                rows["event_timestamp"].to_list(), rows[col].to_list(), strict=True
+            ):
                 # brute force: the last bar closed at or before the row's close
                 index = max((i for i, c in enumerate(closes) if c <= event), default=None)
                 if index is None or event - closes[index] >= bar:
@@ -201,5 +215,6 @@ def test_higher_bar_still_open_is_never_joined() -> None:
 
 def test_join_without_higher_frames_gives_null_columns(computed: pl.DataFrame) -> None:
     out = join_higher(computed.drop([c for c in computed.columns if c.startswith("tf")]), {})
-    assert all(out[cat.mtf_column(tf, "rsi_14")].null_count() == out.height
-               for tf in cat.HIGHER_TIMEFRAMES)
+    assert all(
+        out[cat.mtf_column(tf, "rsi_14")].null_count() == out.height for tf in cat.HIGHER_TIMEFRAMES
+    )

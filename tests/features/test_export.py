@@ -47,7 +47,8 @@ def loaded(db_url: str, testdata: Path, exchange: str, tmp_path: Path) -> tuple[
 
 
 def test_one_file_per_dataset_and_day_equal_to_the_database(
-        db_url: str, exchange: str, loaded: tuple[Lake, dict]) -> None:
+    db_url: str, exchange: str, loaded: tuple[Lake, dict]
+) -> None:
     lake, data = loaded
     report = run_sync(_export(db_url, lake, exchange, DAYS))
     assert report.files_written == len(DAYS) * (len(EXPORT_TIMEFRAMES) + 1)
@@ -60,15 +61,14 @@ def test_one_file_per_dataset_and_day_equal_to_the_database(
         assert got["ts"].dt.cast_time_unit("ms").to_list() == want["ts"].to_list()
         assert pq.read_schema(files[0]).remove_metadata() == CANDLE_SCHEMA
         for f in files:  # each file holds exactly its UTC day
-            assert set(pl.read_parquet(f)["ts"].dt.date().to_list()) == {date.fromisoformat(
-                f.stem)}
-    book = pl.concat([pl.read_parquet(f) for f in lake.files(BOOK_DATASET, exchange, SYMBOL,
-                                                               DAYS)])
+            assert set(pl.read_parquet(f)["ts"].dt.date().to_list()) == {date.fromisoformat(f.stem)}
+    book = pl.concat([pl.read_parquet(f) for f in lake.files(BOOK_DATASET, exchange, SYMBOL, DAYS)])
     assert book["imbalance_5_mean"].to_list() == data["book"]["imbalance_5_mean"].to_list()
 
 
-def test_only_changed_days_are_rewritten(db_url: str, exchange: str,
-                                         loaded: tuple[Lake, dict]) -> None:
+def test_only_changed_days_are_rewritten(
+    db_url: str, exchange: str, loaded: tuple[Lake, dict]
+) -> None:
     lake, data = loaded
     run_sync(_export(db_url, lake, exchange, DAYS))
     day2 = lake.partition_path(candles_dataset("1m"), exchange, SYMBOL, DAYS[1])
@@ -85,8 +85,11 @@ def test_only_changed_days_are_rewritten(db_url: str, exchange: str,
 
     async def drop_book(url: str) -> None:
         async with connection(url) as conn:
-            await conn.execute("DELETE FROM market.order_book_1m_agg WHERE exchange = $1 AND "
-                               "ts >= '2019-10-13' AND ts < '2019-10-14'", exchange)
+            await conn.execute(
+                "DELETE FROM market.order_book_1m_agg WHERE exchange = $1 AND "
+                "ts >= '2019-10-13' AND ts < '2019-10-14'",
+                exchange,
+            )
 
     run_sync(drop_book(db_url))
     third = run_sync(_export(db_url, lake, exchange, DAYS))
@@ -102,8 +105,9 @@ def test_only_changed_days_are_rewritten(db_url: str, exchange: str,
     assert file_metadata(day2)[FINGERPRINT_KEY] != fingerprint
 
 
-def test_days_without_rows_write_nothing(db_url: str, exchange: str,
-                                         loaded: tuple[Lake, dict]) -> None:
+def test_days_without_rows_write_nothing(
+    db_url: str, exchange: str, loaded: tuple[Lake, dict]
+) -> None:
     lake, _ = loaded
     report = run_sync(_export(db_url, lake, exchange, [date(2019, 10, 20)]))
     assert report.files_written == 0

@@ -94,7 +94,7 @@ def runs(db_url: str, testdata: Path, tmp_path_factory: pytest.TempPathFactory) 
             "event_timestamp": [*grid, *(g + timedelta(seconds=29) for g in grid[::7])],
         }
     )
-    entity = entity[entity["event_timestamp"] <= T].reset_index(drop=True)
+    entity = entity.loc[entity["event_timestamp"] <= T].reset_index(drop=True)
 
     def training() -> pd.DataFrame:
         signals = store.get_historical_features(

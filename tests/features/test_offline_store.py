@@ -48,8 +48,9 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
             minutes = minutes.filter((pl.col("ts") < GAP[0]) | (pl.col("ts") >= GAP[1]))
         write_lake(lake, all_timeframes(minutes), synthetic_book(minutes, every=2))
         for tf in (*cat.HIGHER_TIMEFRAMES, cat.BASE_TIMEFRAME):
-            build_features(lake, cat.family_of(tf), EXCHANGE, symbol, DAYS,
-                           datetime(2024, 6, 1, tzinfo=UTC))
+            build_features(
+                lake, cat.family_of(tf), EXCHANGE, symbol, DAYS, datetime(2024, 6, 1, tzinfo=UTC)
+            )
     _write_duplicates(lake)
     return lake
 
@@ -60,10 +61,15 @@ def _write_duplicates(lake: Lake) -> None:
     rows = []
     for i in range(6):
         for version in range(3 if i % 2 == 0 else 1):
-            rows.append({"symbol": SYMBOLS[0], "exchange": EXCHANGE,
-                         "event_timestamp": base + timedelta(minutes=10 * i),
-                         "created_timestamp": base + timedelta(minutes=10 * i + 7 * version),
-                         "score": float(100 * i + version)})
+            rows.append(
+                {
+                    "symbol": SYMBOLS[0],
+                    "exchange": EXCHANGE,
+                    "event_timestamp": base + timedelta(minutes=10 * i),
+                    "created_timestamp": base + timedelta(minutes=10 * i + 7 * version),
+                    "score": float(100 * i + version),
+                }
+            )
     folder = lake.root / "extra"
     folder.mkdir()
     pl.DataFrame(rows).with_columns(
@@ -76,12 +82,19 @@ def _objects(lake: Lake) -> list[Any]:
     from feast.types import Float64
 
     repo = build_repo(lake.root)
-    source = FileSource(name="scores_source", path=str(lake.root / "extra"),
-                        timestamp_field="event_timestamp",
-                        created_timestamp_column="created_timestamp")
-    scores = FeatureView(name="scores", entities=list(repo.entities.values()),
-                         ttl=timedelta(minutes=25), schema=[Field(name="score", dtype=Float64)],
-                         source=source)
+    source = FileSource(
+        name="scores_source",
+        path=str(lake.root / "extra"),
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created_timestamp",
+    )
+    scores = FeatureView(
+        name="scores",
+        entities=list(repo.entities.values()),
+        ttl=timedelta(minutes=25),
+        schema=[Field(name="score", dtype=Float64)],
+        source=source,
+    )
     return [*repo.objects(), source, scores]
 
 
@@ -104,30 +117,35 @@ def entity_df() -> pd.DataFrame:
     rng = np.random.default_rng(4)
     n = 70
     offsets = rng.integers(0, 2 * 86400, n)
-    frame = pd.DataFrame({
-        "symbol": rng.choice(SYMBOLS, n),
-        "exchange": EXCHANGE,
-        "event_timestamp": pd.to_datetime([START + timedelta(seconds=int(s)) for s in offsets]),
-        "label": rng.choice(["BUY", "SELL", "HOLD"], n),
-    })
-    special = pd.DataFrame({
-        "symbol": [SYMBOLS[0], SYMBOLS[0], SYMBOLS[1], "DOGE/USDT", SYMBOLS[1]],
-        "exchange": EXCHANGE,
-        "event_timestamp": pd.to_datetime([
-            GAP[0] + timedelta(minutes=20),  # inside the gap: nothing within the 1m TTL
-            GAP[1] + timedelta(seconds=59),  # the first minute after the gap has not closed
-            START + timedelta(seconds=30),  # before the first bar closed
-            START + timedelta(hours=5),  # a key nobody has
-            START + timedelta(hours=6),  # exactly at a bar close
-        ]),
-        "label": "HOLD",
-    })
+    frame = pd.DataFrame(
+        {
+            "symbol": rng.choice(SYMBOLS, n),
+            "exchange": EXCHANGE,
+            "event_timestamp": pd.to_datetime([START + timedelta(seconds=int(s)) for s in offsets]),
+            "label": rng.choice(["BUY", "SELL", "HOLD"], n),
+        }
+    )
+    special = pd.DataFrame(
+        {
+            "symbol": [SYMBOLS[0], SYMBOLS[0], SYMBOLS[1], "DOGE/USDT", SYMBOLS[1]],
+            "exchange": EXCHANGE,
+            "event_timestamp": pd.to_datetime(
+                [
+                    GAP[0] + timedelta(minutes=20),  # inside the gap: nothing within the 1m TTL
+                    GAP[1] + timedelta(seconds=59),  # the first minute after the gap has not closed
+                    START + timedelta(seconds=30),  # before the first bar closed
+                    START + timedelta(hours=5),  # a key nobody has
+                    START + timedelta(hours=6),  # exactly at a bar close
+                ]
+            ),
+            "label": "HOLD",
+        }
+    )
     return pd.concat([frame, special]).drop_duplicates(KEY).reset_index(drop=True)
 
 
 def _within_ttl(lake: Lake, view: str, ttl: timedelta, entity: pd.DataFrame) -> np.ndarray:
-    rows = pl.read_parquet(lake.dataset_dir(f"features/{view}")).select(
-        "symbol", "event_timestamp")
+    rows = pl.read_parquet(lake.dataset_dir(f"features/{view}")).select("symbol", "event_timestamp")
     found = []
     for symbol, ts in zip(entity["symbol"], entity["event_timestamp"], strict=True):
         stamps = rows.filter(pl.col("symbol") == symbol)["event_timestamp"]
@@ -144,41 +162,65 @@ def _compare(ours: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     ref["event_timestamp"] = pd.to_datetime(ref["event_timestamp"], utc=True)
     assert sorted(ours.columns) == sorted(ref.columns)
     merged = ours.merge(ref[KEY], on=KEY, how="left", indicator=True)
-    extra = merged[merged["_merge"] == "left_only"].drop(columns="_merge")
+    extra = merged.loc[merged["_merge"] == "left_only"].drop(columns="_merge")
     common = ours.merge(ref[KEY], on=KEY).sort_values(KEY).reset_index(drop=True)
     expected = ref.sort_values(KEY).reset_index(drop=True)[common.columns]
     assert len(common) == len(ref)
-    pd.testing.assert_frame_equal(common, expected, check_dtype=False, check_exact=False,
-                                  rtol=1e-12)
+    pd.testing.assert_frame_equal(
+        common, expected, check_dtype=False, check_exact=False, rtol=1e-12
+    )
     return extra
 
 
-def test_signals_service_equals_the_reference(stores: dict, lake: Lake,
-                                              entity_df: pd.DataFrame) -> None:
-    ours = stores["ours"].get_historical_features(
-        entity_df=entity_df, features=stores["ours"].get_feature_service("signals_v1")).to_df()
-    ref = stores["reference"].get_historical_features(
-        entity_df=entity_df,
-        features=stores["reference"].get_feature_service("signals_v1")).to_df()
+def test_signals_service_equals_the_reference(
+    stores: dict, lake: Lake, entity_df: pd.DataFrame
+) -> None:
+    ours = (
+        stores["ours"]
+        .get_historical_features(
+            entity_df=entity_df, features=stores["ours"].get_feature_service("signals_v1")
+        )
+        .to_df()
+    )
+    ref = (
+        stores["reference"]
+        .get_historical_features(
+            entity_df=entity_df, features=stores["reference"].get_feature_service("signals_v1")
+        )
+        .to_df()
+    )
     # every entity row, in the order given, with its own columns
-    assert ours["event_timestamp"].tolist() == pd.to_datetime(
-        entity_df["event_timestamp"], utc=True).tolist()
+    assert (
+        ours["event_timestamp"].tolist()
+        == pd.to_datetime(entity_df["event_timestamp"], utc=True).tolist()
+    )
     assert ours["label"].tolist() == entity_df["label"].tolist()
     assert ours["ret_1"].notna().sum() > 50
     extra = _compare(ours, ref)
     ttl = cat.BASE_FAMILY.ttl
     found = _within_ttl(lake, "features_1m", ttl, extra)
     assert not found.any() and len(extra) >= 3
-    assert extra[list(cat.BASE_FAMILY.features)].isna().all().all()
+    assert bool(extra[list(cat.BASE_FAMILY.features)].isna().to_numpy().all())
 
 
 def test_multi_view_service_with_full_names_equals_the_reference(
-        stores: dict, lake: Lake, entity_df: pd.DataFrame) -> None:
+    stores: dict, lake: Lake, entity_df: pd.DataFrame
+) -> None:
     kwargs = {"entity_df": entity_df, "full_feature_names": True}
-    ours = stores["ours"].get_historical_features(
-        features=stores["ours"].get_feature_service("context_v1"), **kwargs).to_df()
-    ref = stores["reference"].get_historical_features(
-        features=stores["reference"].get_feature_service("context_v1"), **kwargs).to_df()
+    ours = (
+        stores["ours"]
+        .get_historical_features(
+            features=stores["ours"].get_feature_service("context_v1"), **kwargs
+        )
+        .to_df()
+    )
+    ref = (
+        stores["reference"]
+        .get_historical_features(
+            features=stores["reference"].get_feature_service("context_v1"), **kwargs
+        )
+        .to_df()
+    )
     assert "features_4h__rsi_14" in ours.columns
     extra = _compare(ours, ref)
     for tf in cat.HIGHER_TIMEFRAMES:
@@ -188,14 +230,16 @@ def test_multi_view_service_with_full_names_equals_the_reference(
         assert extra.loc[~found, cols].isna().all().all()
 
 
-def _documented_rule(source: pl.DataFrame, entity: pd.DataFrame, ttl: timedelta,
-                     created_cutoff: bool) -> list[float | None]:
+def _documented_rule(
+    source: pl.DataFrame, entity: pd.DataFrame, ttl: timedelta, created_cutoff: bool
+) -> list[float | None]:
     """Feast's rule by brute force: latest event time within the TTL, then latest created."""
     out: list[float | None] = []
     for ts in pd.to_datetime(entity["event_timestamp"], utc=True):
         when = ts.to_pydatetime()
-        rows = source.filter((pl.col("event_timestamp") <= when)
-                             & (pl.col("event_timestamp") >= when - ttl))
+        rows = source.filter(
+            (pl.col("event_timestamp") <= when) & (pl.col("event_timestamp") >= when - ttl)
+        )
         if created_cutoff:
             rows = rows.filter(pl.col("created_timestamp") <= when)
         best = rows.sort("event_timestamp", "created_timestamp").tail(1)
@@ -204,21 +248,26 @@ def _documented_rule(source: pl.DataFrame, entity: pd.DataFrame, ttl: timedelta,
 
 
 @pytest.mark.parametrize("created_cutoff", [False, True])
-def test_created_timestamp_ties_and_cutoff(stores: dict, lake: Lake,
-                                           created_cutoff: bool) -> None:
+def test_created_timestamp_ties_and_cutoff(stores: dict, lake: Lake, created_cutoff: bool) -> None:
     """Ours follows the documented rule on every row. The reference agrees wherever one row
     alone qualifies; on ties it sorts by created then by event time with Dask's sort, which
     does not keep the first order, so which version it returns there is arbitrary."""
     base = START + timedelta(hours=1)
-    entity = pd.DataFrame({
-        "symbol": SYMBOLS[0], "exchange": EXCHANGE,
-        "event_timestamp": pd.to_datetime([base + timedelta(minutes=m)
-                                           for m in (0, 3, 9, 12, 21, 33, 44, 49, 51, 80)]),
-    })
+    entity = pd.DataFrame(
+        {
+            "symbol": SYMBOLS[0],
+            "exchange": EXCHANGE,
+            "event_timestamp": pd.to_datetime(
+                [base + timedelta(minutes=m) for m in (0, 3, 9, 12, 21, 33, 44, 49, 51, 80)]
+            ),
+        }
+    )
     ours, ref = (
-        store.get_historical_features(entity_df=entity, features=["scores:score"],
-                                      filter_by_created_timestamp=created_cutoff).to_df()
-        for store in (stores["ours"], stores["reference"]))
+        store.get_historical_features(
+            entity_df=entity, features=["scores:score"], filter_by_created_timestamp=created_cutoff
+        ).to_df()
+        for store in (stores["ours"], stores["reference"])
+    )
     source = pl.read_parquet(lake.root / "extra" / "scores.parquet")
     expected = _documented_rule(source, entity, timedelta(minutes=25), created_cutoff)
     assert [None if pd.isna(v) else v for v in ours["score"]] == expected
@@ -226,41 +275,52 @@ def test_created_timestamp_ties_and_cutoff(stores: dict, lake: Lake,
     by_time = ours.assign(event_timestamp=pd.to_datetime(ours["event_timestamp"], utc=True))
     # at 01:03 the row of 01:00 has versions created 01:00, 01:07 and 01:14
     assert by_time.set_index("event_timestamp")["score"][at] == (0.0 if created_cutoff else 2.0)
-    single = {float(v) for v in source.group_by("event_timestamp").len().join(
-        source, on="event_timestamp").filter(pl.col("len") == 1)["score"]}
-    ref_scores = dict(zip(pd.to_datetime(ref["event_timestamp"], utc=True), ref["score"],
-                          strict=True))
+    single = {
+        float(v)
+        for v in source.group_by("event_timestamp")
+        .len()
+        .join(source, on="event_timestamp")
+        .filter(pl.col("len") == 1)["score"]
+    }
+    ref_scores = dict(
+        zip(pd.to_datetime(ref["event_timestamp"], utc=True), ref["score"], strict=True)
+    )
     agreed = 0
-    for ts, value in zip(pd.to_datetime(entity["event_timestamp"], utc=True), expected,
-                         strict=True):
+    for ts, value in zip(
+        pd.to_datetime(entity["event_timestamp"], utc=True), expected, strict=True
+    ):
         if value in single:
             assert ref_scores[ts] == value
             agreed += 1
     assert agreed >= 3
 
 
-def test_entity_rows_as_sql_equal_the_dataframe(stores: dict, lake: Lake,
-                                                entity_df: pd.DataFrame) -> None:
+def test_entity_rows_as_sql_equal_the_dataframe(
+    stores: dict, lake: Lake, entity_df: pd.DataFrame
+) -> None:
     path = lake.root / "entities.parquet"
     entity_df.to_parquet(path)
     store = stores["ours"]
     features = ["features_1m:rsi_14", "features_1h:macd_hist"]
     from_sql = store.get_historical_features(
-        entity_df=f"SELECT * FROM read_parquet('{path}')", features=features).to_df()
+        entity_df=f"SELECT * FROM read_parquet('{path}')", features=features
+    ).to_df()
     from_frame = store.get_historical_features(entity_df=entity_df, features=features).to_df()
     pd.testing.assert_frame_equal(from_sql, from_frame, check_dtype=False)
-    assert "ASOF LEFT JOIN" in store.get_historical_features(
-        entity_df=entity_df, features=features).to_sql()
+    assert (
+        "ASOF LEFT JOIN"
+        in store.get_historical_features(entity_df=entity_df, features=features).to_sql()
+    )
 
 
-def test_online_features_after_materialisation_are_the_latest(stores: dict,
-                                                              lake: Lake) -> None:
+def test_online_features_after_materialisation_are_the_latest(stores: dict, lake: Lake) -> None:
     store = stores["ours"]
     results = materialize_views(store, list(cat.FAMILIES))
     assert {r.mode for r in results} == {"initial"}
     rows = [{"symbol": s, "exchange": EXCHANGE} for s in (*SYMBOLS, "DOGE/USDT")]
     online = store.get_online_features(
-        features=store.get_feature_service("signals_v1"), entity_rows=rows).to_dict()
+        features=store.get_feature_service("signals_v1"), entity_rows=rows
+    ).to_dict()
     offline = pl.read_parquet(lake.dataset_dir(cat.BASE_FAMILY.dataset))
     for i, symbol in enumerate(SYMBOLS):
         latest = offline.filter(pl.col("symbol") == symbol).sort("event_timestamp").tail(1)

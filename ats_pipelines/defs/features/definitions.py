@@ -12,9 +12,12 @@ from ats_pipelines.market_data.config import MarketDataSettings, load_market_dat
 def build_features_defs(settings: MarketDataSettings, lake_root: Path) -> dg.Definitions:
     assets = build_assets(settings, lake_root)
     partitioned = dg.AssetSelection.groups(GROUP) - dg.AssetSelection.assets(REGISTRY, ONLINE)
-    job = dg.define_asset_job("features_job", selection=partitioned,
-                              description="Lake export, features and labels of the partitions "
-                                          "asked for (Feast follows by automation).")
+    job = dg.define_asset_job(
+        "features_job",
+        selection=partitioned,
+        description="Lake export, features and labels of the partitions "
+        "asked for (Feast follows by automation).",
+    )
     return dg.Definitions(assets=assets, jobs=[job])
 
 
