@@ -15,10 +15,9 @@ aggregate is a function of the minutes under it).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
 import asyncpg
 import pyarrow as pa
@@ -235,7 +234,7 @@ async def _export_dataset(
     symbol: str,
     days: Sequence[date],
     prints: dict[date, str],
-    fetch: Any,
+    fetch: Callable[[list[date]], Awaitable[pa.Table]],
 ) -> None:
     stale = []
     for day in days:
