@@ -84,6 +84,7 @@ class StreamConfig:
     open_bar_interval_s: float = 1.0
     metrics_port: int | None = None  # Prometheus /metrics on 127.0.0.1; None: off, 0: any
     # exchange
+    ws_compression: bool = False  # permessage-deflate on the websockets (CPU for bandwidth)
     reconnect_base_s: float = 0.5
     reconnect_max_s: float = 30.0
     reconnect_max_failures: int = 20

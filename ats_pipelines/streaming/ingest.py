@@ -198,6 +198,7 @@ class SymbolPipeline:
         self.last_received = 0.0  # wall time of the latest streamed trade applied
         self.coverage_from: int | None = None  # exchange time of the first trade ever applied
         self.trades = TradeColumns()
+        self.trades_since = 0.0  # wall time trades were last handed to the writer
         self.rejections: list[Rejection] = []
         self.heal_wanted: list[tuple[int, int]] = []
         self.pending_reconnect = False

@@ -57,6 +57,8 @@ from ats_pipelines.streaming.state import load_state, state_batch
 from ats_pipelines.streaming.writer import Lane, is_transient
 
 log = logging.getLogger(__name__)
+TRADE_BATCH_ROWS = 5_000
+TRADE_BATCH_S = 0.2
 RECOVER_AFTER_S = 0.5  # a reconnect the trade watcher has not processed by then: the tick does
 STARTUP_DB_WAIT_S = 30.0
 SHUTDOWN_FLUSH_S = 30.0
@@ -155,8 +157,15 @@ class StreamService:
 
     def _client(self) -> ExchangeClient:
         c = self.config
+        # no permessage-deflate: inflating every small frame cost more CPU than anything
+        # else the service does per trade (measured), and the loop's CPU is the bottleneck
+        options = None if c.ws_compression else {"ws": {"compress": 0}}
         exchange = build_exchange(
-            c.exchange, api_key=c.api_key, secret=c.secret, rest_url=c.exchange_url
+            c.exchange,
+            api_key=c.api_key,
+            secret=c.secret,
+            rest_url=c.exchange_url,
+            options=options,
         )
         stream_policy = RetryPolicy(
             max_attempts=c.reconnect_max_failures,
@@ -216,8 +225,9 @@ class StreamService:
             log.info("event=stream_metrics url=http://127.0.0.1:%s/metrics", port)
         await self._load_markets()
         await self.clock.sync(self.trades_client.server_time_ms)
-        self.bars_lane.start()
-        self.bulk_lane.start()
+        for lane in (self.bars_lane, self.bulk_lane):  # connected before the load starts
+            await lane.open()
+            lane.start()
         await self._resume_all()
         if self.cache is not None:
             self.cache.start()
@@ -562,13 +572,30 @@ class StreamService:
     # -- bars ------------------------------------------------------------------------------
 
     async def _emit(
-        self, p: SymbolPipeline, received: float, advanced: list[Bar] | None = None
+        self,
+        p: SymbolPipeline,
+        received: float,
+        advanced: list[Bar] | None = None,
+        *,
+        flush_trades: bool = False,
     ) -> None:
-        """Hand what ``p`` produced to the writer lanes and the cache (under its lock)."""
+        """Hand what ``p`` produced to the writer lanes and the cache (under its lock).
+
+        Bars go at once (latency); trades are gathered into batches of ``TRADE_BATCH_ROWS``
+        or ``TRADE_BATCH_S``: one Arrow table per websocket message cost more than the
+        aggregation itself at high rates.
+        """
         bars = (advanced or []) + p.agg.drain()
         closed = time.time()
         rejections = p.take_rejections()
-        trades = p.take_trades()
+        trades = None
+        if len(p.trades) and (
+            flush_trades
+            or len(p.trades) >= TRADE_BATCH_ROWS
+            or closed - p.trades_since >= TRADE_BATCH_S
+        ):
+            trades = p.take_trades()
+            p.trades_since = closed
         if bars:
             for bar in bars:
                 self.metrics.bars.labels(timeframe=bar.timeframe).inc()
@@ -578,7 +605,7 @@ class StreamService:
             await self.bars_lane.put(
                 Batch("ops.quarantine", rejections_table(rejections), dataset="trades")
             )
-        if len(trades):
+        if trades is not None:
             await self.bulk_lane.put(
                 Batch("market.trades", trades.table(p.exchange, p.symbol, self.precision[p.symbol]))
             )
@@ -644,6 +671,8 @@ class StreamService:
             for symbol, p in self.pipelines.items():
                 if self.locks[symbol].locked() or symbol in self._recovering:
                     continue
+                if len(p.trades) and now_wall - p.trades_since >= TRADE_BATCH_S:
+                    await self._emit(p, now_wall)  # trades of a symbol gone quiet
                 if reconnects != p.seen_reconnects and not p.pending_reconnect:
                     p.pending_reconnect, p.reconnect_noticed = True, now_wall
                 if p.pending_reconnect:
@@ -738,7 +767,7 @@ class StreamService:
     async def _checkpoint_all(self) -> None:
         for symbol, p in self.pipelines.items():
             async with self.locks[symbol]:
-                await self._emit(p, time.time())
+                await self._emit(p, time.time(), flush_trades=True)
                 if p.agg.applied or p.tracker is not None or not p.fresh:
                     await self.bars_lane.put(
                         state_batch(

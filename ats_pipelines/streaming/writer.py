@@ -45,6 +45,7 @@ from ats_pipelines.streaming.spill import Batch, SpillStore
 log = logging.getLogger(__name__)
 MAX_ROUND_ROWS = 100_000
 MAX_ROUND_FILES = 500
+CONNECT_TIMEOUT_S = 15.0
 REJECTED_RULE = "stream.db_rejected"
 _DATASETS = {
     "market.candles": "candles",
@@ -241,9 +242,15 @@ class Lane:
 
     # -- commits ---------------------------------------------------------------------------
 
+    async def open(self) -> None:
+        """Connect now (at start, before the load); a failure is retried by the commits."""
+        with contextlib.suppress(DatabaseUnavailable, OSError):
+            await self._connection()
+
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await connect(self.url, timeout=5.0)
+            # generous: a loop busy with a burst of messages answers handshakes slowly
+            self._conn = await connect(self.url, timeout=CONNECT_TIMEOUT_S)
         return self._conn
 
     async def _drop_connection(self) -> None:
