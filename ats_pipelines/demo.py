@@ -357,7 +357,7 @@ def _features(ctx: DemoContext) -> list[str]:
     lines += ["  " + line for line in history.round(5).to_string(index=False).splitlines()]
     online = store.get_online_features(
         features=refs, entity_rows=[{"symbol": s, "exchange": market.exchange}
-                                    for s in symbols]).to_df()
+                                    for s in symbols]).to_df()[["symbol", "exchange", *shown]]
     lines.append("online (latest):")
     lines += ["  " + line for line in online.round(5).to_string(index=False).splitlines()]
     return lines

@@ -7,10 +7,12 @@ configuration), so nothing has to be exported into the process environment.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -136,6 +138,13 @@ def latest_event_time(store: FeatureStore, view: str) -> datetime | None:
     return row[0] if row else None
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        yield
+
+
 @dataclass
 class MaterializeResult:
     view: str
@@ -159,14 +168,16 @@ def materialize_views(store: FeatureStore, views: Sequence[str]) -> list[Materia
             continue
         end = end + timedelta(microseconds=1)
         fv = store.get_feature_view(name)
-        if fv.most_recent_end_time is None:
-            start = end - (fv.ttl or timedelta(days=1))
-            store.materialize(start_date=start, end_date=end, feature_views=[name])
-            out.append(MaterializeResult(name, start, end, "initial"))
-        else:
-            start = fv.most_recent_end_time
-            store.materialize_incremental(end_date=end, feature_views=[name])
-            out.append(MaterializeResult(name, start, end, "incremental"))
+        # Feast prints coloured progress and tqdm bars; the result is logged as one line.
+        with _quiet():
+            if fv.most_recent_end_time is None:
+                start = end - (fv.ttl or timedelta(days=1))
+                store.materialize(start_date=start, end_date=end, feature_views=[name])
+                out.append(MaterializeResult(name, start, end, "initial"))
+            else:
+                start = fv.most_recent_end_time
+                store.materialize_incremental(end_date=end, feature_views=[name])
+                out.append(MaterializeResult(name, start, end, "incremental"))
         log.info(
             "event=feast_materialize view=%s mode=%s start=%s end=%s",
             name,
