@@ -24,11 +24,12 @@ import asyncpg
 from ats_pipelines.db.bulk import bulk_write
 from ats_pipelines.exchange.client import ExchangeClient
 from ats_pipelines.exchange.retry import call_with_retry
-from ats_pipelines.lib.timeframes import bucket_end_ms, floor_ms
+from ats_pipelines.lib.timeframes import bucket_end_ms, floor_ms, parse_timeframe
 from ats_pipelines.streaming.rows import CANDLE_VALUES, candles_table, utc, vwap
 
 log = logging.getLogger(__name__)
 SOURCE = "heal"
+FAR_PAST = -(2**62)
 REL_TOL = 1e-9
 PAGE = 1000
 
@@ -218,3 +219,90 @@ async def heal(
                 len(wrong),
             )
     return result
+
+
+# --- what to heal, and when ------------------------------------------------------------------
+
+
+@dataclass
+class HealRequest:
+    """Buckets around ``[lo, hi]`` (exchange ms) to compare once they are committed."""
+
+    symbol: str
+    lo: int
+    hi: int
+    done_to: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class HealWork:
+    """One symbol's windows for one pass (``request``: the request it advances, if any)."""
+
+    symbol: str
+    windows: dict[str, tuple[int, int]]
+    request: HealRequest | None = None
+
+
+class HealPlanner:
+    """Heal requests (after a disconnect, a lost run of trades, a fresh start) and the
+    periodic look back, turned into windows of buckets that are over and committed.
+
+    A request is advanced only by :meth:`done` after its pass succeeded, so a pass that fails
+    (the database away) is simply planned again. Periodic windows never reach before the
+    stream's first trade: history is the market-data backfill's job.
+    """
+
+    def __init__(self, timeframes: Sequence[str], lookback_bars: int) -> None:
+        self.timeframes = list(timeframes)
+        self.lookback_bars = lookback_bars
+        self.requests: list[HealRequest] = []
+
+    def request(self, symbol: str, lo: int, hi: int) -> None:
+        self.requests.append(HealRequest(symbol, lo, hi))
+
+    def plan(
+        self, committed_to: Mapping[str, int], coverage: Mapping[str, int | None], periodic: bool
+    ) -> list[HealWork]:
+        """``committed_to[symbol]``: bars opening before it are committed (or ``FAR_PAST``)."""
+        work = []
+        for request in self.requests:
+            upto = committed_to.get(request.symbol, FAR_PAST)
+            windows = {}
+            for tf in self.timeframes:
+                start = max(floor_ms(request.lo, tf), request.done_to.get(tf, FAR_PAST))
+                end = (
+                    min(bucket_end_ms(request.hi, tf), floor_ms(upto, tf))
+                    if upto > FAR_PAST
+                    else FAR_PAST
+                )
+                if end > start:
+                    windows[tf] = (start, end)
+            if windows:
+                work.append(HealWork(request.symbol, windows, request))
+        if periodic:
+            for symbol, upto in committed_to.items():
+                since = coverage.get(symbol)
+                if upto <= FAR_PAST or since is None:
+                    continue
+                windows = {}
+                for tf in self.timeframes:
+                    ms = parse_timeframe(tf).ms or 31 * 86_400_000
+                    start = floor_ms(upto - self.lookback_bars * ms, tf)
+                    windows[tf] = (max(start, floor_ms(since, tf)), upto)
+                work.append(HealWork(symbol, windows))
+        return work
+
+    def done(self, work: HealWork) -> None:
+        request = work.request
+        if request is None:
+            return
+        for tf, (_, end) in work.windows.items():
+            request.done_to[tf] = max(end, request.done_to.get(tf, FAR_PAST))
+        if (
+            all(
+                request.done_to.get(tf, FAR_PAST) >= bucket_end_ms(request.hi, tf)
+                for tf in self.timeframes
+            )
+            and request in self.requests
+        ):
+            self.requests.remove(request)

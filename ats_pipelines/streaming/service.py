@@ -22,7 +22,7 @@ import logging
 import signal
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,12 +35,12 @@ from ats_pipelines.exchange.client import ExchangeClient, build_exchange
 from ats_pipelines.exchange.errors import PermanentExchangeError, RetriesExhausted
 from ats_pipelines.exchange.retry import RetryPolicy
 from ats_pipelines.lib.bars import Bar
-from ats_pipelines.lib.timeframes import bucket_end_ms, floor_ms, parse_timeframe
+from ats_pipelines.lib.timeframes import bucket_end_ms, parse_timeframe
 from ats_pipelines.lib.validation import DataValidator
 from ats_pipelines.streaming import health
 from ats_pipelines.streaming.clock import ExchangeClock
 from ats_pipelines.streaming.config import StreamConfig, host_name
-from ats_pipelines.streaming.heal import HealResult, heal
+from ats_pipelines.streaming.heal import HealPlanner, HealResult, heal
 from ats_pipelines.streaming.hotcache import HotCache
 from ats_pipelines.streaming.ingest import FAR_PAST, SymbolPipeline, TradeGapFiller
 from ats_pipelines.streaming.metrics import StreamMetrics
@@ -54,7 +54,7 @@ from ats_pipelines.streaming.rows import (
 )
 from ats_pipelines.streaming.spill import Batch
 from ats_pipelines.streaming.state import load_state, state_batch
-from ats_pipelines.streaming.writer import Lane, is_transient
+from ats_pipelines.streaming.writer import CONNECT_TIMEOUT_S, Lane, is_transient
 
 log = logging.getLogger(__name__)
 TRADE_BATCH_ROWS = 5_000
@@ -81,16 +81,6 @@ class BarCommit:
     committed: float
 
 
-@dataclass
-class HealRequest:
-    """Buckets around ``[lo, hi]`` (exchange ms) to compare once they are committed."""
-
-    symbol: str
-    lo: int
-    hi: int
-    done_to: dict[str, int] = field(default_factory=dict)
-
-
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
@@ -113,7 +103,7 @@ class StreamService:
         self.precision: dict[str, Precision] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.committed: dict[str, int] = {}
-        self.heal_requests: list[HealRequest] = []
+        self.healing = HealPlanner(config.timeframes, config.heal_lookback_bars)
         self.heal_totals = HealResult()
         self.heal_passes = 0
         self.bar_commits: deque[BarCommit] = deque(maxlen=200_000)
@@ -439,7 +429,7 @@ class StreamService:
                 )
             p.tracker.unfillable.clear()
         for lo, hi in p.take_heal_wanted():
-            self.heal_requests.append(HealRequest(p.symbol, lo, hi))
+            self.healing.request(p.symbol, lo, hi)
         if p.last_trade_ts is not None:
             self.metrics.last_trade_ts.labels(symbol=p.symbol).set(p.last_trade_ts / 1000)
         return applied
@@ -482,9 +472,7 @@ class StreamService:
                 "trade ids are not consecutive: a disconnect's gap cannot be fetched",
             )
         if before_ts is not None:  # compare the disconnect's bars with REST once committed
-            self.heal_requests.append(
-                HealRequest(p.symbol, before_ts, first_ts or p.last_trade_ts or before_ts)
-            )
+            self.healing.request(p.symbol, before_ts, first_ts or p.last_trade_ts or before_ts)
         p.pending_reconnect = False
 
     async def _backfill(
@@ -834,7 +822,7 @@ class StreamService:
                 c.shard, {"last_beat": str(int(time.time() * 1000)), "symbols": ",".join(c.symbols)}
             )
         try:
-            conn = await connect(c.database_url, timeout=3.0)
+            conn = await connect(c.database_url, timeout=CONNECT_TIMEOUT_S)
         except DatabaseUnavailable as exc:
             log.warning("event=stream_heartbeat_skipped shard=%s error=%s", c.shard, exc)
             return
@@ -864,7 +852,7 @@ class StreamService:
         while True:
             await asyncio.sleep(min(1.0, c.heal_interval_s, max(c.tick_s, 0.05) * 4))
             periodic = time.monotonic() >= next_periodic
-            if not periodic and not self.heal_requests:
+            if not periodic and not self.healing.requests:
                 continue
             try:
                 await self._heal_pass(periodic)
@@ -888,51 +876,22 @@ class StreamService:
 
     async def _heal_pass(self, periodic: bool) -> None:
         c = self.config
-        work: list[tuple[str, dict[str, tuple[int, int]], HealRequest | None]] = []
-        for request in list(self.heal_requests):
-            upto = self._committed_to(request.symbol)
-            windows = {}
-            for tf in c.timeframes:
-                start = max(floor_ms(request.lo, tf), request.done_to.get(tf, FAR_PAST))
-                end = (
-                    min(bucket_end_ms(request.hi, tf), floor_ms(upto, tf))
-                    if upto > FAR_PAST
-                    else FAR_PAST
-                )
-                if end > start:
-                    windows[tf] = (start, end)
-            if windows:
-                work.append((request.symbol, windows, request))
-        if periodic:
-            for symbol in c.symbols:
-                upto = self._committed_to(symbol)
-                since = self.pipelines[symbol].coverage_from
-                if upto <= FAR_PAST or since is None:
-                    continue  # heal what the stream covers, not history (market data's job)
-                windows = {}
-                for tf in c.timeframes:
-                    ms = parse_timeframe(tf).ms or 31 * 86_400_000
-                    windows[tf] = (
-                        max(floor_ms(upto - c.heal_lookback_bars * ms, tf), floor_ms(since, tf)),
-                        upto,
-                    )
-                work.append((symbol, windows, None))
+        committed = {symbol: self._committed_to(symbol) for symbol in c.symbols}
+        coverage = {symbol: p.coverage_from for symbol, p in self.pipelines.items()}
+        work = self.healing.plan(committed, coverage, periodic)
         if not work:
             return
-        conn = await connect(c.database_url, timeout=5.0)
+        conn = await connect(c.database_url, timeout=CONNECT_TIMEOUT_S)
         try:
-            for symbol, windows, request in work:
+            for item in work:
                 result = await heal(
-                    conn, self.trades_client, exchange=c.label, symbol=symbol, windows=windows
+                    conn,
+                    self.trades_client,
+                    exchange=c.label,
+                    symbol=item.symbol,
+                    windows=item.windows,
                 )
-                if request is not None:  # done only once healed: a failed pass is retried
-                    for tf, (_, end) in windows.items():
-                        request.done_to[tf] = end
-                    if all(
-                        request.done_to.get(tf, FAR_PAST) >= bucket_end_ms(request.hi, tf)
-                        for tf in c.timeframes
-                    ):
-                        self.heal_requests.remove(request)
+                self.healing.done(item)  # only now: a failed pass is planned again
                 self.heal_totals.merge(result)
                 for action in ("inserted", "updated"):
                     n = sum(getattr(result, action).values())
@@ -940,7 +899,7 @@ class StreamService:
                         self.metrics.heal_rows.labels(action=action).inc(n)
                 if self.cache is not None:  # the hot cache has no holes where the stream had
                     for tf, values in result.written_bars:
-                        self.cache.final_bars(symbol, tf, [values], source="heal")
+                        self.cache.final_bars(item.symbol, tf, [values], source="heal")
         finally:
             await conn.close()
         if periodic:

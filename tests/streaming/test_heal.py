@@ -92,3 +92,30 @@ def test_kline_values_and_comparison() -> None:
     assert differs({**v, "volume": 3.9, "trade_count": 6}, v) == ["trade_count", "volume"]
     ohlcv_only = kline_values(raw[:6])
     assert ohlcv_only["quote_volume"] is None and ohlcv_only["vwap"] == 11.0
+
+
+def test_planner_waits_for_commits_and_retries_until_done() -> None:
+    from ats_pipelines.streaming.heal import FAR_PAST, HealPlanner
+
+    planner = HealPlanner(("1m", "5m"), lookback_bars=3)
+    t = FIRST + 2 * MINUTE + 10_000  # inside the third minute of a five-minute bucket
+    planner.request("BTC/USDT", t, t)
+    assert planner.plan({"BTC/USDT": FAR_PAST}, {}, periodic=False) == []  # nothing committed
+    [work] = planner.plan({"BTC/USDT": FIRST + 4 * MINUTE}, {}, periodic=False)
+    assert work.windows == {"1m": (FIRST + 2 * MINUTE, FIRST + 3 * MINUTE)}  # 5m not over
+    # the pass failed (not marked done): planned again, then done for the minute
+    assert planner.plan({"BTC/USDT": FIRST + 4 * MINUTE}, {}, periodic=False)[0] == work
+    planner.done(work)
+    assert planner.plan({"BTC/USDT": FIRST + 4 * MINUTE}, {}, periodic=False) == []
+    [five] = planner.plan({"BTC/USDT": FIRST + 6 * MINUTE}, {}, periodic=False)
+    assert five.windows == {"5m": (FIRST, FIRST + 5 * MINUTE)}
+    planner.done(five)
+    assert planner.requests == []
+    # the periodic look back never reaches before the stream's first trade
+    [periodic] = planner.plan(
+        {"BTC/USDT": FIRST + 30 * MINUTE}, {"BTC/USDT": FIRST + 28 * MINUTE + 5}, periodic=True
+    )
+    assert periodic.windows == {
+        "1m": (FIRST + 28 * MINUTE, FIRST + 30 * MINUTE),
+        "5m": (FIRST + 25 * MINUTE, FIRST + 30 * MINUTE),
+    }
