@@ -7,8 +7,10 @@ Training set of a scope over ``[start, end)``:
    ``tb_label``, ``label_timestamp`` = when the outcome was known, and ``tb_reward_risk``);
    labels live apart from features and never enter a feature view;
 2. those rows are the entity dataframe of ``FeatureStore.get_historical_features`` with the
-   scope's feature service (``signals_v1`` …): Feast joins each row to the features as of its
-   decision time, point in time (the project's DuckDB ``ASOF`` offline store);
+   scope's feature service (``signals_v1`` …; through
+   :func:`ats_pipelines.features.training.training_frame`): Feast joins each row to the
+   features as of its decision time, point in time (the project's DuckDB ``ASOF`` offline
+   store). Only labels known by the window's end are used (``label_timestamp <= end``);
 3. features become ``X``; ``tb_label`` the class, ``label_timestamp`` the label end (what
    purging needs), ``tb_reward_risk`` the long side's realised R.
 
@@ -115,11 +117,12 @@ class FeastTrainingSetSource:
 
     def load(self, scope: str, start: datetime, end: datetime) -> TrainingSet:
         labels = self.labels(start, end)
+        from ats_pipelines.features.training import training_frame
+
         service = self.store.get_feature_service(self.scope.feature_service)
         names = service_features(service, self.full_feature_names)
-        frame = self.store.get_historical_features(
-            entity_df=labels, features=service,
-            full_feature_names=self.full_feature_names).to_df()
+        frame = training_frame(self.store, labels, self.scope.feature_service,
+                               self.full_feature_names)
         if len(frame) != len(labels):
             raise TrainingDataError(f"Feast returned {len(frame)} rows for {len(labels)} "
                                     "label rows")
@@ -155,10 +158,10 @@ class FeastTrainingSetSource:
             "event_timestamp": [t for _ in self.scope.symbols for t in closes]})
         if entity_df.empty:
             return pd.DataFrame({f: pd.Series(dtype="float64") for f in features})
-        service = self.store.get_feature_service(self.scope.feature_service)
-        frame = self.store.get_historical_features(
-            entity_df=entity_df, features=service,
-            full_feature_names=self.full_feature_names).to_df()
+        from ats_pipelines.features.training import training_frame
+
+        frame = training_frame(self.store, entity_df, self.scope.feature_service,
+                               self.full_feature_names)
         present = [f for f in features if f in frame.columns]
         return pd.DataFrame(frame.loc[:, present]).dropna(how="all").reset_index(drop=True)
 

@@ -40,7 +40,7 @@ def test_the_code_location_has_the_training_domain(definitions: dg.Definitions) 
     resources = definitions.resources or {}
     assert isinstance(resources["models"], ModelsResource)
     assert isinstance(resources["training_data"], FeastTrainingData)
-    assert resources["models"].optuna_url.startswith("postgresql+psycopg2://")
+    assert (resources["models"].optuna_url or "").startswith("postgresql+psycopg2://")
 
 
 def test_executor_switch() -> None:
