@@ -13,7 +13,12 @@ from typing import Any
 import asyncpg
 import dagster as dg
 
-from ats_pipelines.defs.market_data.partitions import day_symbol_pairs, market_partitions
+from ats_pipelines.defs.market_data.partitions import (
+    DATE,
+    SYMBOL,
+    day_symbol_pairs,
+    market_partitions,
+)
 from ats_pipelines.features import catalog as cat
 from ats_pipelines.features.builder import BuildReport, build_features, build_labels
 from ats_pipelines.features.export import ExportReport, export_partitions
@@ -58,6 +63,23 @@ def _build_metadata(reports: Sequence[BuildReport]) -> dict[str, Any]:
             )
         ),
     }
+
+
+def _days_around(start_offset: int, end_offset: int) -> dg.MultiPartitionMapping:
+    """Same symbol, days ``start_offset``..``end_offset`` around the partition's day."""
+    return dg.MultiPartitionMapping(
+        {
+            DATE: dg.DimensionPartitionMapping(
+                DATE,
+                dg.TimeWindowPartitionMapping(
+                    start_offset=start_offset,
+                    end_offset=end_offset,
+                    allow_nonexistent_upstream_partitions=True,
+                ),
+            ),
+            SYMBOL: dg.DimensionPartitionMapping(SYMBOL, dg.IdentityPartitionMapping()),
+        }
+    )
 
 
 def build_market_parquet(settings: MarketDataSettings) -> dg.AssetsDefinition:
@@ -121,9 +143,12 @@ def build_market_parquet(settings: MarketDataSettings) -> dg.AssetsDefinition:
 def build_family(settings: MarketDataSettings, family: cat.Family) -> dg.AssetsDefinition:
     partitions = market_partitions(settings)
     minute = family.timeframe == cat.BASE_TIMEFRAME
-    deps = (
-        [EXPORT, *(cat.family_of(tf).name for tf in cat.HIGHER_TIMEFRAMES)] if minute else [EXPORT]
-    )
+    # A 1-minute row of day D may carry a higher bar opened on D-1 (it closes on D).
+    higher = [
+        dg.AssetDep(cat.family_of(tf).name, partition_mapping=_days_around(-1, 0))
+        for tf in cat.HIGHER_TIMEFRAMES
+    ]
+    deps: list[str | dg.AssetDep] = [EXPORT, *higher] if minute else [EXPORT]
 
     @dg.asset(
         name=family.name,
@@ -180,7 +205,8 @@ def build_labels_asset(settings: MarketDataSettings) -> dg.AssetsDefinition:
         group_name=GROUP,
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        deps=[EXPORT],
+        # a day's labels look forward into the next day's bars
+        deps=[dg.AssetDep(EXPORT, partition_mapping=_days_around(0, 1))],
         kinds={"polars", "parquet"},
         automation_condition=dg.AutomationCondition.eager(),
     )
