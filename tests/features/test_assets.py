@@ -145,3 +145,44 @@ def test_registry_code_version_follows_the_definitions(tmp_path: Path) -> None:
     )
     parents = {d.asset_key.to_user_string() for d in _spec(one, "market_parquet").deps}
     assert {"candles_1m", "candles_4h", "order_book_1m_agg"} <= parents
+
+
+def test_automation_applies_when_missing_and_materialises_after_new_features(
+    tmp_path: Path,
+) -> None:
+    settings = MarketDataSettings(exchange="binance", symbols=(SYMBOL,), start_date="2024-01-01")
+    defs = dg.Definitions.merge(
+        build_features_defs(settings, tmp_path / "lake"),
+        dg.Definitions(
+            resources={
+                "lake": LakeResource(root=str(tmp_path / "lake")),
+                "timescale": TimescaleResource(database_url="postgresql://x@127.0.0.1:1/x"),
+                "feast": FeastResource(
+                    repo_path=str(tmp_path),
+                    registry="r.db",
+                    online_store="o.db",
+                    lake_root=str(tmp_path / "lake"),
+                ),
+            }
+        ),
+    )
+    registry, online = dg.AssetKey("feast_registry"), dg.AssetKey("feast_online_store")
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        second = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=first.cursor
+        )
+        assert second.get_num_requested(registry) == 1  # never applied: apply
+        instance.report_runless_asset_event(dg.AssetMaterialization("feast_registry"))
+        third = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=second.cursor
+        )
+        assert third.get_num_requested(registry) == third.get_num_requested(online) == 0
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("features_1m", partition=f"2024-01-02|{SYMBOL}")
+        )
+        fourth = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=third.cursor
+        )
+        assert fourth.get_num_requested(online) == 1  # new features landed: materialise
+        assert fourth.get_num_requested(registry) == 0

@@ -6,7 +6,7 @@ made them. The logic lives in ``ats_pipelines.features``.
 """
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +208,11 @@ def build_labels_asset(settings: MarketDataSettings) -> dg.AssetsDefinition:
         # a day's labels look forward into the next day's bars
         deps=[dg.AssetDep(EXPORT, partition_mapping=_days_around(0, 1))],
         kinds={"polars", "parquet"},
-        automation_condition=dg.AutomationCondition.eager(),
+        # eager over the last two days: a day's labels are finished once the next day lands
+        automation_condition=dg.AutomationCondition.eager().replace(
+            "in_latest_time_window",
+            dg.AutomationCondition.in_latest_time_window(timedelta(days=2)),
+        ),
     )
     def labels(
         context: dg.AssetExecutionContext, config: LabelsConfig, lake: LakeResource
@@ -239,7 +243,9 @@ def build_feast_registry(lake_root: Path) -> dg.AssetsDefinition:
         kinds={"feast"},
         code_version=cat.definitions_fingerprint(lake_root),
         automation_condition=(
-            dg.AutomationCondition.on_missing() | dg.AutomationCondition.code_version_changed()
+            (dg.AutomationCondition.missing() | dg.AutomationCondition.code_version_changed())
+            .since_last_handled()
+            & ~dg.AutomationCondition.in_progress()
         ),
     )
     def feast_registry(
