@@ -18,6 +18,9 @@ offered rate is set by how many of the emulator's symbols the service subscribes
   validation, aggregation, database or cache): the ceiling of receiving alone, same run.
 
 The aggregator's own batch and per-trade numbers are in ``bench/bench_bars.py``.
+
+Everything shares two cores with the database server (and, here, other people's work), so
+the commit hop moves most between runs; the per-hop lines show where the time goes.
 """
 
 from __future__ import annotations
