@@ -236,17 +236,24 @@ def build_labels_asset(settings: MarketDataSettings) -> dg.AssetsDefinition:
     return labels
 
 
+def _when_missing_or_changed() -> dg.AutomationCondition:
+    """Apply once when never applied, then whenever the definitions' code version changes."""
+    trigger = dg.AutomationCondition.missing() | dg.AutomationCondition.code_version_changed()
+    handled = (
+        dg.AutomationCondition.newly_requested()
+        | dg.AutomationCondition.newly_updated()
+        | dg.AutomationCondition.initial_evaluation()
+    )
+    return trigger.since(handled) & ~dg.AutomationCondition.in_progress()
+
+
 def build_feast_registry(lake_root: Path) -> dg.AssetsDefinition:
     @dg.asset(
         name=REGISTRY,
         group_name=GROUP,
         kinds={"feast"},
         code_version=cat.definitions_fingerprint(lake_root),
-        automation_condition=(
-            (dg.AutomationCondition.missing() | dg.AutomationCondition.code_version_changed())
-            .since_last_handled()
-            & ~dg.AutomationCondition.in_progress()
-        ),
+        automation_condition=_when_missing_or_changed(),
     )
     def feast_registry(
         context: dg.AssetExecutionContext, feast: FeastResource
