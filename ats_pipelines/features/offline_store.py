@@ -347,6 +347,13 @@ class _Retrieval:
         self.max_ts: datetime | None = None
 
     def entity(self, table: pa.Table, ts_col: str) -> None:
+        for plan in self.plans:
+            missing = [ent for ent, _ in plan.keys if ent not in table.column_names]
+            if missing:
+                raise OfflineStoreError(
+                    f"entity_df lacks {', '.join(missing)}, the join key(s) of feature view "
+                    f"{plan.view.name!r} (columns given: {', '.join(table.column_names[:-1])})"
+                )
         self.table, self.ts_col = table, ts_col
         stamps = pd.to_datetime(table[ts_col].to_pandas(), utc=True)
         if len(stamps):

@@ -329,3 +329,11 @@ def test_online_features_after_materialisation_are_the_latest(stores: dict, lake
     assert all(online[name][2] is None for name in ("ret_1", "rsi_14"))
     again = materialize_views(store, ["features_1m"])
     assert again[0].mode == "incremental"
+
+
+def test_entity_rows_without_a_join_key_are_refused_by_name(stores: dict) -> None:
+    from ats_pipelines.features.offline_store import OfflineStoreError
+
+    entity = pd.DataFrame({"symbol": [SYMBOLS[0]], "event_timestamp": [pd.Timestamp(START)]})
+    with pytest.raises(OfflineStoreError, match=r"lacks exchange.*'features_1m'"):
+        stores["ours"].get_historical_features(entity_df=entity, features=["features_1m:ret_1"])
