@@ -337,3 +337,19 @@ def test_entity_rows_without_a_join_key_are_refused_by_name(stores: dict) -> Non
     entity = pd.DataFrame({"symbol": [SYMBOLS[0]], "event_timestamp": [pd.Timestamp(START)]})
     with pytest.raises(OfflineStoreError, match=r"lacks exchange.*'features_1m'"):
         stores["ours"].get_historical_features(entity_df=entity, features=["features_1m:ret_1"])
+
+
+def test_retrieval_without_entity_rows_equals_the_reference(stores: dict) -> None:
+    """No entity_df: every key's features as of end_date (within the TTL)."""
+    end = START + timedelta(hours=30, minutes=30)  # BTC/USDT is inside its gap then
+    kwargs = {
+        "features": ["features_1h:rsi_14", "features_1h:ret_1"],
+        "start_date": START,
+        "end_date": end,
+    }
+    ours = stores["ours"].get_historical_features(**kwargs).to_df()
+    ref = stores["reference"].get_historical_features(**kwargs).to_df()
+    assert sorted(ours["symbol"]) == sorted(ref["symbol"]) == sorted(SYMBOLS)
+    ours = ours.sort_values("symbol").reset_index(drop=True)
+    ref = ref.sort_values("symbol").reset_index(drop=True)[ours.columns]
+    pd.testing.assert_frame_equal(ours, ref, check_dtype=False)
