@@ -32,11 +32,18 @@ class DemoContext:
         """Materialise ``selection`` (an asset selection string) with the project's resources."""
         graph = self.defs.resolve_asset_graph()
         keys = dg.AssetSelection.from_string(selection).resolve(graph)
-        assets = [a for a in self.defs.assets or [] if isinstance(a, dg.AssetsDefinition)
-                  and set(a.keys) & keys]
-        result = dg.materialize(assets, instance=self.instance,
-                                resources=self.defs.resources, selection=list(keys),
-                                partition_key=partition_key)
+        assets = [
+            a
+            for a in self.defs.assets or []
+            if isinstance(a, dg.AssetsDefinition) and set(a.keys) & keys
+        ]
+        result = dg.materialize(
+            assets,
+            instance=self.instance,
+            resources=self.defs.resources,
+            selection=list(keys),
+            partition_key=partition_key,
+        )
         if not result.success:
             raise RuntimeError(f"demo step failed: materialising {selection}")
         return result
@@ -74,18 +81,24 @@ def _signals(ctx: DemoContext) -> list[str]:
     meta = detected.asset_materializations_for_node("detected_signals")[0].metadata
     counts = meta["counts_by_timeframe"].value
     assert isinstance(counts, dict)
-    lines = [f"analyzed {meta['bars_analysed'].value} new bars, wrote "
-             f"{meta['signals_written'].value} signals ({meta['signals_total'].value} stored)"]
-    lines += [f"  {tf}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
-              for tf, kinds in counts.items()]
+    lines = [
+        f"analyzed {meta['bars_analysed'].value} new bars, wrote "
+        f"{meta['signals_written'].value} signals ({meta['signals_total'].value} stored)"
+    ]
+    lines += [
+        f"  {tf}: " + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        for tf, kinds in counts.items()
+    ]
     lines += ["latest signals:", *_table_lines(str(meta["latest"].value), 5)]
     coordinated = ctx.materialize("key:coordinated_signals")
     meta = coordinated.asset_materializations_for_node("coordinated_signals")[0].metadata
-    lines += [f"coordinator wrote {meta['decisions_written'].value} decisions "
-              f"({meta['signals_waiting'].value} signals waiting for final timeframes)",
-              *_table_lines(str(meta["counts"].value), 10),
-              "last decision per symbol:",
-              *_table_lines(str(meta["latest_per_symbol"].value), 10)]
+    lines += [
+        f"coordinator wrote {meta['decisions_written'].value} decisions "
+        f"({meta['signals_waiting'].value} signals waiting for final timeframes)",
+        *_table_lines(str(meta["counts"].value), 10),
+        "last decision per symbol:",
+        *_table_lines(str(meta["latest_per_symbol"].value), 10),
+    ]
     return lines + _signal_replay(ctx)
 
 
@@ -93,16 +106,25 @@ def _signal_replay(ctx: DemoContext) -> list[str]:
     """Replays the last three days from the stored bars and compares with the live rows."""
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     start = end - timedelta(days=3)
-    assets = [a for a in ctx.defs.assets or [] if isinstance(a, dg.AssetsDefinition)
-              and dg.AssetKey("replayed_signals") in a.keys]
-    config = {"ops": {"replayed_signals": {"config": {"start": start.isoformat(),
-                                                      "end": end.isoformat()}}}}
-    result = dg.materialize(assets, instance=ctx.instance, resources=ctx.defs.resources,
-                            run_config=config)
+    assets = [
+        a
+        for a in ctx.defs.assets or []
+        if isinstance(a, dg.AssetsDefinition) and dg.AssetKey("replayed_signals") in a.keys
+    ]
+    config = {
+        "ops": {
+            "replayed_signals": {"config": {"start": start.isoformat(), "end": end.isoformat()}}
+        }
+    }
+    result = dg.materialize(
+        assets, instance=ctx.instance, resources=ctx.defs.resources, run_config=config
+    )
     meta = result.asset_materializations_for_node("replayed_signals")[0].metadata
-    return [f"replay {meta['range'].value}: {meta['signals'].value} signals, "
-            f"{meta['decisions'].value} decisions; equal to the live rows: "
-            f"{meta['matches_live'].value}"]
+    return [
+        f"replay {meta['range'].value}: {meta['signals'].value} signals, "
+        f"{meta['decisions'].value} decisions; equal to the live rows: "
+        f"{meta['matches_live'].value}"
+    ]
 
 
 def _table_lines(markdown: str, limit: int) -> list[str]:
@@ -110,20 +132,37 @@ def _table_lines(markdown: str, limit: int) -> list[str]:
     return ["  " + line for line in rows[: limit + 1]]
 
 
-def _candle_runs(ctx: DemoContext, resources: dict[str, object], symbols: list[str],
-                 days: list[str], *, repair: bool = False) -> list[dg.ExecuteInJobResult]:
+def _candle_runs(
+    ctx: DemoContext,
+    resources: dict[str, object],
+    symbols: list[str],
+    days: list[str],
+    *,
+    repair: bool = False,
+) -> list[dg.ExecuteInJobResult]:
     """One ranged run per symbol over ``days`` of ``candles_1m`` and its gap check."""
     assets: list[dg.AssetsDefinition] = [
-        a for a in ctx.defs.assets or []
-        if isinstance(a, dg.AssetsDefinition) and dg.AssetKey("candles_1m") in a.keys]
+        a
+        for a in ctx.defs.assets or []
+        if isinstance(a, dg.AssetsDefinition) and dg.AssetKey("candles_1m") in a.keys
+    ]
     gap_check = dg.AssetCheckKey(dg.AssetKey("candles_1m"), "no_missing_minutes")
     assets += [c for c in ctx.defs.asset_checks or [] if gap_check in c.check_keys]
     config = {"ops": {"candles_1m": {"config": {"repair_only": True}}}} if repair else None
-    return [dg.materialize(assets, instance=ctx.instance, resources=resources,
-                           selection=dg.AssetSelection.assets("candles_1m"), run_config=config,
-                           tags={"dagster/asset_partition_range_start": f"{days[0]}|{symbol}",
-                                 "dagster/asset_partition_range_end": f"{days[-1]}|{symbol}"})
-            for symbol in symbols]
+    return [
+        dg.materialize(
+            assets,
+            instance=ctx.instance,
+            resources=resources,
+            selection=dg.AssetSelection.assets("candles_1m"),
+            run_config=config,
+            tags={
+                "dagster/asset_partition_range_start": f"{days[0]}|{symbol}",
+                "dagster/asset_partition_range_end": f"{days[-1]}|{symbol}",
+            },
+        )
+        for symbol in symbols
+    ]
 
 
 def _checks_line(results: list[dg.ExecuteInJobResult], symbols: list[str]) -> str:
@@ -131,18 +170,25 @@ def _checks_line(results: list[dg.ExecuteInJobResult], symbols: list[str]) -> st
     for symbol, result in zip(symbols, results, strict=True):
         for evaluation in result.get_asset_check_evaluations():
             missing = evaluation.metadata["missing_minutes"].value
-            parts.append(f"{symbol} {'passed' if evaluation.passed else 'FAILED'}"
-                         + (f" ({missing} missing minutes)" if missing else ""))
+            parts.append(
+                f"{symbol} {'passed' if evaluation.passed else 'FAILED'}"
+                + (f" ({missing} missing minutes)" if missing else "")
+            )
     return "gap check: " + ", ".join(parts)
 
 
-async def _market_counts(url: str, exchange: str, symbols: list[str], start: object,
-                         end: object) -> list[tuple[str, int]]:
+async def _market_counts(
+    url: str, exchange: str, symbols: list[str], start: object, end: object
+) -> list[tuple[str, int]]:
     async with connection(url) as conn:
         rows = await conn.fetch(
             "SELECT timeframe, count(*) AS n FROM market.candles WHERE exchange = $1 AND "
-            "symbol = ANY($2) AND ts >= $3 AND ts < $4 GROUP BY timeframe", exchange, symbols,
-            start, end)
+            "symbol = ANY($2) AND ts >= $3 AND ts < $4 GROUP BY timeframe",
+            exchange,
+            symbols,
+            start,
+            end,
+        )
     return [(r["timeframe"], r["n"]) for r in rows]
 
 
@@ -164,30 +210,47 @@ def _market_data(ctx: DemoContext) -> list[str]:
     withheld = [today - timedelta(days=2) + timedelta(hours=13, minutes=m) for m in range(3)]
     lines = []
     with EmulatorThread(EmulatorConfig(birdeye=None)) as emulator:
-        resources = {**(ctx.defs.resources or {}), "exchange": ExchangeResource(
-            exchange_id=market.exchange, rest_url=emulator.rest_url)}
+        resources = {
+            **(ctx.defs.resources or {}),
+            "exchange": ExchangeResource(exchange_id=market.exchange, rest_url=emulator.rest_url),
+        }
         faults = install_kline_faults(emulator, symbols[0].replace("/", ""))
         faults.withhold(withheld)
         backfill = _candle_runs(ctx, resources, symbols, days)
         metas = [r.asset_materializations_for_node("candles_1m")[0].metadata for r in backfill]
-        lines += [f"backfilled {', '.join(symbols)} for {days[0]}..{days[-1]} from the emulator "
-                  f"({emulator.rest_url}, {len(withheld)} minutes of {symbols[0]} withheld): "
-                  f"{sum(m['rows_inserted'].value for m in metas):,} rows inserted, "
-                  f"{sum(m['rows_already_present'].value for m in metas):,} already present",
-                  _checks_line(backfill, symbols)]
+        lines += [
+            f"backfilled {', '.join(symbols)} for {days[0]}..{days[-1]} from the emulator "
+            f"({emulator.rest_url}, {len(withheld)} minutes of {symbols[0]} withheld): "
+            f"{sum(m['rows_inserted'].value for m in metas):,} rows inserted, "
+            f"{sum(m['rows_already_present'].value for m in metas):,} already present",
+            _checks_line(backfill, symbols),
+        ]
         faults.heal()
         repair = _candle_runs(ctx, resources, symbols[:1], days, repair=True)
         meta = repair[0].asset_materializations_for_node("candles_1m")[0].metadata
-        lines += [f"repair of {symbols[0]}: asked {meta['rest_ranges'].value} range(s), "
-                  f"inserted {meta['rows_inserted'].value} rows",
-                  _checks_line(repair, symbols[:1])]
+        lines += [
+            f"repair of {symbols[0]}: asked {meta['rest_ranges'].value} range(s), "
+            f"inserted {meta['rows_inserted'].value} rows",
+            _checks_line(repair, symbols[:1]),
+        ]
     rollups = _rollup_selection(ctx)
     if rollups:
         ctx.materialize(rollups)
-    counts = dict(asyncio.run(_market_counts(ctx.settings.database_url, market.exchange, symbols,
-                                             today - timedelta(days=2), today)))
-    lines.append("rows per timeframe: " + ", ".join(
-        f"{tf} {counts[tf]:,}" for tf in sort_timeframes(list(counts))))
+    counts = dict(
+        asyncio.run(
+            _market_counts(
+                ctx.settings.database_url,
+                market.exchange,
+                symbols,
+                today - timedelta(days=2),
+                today,
+            )
+        )
+    )
+    lines.append(
+        "rows per timeframe: "
+        + ", ".join(f"{tf} {counts[tf]:,}" for tf in sort_timeframes(list(counts)))
+    )
     lines.append("gap report (after repair):")
     report = asyncio.run(_gap_report(ctx.settings.database_url, market.exchange, symbols, days))
     lines += _table_lines(report, 2 * len(days) * len(symbols))
@@ -201,9 +264,13 @@ async def _gap_report(url: str, exchange: str, symbols: list[str], days: list[st
     from ats_pipelines.market_data.reports import coverage_markdown
 
     async with connection(url) as conn:
-        found = [((symbol, day), report) for symbol in symbols for day, report in
-                 (await gap_reports(conn, exchange, symbol,
-                                    [date.fromisoformat(d) for d in days])).items()]
+        found = [
+            ((symbol, day), report)
+            for symbol in symbols
+            for day, report in (
+                await gap_reports(conn, exchange, symbol, [date.fromisoformat(d) for d in days])
+            ).items()
+        ]
     return coverage_markdown(found)
 
 
@@ -215,19 +282,29 @@ def _quality(ctx: DemoContext) -> list[str]:
     from ats_pipelines.market_data.testing import EmulatorThread
 
     market = load_market_data_settings()
-    assets = [a for a in ctx.defs.assets or [] if isinstance(a, dg.AssetsDefinition)
-              and dg.AssetKey("quality_report") in a.keys]
+    assets = [
+        a
+        for a in ctx.defs.assets or []
+        if isinstance(a, dg.AssetsDefinition) and dg.AssetKey("quality_report") in a.keys
+    ]
     with EmulatorThread(EmulatorConfig(birdeye=None)) as emulator:  # REST for reconciliation
-        resources = {**(ctx.defs.resources or {}), "exchange": ExchangeResource(
-            exchange_id=market.exchange, rest_url=emulator.rest_url)}
+        resources = {
+            **(ctx.defs.resources or {}),
+            "exchange": ExchangeResource(exchange_id=market.exchange, rest_url=emulator.rest_url),
+        }
         result = dg.materialize(assets, instance=ctx.instance, resources=resources)
-    meta = {k: v.value for k, v in
-            result.asset_materializations_for_node("quality_report")[0].metadata.items()}
+    meta = {
+        k: v.value
+        for k, v in result.asset_materializations_for_node("quality_report")[0].metadata.items()
+    }
     failing = meta["failing_checks"]
-    lines = [f"report: {meta['report']}", f"data docs: {meta.get('data_docs', '-')}",
-             f"window: {meta['window']}",
-             f"{meta['checks'] - meta['failing']} of {meta['checks']} checks passing"
-             + (f"; failing: {', '.join(failing)}" if failing else "")]
+    lines = [
+        f"report: {meta['report']}",
+        f"data docs: {meta.get('data_docs', '-')}",
+        f"window: {meta['window']}",
+        f"{meta['checks'] - meta['failing']} of {meta['checks']} checks passing"
+        + (f"; failing: {', '.join(failing)}" if failing else ""),
+    ]
     lines += _table_lines(str(meta["summary"]), int(meta["checks"]))
     return lines
 
@@ -243,51 +320,87 @@ def _training(ctx: DemoContext) -> list[str]:
     from ats_pipelines.training import queue, registry
     from ats_pipelines.training.resources import ScopeConfig
 
-    demo_scope = ScopeConfig(source="synthetic:planted", exchange="synthetic", timeframe="1h",
-                             symbols=["DEMO1/USDT", "DEMO2/USDT", "DEMO3/USDT"], horizon=6,
-                             risk=0.01, reward=1.0, momentum_feature="momentum",
-                             volatility_feature="f05", feature_service="synthetic")
+    demo_scope = ScopeConfig(
+        source="synthetic:planted",
+        exchange="synthetic",
+        timeframe="1h",
+        symbols=["DEMO1/USDT", "DEMO2/USDT", "DEMO3/USDT"],
+        horizon=6,
+        risk=0.01,
+        reward=1.0,
+        momentum_feature="momentum",
+        volatility_feature="f05",
+        feature_service="synthetic",
+    )
     project: dict[str, Any] = dict(ctx.defs.resources or {})
     base = project["models"]
-    models = base.with_overrides(n_trials=6, max_rounds=150, max_concurrent_runs=100,
-                                 scopes={**base.model_dump()["scopes"], "demo": demo_scope})
+    models = base.with_overrides(
+        n_trials=6,
+        max_rounds=150,
+        max_concurrent_runs=100,
+        scopes={**base.model_dump()["scopes"], "demo": demo_scope},
+    )
     resources = {**project, "models": models}
     db = resources["timescale"]
     db.run(lambda c: registry.retire_champion(c, "demo", "make demo starts its scope afresh"))
-    request = db.run(lambda c: queue.enqueue(c, scope="demo", reason="make demo", priority=1,
-                                             requested_by="demo", config={"n_trials": 6}))
+    request = db.run(
+        lambda c: queue.enqueue(
+            c,
+            scope="demo",
+            reason="make demo",
+            priority=1,
+            requested_by="demo",
+            config={"n_trials": 6},
+        )
+    )
     lines = [f"enqueued retrain request {request.id} (scope demo, priority 1, 6 trials)"]
     keys = {dg.AssetKey("lgbm_model"), dg.AssetKey("champion_model")}
-    assets: list[Any] = [a for a in ctx.defs.assets or [] if isinstance(
-        a, dg.AssetsDefinition) and a.keys & keys]
-    assets += [c for c in ctx.defs.asset_checks or []
-               if any(k.asset_key == dg.AssetKey("lgbm_model") for k in c.check_keys)]
+    assets: list[Any] = [
+        a for a in ctx.defs.assets or [] if isinstance(a, dg.AssetsDefinition) and a.keys & keys
+    ]
+    assets += [
+        c
+        for c in ctx.defs.asset_checks or []
+        if any(k.asset_key == dg.AssetKey("lgbm_model") for k in c.check_keys)
+    ]
     for _ in range(5):  # the sensor takes requests in priority order; ours is most urgent
-        with dg.build_sensor_context(instance=ctx.instance, resources=resources,
-                                     sensor_name="retrain_queue_sensor") as context:
+        with dg.build_sensor_context(
+            instance=ctx.instance, resources=resources, sensor_name="retrain_queue_sensor"
+        ) as context:
             tick = sensors.retrain_queue_sensor(context)
         for run_request in tick.run_requests or []:  # type: ignore[union-attr]
-            run = dg.materialize(assets, instance=ctx.instance, resources=resources,
-                                 selection=dg.AssetSelection.assets(*keys),
-                                 run_config=run_request.run_config, tags=run_request.tags,
-                                 raise_on_error=False)
-            checks = ", ".join(f"{e.check_name} {'passed' if e.passed else 'FAILED'}"
-                               for e in run.get_asset_check_evaluations())
-            lines.append(f"sensor: request {run_request.tags[sensors.QUEUE_TAG]} -> run "
-                         f"{run.run_id[:8]} (run key {run_request.run_key}); checks: {checks}")
+            run = dg.materialize(
+                assets,
+                instance=ctx.instance,
+                resources=resources,
+                selection=dg.AssetSelection.assets(*keys),
+                run_config=run_request.run_config,
+                tags=run_request.tags,
+                raise_on_error=False,
+            )
+            checks = ", ".join(
+                f"{e.check_name} {'passed' if e.passed else 'FAILED'}"
+                for e in run.get_asset_check_evaluations()
+            )
+            lines.append(
+                f"sensor: request {run_request.tags[sensors.QUEUE_TAG]} -> run "
+                f"{run.run_id[:8]} (run key {run_request.run_key}); checks: {checks}"
+            )
             if run_request.tags[sensors.QUEUE_TAG] == str(request.id):
                 meta = run.asset_materializations_for_node("lgbm_model")[0].metadata
-                lines += [f"model {meta['model_id'].value}: {meta['trials'].value} trials "
-                          f"({meta['pruned_trials'].value} pruned) on "
-                          f"{meta['train_rows'].value:,} rows",
-                          f"holdout log-loss {meta['holdout_log_loss'].value:.4f} (prior "
-                          f"{meta['prior_log_loss'].value:.4f}, momentum "
-                          f"{meta['momentum_log_loss'].value:.4f}), AUC "
-                          f"{meta['holdout_auc'].value:.3f}",
-                          f"signals {meta['signals'].value:,}: hit rate "
-                          f"{meta['hit_rate'].value:.1%}, mean realised R "
-                          f"{meta['mean_realized_rr'].value:+.3f}",
-                          f"report: {meta['report_html'].value}"]
+                lines += [
+                    f"model {meta['model_id'].value}: {meta['trials'].value} trials "
+                    f"({meta['pruned_trials'].value} pruned) on "
+                    f"{meta['train_rows'].value:,} rows",
+                    f"holdout log-loss {meta['holdout_log_loss'].value:.4f} (prior "
+                    f"{meta['prior_log_loss'].value:.4f}, momentum "
+                    f"{meta['momentum_log_loss'].value:.4f}), AUC "
+                    f"{meta['holdout_auc'].value:.3f}",
+                    f"signals {meta['signals'].value:,}: hit rate "
+                    f"{meta['hit_rate'].value:.1%}, mean realised R "
+                    f"{meta['mean_realized_rr'].value:+.3f}",
+                    f"report: {meta['report_html'].value}",
+                ]
         done = db.run(lambda c: queue.get(c, request.id))
         if done is not None and done.status in ("completed", "failed"):
             break
@@ -299,13 +412,20 @@ def _training(ctx: DemoContext) -> list[str]:
     if champion is None:
         raise RuntimeError("demo step failed: the demo model was not promoted")
     lines.append(f"promoted {champion.model_id} to champion of scope demo")
-    predictions = [a for a in ctx.defs.assets or [] if isinstance(a, dg.AssetsDefinition)
-                   and dg.AssetKey("predictions") in a.keys]
-    scored = dg.materialize(predictions, instance=ctx.instance, resources={
-        **resources, "models": models.with_overrides(scopes={"demo": demo_scope})})
+    predictions = [
+        a
+        for a in ctx.defs.assets or []
+        if isinstance(a, dg.AssetsDefinition) and dg.AssetKey("predictions") in a.keys
+    ]
+    scored = dg.materialize(
+        predictions,
+        instance=ctx.instance,
+        resources={**resources, "models": models.with_overrides(scopes={"demo": demo_scope})},
+    )
     meta = scored.asset_materializations_for_node("predictions")[0].metadata
-    lines.append(f"predictions: {meta['rows'].value} rows, {meta['inserted'].value} new in "
-                 "signals.signals:")
+    lines.append(
+        f"predictions: {meta['rows'].value} rows, {meta['inserted'].value} new in signals.signals:"
+    )
     return lines + _table_lines(str(meta["preview"].value), 3)
 
 
@@ -321,51 +441,81 @@ def _features(ctx: DemoContext) -> list[str]:
     symbols = list(market.symbols[:2])
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     days = [(today - timedelta(days=n)).date().isoformat() for n in (2, 1)]
-    names = ["market_parquet", *(f"features_{tf}" for tf in cat.HIGHER_TIMEFRAMES),
-             cat.BASE_FAMILY.name, "labels_1m"]
+    names = [
+        "market_parquet",
+        *(f"features_{tf}" for tf in cat.HIGHER_TIMEFRAMES),
+        cat.BASE_FAMILY.name,
+        "labels_1m",
+    ]
     keys = [dg.AssetKey(n) for n in names]
-    assets = [a for a in ctx.defs.assets or [] if isinstance(a, dg.AssetsDefinition)
-              and set(a.keys) & set(keys)]
+    assets = [
+        a
+        for a in ctx.defs.assets or []
+        if isinstance(a, dg.AssetsDefinition) and set(a.keys) & set(keys)
+    ]
     totals = dict.fromkeys(names, 0)
     for symbol in symbols:  # one ranged run per symbol over both days
         result = dg.materialize(
-            assets, instance=ctx.instance, resources=ctx.defs.resources, selection=keys,
-            tags={"dagster/asset_partition_range_start": f"{days[0]}|{symbol}",
-                  "dagster/asset_partition_range_end": f"{days[-1]}|{symbol}"})
+            assets,
+            instance=ctx.instance,
+            resources=ctx.defs.resources,
+            selection=keys,
+            tags={
+                "dagster/asset_partition_range_start": f"{days[0]}|{symbol}",
+                "dagster/asset_partition_range_end": f"{days[-1]}|{symbol}",
+            },
+        )
         if not result.success:
             raise RuntimeError(f"demo step failed: features of {symbol}")
         for name in names:
             meta = result.asset_materializations_for_node(name)[0].metadata
             key = "files_written" if name == "market_parquet" else "rows"
             totals[name] += int(meta[key].value)  # type: ignore[arg-type]
-    lines = [f"lake {ctx.settings.lake_dir}: {totals['market_parquet']} files exported "
-             f"({', '.join(symbols)}, {days[0]}..{days[-1]})",
-             "feature rows: " + ", ".join(f"{n} {totals[n]:,}" for n in names[1:-1])
-             + f"; labels_1m {totals['labels_1m']:,}"]
+    lines = [
+        f"lake {ctx.settings.lake_dir}: {totals['market_parquet']} files exported "
+        f"({', '.join(symbols)}, {days[0]}..{days[-1]})",
+        "feature rows: "
+        + ", ".join(f"{n} {totals[n]:,}" for n in names[1:-1])
+        + f"; labels_1m {totals['labels_1m']:,}",
+    ]
     applied = ctx.materialize("key:feast_registry or key:feast_online_store")
     meta = applied.asset_materializations_for_node("feast_registry")[0].metadata
-    lines.append(f"feast apply: {len(meta['applied'].value)} objects written "  # type: ignore[arg-type]
-                 f"({meta['unchanged'].value} unchanged); online store materialised")
+    lines.append(
+        f"feast apply: {len(meta['applied'].value)} objects written "  # type: ignore[arg-type]
+        f"({meta['unchanged'].value} unchanged); online store materialised"
+    )
     store = ctx.defs.resources["feast"].store()
     shown = ["ret_1", "rsi_14", "macd_hist", "tf1h_rsi_14", "tf4h_ret_1"]
     refs = [f"{cat.BASE_FAMILY.name}:{f}" for f in shown]
-    entity = pd.DataFrame([{"symbol": s, "exchange": market.exchange,
-                            "event_timestamp": today - timedelta(minutes=m)}
-                           for s in symbols for m in (61, 1)])
+    entity = pd.DataFrame(
+        [
+            {
+                "symbol": s,
+                "exchange": market.exchange,
+                "event_timestamp": today - timedelta(minutes=m),
+            }
+            for s in symbols
+            for m in (61, 1)
+        ]
+    )
     history = store.get_historical_features(entity_df=entity, features=refs).to_df()
     lines.append("historical (point in time, signals_v1 columns):")
     lines += ["  " + line for line in history.round(5).to_string(index=False).splitlines()]
     online = store.get_online_features(
-        features=refs, entity_rows=[{"symbol": s, "exchange": market.exchange}
-                                    for s in symbols]).to_df()[["symbol", "exchange", *shown]]
+        features=refs, entity_rows=[{"symbol": s, "exchange": market.exchange} for s in symbols]
+    ).to_df()[["symbol", "exchange", *shown]]
     lines.append("online (latest):")
     lines += ["  " + line for line in online.round(5).to_string(index=False).splitlines()]
     return lines
 
 
-STEPS: list[DemoStep] = [DemoStep("platform", _platform), DemoStep("market data", _market_data),
-                         DemoStep("data quality", _quality), DemoStep("features", _features),
-                         DemoStep("training", _training)]
+STEPS: list[DemoStep] = [
+    DemoStep("platform", _platform),
+    DemoStep("market data", _market_data),
+    DemoStep("data quality", _quality),
+    DemoStep("features", _features),
+    DemoStep("training", _training),
+]
 
 
 def _streaming(ctx: DemoContext) -> list[str]:
@@ -378,20 +528,34 @@ def _streaming(ctx: DemoContext) -> list[str]:
 
     start = int((datetime.now(UTC) - timedelta(days=1)).timestamp() * 1000)  # in the past
     symbols = ["BTC/USDT", "ETH/USDT"]
-    config = {"ops": {"run_stream_service": {"config": {
-        "symbols": symbols, "store_as": "demo_stream", "duration_s": 8.0,
-        "heal_interval_s": 2.0}}}}
+    config = {
+        "ops": {
+            "run_stream_service": {
+                "config": {
+                    "symbols": symbols,
+                    "store_as": "demo_stream",
+                    "duration_s": 8.0,
+                    "heal_interval_s": 2.0,
+                }
+            }
+        }
+    }
     with EmulatorThread(EmulatorConfig(birdeye=None, speed=60.0, start_ms=start)) as emulator:
-        resources = {**(ctx.defs.resources or {}),
-                     "exchange": ExchangeResource(rest_url=emulator.rest_url)}
+        resources = {
+            **(ctx.defs.resources or {}),
+            "exchange": ExchangeResource(rest_url=emulator.rest_url),
+        }
         result = streaming_service_job.execute_in_process(
-            run_config=config, instance=ctx.instance, resources=resources)
+            run_config=config, instance=ctx.instance, resources=resources
+        )
     summary = result.output_for_node("run_stream_service")
     latency = summary["latency"].get("closed_to_committed", {})
-    return [f"streamed {', '.join(symbols)} for 8 s at 60x: {summary['trades']['applied']} "
-            f"trades, {summary['lanes']['bars']['committed_rows']} bar rows (6 timeframes) "
-            f"committed, bar close -> commit p99 {latency.get('p99_ms', 'n/a')} ms; "
-            "rows under exchange 'demo_stream'"]
+    return [
+        f"streamed {', '.join(symbols)} for 8 s at 60x: {summary['trades']['applied']} "
+        f"trades, {summary['lanes']['bars']['committed_rows']} bar rows (6 timeframes) "
+        f"committed, bar close -> commit p99 {latency.get('p99_ms', 'n/a')} ms; "
+        "rows under exchange 'demo_stream'"
+    ]
 
 
 STEPS.append(DemoStep("streaming", _streaming))

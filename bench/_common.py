@@ -17,8 +17,10 @@ from ats_pipelines.db.sqlid import quote_ident
 
 
 def ratio_line(name: str, ours: float, baseline: float, unit: str = "/s") -> str:
-    return (f"{name}: ours {ours:,.0f}{unit}, baseline {baseline:,.0f}{unit}, "
-            f"ratio {ours / baseline:.2f}")
+    return (
+        f"{name}: ours {ours:,.0f}{unit}, baseline {baseline:,.0f}{unit}, "
+        f"ratio {ours / baseline:.2f}"
+    )
 
 
 @asynccontextmanager

@@ -31,21 +31,28 @@ def synthetic_trades(n: int, seed: int = 42) -> pl.DataFrame:
     amount = np.round(rng.lognormal(-4, 1.5, n), 5) + 1e-5
     side = np.where(rng.random(n) < 0.5, "buy", "sell")
     ids = np.arange(10_000_000, 10_000_000 + n).astype(str)
-    return pl.DataFrame({"timestamp": ts, "id": ids, "side": side, "price": price,
-                         "amount": amount})
+    return pl.DataFrame(
+        {"timestamp": ts, "id": ids, "side": side, "price": price, "amount": amount}
+    )
 
 
 def baseline(trades: pl.DataFrame) -> list[pl.DataFrame]:
     out = []
     for tf in DEFAULT_TIMEFRAMES:
-        out.append(trades.group_by(floor_expr(pl.col("timestamp"), tf).alias("ts")).agg(
-            pl.col("price").first().alias("open"), pl.col("price").max().alias("high"),
-            pl.col("price").min().alias("low"), pl.col("price").last().alias("close"),
-            pl.col("amount").sum().alias("volume"),
-            (pl.col("price") * pl.col("amount")).sum().alias("quote_volume"),
-            pl.len().alias("trade_count"),
-            pl.col("amount").filter(pl.col("side") == "buy").sum().alias("taker_buy_volume"),
-        ).sort("ts"))
+        out.append(
+            trades.group_by(floor_expr(pl.col("timestamp"), tf).alias("ts"))
+            .agg(
+                pl.col("price").first().alias("open"),
+                pl.col("price").max().alias("high"),
+                pl.col("price").min().alias("low"),
+                pl.col("price").last().alias("close"),
+                pl.col("amount").sum().alias("volume"),
+                (pl.col("price") * pl.col("amount")).sum().alias("quote_volume"),
+                pl.len().alias("trade_count"),
+                pl.col("amount").filter(pl.col("side") == "buy").sum().alias("taker_buy_volume"),
+            )
+            .sort("ts")
+        )
     return out
 
 
@@ -68,11 +75,12 @@ def main() -> None:
 
     ours = best_of(3, lambda t: aggregate_trades(t, exchange="x", symbol="BTC/USDT"), trades)
     base = best_of(3, baseline, trades)
-    print(f"batch_6tf_{n}_trades: ours {n / ours:,.0f}/s, baseline {n / base:,.0f}/s, "
-          f"ratio {base / ours:.2f}")
+    print(
+        f"batch_6tf_{n}_trades: ours {n / ours:,.0f}/s, baseline {n / base:,.0f}/s, "
+        f"ratio {base / ours:.2f}"
+    )
 
-    rows = trades.head(args.live_trades).select("timestamp", "price", "amount", "side",
-                                                "id").rows()
+    rows = trades.head(args.live_trades).select("timestamp", "price", "amount", "side", "id").rows()
     agg = BarAggregator("x", "BTC/USDT", grace_ms=2_000)
     on_trade, clock = agg.on_trade, time.perf_counter_ns
     lat = np.empty(len(rows), dtype=np.int64)
@@ -88,8 +96,10 @@ def main() -> None:
     start = time.perf_counter()
     untimed.on_trades(rows)
     loop = time.perf_counter() - start
-    print(f"live_6tf_{len(rows)}_trades: ours {len(rows) / loop:,.0f}/s, "
-          f"baseline {n / base:,.0f}/s, ratio {base / n * len(rows) / loop:.2f}")
+    print(
+        f"live_6tf_{len(rows)}_trades: ours {len(rows) / loop:,.0f}/s, "
+        f"baseline {n / base:,.0f}/s, ratio {base / n * len(rows) / loop:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -36,17 +36,23 @@ def synthetic_candles(n: int, symbols: int = 4, seed: int = 7) -> pa.Table:
     high = np.maximum(open_, close) * (1 + rng.random(len(ts)) * 1e-3)
     low = np.minimum(open_, close) * (1 - rng.random(len(ts)) * 1e-3)
     volume = rng.gamma(2.0, 10.0, len(ts))
-    return pa.table({
-        "exchange": pa.array(["binance"] * len(ts)),
-        "symbol": pa.array(sym),
-        "timeframe": pa.array(["1m"] * len(ts)),
-        "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
-        "open": open_, "high": high, "low": low, "close": close, "volume": volume,
-        "trade_count": rng.integers(1, 500, len(ts)),
-        "vwap": (high + low + close) / 3,
-        "taker_buy_volume": volume * rng.random(len(ts)),
-        "source": pa.array(["bench"] * len(ts)),
-    })
+    return pa.table(
+        {
+            "exchange": pa.array(["binance"] * len(ts)),
+            "symbol": pa.array(sym),
+            "timeframe": pa.array(["1m"] * len(ts)),
+            "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+            "trade_count": rng.integers(1, 500, len(ts)),
+            "vwap": (high + low + close) / 3,
+            "taker_buy_volume": volume * rng.random(len(ts)),
+            "source": pa.array(["bench"] * len(ts)),
+        }
+    )
 
 
 async def main() -> None:
@@ -56,10 +62,12 @@ async def main() -> None:
     baseline, ours, rerun = [], [], []
     async with scratch_database() as conn:
         await conn.execute(
-            "CREATE TABLE market.candles_baseline (LIKE market.candles INCLUDING ALL)")
+            "CREATE TABLE market.candles_baseline (LIKE market.candles INCLUDING ALL)"
+        )
         await conn.execute(
             "SELECT create_hypertable('market.candles_baseline', by_range('ts', INTERVAL '7 days'),"
-            " create_default_indexes => false)")
+            " create_default_indexes => false)"
+        )
         # Alternate the two paths and keep medians: the machine is shared and noisy.
         for _ in range(repeats):
             await conn.execute("TRUNCATE market.candles_baseline, market.candles")
@@ -81,10 +89,17 @@ async def main() -> None:
             assert again.inserted == 0 and again.skipped == rows.num_rows, again
 
     base = n / statistics.median(baseline)
-    print(ratio_line(f"bulk_writer_upsert_{n}_candles", n / statistics.median(ours), base,
-                     " rows/s"))
-    print(ratio_line(f"bulk_writer_rerun_all_present_{n}_candles",
-                     n / statistics.median(rerun), base, " rows/s"))
+    print(
+        ratio_line(f"bulk_writer_upsert_{n}_candles", n / statistics.median(ours), base, " rows/s")
+    )
+    print(
+        ratio_line(
+            f"bulk_writer_rerun_all_present_{n}_candles",
+            n / statistics.median(rerun),
+            base,
+            " rows/s",
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -91,23 +91,41 @@ async def write_side(url: str, rest_url: str, wanted: list[date]) -> None:
         async with ExchangeResource(rest_url=rest_url).open() as client:
             await client.load_markets()
             t0 = time.perf_counter()
-            report = await backfill(conn, client, exchange="binance",
-                                    days_by_symbol={s: wanted for s in SYMBOLS})
+            report = await backfill(
+                conn, client, exchange="binance", days_by_symbol={s: wanted for s in SYMBOLS}
+            )
             ours_s = time.perf_counter() - t0
         rows = report.write.inserted
         assert rows == len(SYMBOLS) * len(wanted) * 1440, rows
         stored = pl.DataFrame(
-            [tuple(r) for r in await conn.fetch(
-                "SELECT symbol, timeframe, ts, open, high, low, close, volume, source "
-                "FROM market.candles WHERE exchange = 'binance'")],
-            schema=["symbol", "timeframe", "ts", "open", "high", "low", "close", "volume",
-                    "source"], orient="row").with_columns(pl.lit("baseline").alias("exchange"))
+            [
+                tuple(r)
+                for r in await conn.fetch(
+                    "SELECT symbol, timeframe, ts, open, high, low, close, volume, source "
+                    "FROM market.candles WHERE exchange = 'binance'"
+                )
+            ],
+            schema=[
+                "symbol",
+                "timeframe",
+                "ts",
+                "open",
+                "high",
+                "low",
+                "close",
+                "volume",
+                "source",
+            ],
+            orient="row",
+        ).with_columns(pl.lit("baseline").alias("exchange"))
         t0 = time.perf_counter()
         await bulk_write(conn, "market.candles", stored)
         base_s = time.perf_counter() - t0
         print(ratio_line("backfill_30d_2sym", rows / ours_s, rows / base_s, " rows/s"))
-        print(f"  ({rows:,} rows; backfill {ours_s:.1f} s over {report.requests} REST ranges "
-              f"(pages of 1000), bulk writer alone {base_s:.2f} s)")
+        print(
+            f"  ({rows:,} rows; backfill {ours_s:.1f} s over {report.requests} REST ranges "
+            f"(pages of 1000), bulk writer alone {base_s:.2f} s)"
+        )
 
         t0 = time.perf_counter()
         written = 0
@@ -120,11 +138,14 @@ async def write_side(url: str, rest_url: str, wanted: list[date]) -> None:
             " volume, source) SELECT 'plain', symbol, '5m', time_bucket('5 minutes', ts), "
             "first(open, ts), max(high), min(low), last(close, ts), sum(volume), 'plain' "
             "FROM market.candles WHERE exchange = 'binance' AND timeframe = '1m' "
-            "GROUP BY symbol, time_bucket('5 minutes', ts)")
+            "GROUP BY symbol, time_bucket('5 minutes', ts)"
+        )
         base_s = time.perf_counter() - t0
         print(ratio_line("rollup_30d_2sym", rows / ours_s, rows / base_s, " minutes/s"))
-        print(f"  (5m..1d, exact sums, watermark: {written:,} bars in {ours_s:.2f} s; baseline "
-              f"one level of {rows // 5:,} 5m bars in {base_s:.2f} s)")
+        print(
+            f"  (5m..1d, exact sums, watermark: {written:,} bars in {ours_s:.2f} s; baseline "
+            f"one level of {rows // 5:,} 5m bars in {base_s:.2f} s)"
+        )
 
 
 @contextmanager
@@ -134,9 +155,22 @@ def emulator_process() -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     start = datetime.fromtimestamp(FIXED_START_MS / 1000, UTC).isoformat()
-    proc = subprocess.Popen([sys.executable, "-m", "ats_pipelines.cli.main", "emulator",
-                             "--port", str(port), "--start", start, "--symbols", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ats_pipelines.cli.main",
+            "emulator",
+            "--port",
+            str(port),
+            "--start",
+            start,
+            "--symbols",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -170,13 +204,15 @@ async def main() -> None:
 def read_api(db_url: str, days: list[date]) -> None:
     end = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
     with MarketData(db_url, exchange="binance", redis_url=None) as md:
-        samples = timed(lambda: md.get_bars("BTC/USDT", "1m", end - timedelta(minutes=500),
-                                            end), 2000)
+        samples = timed(
+            lambda: md.get_bars("BTC/USDT", "1m", end - timedelta(minutes=500), end), 2000
+        )
         assert md.get_bars("BTC/USDT", "1m", end - timedelta(minutes=500), end).height == 500
         print(latency_line("get_bars_last_500", samples))
         tfs = ["1m", "5m", "15m", "1h", "4h", "1d"]
-        samples = timed(lambda: md.get_multi_timeframe("BTC/USDT", tfs, end,
-                                                       timedelta(days=1)), 200, warmup=5)
+        samples = timed(
+            lambda: md.get_multi_timeframe("BTC/USDT", tfs, end, timedelta(days=1)), 200, warmup=5
+        )
         view = md.get_multi_timeframe("BTC/USDT", tfs, end, timedelta(days=1))
         assert view.height == 1440 and view["1d_close"].null_count() == 0
         print(latency_line("get_multi_timeframe_1d_6tf", samples))

@@ -45,7 +45,7 @@ def candles(seed: int = 11) -> pa.Table:
     for k, symbol in enumerate(SYMBOLS):
         ts = base + np.arange(per, dtype=np.int64) * 60_000_000
         keep = np.ones(per, dtype=bool)
-        keep[10_000 + k * 500: 12_880 + k * 500] = False  # two days the exchange never gave
+        keep[10_000 + k * 500 : 12_880 + k * 500] = False  # two days the exchange never gave
         ts = ts[keep]
         ts[[100, 2000, 5000][: 3 - k]] += 30_000_000  # misaligned: 30 s off the minute
         n = len(ts)
@@ -53,11 +53,22 @@ def candles(seed: int = 11) -> pa.Table:
         open_ = close * (1 + rng.normal(0, 5e-4, n))
         high = np.maximum(open_, close) * (1 + rng.random(n) * 1e-3)
         low = np.minimum(open_, close) * (1 - rng.random(n) * 1e-3)
-        parts.append(pa.table({
-            "exchange": pa.array(["binance"] * n), "symbol": pa.array([symbol] * n),
-            "timeframe": pa.array(["1m"] * n), "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
-            "open": open_, "high": high, "low": low, "close": close,
-            "volume": rng.gamma(2.0, 10.0, n), "source": pa.array(["bench"] * n)}))
+        parts.append(
+            pa.table(
+                {
+                    "exchange": pa.array(["binance"] * n),
+                    "symbol": pa.array([symbol] * n),
+                    "timeframe": pa.array(["1m"] * n),
+                    "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+                    "open": open_,
+                    "high": high,
+                    "low": low,
+                    "close": close,
+                    "volume": rng.gamma(2.0, 10.0, n),
+                    "source": pa.array(["bench"] * n),
+                }
+            )
+        )
     return pa.concat_tables(parts)
 
 
@@ -70,20 +81,30 @@ async def main() -> None:
         await conn.execute("ANALYZE market.candles")
 
         async def ours() -> list[str]:
-            (entry,) = await candle_entries(conn, WINDOW, now=NOW, policy=policy,
-                                            timeframes=("1m",))
+            (entry,) = await candle_entries(
+                conn, WINDOW, now=NOW, policy=policy, timeframes=("1m",)
+            )
             assert entry.outcome is not None
             return entry.outcome.failed_rules
 
         async def baseline() -> list[str]:
-            counts = await candle_rule_counts(conn, exchange="binance", symbols=SYMBOLS,
-                                              timeframe="1m", start=WINDOW[0], end=WINDOW[1],
-                                              now=NOW, policy=policy)
+            counts = await candle_rule_counts(
+                conn,
+                exchange="binance",
+                symbols=SYMBOLS,
+                timeframe="1m",
+                start=WINDOW[0],
+                end=WINDOW[1],
+                now=NOW,
+                policy=policy,
+            )
             return counts.failed_rules
 
         ours_rules, base_rules = await ours(), await baseline()  # warm-up (GX import, caches)
-        assert ours_rules == base_rules == ["ohlcv.coverage", "ohlcv.ts_aligned"], \
-            (ours_rules, base_rules)
+        assert ours_rules == base_rules == ["ohlcv.coverage", "ohlcv.ts_aligned"], (
+            ours_rules,
+            base_rules,
+        )
         times: dict[str, list[float]] = {"ours": [], "baseline": []}
         for _ in range(repeats):
             for name, fn in (("baseline", baseline), ("ours", ours)):
@@ -92,10 +113,18 @@ async def main() -> None:
                 times[name].append(time.perf_counter() - t0)
     n = rows.num_rows
     ours_s, base_s = statistics.median(times["ours"]), statistics.median(times["baseline"])
-    print(ratio_line(f"quality_candle_check_set_{DAYS}d_{len(SYMBOLS)}sym ({n:,} rows)",
-                     n / ours_s, n / base_s, unit=" rows/s"))
-    print(f"quality_candle_check_set: ours p50 {ours_s * 1000:,.0f} ms, "
-          f"baseline p50 {base_s * 1000:,.0f} ms (GX is {ours_s / base_s:.1f}x the SQL time)")
+    print(
+        ratio_line(
+            f"quality_candle_check_set_{DAYS}d_{len(SYMBOLS)}sym ({n:,} rows)",
+            n / ours_s,
+            n / base_s,
+            unit=" rows/s",
+        )
+    )
+    print(
+        f"quality_candle_check_set: ours p50 {ours_s * 1000:,.0f} ms, "
+        f"baseline p50 {base_s * 1000:,.0f} ms (GX is {ours_s / base_s:.1f}x the SQL time)"
+    )
 
 
 if __name__ == "__main__":

@@ -39,11 +39,29 @@ def ensure_redis(settings: Settings) -> str:
     state = settings.state_dir / "redis"
     state.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
-         "--save", "", "--appendonly", "no", "--dir", str(state),
-         "--pidfile", str(state / "redis.pid"), "--logfile", str(state / "redis.log"),
-         "--protected-mode", "yes"],
-        capture_output=True, text=True,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--daemonize",
+            "yes",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(state),
+            "--pidfile",
+            str(state / "redis.pid"),
+            "--logfile",
+            str(state / "redis.log"),
+            "--protected-mode",
+            "yes",
+        ],
+        capture_output=True,
+        text=True,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

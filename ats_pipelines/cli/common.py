@@ -17,7 +17,10 @@ from ats_pipelines.db.migrate import MigrationError
 
 T = TypeVar("T")
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError, ClusterError, DatabaseUnavailable, MigrationError,
+    ConfigError,
+    ClusterError,
+    DatabaseUnavailable,
+    MigrationError,
 )
 
 

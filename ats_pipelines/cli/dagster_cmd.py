@@ -13,11 +13,15 @@ from ats_pipelines.config import Settings, load_settings, project_root
 from ats_pipelines.db.connect import connection, database_name
 from ats_pipelines.db.sqlid import quote_ident
 
-app = typer.Typer(help="The Dagster instance: storage database, DAGSTER_HOME and the UI.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="The Dagster instance: storage database, DAGSTER_HOME and the UI.", no_args_is_help=True
+)
 DAGSTER_DB = "ats_dagster"
-NO_TELEMETRY = {"DAGSTER_TELEMETRY_DISABLED": "1", "FEAST_USAGE": "False",
-                "GX_ANALYTICS_ENABLED": "False"}
+NO_TELEMETRY = {
+    "DAGSTER_TELEMETRY_DISABLED": "1",
+    "FEAST_USAGE": "False",
+    "GX_ANALYTICS_ENABLED": "False",
+}
 
 
 def dagster_home(settings: Settings) -> Path:
@@ -75,8 +79,12 @@ def ui() -> None:
     """Start `dagster dev -w workspace.yaml` (webserver and daemon) against the local server."""
     settings = run(load_settings)
     run(lambda: prepare(settings))
-    env = {**os.environ, **NO_TELEMETRY, "DAGSTER_HOME": str(dagster_home(settings)),
-           "ATS_DAGSTER_PG_URL": dagster_storage_url(settings)}
+    env = {
+        **os.environ,
+        **NO_TELEMETRY,
+        "DAGSTER_HOME": str(dagster_home(settings)),
+        "ATS_DAGSTER_PG_URL": dagster_storage_url(settings),
+    }
     exe = shutil.which("dagster") or "dagster"
     os.chdir(project_root())
     os.execvpe(exe, [exe, "dev", "-w", "workspace.yaml"], env)

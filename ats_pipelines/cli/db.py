@@ -13,8 +13,9 @@ from ats_pipelines.db.connect import connection, describe_url
 from ats_pipelines.db.migrate import MigrationReport, migrate
 from ats_pipelines.db.sqlid import quote_ident
 
-app = typer.Typer(help="Manage the database: the local cluster under .ats/ and the schema.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Manage the database: the local cluster under .ats/ and the schema.", no_args_is_help=True
+)
 
 
 def _external_note(settings: Settings) -> str:
@@ -76,8 +77,11 @@ def status() -> None:
                 "SELECT count(*) FROM information_schema.tables "
                 "WHERE table_schema = 'ats_meta' AND table_name = 'schema_migrations'"
             )
-            n = await conn.fetchval("SELECT count(*) FROM ats_meta.schema_migrations") if applied \
+            n = (
+                await conn.fetchval("SELECT count(*) FROM ats_meta.schema_migrations")
+                if applied
                 else 0
+            )
         typer.echo(f"server: {describe_url(settings.database_url)} PostgreSQL {version}")
         typer.echo(f"timescaledb: {ts or 'not installed in this database'} license={lic or '-'}")
         typer.echo(f"migrations recorded: {n}")
@@ -136,7 +140,9 @@ def reset(yes: bool = typer.Option(False, "--yes", help="Do not ask for confirma
         async with connection(settings.database_url_for("postgres")) as conn:
             await conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()", settings.db_name)
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                settings.db_name,
+            )
             await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(settings.db_name)}")
             await conn.execute(f"CREATE DATABASE {quote_ident(settings.db_name)}")
         return await migrate_database(settings)

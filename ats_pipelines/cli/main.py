@@ -8,8 +8,11 @@ from ats_pipelines.cli import cache, dagster_cmd, db, emulator, features, migrat
 from ats_pipelines.cli.common import configure_logging, run
 from ats_pipelines.config import load_settings
 
-app = typer.Typer(help="ATS Pipelines: market data, features, training and signals.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="ATS Pipelines: market data, features, training and signals.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 app.add_typer(db.app, name="db")
 app.add_typer(cache.app, name="cache")
 app.add_typer(dagster_cmd.app, name="dagster")

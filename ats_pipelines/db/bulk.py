@@ -50,8 +50,12 @@ class WriteResult:
         )
 
     def as_metadata(self) -> dict[str, int]:
-        return {"rows_received": self.received, "rows_inserted": self.inserted,
-                "rows_updated": self.updated, "rows_skipped": self.skipped}
+        return {
+            "rows_received": self.received,
+            "rows_inserted": self.inserted,
+            "rows_updated": self.updated,
+            "rows_skipped": self.skipped,
+        }
 
 
 EMPTY_RESULT = WriteResult(0, 0, 0, 0)
@@ -184,10 +188,12 @@ async def bulk_write(
             payload = await pending
             if i + 1 < len(pieces):
                 pending = asyncio.create_task(
-                    asyncio.to_thread(encode_bytes, columns, pieces[i + 1]))
+                    asyncio.to_thread(encode_bytes, columns, pieces[i + 1])
+                )
             await conn.copy_to_table(stage, source=_one(payload), columns=names, format="binary")
-            ins, upd = await _merge(conn, plan, _time_range(pieces[i], time_key), payload,
-                                    pieces[i].num_rows)
+            ins, upd = await _merge(
+                conn, plan, _time_range(pieces[i], time_key), payload, pieces[i].num_rows
+            )
             inserted += ins
             updated += upd
             await conn.execute(f"TRUNCATE {quote_ident(stage)}")
@@ -295,8 +301,13 @@ async def _merge(
             present = await conn.fetchval(plan.count_present_sql(), *args)
             if present == 0:
                 schema, _, name = plan.table.rpartition(".")
-                await conn.copy_to_table(name, schema_name=schema or None, source=_one(payload),
-                                         columns=plan.names, format="binary")
+                await conn.copy_to_table(
+                    name,
+                    schema_name=schema or None,
+                    source=_one(payload),
+                    columns=plan.names,
+                    format="binary",
+                )
                 return n_rows, updated
             if present == n_rows:  # a re-run: everything is there already
                 return 0, updated
@@ -328,7 +339,10 @@ async def copy_raw(conn: asyncpg.Connection, table: str, rows: pa.Table) -> int:
     info = await table_info(conn, table)
     columns = [info.columns[c] for c in rows.column_names]
     await conn.copy_to_table(
-        table.split(".")[-1], schema_name=table.split(".")[0] if "." in table else None,
-        source=_chunks(columns, rows), columns=rows.column_names, format="binary",
+        table.split(".")[-1],
+        schema_name=table.split(".")[0] if "." in table else None,
+        source=_chunks(columns, rows),
+        columns=rows.column_names,
+        format="binary",
     )
     return rows.num_rows

@@ -119,8 +119,14 @@ def _server_user() -> str | None:
         except KeyError:
             continue
     subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-         FALLBACK_SERVER_USER],
+        [
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            FALLBACK_SERVER_USER,
+        ],
         check=True,
     )
     return FALLBACK_SERVER_USER
@@ -182,8 +188,9 @@ class LocalCluster:
     def _run(
         self, cmd: list[str], what: str, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(_as_server_user(cmd, self.user), capture_output=True, text=True,
-                              input=stdin)
+        proc = subprocess.run(
+            _as_server_user(cmd, self.user), capture_output=True, text=True, input=stdin
+        )
         if proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             tail = " | ".join(detail[-3:]) if detail else f"exit {proc.returncode}"
@@ -219,8 +226,17 @@ class LocalCluster:
         if self.is_initialised():
             return False
         self._run(
-            [self._bin("initdb"), "-D", str(self.data_dir), "-U", DEFAULT_DB_USER,
-             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions"],
+            [
+                self._bin("initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                DEFAULT_DB_USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
+            ],
             "initdb",
         )
         self.write_config()
@@ -250,7 +266,8 @@ class LocalCluster:
             return False
         proc = subprocess.run(
             _as_server_user([self._bin("pg_ctl"), "status", "-D", str(self.data_dir)], self.user),
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         return proc.returncode == 0
 
@@ -266,8 +283,17 @@ class LocalCluster:
             )
         self.write_config()  # a changed port or settings take effect at start
         self._run(
-            [self._bin("pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
-             "-w", "-t", "60"],
+            [
+                self._bin("pg_ctl"),
+                "start",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                "60",
+            ],
             f"starting PostgreSQL on 127.0.0.1:{self.settings.db_port}",
         )
         return True
@@ -282,16 +308,32 @@ class LocalCluster:
         return True
 
     def _psql_with_dbname(self, name: str) -> list[str]:
-        return [self._bin("psql"), "-h", str(self.base / "run"), "-p",
-                str(self.settings.db_port), "-U", DEFAULT_DB_USER, "-d", "postgres", "-tA",
-                "-v", "ON_ERROR_STOP=1", "-v", f"dbname={name}"]
+        return [
+            self._bin("psql"),
+            "-h",
+            str(self.base / "run"),
+            "-p",
+            str(self.settings.db_port),
+            "-U",
+            DEFAULT_DB_USER,
+            "-d",
+            "postgres",
+            "-tA",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            f"dbname={name}",
+        ]
 
     def create_database(self, name: str) -> bool:
         """CREATE DATABASE when missing, through the server's own socket. The name travels
         as a psql variable (quoted by psql), never pasted into SQL."""
         psql = self._psql_with_dbname(name)
-        found = self._run(psql, "looking up the database",
-                          stdin="SELECT 1 FROM pg_database WHERE datname = :'dbname';\n")
+        found = self._run(
+            psql,
+            "looking up the database",
+            stdin="SELECT 1 FROM pg_database WHERE datname = :'dbname';\n",
+        )
         if found.stdout.strip() == "1":
             return False
         self._run(psql, f"creating database {name}", stdin='CREATE DATABASE :"dbname";\n')
@@ -299,5 +341,8 @@ class LocalCluster:
 
     def drop_database(self, name: str) -> None:
         psql = self._psql_with_dbname(name)
-        self._run(psql, f"dropping database {name}",
-                  stdin='DROP DATABASE IF EXISTS :"dbname" WITH (FORCE);\n')
+        self._run(
+            psql,
+            f"dropping database {name}",
+            stdin='DROP DATABASE IF EXISTS :"dbname" WITH (FORCE);\n',
+        )

@@ -25,12 +25,23 @@ _PG_EPOCH_DAYS = (dt.date(2000, 1, 1) - dt.date(1970, 1, 1)).days
 
 # PostgreSQL type name -> numpy big-endian dtype of fixed-width values.
 _FIXED = {
-    "int2": ">i2", "int4": ">i4", "int8": ">i8", "float4": ">f4", "float8": ">f8",
-    "bool": "u1", "timestamptz": ">i8", "timestamp": ">i8", "date": ">i4",
+    "int2": ">i2",
+    "int4": ">i4",
+    "int8": ">i8",
+    "float4": ">f4",
+    "float8": ">f8",
+    "bool": "u1",
+    "timestamptz": ">i8",
+    "timestamp": ">i8",
+    "date": ">i4",
 }
 _VARIABLE = {"text", "varchar", "bpchar", "name", "jsonb", "json"}
-_ARRAYS = {"_float8": ("float8", 701, ">f8"), "_float4": ("float4", 700, ">f4"),
-           "_int8": ("int8", 20, ">i8"), "_int4": ("int4", 23, ">i4")}
+_ARRAYS = {
+    "_float8": ("float8", 701, ">f8"),
+    "_float4": ("float4", 700, ">f4"),
+    "_int8": ("int8", 20, ">i8"),
+    "_int4": ("int4", 23, ">i4"),
+}
 
 
 class EncodeError(ValueError):
@@ -68,11 +79,14 @@ def _prepare(col: PgColumn, arr: pa.ChunkedArray | pa.Array) -> _Prepared:
     if t in _FIXED:
         return _Prepared("fixed", valid, _fixed_values(col, arr), _FIXED[t])
     if t in _VARIABLE:
-        if t == "jsonb" and not pa.types.is_string(arr.type) and not pa.types.is_large_string(
-            arr.type
+        if (
+            t == "jsonb"
+            and not pa.types.is_string(arr.type)
+            and not pa.types.is_large_string(arr.type)
         ):
-            arr = pa.array([None if v is None else json.dumps(v) for v in arr.to_pylist()],
-                           pa.string())
+            arr = pa.array(
+                [None if v is None else json.dumps(v) for v in arr.to_pylist()], pa.string()
+            )
         if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
             try:
                 arr = pc.cast(arr, pa.string())
@@ -83,19 +97,30 @@ def _prepare(col: PgColumn, arr: pa.ChunkedArray | pa.Array) -> _Prepared:
             arr.offset : arr.offset + len(arr) + 1
         ]
         data_buf = arr.buffers()[2]
-        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(
-            0, np.uint8
+        data = (
+            np.frombuffer(data_buf, dtype=np.uint8)
+            if data_buf is not None
+            else np.zeros(0, np.uint8)
         )
         prefix = b"\x01" if t == "jsonb" else b""
-        return _Prepared("var", valid, data=data, starts=offsets[:-1],
-                         lengths=np.diff(offsets).astype(np.int64), prefix=prefix)
+        return _Prepared(
+            "var",
+            valid,
+            data=data,
+            starts=offsets[:-1],
+            lengths=np.diff(offsets).astype(np.int64),
+            prefix=prefix,
+        )
     if t in _ARRAYS:
         _, oid, edt = _ARRAYS[t]
         if not (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
             raise EncodeError(
-                f"column {col.name!r}: expected a list column for {t}, got {arr.type}")
-        arr = pc.cast(arr, pa.large_list(pa.float64() if edt.endswith("f8") or edt.endswith(
-            "f4") else pa.int64()))
+                f"column {col.name!r}: expected a list column for {t}, got {arr.type}"
+            )
+        arr = pc.cast(
+            arr,
+            pa.large_list(pa.float64() if edt.endswith("f8") or edt.endswith("f4") else pa.int64()),
+        )
         offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
             arr.offset : arr.offset + len(arr) + 1
         ]
@@ -103,8 +128,15 @@ def _prepare(col: PgColumn, arr: pa.ChunkedArray | pa.Array) -> _Prepared:
         if flat.null_count:
             raise EncodeError(f"column {col.name!r}: array elements must not be null")
         values = flat.to_numpy(zero_copy_only=False).astype(edt)
-        return _Prepared("array", valid, data=values, starts=offsets[:-1],
-                         lengths=np.diff(offsets).astype(np.int64), dtype=edt, elem_oid=oid)
+        return _Prepared(
+            "array",
+            valid,
+            data=values,
+            starts=offsets[:-1],
+            lengths=np.diff(offsets).astype(np.int64),
+            dtype=edt,
+            elem_oid=oid,
+        )
     raise EncodeError(f"column {col.name!r}: PostgreSQL type {t} is not supported by the encoder")
 
 
@@ -135,8 +167,10 @@ def _fixed_values(col: PgColumn, arr: pa.Array) -> np.ndarray:
         values = filled.to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise EncodeError(f"column {col.name!r}: cannot encode {arr.type} as {t}") from exc
-    if t.startswith("int") and values.dtype.kind == "f" and (
-        not np.all(np.isfinite(values)) or np.any(values != np.round(values))
+    if (
+        t.startswith("int")
+        and values.dtype.kind == "f"
+        and (not np.all(np.isfinite(values)) or np.any(values != np.round(values)))
     ):
         raise EncodeError(f"column {col.name!r}: non-integer value for {t}")
     return values.astype(_FIXED[t])
@@ -205,8 +239,11 @@ def _encode_rows(columns: Sequence[PgColumn], table: pa.Table) -> Iterator[bytes
         else:
             uniq, inverse = keys[:1], np.zeros(n, np.int64)
         order = np.argsort(inverse, kind="stable") if len(uniq) > 1 else None
-        bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1)) if order is not None \
+        bounds = (
+            np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
+            if order is not None
             else np.array([0, n])
+        )
         for g, key in enumerate(uniq):
             rows = order[bounds[g] : bounds[g + 1]] if order is not None else slice(None)
             yield _encode_group(prepared, key, rows, len(columns))

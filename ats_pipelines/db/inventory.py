@@ -43,13 +43,21 @@ async def table_summaries(conn: asyncpg.Connection) -> list[TableSummary]:
     for t in tables:
         name = f"{t['table_schema']}.{t['table_name']}"
         count = await conn.fetchval(f"SELECT count(*) FROM {qualified(name)}")  # noqa: S608
-        out.append(TableSummary(t["table_schema"], t["table_name"], int(count or 0),
-                                (t["table_schema"], t["table_name"]) in hypertables))
+        out.append(
+            TableSummary(
+                t["table_schema"],
+                t["table_name"],
+                int(count or 0),
+                (t["table_schema"], t["table_name"]) in hypertables,
+            )
+        )
     return out
 
 
 def markdown_table(summaries: list[TableSummary]) -> str:
     lines = ["| table | rows | hypertable |", "|---|---:|---|"]
-    lines += [f"| {s.qualified_name} | {s.rows:,} | {'yes' if s.hypertable else 'no'} |"
-              for s in summaries]
+    lines += [
+        f"| {s.qualified_name} | {s.rows:,} | {'yes' if s.hypertable else 'no'} |"
+        for s in summaries
+    ]
     return "\n".join(lines)

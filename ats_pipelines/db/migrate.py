@@ -188,8 +188,7 @@ async def migrate(conn: asyncpg.Connection, sql_dir: Path | None = None) -> Migr
         await conn.execute(_LEDGER_DDL)
         report = MigrationReport(edition=edition, timescaledb_version=ts_version)
         recorded = {
-            r["version"]: r
-            for r in await conn.fetch("SELECT * FROM ats_meta.schema_migrations")
+            r["version"]: r for r in await conn.fetch("SELECT * FROM ats_meta.schema_migrations")
         }
         for mf in files:
             await _migrate_one(conn, mf, recorded.get(mf.version), edition, report)
@@ -225,11 +224,19 @@ async def _migrate_one(
                 "INSERT INTO ats_meta.schema_migrations "
                 "(version, filename, checksum, requires, status, edition, note) "
                 "VALUES ($1, $2, $3, $4, 'skipped', $5, $6)",
-                mf.version, mf.filename, mf.checksum, mf.requires, edition, mf.fallback,
+                mf.version,
+                mf.filename,
+                mf.checksum,
+                mf.requires,
+                edition,
+                mf.fallback,
             )
             log.warning(
                 "event=edition_degradation file=%s edition=%s requires=%s fallback=%r",
-                mf.filename, edition, mf.requires, mf.fallback,
+                mf.filename,
+                edition,
+                mf.requires,
+                mf.fallback,
             )
             report.skipped.append(mf.filename)
         else:
@@ -261,7 +268,11 @@ async def _record_applied(
         "ON CONFLICT (version) DO UPDATE SET checksum = EXCLUDED.checksum, status = 'applied', "
         "edition = EXCLUDED.edition, note = NULL, duration_ms = EXCLUDED.duration_ms, "
         "recorded_at = now()",
-        mf.version, mf.filename, mf.checksum, mf.requires, edition,
+        mf.version,
+        mf.filename,
+        mf.checksum,
+        mf.requires,
+        edition,
         (time.perf_counter() - started) * 1000,
     )
 

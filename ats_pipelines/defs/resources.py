@@ -34,14 +34,20 @@ def _quality(settings: Settings) -> QualityResource:
 def _features(settings: Settings, prod: bool) -> dict[str, Any]:
     lake = str(settings.lake_dir)
     if prod:  # registry URL and Redis address may hold credentials: read when a run starts
-        feast = FeastResource(repo_path=str(settings.feast_repo), lake_root=lake,
-                              registry=dg.EnvVar("ATS_FEAST_REGISTRY"),
-                              online_store=dg.EnvVar("ATS_FEAST_ONLINE_STORE"),
-                              yaml_file=PROD_YAML)
+        feast = FeastResource(
+            repo_path=str(settings.feast_repo),
+            lake_root=lake,
+            registry=dg.EnvVar("ATS_FEAST_REGISTRY"),
+            online_store=dg.EnvVar("ATS_FEAST_ONLINE_STORE"),
+            yaml_file=PROD_YAML,
+        )
     else:
-        feast = FeastResource(repo_path=str(settings.feast_repo), lake_root=lake,
-                              registry=settings.feast_registry,
-                              online_store=settings.feast_online_store)
+        feast = FeastResource(
+            repo_path=str(settings.feast_repo),
+            lake_root=lake,
+            registry=settings.feast_registry,
+            online_store=settings.feast_online_store,
+        )
     return {"lake": LakeResource(root=lake), "feast": feast}
 
 
@@ -52,23 +58,27 @@ def _training(settings: Settings, prod: bool) -> dict[str, Any]:
 
 
 def _local(settings: Settings) -> dict[str, Any]:
-    return {"timescale": TimescaleResource(database_url=settings.database_url),
-            "exchange": _exchange(settings),
-            "stream": StreamResource(redis_url=settings.redis_url,
-                                     state_dir=str(settings.state_dir)),
-            "quality": _quality(settings),
-            "legacy_cache": _legacy_cache(settings),
-            **_training(settings, prod=False)}
+    return {
+        "timescale": TimescaleResource(database_url=settings.database_url),
+        "exchange": _exchange(settings),
+        "stream": StreamResource(redis_url=settings.redis_url, state_dir=str(settings.state_dir)),
+        "quality": _quality(settings),
+        "legacy_cache": _legacy_cache(settings),
+        **_training(settings, prod=False),
+    }
 
 
 def _prod(settings: Settings) -> dict[str, Any]:
-    return {"timescale": TimescaleResource(database_url=dg.EnvVar("ATS_DATABASE_URL")),
-            "exchange": _exchange(settings),
-            "stream": StreamResource(redis_url=dg.EnvVar("ATS_REDIS_URL"),
-                                     state_dir=str(settings.state_dir)),
-            "quality": _quality(settings),
-            "legacy_cache": _legacy_cache(settings),
-            **_training(settings, prod=True)}
+    return {
+        "timescale": TimescaleResource(database_url=dg.EnvVar("ATS_DATABASE_URL")),
+        "exchange": _exchange(settings),
+        "stream": StreamResource(
+            redis_url=dg.EnvVar("ATS_REDIS_URL"), state_dir=str(settings.state_dir)
+        ),
+        "quality": _quality(settings),
+        "legacy_cache": _legacy_cache(settings),
+        **_training(settings, prod=True),
+    }
 
 
 RESOURCES_BY_ENV = {"local": _local, "test": _local, "prod": _prod}

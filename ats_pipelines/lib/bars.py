@@ -46,12 +46,21 @@ LATE_RULE = "bars.late_trade"
 _FAR_PAST = -(2**62)
 
 BAR_SCHEMA: dict[str, Any] = {
-    "exchange": pl.String, "symbol": pl.String, "timeframe": pl.String,
+    "exchange": pl.String,
+    "symbol": pl.String,
+    "timeframe": pl.String,
     "ts": pl.Datetime("ms", "UTC"),
-    "open": pl.Float64, "high": pl.Float64, "low": pl.Float64, "close": pl.Float64,
-    "volume": pl.Float64, "quote_volume": pl.Float64, "trade_count": pl.Int64,
-    "vwap": pl.Float64, "taker_buy_volume": pl.Float64,
-    "first_trade_id": pl.String, "last_trade_id": pl.String,
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "volume": pl.Float64,
+    "quote_volume": pl.Float64,
+    "trade_count": pl.Int64,
+    "vwap": pl.Float64,
+    "taker_buy_volume": pl.Float64,
+    "first_trade_id": pl.String,
+    "last_trade_id": pl.String,
 }
 
 
@@ -123,8 +132,24 @@ def exact_parts(values: Iterable[float]) -> list[float]:
 class _Acc:
     """An open bucket. Base buckets accumulate trades; higher ones accumulate base bars."""
 
-    __slots__ = ("buys", "close", "count", "end", "first_id", "first_ts", "high", "id_floor",
-                 "ids", "last_id", "last_ts", "low", "open", "quotes", "start", "vols")
+    __slots__ = (
+        "buys",
+        "close",
+        "count",
+        "end",
+        "first_id",
+        "first_ts",
+        "high",
+        "id_floor",
+        "ids",
+        "last_id",
+        "last_ts",
+        "low",
+        "open",
+        "quotes",
+        "start",
+        "vols",
+    )
 
     def __init__(self, start: int, end: int) -> None:
         self.start, self.end = start, end
@@ -154,10 +179,23 @@ class _Acc:
 
     def bar(self, exchange: str, symbol: str, timeframe: str) -> Bar:
         volume, quote = fsum(self.vols), fsum(self.quotes)
-        return Bar(exchange, symbol, timeframe, self.start, self.open, self.high, self.low,
-                   self.close, volume, quote, self.count,
-                   _vwap(quote, volume, self.close, self.low, self.high),
-                   fsum(self.buys), self.first_id, self.last_id)
+        return Bar(
+            exchange,
+            symbol,
+            timeframe,
+            self.start,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            volume,
+            quote,
+            self.count,
+            _vwap(quote, volume, self.close, self.low, self.high),
+            fsum(self.buys),
+            self.first_id,
+            self.last_id,
+        )
 
 
 @dataclass
@@ -223,9 +261,15 @@ class BarAggregator:
     * ``open_bars()`` for the hot cache (provisional, nothing is finalised).
     """
 
-    def __init__(self, exchange: str, symbol: str,
-                 timeframes: Sequence[str] = DEFAULT_TIMEFRAMES, *, grace_ms: int = 2_000,
-                 dedup_window_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframes: Sequence[str] = DEFAULT_TIMEFRAMES,
+        *,
+        grace_ms: int = 2_000,
+        dedup_window_ms: int | None = None,
+    ) -> None:
         tfs = sort_timeframes(list(timeframes))
         if not tfs:
             raise TimeframeError("at least one timeframe is required")
@@ -260,12 +304,12 @@ class BarAggregator:
 
     # --- the hot path ----------------------------------------------------------------------
 
-    def on_trade(self, ts: int, price: float, amount: float, side: str | None,
-                 trade_id: str) -> int:
+    def on_trade(
+        self, ts: int, price: float, amount: float, side: str | None, trade_id: str
+    ) -> int:
         """Apply one trade (exchange time ``ts`` in ms); returns APPLIED, DUPLICATE or LATE."""
         b = ts - ts % self._base_ms
-        acc = self._cur if b == self._cur_b else self._bucket(b, ts, price, amount, side,
-                                                              trade_id)
+        acc = self._cur if b == self._cur_b else self._bucket(b, ts, price, amount, side, trade_id)
         if acc is None:
             return self._refusal
         ids = acc.ids
@@ -310,8 +354,9 @@ class BarAggregator:
         if ts < acc.first_ts or (ts == acc.first_ts and key < _idkey(acc.first_id)):
             acc.open, acc.first_ts, acc.first_id = price, ts, trade_id
 
-    def _bucket(self, b: int, ts: int, price: float, amount: float, side: str | None,
-                trade_id: str) -> _Acc | None:
+    def _bucket(
+        self, b: int, ts: int, price: float, amount: float, side: str | None, trade_id: str
+    ) -> _Acc | None:
         acc = self._open.get(b)
         if acc is None:
             if b < self._closed_before:
@@ -322,8 +367,9 @@ class BarAggregator:
             self._cur_b, self._cur = b, acc
         return acc
 
-    def _refuse(self, b: int, ts: int, price: float, amount: float, side: str | None,
-                trade_id: str) -> None:
+    def _refuse(
+        self, b: int, ts: int, price: float, amount: float, side: str | None, trade_id: str
+    ) -> None:
         for bucket, ids in self._recent:
             if bucket == b and trade_id in ids:
                 self.duplicates += 1
@@ -332,9 +378,11 @@ class BarAggregator:
         self.late += 1
         self._refusal = LATE
         final_at = b + self._base_ms + self.grace_ms
-        reason = (f"late trade {trade_id} at {_iso(ts)} for the {self.base} bar of {_iso(b)}: "
-                  f"that bar became final at {_iso(final_at)} (grace {self.grace_ms} ms); "
-                  f"watermark is {_iso(self._wm)}")
+        reason = (
+            f"late trade {trade_id} at {_iso(ts)} for the {self.base} bar of {_iso(b)}: "
+            f"that bar became final at {_iso(final_at)} (grace {self.grace_ms} ms); "
+            f"watermark is {_iso(self._wm)}"
+        )
         self._late.append(LateTrade(ts, price, amount, side, trade_id, b, LATE_RULE, reason))
 
     # --- closing ---------------------------------------------------------------------------
@@ -410,8 +458,9 @@ class BarAggregator:
 
     def open_bars(self) -> list[Bar]:
         """Provisional bars of every open bucket (for a hot cache); nothing is finalised."""
-        base = [self._open[b].bar(self.exchange, self.symbol, self.base)
-                for b in sorted(self._open)]
+        base = [
+            self._open[b].bar(self.exchange, self.symbol, self.base) for b in sorted(self._open)
+        ]
         bars = list(base)
         for tf in self._higher:
             up = self._up[tf]
@@ -431,14 +480,26 @@ class BarAggregator:
         open_states = [_save(self.base, a) for _, a in sorted(self._open.items())]
         open_states += [_save(tf, a) for tf, a in self._up.items() if a is not None]
         return AggregatorState(
-            self.exchange, self.symbol, list(self.timeframes), self.grace_ms,
-            self.dedup_window_ms, self._wm, self._closed_before, open_states,
-            [(b, sorted(ids)) for b, ids in self._recent])
+            self.exchange,
+            self.symbol,
+            list(self.timeframes),
+            self.grace_ms,
+            self.dedup_window_ms,
+            self._wm,
+            self._closed_before,
+            open_states,
+            [(b, sorted(ids)) for b, ids in self._recent],
+        )
 
     @classmethod
     def from_state(cls, state: AggregatorState) -> BarAggregator:
-        agg = cls(state.exchange, state.symbol, state.timeframes, grace_ms=state.grace_ms,
-                  dedup_window_ms=state.dedup_window_ms)
+        agg = cls(
+            state.exchange,
+            state.symbol,
+            state.timeframes,
+            grace_ms=state.grace_ms,
+            dedup_window_ms=state.dedup_window_ms,
+        )
         agg._wm, agg._closed_before = state.watermark, state.closed_before
         agg._next_check = state.closed_before + agg._base_ms + agg.grace_ms
         agg._recent = deque((b, set(ids)) for b, ids in state.recent_ids)
@@ -450,8 +511,13 @@ class BarAggregator:
                 agg._up[s.timeframe] = acc
         return agg
 
-    def resume(self, base_bars: Sequence[Bar], *, seen_ids: Iterable[str] = (),
-               last_trade_id: str | None = None) -> None:
+    def resume(
+        self,
+        base_bars: Sequence[Bar],
+        *,
+        seen_ids: Iterable[str] = (),
+        last_trade_id: str | None = None,
+    ) -> None:
         """Resume from base-timeframe bars loaded from the database.
 
         ``base_bars`` are the bars of the still-open higher buckets; the latest is the partial
@@ -501,10 +567,23 @@ def _copy(acc: _Acc) -> _Acc:
 
 def _save(tf: str, acc: _Acc) -> OpenBucketState:
     return OpenBucketState(
-        tf, acc.start, acc.open, acc.high, acc.low, acc.close, acc.count, acc.first_ts,
-        acc.last_ts, acc.first_id, acc.last_id, exact_parts(acc.vols),
-        exact_parts(acc.quotes), exact_parts(acc.buys), sorted(acc.ids),
-        acc.id_floor[1] if acc.id_floor else None)
+        tf,
+        acc.start,
+        acc.open,
+        acc.high,
+        acc.low,
+        acc.close,
+        acc.count,
+        acc.first_ts,
+        acc.last_ts,
+        acc.first_id,
+        acc.last_id,
+        exact_parts(acc.vols),
+        exact_parts(acc.quotes),
+        exact_parts(acc.buys),
+        sorted(acc.ids),
+        acc.id_floor[1] if acc.id_floor else None,
+    )
 
 
 def _load(s: OpenBucketState, base_ms: int | None) -> _Acc:
@@ -564,8 +643,11 @@ def _canonical_order(ts: np.ndarray, ids: pl.Series) -> tuple[np.ndarray | None,
         key = ids.cast(pl.Int64).to_numpy()
     if key is not None:
         d_ts, d_key = np.diff(ts), np.diff(key)
-        order = None if bool(np.all((d_ts > 0) | ((d_ts == 0) & (d_key > 0)))) \
+        order = (
+            None
+            if bool(np.all((d_ts > 0) | ((d_ts == 0) & (d_key > 0))))
             else np.lexsort((key, ts))
+        )
         sorted_key = key if order is None else key[order]
         if bool(np.all(np.diff(sorted_key) > 0)):  # ids rise with time: all distinct
             return order, ids
@@ -578,8 +660,14 @@ def _canonical_order(ts: np.ndarray, ids: pl.Series) -> tuple[np.ndarray | None,
     return base[first], ids
 
 
-def _base_columns(ts: np.ndarray, price: np.ndarray, amount: np.ndarray, buy: np.ndarray,
-                  ids: pl.Series, base: str) -> _Columns:
+def _base_columns(
+    ts: np.ndarray,
+    price: np.ndarray,
+    amount: np.ndarray,
+    buy: np.ndarray,
+    ids: pl.Series,
+    base: str,
+) -> _Columns:
     starts, ends = _segments(floor_array(ts, base))
     last = ends - 1
     empty = len(starts) == 0
@@ -589,22 +677,29 @@ def _base_columns(ts: np.ndarray, price: np.ndarray, amount: np.ndarray, buy: np
     buy_amounts = amount[buy_at]
     buy_starts, buy_ends = np.searchsorted(buy_at, starts), np.searchsorted(buy_at, ends)
     return _Columns(
-        ts=floor_array(ts[starts], base), open=price[starts], close=price[last],
+        ts=floor_array(ts[starts], base),
+        open=price[starts],
+        close=price[last],
         high=price[:0] if empty else np.maximum.reduceat(price, starts),
         low=price[:0] if empty else np.minimum.reduceat(price, starts),
         count=(ends - starts).astype(np.int64),
         volume=_group_fsum(amount.tolist(), starts, ends),
         quote=list(_group_fsum(quote, starts, ends)),
         buy=list(_group_fsum(buy_amounts.tolist(), buy_starts, buy_ends)),
-        first_id=ids.gather(starts), last_id=ids.gather(last))
+        first_id=ids.gather(starts),
+        last_id=ids.gather(last),
+    )
 
 
-def _nullable_fsum(values: list[float | None], starts: np.ndarray,
-                   ends: np.ndarray) -> list[float | None]:
+def _nullable_fsum(
+    values: list[float | None], starts: np.ndarray, ends: np.ndarray
+) -> list[float | None]:
     if None not in values:
         return list(_group_fsum(values, starts, ends))  # type: ignore[arg-type]
-    return [None if None in values[a:b] else fsum(values[a:b])  # type: ignore[arg-type]
-            for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+    return [
+        None if None in values[a:b] else fsum(values[a:b])  # type: ignore[arg-type]
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
 
 
 def _rollup_columns(c: _Columns, timeframe: str) -> _Columns:
@@ -612,38 +707,63 @@ def _rollup_columns(c: _Columns, timeframe: str) -> _Columns:
     if len(starts) == 0:
         return c
     return _Columns(
-        ts=floor_array(c.ts[starts], timeframe), open=c.open[starts], close=c.close[ends - 1],
-        high=np.maximum.reduceat(c.high, starts), low=np.minimum.reduceat(c.low, starts),
+        ts=floor_array(c.ts[starts], timeframe),
+        open=c.open[starts],
+        close=c.close[ends - 1],
+        high=np.maximum.reduceat(c.high, starts),
+        low=np.minimum.reduceat(c.low, starts),
         count=np.add.reduceat(c.count, starts),
         volume=_group_fsum(c.volume, starts, ends),
-        quote=_nullable_fsum(c.quote, starts, ends), buy=_nullable_fsum(c.buy, starts, ends),
-        first_id=c.first_id.gather(starts), last_id=c.last_id.gather(ends - 1))
+        quote=_nullable_fsum(c.quote, starts, ends),
+        buy=_nullable_fsum(c.buy, starts, ends),
+        first_id=c.first_id.gather(starts),
+        last_id=c.last_id.gather(ends - 1),
+    )
 
 
 def _frame(c: _Columns, exchange: str, symbol: str, timeframe: str) -> pl.DataFrame:
     volume = np.asarray(c.volume, dtype=np.float64)
     quote = pl.Series("quote_volume", c.quote, dtype=pl.Float64)
-    frame = pl.DataFrame({
-        "ts": pl.Series(c.ts, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")),
-        "open": c.open, "high": c.high, "low": c.low, "close": c.close,
-        "volume": volume, "quote_volume": quote, "trade_count": c.count,
-        "taker_buy_volume": pl.Series(c.buy, dtype=pl.Float64),
-        "first_trade_id": c.first_id, "last_trade_id": c.last_id,
-    })
-    vwap = (pl.when(pl.col("volume") > 0)
-            .then((pl.col("quote_volume") / pl.col("volume"))
-                  .clip(pl.col("low"), pl.col("high")))
-            .otherwise(pl.col("close")))
+    frame = pl.DataFrame(
+        {
+            "ts": pl.Series(c.ts, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")),
+            "open": c.open,
+            "high": c.high,
+            "low": c.low,
+            "close": c.close,
+            "volume": volume,
+            "quote_volume": quote,
+            "trade_count": c.count,
+            "taker_buy_volume": pl.Series(c.buy, dtype=pl.Float64),
+            "first_trade_id": c.first_id,
+            "last_trade_id": c.last_id,
+        }
+    )
+    vwap = (
+        pl.when(pl.col("volume") > 0)
+        .then((pl.col("quote_volume") / pl.col("volume")).clip(pl.col("low"), pl.col("high")))
+        .otherwise(pl.col("close"))
+    )
     return frame.with_columns(
-        pl.lit(exchange).alias("exchange"), pl.lit(symbol).alias("symbol"),
-        pl.lit(timeframe).alias("timeframe"), vwap.alias("vwap"),
+        pl.lit(exchange).alias("exchange"),
+        pl.lit(symbol).alias("symbol"),
+        pl.lit(timeframe).alias("timeframe"),
+        vwap.alias("vwap"),
     ).select([pl.col(name).cast(dtype) for name, dtype in BAR_SCHEMA.items()])
 
 
-def aggregate_trades(trades: pl.DataFrame, timeframes: Sequence[str] = DEFAULT_TIMEFRAMES, *,
-                     exchange: str, symbol: str, ts_col: str = "timestamp",
-                     price_col: str = "price", amount_col: str = "amount",
-                     side_col: str = "side", id_col: str | None = "id") -> pl.DataFrame:
+def aggregate_trades(
+    trades: pl.DataFrame,
+    timeframes: Sequence[str] = DEFAULT_TIMEFRAMES,
+    *,
+    exchange: str,
+    symbol: str,
+    ts_col: str = "timestamp",
+    price_col: str = "price",
+    amount_col: str = "amount",
+    side_col: str = "side",
+    id_col: str | None = "id",
+) -> pl.DataFrame:
     """Bars of every timeframe from a frame of trades (ccxt column names by default).
 
     ``ts_col`` is Int64 epoch ms or a Datetime. Repeated trade ids count once. The result
@@ -653,10 +773,16 @@ def aggregate_trades(trades: pl.DataFrame, timeframes: Sequence[str] = DEFAULT_T
     """
     tfs = BarAggregator(exchange, symbol, timeframes).timeframes  # validates the set
     ts_series = trades[ts_col]
-    ts = (ts_series.dt.epoch("ms") if isinstance(ts_series.dtype, pl.Datetime)
-          else ts_series.cast(pl.Int64)).to_numpy()
-    raw_ids = trades[id_col] if id_col is not None else pl.repeat(None, trades.height,
-                                                                  dtype=pl.String, eager=True)
+    ts = (
+        ts_series.dt.epoch("ms")
+        if isinstance(ts_series.dtype, pl.Datetime)
+        else ts_series.cast(pl.Int64)
+    ).to_numpy()
+    raw_ids = (
+        trades[id_col]
+        if id_col is not None
+        else pl.repeat(None, trades.height, dtype=pl.String, eager=True)
+    )
     select, ids = _canonical_order(ts, raw_ids)
     price = trades[price_col].cast(pl.Float64).to_numpy()
     amount = trades[amount_col].cast(pl.Float64).to_numpy()
@@ -680,27 +806,40 @@ def rollup(bars: pl.DataFrame, timeframe: str) -> pl.DataFrame:
         return pl.DataFrame(schema=BAR_SCHEMA)
     frames = []
     for (exchange, symbol, source), part in bars.sort("ts").group_by(
-            ["exchange", "symbol", "timeframe"], maintain_order=True):
+        ["exchange", "symbol", "timeframe"], maintain_order=True
+    ):
         if not divides(str(source), timeframe):
             raise TimeframeError(f"cannot roll {source!r} bars up to {timeframe!r}")
-        part = part.with_columns([pl.lit(None, dtype).alias(name) for name, dtype
-                                  in BAR_SCHEMA.items() if name not in part.columns])
+        part = part.with_columns(
+            [
+                pl.lit(None, dtype).alias(name)
+                for name, dtype in BAR_SCHEMA.items()
+                if name not in part.columns
+            ]
+        )
         cols = _Columns(
-            ts=part["ts"].dt.epoch("ms").to_numpy(), open=part["open"].to_numpy(),
-            high=part["high"].to_numpy(), low=part["low"].to_numpy(),
+            ts=part["ts"].dt.epoch("ms").to_numpy(),
+            open=part["open"].to_numpy(),
+            high=part["high"].to_numpy(),
+            low=part["low"].to_numpy(),
             close=part["close"].to_numpy(),
             count=part["trade_count"].fill_null(0).cast(pl.Int64).to_numpy(),
-            volume=part["volume"].to_list(), quote=part["quote_volume"].to_list(),
+            volume=part["volume"].to_list(),
+            quote=part["quote_volume"].to_list(),
             buy=part["taker_buy_volume"].to_list(),
             first_id=part["first_trade_id"].cast(pl.String),
-            last_id=part["last_trade_id"].cast(pl.String))
+            last_id=part["last_trade_id"].cast(pl.String),
+        )
         rolled = _frame(_rollup_columns(cols, timeframe), str(exchange), str(symbol), timeframe)
         if part["trade_count"].null_count():
             starts, _ = _segments(floor_array(cols.ts, timeframe))
             unknown = np.add.reduceat(part["trade_count"].is_null().to_numpy(), starts) > 0
             rolled = rolled.with_columns(
-                pl.when(pl.Series(unknown)).then(None).otherwise(pl.col("trade_count"))
-                .alias("trade_count"))
+                pl.when(pl.Series(unknown))
+                .then(None)
+                .otherwise(pl.col("trade_count"))
+                .alias("trade_count")
+            )
         frames.append(rolled)
     return pl.concat(frames)
 

@@ -28,8 +28,16 @@ import polars as pl
 
 DEPTHS = (1, 5, 10)
 BAND = 0.05
-METRIC_NAMES = ("mid", "spread", "spread_bps", "imbalance_1", "imbalance_5", "imbalance_10",
-                "bid_depth_5pct", "ask_depth_5pct")
+METRIC_NAMES = (
+    "mid",
+    "spread",
+    "spread_bps",
+    "imbalance_1",
+    "imbalance_5",
+    "imbalance_10",
+    "bid_depth_5pct",
+    "ask_depth_5pct",
+)
 
 Levels = Sequence[Sequence[float]] | np.ndarray
 
@@ -66,8 +74,9 @@ def book_metrics(bids: Levels, asks: Levels, *, band: float = BAND) -> BookMetri
     ask_levels = asks.tolist() if isinstance(asks, np.ndarray) else asks
     if len(bid_levels) == 0 or len(ask_levels) == 0:
         return _EMPTY
-    imb_1, imb_5, imb_10 = (_imbalance(_leading_sum(bid_levels, n), _leading_sum(ask_levels, n))
-                            for n in DEPTHS)
+    imb_1, imb_5, imb_10 = (
+        _imbalance(_leading_sum(bid_levels, n), _leading_sum(ask_levels, n)) for n in DEPTHS
+    )
     best_bid, best_ask = bid_levels[0][0], ask_levels[0][0]
     mid = (best_bid + best_ask) / 2
     spread = best_ask - best_bid
@@ -81,12 +90,26 @@ def book_metrics(bids: Levels, asks: Levels, *, band: float = BAND) -> BookMetri
         if price > high:
             break
         ask_depth += size
-    return BookMetrics(mid, spread, spread / mid * 10_000 if mid > 0 else None, imb_1, imb_5,
-                       imb_10, bid_depth, ask_depth)
+    return BookMetrics(
+        mid,
+        spread,
+        spread / mid * 10_000 if mid > 0 else None,
+        imb_1,
+        imb_5,
+        imb_10,
+        bid_depth,
+        ask_depth,
+    )
 
 
-def book_metrics_batch(bid_prices: np.ndarray, bid_sizes: np.ndarray, ask_prices: np.ndarray,
-                       ask_sizes: np.ndarray, *, band: float = BAND) -> dict[str, np.ndarray]:
+def book_metrics_batch(
+    bid_prices: np.ndarray,
+    bid_sizes: np.ndarray,
+    ask_prices: np.ndarray,
+    ask_sizes: np.ndarray,
+    *,
+    band: float = BAND,
+) -> dict[str, np.ndarray]:
     """Metrics of many snapshots: 2-D arrays (snapshot × level, best first, NaN-padded)."""
     bp, bs = np.atleast_2d(bid_prices).astype(float), np.atleast_2d(bid_sizes).astype(float)
     ap, as_ = np.atleast_2d(ask_prices).astype(float), np.atleast_2d(ask_sizes).astype(float)
@@ -99,8 +122,10 @@ def book_metrics_batch(bid_prices: np.ndarray, bid_sizes: np.ndarray, ask_prices
         mid = (best_bid + best_ask) / 2
         spread = best_ask - best_bid
         out: dict[str, np.ndarray] = {
-            "mid": mid, "spread": spread,
-            "spread_bps": np.where(mid > 0, spread / mid * 10_000, np.nan)}
+            "mid": mid,
+            "spread": spread,
+            "spread_bps": np.where(mid > 0, spread / mid * 10_000, np.nan),
+        }
         # cumsum adds left to right, exactly like the scalar loop (zero padding changes nothing)
         bid_cum, ask_cum = np.cumsum(bs0, axis=1), np.cumsum(as0, axis=1)
         for n in DEPTHS:
@@ -135,11 +160,16 @@ def _padded(series: pl.Series) -> np.ndarray:
 
 def book_metrics_frame(frame: pl.DataFrame, *, band: float = BAND) -> pl.DataFrame:
     """``frame`` with list columns bid_prices/bid_sizes/ask_prices/ask_sizes plus the metrics."""
-    metrics = book_metrics_batch(_padded(frame["bid_prices"]), _padded(frame["bid_sizes"]),
-                                 _padded(frame["ask_prices"]), _padded(frame["ask_sizes"]),
-                                 band=band)
+    metrics = book_metrics_batch(
+        _padded(frame["bid_prices"]),
+        _padded(frame["bid_sizes"]),
+        _padded(frame["ask_prices"]),
+        _padded(frame["ask_sizes"]),
+        band=band,
+    )
     return frame.with_columns(
-        pl.Series(name, metrics[name], dtype=pl.Float64).fill_nan(None) for name in METRIC_NAMES)
+        pl.Series(name, metrics[name], dtype=pl.Float64).fill_nan(None) for name in METRIC_NAMES
+    )
 
 
 # --- the local book ---------------------------------------------------------------------------
@@ -153,8 +183,10 @@ class SequenceGap(BookOutOfSync):
     """A diff does not continue the previous one; ``expected`` and ``got`` name the ids."""
 
     def __init__(self, symbol: str, expected: str, got: str) -> None:
-        super().__init__(f"{symbol or 'book'}: sequence gap, expected {expected}, got {got}; "
-                         "resync from a REST snapshot")
+        super().__init__(
+            f"{symbol or 'book'}: sequence gap, expected {expected}, got {got}; "
+            "resync from a REST snapshot"
+        )
         self.symbol, self.expected, self.got = symbol, expected, got
 
 
@@ -213,8 +245,9 @@ class L2Book:
     def last_update_id(self) -> int | None:
         return self._last
 
-    def load_snapshot(self, last_update_id: int, bids: Iterable[Sequence[Any]],
-                      asks: Iterable[Sequence[Any]]) -> None:
+    def load_snapshot(
+        self, last_update_id: int, bids: Iterable[Sequence[Any]], asks: Iterable[Sequence[Any]]
+    ) -> None:
         self._bids, self._asks = _Side(), _Side()
         for price, size in bids:
             self._bids.set(float(price), float(size))
@@ -222,8 +255,14 @@ class L2Book:
             self._asks.set(float(price), float(size))
         self._last, self._first_pending = int(last_update_id), True
 
-    def apply(self, first_id: int, final_id: int, bids: Iterable[Sequence[Any]],
-              asks: Iterable[Sequence[Any]], prev_final_id: int | None = None) -> bool:
+    def apply(
+        self,
+        first_id: int,
+        final_id: int,
+        bids: Iterable[Sequence[Any]],
+        asks: Iterable[Sequence[Any]],
+        prev_final_id: int | None = None,
+    ) -> bool:
         """Apply one diff; False if it predates the book, ``SequenceGap`` if ids jump."""
         last = self._last
         if last is None:
@@ -235,8 +274,9 @@ class L2Book:
             target = last if self.futures else last + 1
             if not first_id <= target <= final_id:
                 self._last = None
-                raise SequenceGap(self.symbol, f"first diff spanning {target}",
-                                  f"U={first_id} u={final_id}")
+                raise SequenceGap(
+                    self.symbol, f"first diff spanning {target}", f"U={first_id} u={final_id}"
+                )
         elif self.futures:
             if prev_final_id != last:
                 self._last = None
@@ -265,13 +305,19 @@ class L2Book:
 
     @property
     def best_bid(self) -> tuple[float, float] | None:
-        return (self._bids.prices[-1], self._bids.sizes[self._bids.prices[-1]]) \
-            if self._bids.prices else None
+        return (
+            (self._bids.prices[-1], self._bids.sizes[self._bids.prices[-1]])
+            if self._bids.prices
+            else None
+        )
 
     @property
     def best_ask(self) -> tuple[float, float] | None:
-        return (self._asks.prices[0], self._asks.sizes[self._asks.prices[0]]) \
-            if self._asks.prices else None
+        return (
+            (self._asks.prices[0], self._asks.sizes[self._asks.prices[0]])
+            if self._asks.prices
+            else None
+        )
 
     def metrics(self, *, band: float = BAND) -> BookMetrics:
         """Metrics over the whole local book (depth is not cut at the top N)."""
@@ -290,5 +336,11 @@ class L2Book:
         if self._last is None:
             raise BookOutOfSync(f"{self.symbol or 'book'}: not synced")
         bids, asks = self.top(n)
-        return BookSnapshot(self._last, [p for p, _ in bids], [s for _, s in bids],
-                            [p for p, _ in asks], [s for _, s in asks], self.metrics(band=band))
+        return BookSnapshot(
+            self._last,
+            [p for p, _ in bids],
+            [s for _, s in bids],
+            [p for p, _ in asks],
+            [s for _, s in asks],
+            self.metrics(band=band),
+        )

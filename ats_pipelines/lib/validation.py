@@ -65,9 +65,16 @@ RULES: dict[str, str] = {
 }
 
 REJECT_SCHEMA: dict[str, Any] = {
-    "rule": pl.String, "reason": pl.String, "location": pl.String, "exchange": pl.String,
-    "symbol": pl.String, "timeframe": pl.String, "ts": pl.Datetime("us", "UTC"),
-    "payload": pl.String, "row_hash": pl.String, "row": pl.Int64,
+    "rule": pl.String,
+    "reason": pl.String,
+    "location": pl.String,
+    "exchange": pl.String,
+    "symbol": pl.String,
+    "timeframe": pl.String,
+    "ts": pl.Datetime("us", "UTC"),
+    "payload": pl.String,
+    "row_hash": pl.String,
+    "row": pl.Int64,
 }
 _TS_NAMES = ("ts", "timestamp", "date", "datetime")
 # formatted only for rows a rule caught: reasons are evaluated after the filter
@@ -149,9 +156,13 @@ def _bad_scalar(value: float | None, *, allow_zero: bool = False) -> bool:
 class DataValidator:
     """Validation rules; ``now`` is the clock (tests pass a fixed one)."""
 
-    def __init__(self, *, now: Callable[[], datetime] | None = None,
-                 future_tolerance: timedelta = timedelta(seconds=5),
-                 earliest: datetime = datetime(2009, 1, 3, tzinfo=UTC)) -> None:
+    def __init__(
+        self,
+        *,
+        now: Callable[[], datetime] | None = None,
+        future_tolerance: timedelta = timedelta(seconds=5),
+        earliest: datetime = datetime(2009, 1, 3, tzinfo=UTC),
+    ) -> None:
         self._now = now or (lambda: datetime.now(UTC))
         self.future_tolerance = future_tolerance
         self.earliest = earliest
@@ -167,195 +178,383 @@ class DataValidator:
             return [Violation(f"{prefix}.ts_missing", f"{location}: timestamp is missing")]
         earliest, latest = self._limits_ms()
         if ts_ms < earliest:
-            return [Violation(f"{prefix}.ts_range", f"{location}: ts {_iso(ts_ms)} is before "
-                                                    f"{_iso(earliest)}")]
+            return [
+                Violation(
+                    f"{prefix}.ts_range", f"{location}: ts {_iso(ts_ms)} is before {_iso(earliest)}"
+                )
+            ]
         if ts_ms > latest:
-            return [Violation(f"{prefix}.ts_future", f"{location}: ts {_iso(ts_ms)} is in the "
-                                                     f"future (now + tolerance {_iso(latest)})")]
+            return [
+                Violation(
+                    f"{prefix}.ts_future",
+                    f"{location}: ts {_iso(ts_ms)} is in the "
+                    f"future (now + tolerance {_iso(latest)})",
+                )
+            ]
         return []
 
-    def check_trade(self, ts_ms: int | None, price: float | None, amount: float | None,
-                    side: str | None, trade_id: str | None, *,
-                    location: str = "message") -> list[Violation]:
+    def check_trade(
+        self,
+        ts_ms: int | None,
+        price: float | None,
+        amount: float | None,
+        side: str | None,
+        trade_id: str | None,
+        *,
+        location: str = "message",
+    ) -> list[Violation]:
         out = self._check_ts("trade", ts_ms, location)
         if _bad_scalar(price):
-            out.append(Violation("trade.price_positive",
-                                 f"{location}: price {_fmt(price)} is not finite and > 0"))
+            out.append(
+                Violation(
+                    "trade.price_positive", f"{location}: price {_fmt(price)} is not finite and > 0"
+                )
+            )
         if _bad_scalar(amount):
-            out.append(Violation("trade.amount_positive",
-                                 f"{location}: amount {_fmt(amount)} is not finite and > 0"))
+            out.append(
+                Violation(
+                    "trade.amount_positive",
+                    f"{location}: amount {_fmt(amount)} is not finite and > 0",
+                )
+            )
         if side is not None and side not in ("buy", "sell"):
             out.append(Violation("trade.side", f"{location}: side {side!r} is not buy/sell"))
         if trade_id is None or trade_id == "":
             out.append(Violation("trade.id_missing", f"{location}: trade id is missing"))
         return out
 
-    def check_candle(self, ts_ms: int | None, timeframe: str | None, open_: float | None,
-                     high: float | None, low: float | None, close: float | None,
-                     volume: float | None, *, location: str = "message",
-                     require_volume: bool = True) -> list[Violation]:
+    def check_candle(
+        self,
+        ts_ms: int | None,
+        timeframe: str | None,
+        open_: float | None,
+        high: float | None,
+        low: float | None,
+        close: float | None,
+        volume: float | None,
+        *,
+        location: str = "message",
+        require_volume: bool = True,
+    ) -> list[Violation]:
         out = self._check_ts("ohlcv", ts_ms, location)
         try:
             tf = parse_timeframe(timeframe) if timeframe is not None else None
         except TimeframeError:
             tf = None
         if tf is None:
-            out.append(Violation("ohlcv.timeframe",
-                                 f"{location}: timeframe {timeframe!r} is not a ccxt timeframe"))
+            out.append(
+                Violation(
+                    "ohlcv.timeframe",
+                    f"{location}: timeframe {timeframe!r} is not a ccxt timeframe",
+                )
+            )
         elif ts_ms is not None and floor_ms(ts_ms, tf) != ts_ms:
-            out.append(Violation("ohlcv.ts_aligned", f"{location}: ts {_iso(ts_ms)} is not "
-                                                     f"aligned to {tf.value}"))
+            out.append(
+                Violation(
+                    "ohlcv.ts_aligned", f"{location}: ts {_iso(ts_ms)} is not aligned to {tf.value}"
+                )
+            )
         prices = (open_, high, low, close)
         if any(_bad_scalar(v) for v in prices):
-            named = ", ".join(f"{k} {_fmt(v)}" for k, v in zip(("open", "high", "low", "close"),
-                                                               prices, strict=True))
-            out.append(Violation("ohlcv.price_positive",
-                                 f"{location}: prices must be finite and positive: {named}"))
+            named = ", ".join(
+                f"{k} {_fmt(v)}"
+                for k, v in zip(("open", "high", "low", "close"), prices, strict=True)
+            )
+            out.append(
+                Violation(
+                    "ohlcv.price_positive",
+                    f"{location}: prices must be finite and positive: {named}",
+                )
+            )
         else:
             o, h, lo, c = open_, high, low, close
             assert o is not None and h is not None and lo is not None and c is not None
             if h < max(o, c):
-                out.append(Violation("ohlcv.high_bounds", f"{location}: high {h} is below "
-                                                          f"max(open {o}, close {c})"))
+                out.append(
+                    Violation(
+                        "ohlcv.high_bounds",
+                        f"{location}: high {h} is below max(open {o}, close {c})",
+                    )
+                )
             if lo > min(o, c):
-                out.append(Violation("ohlcv.low_bounds", f"{location}: low {lo} is above "
-                                                         f"min(open {o}, close {c})"))
+                out.append(
+                    Violation(
+                        "ohlcv.low_bounds",
+                        f"{location}: low {lo} is above min(open {o}, close {c})",
+                    )
+                )
             if h < lo:
-                out.append(Violation("ohlcv.high_low", f"{location}: high {h} is below "
-                                                       f"low {lo}"))
+                out.append(Violation("ohlcv.high_low", f"{location}: high {h} is below low {lo}"))
         if (volume is not None or require_volume) and _bad_scalar(volume, allow_zero=True):
-            out.append(Violation("ohlcv.volume", f"{location}: volume {_fmt(volume)} is not finite "
-                                                 "and >= 0"))
+            out.append(
+                Violation(
+                    "ohlcv.volume", f"{location}: volume {_fmt(volume)} is not finite and >= 0"
+                )
+            )
         return out
 
-    def check_book(self, bids: Sequence[Sequence[float]], asks: Sequence[Sequence[float]],
-                   ts_ms: int | None = None, *, location: str = "message",
-                   require_ts: bool = False) -> list[Violation]:
+    def check_book(
+        self,
+        bids: Sequence[Sequence[float]],
+        asks: Sequence[Sequence[float]],
+        ts_ms: int | None = None,
+        *,
+        location: str = "message",
+        require_ts: bool = False,
+    ) -> list[Violation]:
         out = self._check_ts("book", ts_ms, location) if ts_ms is not None or require_ts else []
         for side, levels in (("bid", bids), ("ask", asks)):
             prices, sizes = [lvl[0] for lvl in levels], [lvl[1] for lvl in levels]
             out += _book_side_scalar(side, prices, sizes, location)
-        if bids and asks and not _bad_scalar(bids[0][0]) and not _bad_scalar(asks[0][0]) \
-                and bids[0][0] >= asks[0][0]:
-            out.append(Violation("book.crossed", f"{location}: best bid {bids[0][0]} is not "
-                                                 f"below best ask {asks[0][0]}"))
+        if (
+            bids
+            and asks
+            and not _bad_scalar(bids[0][0])
+            and not _bad_scalar(asks[0][0])
+            and bids[0][0] >= asks[0][0]
+        ):
+            out.append(
+                Violation(
+                    "book.crossed",
+                    f"{location}: best bid {bids[0][0]} is not below best ask {asks[0][0]}",
+                )
+            )
         return out
 
     # --- frames ----------------------------------------------------------------------------
 
-    def candles(self, frame: pl.DataFrame, *, timeframe: str | None = None,
-                exchange: str | None = None, symbol: str | None = None,
-                location: str | None = None, location_col: str | None = None,
-                ts_col: str | None = None, require_volume: bool = True) -> ValidationResult:
+    def candles(
+        self,
+        frame: pl.DataFrame,
+        *,
+        timeframe: str | None = None,
+        exchange: str | None = None,
+        symbol: str | None = None,
+        location: str | None = None,
+        location_col: str | None = None,
+        ts_col: str | None = None,
+        require_volume: bool = True,
+    ) -> ValidationResult:
         """OHLCV rows; ``timeframe``/``exchange``/``symbol`` fill in absent columns."""
         _require(frame, ("open", "high", "low", "close", "volume"), "candles")
-        work, ts_col, ts_ok = self._prepare(frame, "ohlcv", ts_col, location, location_col,
-                                    exchange=exchange, symbol=symbol, timeframe=timeframe)
-        o, h, lo, c, v = (pl.col(n).cast(pl.Float64) for n in ("open", "high", "low", "close",
-                                                                "volume"))
+        work, ts_col, ts_ok = self._prepare(
+            frame,
+            "ohlcv",
+            ts_col,
+            location,
+            location_col,
+            exchange=exchange,
+            symbol=symbol,
+            timeframe=timeframe,
+        )
+        o, h, lo, c, v = (
+            pl.col(n).cast(pl.Float64) for n in ("open", "high", "low", "close", "volume")
+        )
         loc = pl.col("_loc")
         bad = [_bad_number(x) for x in (o, h, lo, c)]
         prices_ok = ~pl.any_horizontal(bad)
         valid_tfs = [t for t in work["_tf"].drop_nulls().unique().to_list() if _valid_tf(t)]
         tf_valid = pl.col("_tf").is_in(valid_tfs).fill_null(False)
         rules = [
-            ("ohlcv.timeframe", ~tf_valid, pl.format("{}: timeframe {} is not a ccxt timeframe",
-                                                      loc, _s(pl.col("_tf")))),
-            ("ohlcv.price_positive", ~prices_ok,
-             pl.format("{}: prices must be finite and positive: open {}, high {}, low {}, "
-                       "close {}", loc, _s(o), _s(h), _s(lo), _s(c))),
-            ("ohlcv.high_bounds", prices_ok & (h < pl.max_horizontal(o, c)),
-             pl.format("{}: high {} is below max(open {}, close {})", loc, h, o, c)),
-            ("ohlcv.low_bounds", prices_ok & (lo > pl.min_horizontal(o, c)),
-             pl.format("{}: low {} is above min(open {}, close {})", loc, lo, o, c)),
-            ("ohlcv.high_low", prices_ok & (h < lo),
-             pl.format("{}: high {} is below low {}", loc, h, lo)),
-            ("ohlcv.volume", _bad_number(v, allow_zero=True) & (
-                pl.lit(require_volume) | pl.col("volume").is_not_null()),
-             pl.format("{}: volume {} is not finite and >= 0", loc, _s(v))),
+            (
+                "ohlcv.timeframe",
+                ~tf_valid,
+                pl.format("{}: timeframe {} is not a ccxt timeframe", loc, _s(pl.col("_tf"))),
+            ),
+            (
+                "ohlcv.price_positive",
+                ~prices_ok,
+                pl.format(
+                    "{}: prices must be finite and positive: open {}, high {}, low {}, close {}",
+                    loc,
+                    _s(o),
+                    _s(h),
+                    _s(lo),
+                    _s(c),
+                ),
+            ),
+            (
+                "ohlcv.high_bounds",
+                prices_ok & (h < pl.max_horizontal(o, c)),
+                pl.format("{}: high {} is below max(open {}, close {})", loc, h, o, c),
+            ),
+            (
+                "ohlcv.low_bounds",
+                prices_ok & (lo > pl.min_horizontal(o, c)),
+                pl.format("{}: low {} is above min(open {}, close {})", loc, lo, o, c),
+            ),
+            (
+                "ohlcv.high_low",
+                prices_ok & (h < lo),
+                pl.format("{}: high {} is below low {}", loc, h, lo),
+            ),
+            (
+                "ohlcv.volume",
+                _bad_number(v, allow_zero=True)
+                & (pl.lit(require_volume) | pl.col("volume").is_not_null()),
+                pl.format("{}: volume {} is not finite and >= 0", loc, _s(v)),
+            ),
         ]
         if ts_ok:  # alignment means nothing on a naive clock
-            rules.append(("ohlcv.ts_aligned", tf_valid & pl.col("_ms").is_not_null()
-                          & ~_aligned_expr(valid_tfs),
-                          pl.format("{}: ts {} is not aligned to {}", loc, _ISO,
-                                    pl.col("_tf"))))
+            rules.append(
+                (
+                    "ohlcv.ts_aligned",
+                    tf_valid & pl.col("_ms").is_not_null() & ~_aligned_expr(valid_tfs),
+                    pl.format("{}: ts {} is not aligned to {}", loc, _ISO, pl.col("_tf")),
+                )
+            )
         values = ["open", "high", "low", "close", "volume"]
-        return self._run(frame, work, ts_col, ts_ok, "ohlcv", rules, ["_ex", "_sym", "_tf", "_us"],
-                         values)
+        return self._run(
+            frame, work, ts_col, ts_ok, "ohlcv", rules, ["_ex", "_sym", "_tf", "_us"], values
+        )
 
-    def trades(self, frame: pl.DataFrame, *, exchange: str | None = None,
-               symbol: str | None = None, location: str | None = None,
-               location_col: str | None = None, ts_col: str | None = None,
-               id_col: str | None = None) -> ValidationResult:
+    def trades(
+        self,
+        frame: pl.DataFrame,
+        *,
+        exchange: str | None = None,
+        symbol: str | None = None,
+        location: str | None = None,
+        location_col: str | None = None,
+        ts_col: str | None = None,
+        id_col: str | None = None,
+    ) -> ValidationResult:
         """Trade rows (ccxt ``timestamp``/``id`` or database ``ts``/``trade_id`` names)."""
         _require(frame, ("price", "amount"), "trades")
         id_col = id_col or next((n for n in ("trade_id", "id") if n in frame.columns), None)
         if id_col is None:
             raise ValueError("trades: no trade id column (expected 'trade_id' or 'id')")
-        work, ts_col, ts_ok = self._prepare(frame, "trade", ts_col, location, location_col,
-                                    exchange=exchange, symbol=symbol)
+        work, ts_col, ts_ok = self._prepare(
+            frame, "trade", ts_col, location, location_col, exchange=exchange, symbol=symbol
+        )
         work = work.with_columns(pl.col(id_col).cast(pl.String).alias("_id"))
-        price, amount, loc = pl.col("price").cast(pl.Float64), pl.col("amount").cast(
-            pl.Float64), pl.col("_loc")
+        price, amount, loc = (
+            pl.col("price").cast(pl.Float64),
+            pl.col("amount").cast(pl.Float64),
+            pl.col("_loc"),
+        )
         side = pl.col("side") if "side" in frame.columns else pl.lit(None, pl.String)
         rules = [
-            ("trade.price_positive", _bad_number(price),
-             pl.format("{}: price {} is not finite and > 0", loc, _s(price))),
-            ("trade.amount_positive", _bad_number(amount),
-             pl.format("{}: amount {} is not finite and > 0", loc, _s(amount))),
-            ("trade.side", side.is_not_null() & ~side.is_in(["buy", "sell"]),
-             pl.format("{}: side '{}' is not buy/sell", loc, side)),
-            ("trade.id_missing", pl.col("_id").is_null() | (pl.col("_id") == ""),
-             pl.format("{}: trade id is missing", loc)),
+            (
+                "trade.price_positive",
+                _bad_number(price),
+                pl.format("{}: price {} is not finite and > 0", loc, _s(price)),
+            ),
+            (
+                "trade.amount_positive",
+                _bad_number(amount),
+                pl.format("{}: amount {} is not finite and > 0", loc, _s(amount)),
+            ),
+            (
+                "trade.side",
+                side.is_not_null() & ~side.is_in(["buy", "sell"]),
+                pl.format("{}: side '{}' is not buy/sell", loc, side),
+            ),
+            (
+                "trade.id_missing",
+                pl.col("_id").is_null() | (pl.col("_id") == ""),
+                pl.format("{}: trade id is missing", loc),
+            ),
         ]
         values = [n for n in ("price", "amount", "side", "cost") if n in frame.columns] + ["_ms"]
         return self._run(frame, work, ts_col, ts_ok, "trade", rules, ["_ex", "_sym", "_id"], values)
 
-    def order_books(self, frame: pl.DataFrame, *, exchange: str | None = None,
-                    symbol: str | None = None, location: str | None = None,
-                    location_col: str | None = None,
-                    ts_col: str | None = None) -> ValidationResult:
+    def order_books(
+        self,
+        frame: pl.DataFrame,
+        *,
+        exchange: str | None = None,
+        symbol: str | None = None,
+        location: str | None = None,
+        location_col: str | None = None,
+        ts_col: str | None = None,
+    ) -> ValidationResult:
         """Snapshots with list columns bid_prices, bid_sizes, ask_prices, ask_sizes."""
         sides = ("bid_prices", "bid_sizes", "ask_prices", "ask_sizes")
         _require(frame, sides, "order_books")
-        work, ts_col, ts_ok = self._prepare(frame, "book", ts_col, location, location_col,
-                                    exchange=exchange, symbol=symbol)
+        work, ts_col, ts_ok = self._prepare(
+            frame, "book", ts_col, location, location_col, exchange=exchange, symbol=symbol
+        )
         loc = pl.col("_loc")
         rules = []
         for side in ("bid", "ask"):
             p, s = pl.col(f"{side}_prices"), pl.col(f"{side}_sizes")
-            rules.append(("book.levels_mismatch", p.list.len() != s.list.len(),
-                          pl.format("{}: {} {} prices but {} sizes", loc, pl.lit(side),
-                                    p.list.len(), s.list.len())))
+            rules.append(
+                (
+                    "book.levels_mismatch",
+                    p.list.len() != s.list.len(),
+                    pl.format(
+                        "{}: {} {} prices but {} sizes",
+                        loc,
+                        pl.lit(side),
+                        p.list.len(),
+                        s.list.len(),
+                    ),
+                )
+            )
             for what, col in (("price", p), ("size", s)):
                 bad = col.list.eval(_bad_number(pl.element()))
                 first = bad.list.arg_max()
-                rules.append((f"book.{what}_positive", bad.list.any().fill_null(True),
-                              pl.format("{}: {} {} at level {} is {}", loc, pl.lit(side),
-                                        pl.lit(what), first, _s(col.list.get(first,
-                                                                             null_on_oob=True)))))
+                rules.append(
+                    (
+                        f"book.{what}_positive",
+                        bad.list.any().fill_null(True),
+                        pl.format(
+                            "{}: {} {} at level {} is {}",
+                            loc,
+                            pl.lit(side),
+                            pl.lit(what),
+                            first,
+                            _s(col.list.get(first, null_on_oob=True)),
+                        ),
+                    )
+                )
             step = p.list.eval(pl.element().diff().drop_nulls())
             wrong = step.list.eval(pl.element() >= 0 if side == "bid" else pl.element() <= 0)
             at = wrong.list.arg_max() + 1
             order = "descending" if side == "bid" else "ascending"
-            rules.append((f"book.{side}s_{order}", wrong.list.any().fill_null(False),
-                          pl.format("{}: {} prices not strictly {} at level {} ({} then {})",
-                                    loc, pl.lit(side), pl.lit(order), at, _s(p.list.get(at - 1)),
-                                    _s(p.list.get(at)))))
+            rules.append(
+                (
+                    f"book.{side}s_{order}",
+                    wrong.list.any().fill_null(False),
+                    pl.format(
+                        "{}: {} prices not strictly {} at level {} ({} then {})",
+                        loc,
+                        pl.lit(side),
+                        pl.lit(order),
+                        at,
+                        _s(p.list.get(at - 1)),
+                        _s(p.list.get(at)),
+                    ),
+                )
+            )
         best_bid, best_ask = pl.col("bid_prices").list.first(), pl.col("ask_prices").list.first()
         valid_best = ~_bad_number(best_bid) & ~_bad_number(best_ask)
-        rules.append(("book.crossed", (valid_best & (best_bid >= best_ask)).fill_null(False),
-                      pl.format("{}: best bid {} is not below best ask {}", loc, best_bid,
-                                best_ask)))
-        return self._run(frame, work, ts_col, ts_ok, "book", rules, ["_ex", "_sym", "_us"],
-                         list(sides))
+        rules.append(
+            (
+                "book.crossed",
+                (valid_best & (best_bid >= best_ask)).fill_null(False),
+                pl.format("{}: best bid {} is not below best ask {}", loc, best_bid, best_ask),
+            )
+        )
+        return self._run(
+            frame, work, ts_col, ts_ok, "book", rules, ["_ex", "_sym", "_us"], list(sides)
+        )
 
     # --- shared machinery ------------------------------------------------------------------
 
-    def _prepare(self, frame: pl.DataFrame, prefix: str, ts_col: str | None,
-                 location: str | None, location_col: str | None, *, exchange: str | None,
-                 symbol: str | None,
-                 timeframe: str | None = None) -> tuple[pl.DataFrame, str, bool]:
+    def _prepare(
+        self,
+        frame: pl.DataFrame,
+        prefix: str,
+        ts_col: str | None,
+        location: str | None,
+        location_col: str | None,
+        *,
+        exchange: str | None,
+        symbol: str | None,
+        timeframe: str | None = None,
+    ) -> tuple[pl.DataFrame, str, bool]:
         ts_col = ts_col or next((n for n in _TS_NAMES if n in frame.columns), None)
         if ts_col is None or ts_col not in frame.columns:
             raise ValueError(f"{prefix}: no timestamp column (tried {ts_col or _TS_NAMES})")
@@ -363,79 +562,142 @@ class DataValidator:
         ts_ok = True
         if isinstance(dtype, pl.Datetime):
             ts_ok = dtype.time_zone is not None
-            as_dt = pl.col(ts_col).dt.replace_time_zone("UTC") if not ts_ok else \
-                pl.col(ts_col).dt.convert_time_zone("UTC")
+            as_dt = (
+                pl.col(ts_col).dt.replace_time_zone("UTC")
+                if not ts_ok
+                else pl.col(ts_col).dt.convert_time_zone("UTC")
+            )
             us = as_dt.dt.epoch("us")
         elif dtype.is_integer():
             us = pl.col(ts_col).cast(pl.Int64) * 1000
         else:
-            raise ValueError(f"{prefix}: column {ts_col!r} has type {dtype}; expected a "
-                             "timezone-aware Datetime or Int64 epoch milliseconds")
+            raise ValueError(
+                f"{prefix}: column {ts_col!r} has type {dtype}; expected a "
+                "timezone-aware Datetime or Int64 epoch milliseconds"
+            )
         if location_col is not None:
             loc = pl.col(location_col).cast(pl.String)
         else:
             where = f"{location}:row " if location else "row "
             loc = pl.lit(where) + pl.col("_row").cast(pl.String)
-        constants = {"_ex": ("exchange", exchange), "_sym": ("symbol", symbol),
-                     "_tf": ("timeframe", timeframe)}
+        constants = {
+            "_ex": ("exchange", exchange),
+            "_sym": ("symbol", symbol),
+            "_tf": ("timeframe", timeframe),
+        }
         work = frame.with_row_index("_row").with_columns(
-            loc.alias("_loc"), us.alias("_us"), (us // 1000).alias("_ms"),
-            *[(pl.col(col).cast(pl.String) if col in frame.columns and const is None
-               else pl.lit(const, pl.String)).alias(name)
-              for name, (col, const) in constants.items()])
+            loc.alias("_loc"),
+            us.alias("_us"),
+            (us // 1000).alias("_ms"),
+            *[
+                (
+                    pl.col(col).cast(pl.String)
+                    if col in frame.columns and const is None
+                    else pl.lit(const, pl.String)
+                ).alias(name)
+                for name, (col, const) in constants.items()
+            ],
+        )
         work = work.with_columns(pl.col("_us").cast(pl.Datetime("us", "UTC")).alias("_ts"))
         return work, ts_col, ts_ok
 
     def _ts_rules(self, prefix: str, ts_ok: bool) -> list[tuple[str, pl.Expr, pl.Expr]]:
         loc = pl.col("_loc")
         if not ts_ok:
-            return [(f"{prefix}.ts_timezone", pl.lit(True),
-                     pl.format("{}: ts {} has no time zone (naive); expected UTC", loc,
-                               _ISO.str.strip_suffix("+00:00")))]
+            return [
+                (
+                    f"{prefix}.ts_timezone",
+                    pl.lit(True),
+                    pl.format(
+                        "{}: ts {} has no time zone (naive); expected UTC",
+                        loc,
+                        _ISO.str.strip_suffix("+00:00"),
+                    ),
+                )
+            ]
         earliest, latest = self._limits_ms()
         return [
-            (f"{prefix}.ts_missing", pl.col("_us").is_null(),
-             pl.format("{}: timestamp is missing", loc)),
-            (f"{prefix}.ts_range", (pl.col("_ms") < earliest).fill_null(False),
-             pl.format("{}: ts {} is before {}", loc, _ISO, pl.lit(_iso(earliest)))),
-            (f"{prefix}.ts_future", (pl.col("_ms") > latest).fill_null(False),
-             pl.format("{}: ts {} is in the future (now + tolerance {})", loc, _ISO,
-                       pl.lit(_iso(latest)))),
+            (
+                f"{prefix}.ts_missing",
+                pl.col("_us").is_null(),
+                pl.format("{}: timestamp is missing", loc),
+            ),
+            (
+                f"{prefix}.ts_range",
+                (pl.col("_ms") < earliest).fill_null(False),
+                pl.format("{}: ts {} is before {}", loc, _ISO, pl.lit(_iso(earliest))),
+            ),
+            (
+                f"{prefix}.ts_future",
+                (pl.col("_ms") > latest).fill_null(False),
+                pl.format(
+                    "{}: ts {} is in the future (now + tolerance {})",
+                    loc,
+                    _ISO,
+                    pl.lit(_iso(latest)),
+                ),
+            ),
         ]
 
-    def _run(self, frame: pl.DataFrame, work: pl.DataFrame, ts_col: str, ts_ok: bool,
-             prefix: str,
-             rules: list[tuple[str, pl.Expr, pl.Expr]], key: list[str],
-             values: list[str]) -> ValidationResult:
+    def _run(
+        self,
+        frame: pl.DataFrame,
+        work: pl.DataFrame,
+        ts_col: str,
+        ts_ok: bool,
+        prefix: str,
+        rules: list[tuple[str, pl.Expr, pl.Expr]],
+        key: list[str],
+        values: list[str],
+    ) -> ValidationResult:
         rules = self._ts_rules(prefix, ts_ok) + rules
-        hits = [work.filter(violated.fill_null(False)).select(
-            pl.lit(rule).alias("rule"), reason.alias("reason"), "_row") for rule, violated,
-            reason in rules]
+        hits = [
+            work.filter(violated.fill_null(False)).select(
+                pl.lit(rule).alias("rule"), reason.alias("reason"), "_row"
+            )
+            for rule, violated, reason in rules
+        ]
         broken = pl.concat(hits)
-        ok = work.join(broken.select("_row").unique(), on="_row", how="anti") \
-            if broken.height else work
+        ok = (
+            work.join(broken.select("_row").unique(), on="_row", how="anti")
+            if broken.height
+            else work
+        )
         # window functions are costly: only for the rows whose key repeats at all
         involved = ok.filter(pl.struct(key).is_duplicated())
         first = pl.col("_row").first().over(key)
-        differs = pl.any_horizontal([pl.col(v).ne_missing(pl.col(v).first().over(key))
-                                     for v in values])
+        differs = pl.any_horizontal(
+            [pl.col(v).ne_missing(pl.col(v).first().over(key)) for v in values]
+        )
         involved = involved.with_columns(first.alias("_first"), differs.alias("_differs"))
         repeats = involved.filter(pl.col("_row") != pl.col("_first"))
         # one literal per branch: polars 2.1 panics formatting a when/then string column
-        dup_rows = pl.concat([
-            repeats.filter(pl.col("_differs") == differ).select(
-                pl.lit(f"{prefix}.{rule}").alias("rule"),
-                pl.format("{}: repeats the key of row {}" + suffix, pl.col("_loc"),
-                          pl.col("_first")).alias("reason"), "_row")
-            for differ, rule, suffix in ((True, "duplicate_conflict", " with different values"),
-                                         (False, "duplicate_key", " (same values)"))])
+        dup_rows = pl.concat(
+            [
+                repeats.filter(pl.col("_differs") == differ).select(
+                    pl.lit(f"{prefix}.{rule}").alias("rule"),
+                    pl.format(
+                        "{}: repeats the key of row {}" + suffix, pl.col("_loc"), pl.col("_first")
+                    ).alias("reason"),
+                    "_row",
+                )
+                for differ, rule, suffix in (
+                    (True, "duplicate_conflict", " with different values"),
+                    (False, "duplicate_key", " (same values)"),
+                )
+            ]
+        )
         dropped = pl.concat([broken.select("_row"), repeats.select("_row")])
-        accepted = frame.with_row_index("_row").join(dropped, on="_row", how="anti") \
-            .drop("_row") if dropped.height else frame
+        accepted = (
+            frame.with_row_index("_row").join(dropped, on="_row", how="anti").drop("_row")
+            if dropped.height
+            else frame
+        )
         if isinstance(frame.schema[ts_col], pl.Datetime) and ts_ok:
             accepted = accepted.with_columns(pl.col(ts_col).dt.convert_time_zone("UTC"))
-        return ValidationResult(accepted, _rejections(frame, work, broken),
-                                _rejections(frame, work, dup_rows))
+        return ValidationResult(
+            accepted, _rejections(frame, work, broken), _rejections(frame, work, dup_rows)
+        )
 
 
 def _valid_tf(value: str) -> bool:
@@ -449,9 +711,10 @@ def _valid_tf(value: str) -> bool:
 def _aligned_expr(timeframes: list[str]) -> pl.Expr:
     """Per-row alignment of ``_us`` to ``_tf`` (one floor expression per distinct timeframe)."""
     ms = pl.col("_ms")
-    exprs = [pl.when(pl.col("_tf") == tf).then((floor_expr(ms, tf) == ms)
-                                                & (pl.col("_us") % 1000 == 0))
-             for tf in timeframes]
+    exprs = [
+        pl.when(pl.col("_tf") == tf).then((floor_expr(ms, tf) == ms) & (pl.col("_us") % 1000 == 0))
+        for tf in timeframes
+    ]
     return pl.coalesce([*exprs, pl.lit(True)]) if exprs else pl.lit(True)
 
 
@@ -461,20 +724,30 @@ def _require(frame: pl.DataFrame, columns: Sequence[str], what: str) -> None:
         raise ValueError(f"{what}: missing column(s) {missing}; got {frame.columns}")
 
 
-def _book_side_scalar(side: str, prices: list[float], sizes: list[float],
-                      location: str) -> list[Violation]:
+def _book_side_scalar(
+    side: str, prices: list[float], sizes: list[float], location: str
+) -> list[Violation]:
     out = []
     for what, values in (("price", prices), ("size", sizes)):
         bad = next((i for i, v in enumerate(values) if _bad_scalar(v)), None)
         if bad is not None:
-            out.append(Violation(f"book.{what}_positive", f"{location}: {side} {what} at level "
-                                                          f"{bad} is {_fmt(values[bad])}"))
+            out.append(
+                Violation(
+                    f"book.{what}_positive",
+                    f"{location}: {side} {what} at level {bad} is {_fmt(values[bad])}",
+                )
+            )
     order = "descending" if side == "bid" else "ascending"
     for i in range(1, len(prices)):
         if (prices[i] >= prices[i - 1]) if side == "bid" else (prices[i] <= prices[i - 1]):
-            out.append(Violation(f"book.{side}s_{order}", f"{location}: {side} prices not "
-                                 f"strictly {order} at level {i} ({prices[i - 1]} then "
-                                 f"{prices[i]})"))
+            out.append(
+                Violation(
+                    f"book.{side}s_{order}",
+                    f"{location}: {side} prices not "
+                    f"strictly {order} at level {i} ({prices[i - 1]} then "
+                    f"{prices[i]})",
+                )
+            )
             break
     return out
 
@@ -485,18 +758,26 @@ def _rejections(frame: pl.DataFrame, work: pl.DataFrame, hits: pl.DataFrame) -> 
     hits = hits.sort("_row", "rule")
     context = work.select("_row", "_loc", "_ex", "_sym", "_tf", "_ts")
     hits = hits.join(context, on="_row", how="left")
-    originals = frame.with_row_index("_row").join(hits.select("_row").unique(), on="_row",
-                                                   how="semi").sort("_row")
+    originals = (
+        frame.with_row_index("_row")
+        .join(hits.select("_row").unique(), on="_row", how="semi")
+        .sort("_row")
+    )
     payloads = {row.pop("_row"): payload_json(row) for row in originals.to_dicts()}
     hashes = {r: hashlib.sha256(p.encode()).hexdigest() for r, p in payloads.items()}
     rows = hits["_row"].to_list()
     return hits.select(
-        "rule", "reason", pl.col("_loc").alias("location"), pl.col("_ex").alias("exchange"),
-        pl.col("_sym").alias("symbol"), pl.col("_tf").alias("timeframe"),
+        "rule",
+        "reason",
+        pl.col("_loc").alias("location"),
+        pl.col("_ex").alias("exchange"),
+        pl.col("_sym").alias("symbol"),
+        pl.col("_tf").alias("timeframe"),
         pl.col("_ts").alias("ts"),
         pl.Series("payload", [payloads[r] for r in rows], dtype=pl.String),
         pl.Series("row_hash", [hashes[r] for r in rows], dtype=pl.String),
-        pl.col("_row").cast(pl.Int64).alias("row"))
+        pl.col("_row").cast(pl.Int64).alias("row"),
+    )
 
 
 # --- quarantine --------------------------------------------------------------------------------
@@ -519,8 +800,15 @@ SELECT count(*) FROM inserted
 """
 
 
-async def quarantine(conn: asyncpg.Connection, rejected: pl.DataFrame, *, dataset: str,
-                     source: str, batch_id: int | None = None, chunk_rows: int = 10_000) -> int:
+async def quarantine(
+    conn: asyncpg.Connection,
+    rejected: pl.DataFrame,
+    *,
+    dataset: str,
+    source: str,
+    batch_id: int | None = None,
+    chunk_rows: int = 10_000,
+) -> int:
     """Write rejected rows to ``ops.quarantine`` once; returns how many were new."""
     if rejected.is_empty():
         return 0
@@ -530,10 +818,20 @@ async def quarantine(conn: asyncpg.Connection, rejected: pl.DataFrame, *, datase
     total = 0
     for start in range(0, rejected.height, chunk_rows):
         part = rejected.slice(start, chunk_rows)
-        columns = [part[c].to_list() for c in ("rule", "reason", "location", "exchange",
-                                                "symbol", "timeframe", "ts", "payload",
-                                                "row_hash")]
+        columns = [
+            part[c].to_list()
+            for c in (
+                "rule",
+                "reason",
+                "location",
+                "exchange",
+                "symbol",
+                "timeframe",
+                "ts",
+                "payload",
+                "row_hash",
+            )
+        ]
         inserted = await conn.fetchval(_QUARANTINE_SQL, dataset, source, *columns, batch_id)
         total += int(inserted or 0)
     return total
-

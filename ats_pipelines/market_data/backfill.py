@@ -75,17 +75,25 @@ def partition_days(keys: Iterable[tuple[str, str]]) -> dict[str, list[date]]:
     return {s: sorted(d) for s, d in sorted(out.items())}
 
 
-async def gap_reports(conn: asyncpg.Connection, exchange: str, symbol: str,
-                      days: Iterable[date]) -> dict[date, GapReport]:
+async def gap_reports(
+    conn: asyncpg.Connection, exchange: str, symbol: str, days: Iterable[date]
+) -> dict[date, GapReport]:
     """One gap report per day (minutes of today that have not closed are not gaps)."""
-    return {day: await find_gaps(conn, exchange, symbol, Interval(day_start(day),
-                                                                 day_start(day) + DAY))
-            for day in days}
+    return {
+        day: await find_gaps(conn, exchange, symbol, Interval(day_start(day), day_start(day) + DAY))
+        for day in days
+    }
 
 
-async def backfill(conn: asyncpg.Connection, client: CandleSource, *, exchange: str,
-                   days_by_symbol: Mapping[str, list[date]], repair_only: bool = False,
-                   validator: DataValidator | None = None) -> BackfillReport:
+async def backfill(
+    conn: asyncpg.Connection,
+    client: CandleSource,
+    *,
+    exchange: str,
+    days_by_symbol: Mapping[str, list[date]],
+    repair_only: bool = False,
+    validator: DataValidator | None = None,
+) -> BackfillReport:
     """Backfill (or repair) every symbol's days; returns writes and the gaps that remain."""
     validator = validator or DataValidator()
     batch_id = await conn.fetchval("SELECT nextval('ops.batch_id_seq')")
@@ -96,16 +104,28 @@ async def backfill(conn: asyncpg.Connection, client: CandleSource, *, exchange: 
             if repair_only:
                 gaps = await find_gaps(conn, exchange, symbol, run)
                 windows = gaps.missing_intervals()
-                log.info("event=candles_repair exchange=%s symbol=%s window=%s intervals=%s "
-                         "minutes=%s", exchange, symbol, run, len(windows),
-                         gaps.missing_minutes)
+                log.info(
+                    "event=candles_repair exchange=%s symbol=%s window=%s intervals=%s minutes=%s",
+                    exchange,
+                    symbol,
+                    run,
+                    len(windows),
+                    gaps.missing_minutes,
+                )
             else:
                 windows = [run]
             for window in windows:
-                report.windows.append(await ingest_window(
-                    conn, client, exchange=exchange, symbol=symbol, window=window,
-                    validator=validator, batch_id=batch_id))
+                report.windows.append(
+                    await ingest_window(
+                        conn,
+                        client,
+                        exchange=exchange,
+                        symbol=symbol,
+                        window=window,
+                        validator=validator,
+                        batch_id=batch_id,
+                    )
+                )
         for day, gaps in (await gap_reports(conn, exchange, symbol, days)).items():
             report.gaps[(symbol, day)] = gaps
     return report
-

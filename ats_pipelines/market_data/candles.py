@@ -27,8 +27,14 @@ log = logging.getLogger(__name__)
 TIMEFRAME = "1m"
 SOURCE = "rest"
 OHLCV = ("open", "high", "low", "close", "volume")
-_RAW_SCHEMA = {"ts": pl.Int64, "open": pl.Float64, "high": pl.Float64, "low": pl.Float64,
-               "close": pl.Float64, "volume": pl.Float64}
+_RAW_SCHEMA = {
+    "ts": pl.Int64,
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "volume": pl.Float64,
+}
 
 
 class CandleSource(Protocol):
@@ -36,8 +42,9 @@ class CandleSource(Protocol):
 
     async def server_time_ms(self) -> int: ...
 
-    async def fetch_ohlcv_range(self, symbol: str, timeframe: str, start_ms: int,
-                                end_ms: int) -> list[list[Any]]: ...
+    async def fetch_ohlcv_range(
+        self, symbol: str, timeframe: str, start_ms: int, end_ms: int
+    ) -> list[list[Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -66,44 +73,77 @@ def candles_frame(raw: list[list[Any]]) -> pl.DataFrame:
     return frame.with_columns(pl.from_epoch("ts", time_unit="ms").dt.replace_time_zone("UTC"))
 
 
-async def ingest_window(conn: asyncpg.Connection, client: CandleSource, *, exchange: str,
-                        symbol: str, window: Interval, validator: DataValidator,
-                        batch_id: int | None = None, source: str = SOURCE) -> WindowResult:
+async def ingest_window(
+    conn: asyncpg.Connection,
+    client: CandleSource,
+    *,
+    exchange: str,
+    symbol: str,
+    window: Interval,
+    validator: DataValidator,
+    batch_id: int | None = None,
+    source: str = SOURCE,
+) -> WindowResult:
     """Fetch ``window`` (clipped to minutes closed on the exchange's clock) and store it."""
     now = datetime.fromtimestamp(await client.server_time_ms() / 1000, UTC)
     asked = Interval(window.start, min(window.end, floor_minute(now)))
     if asked.end <= asked.start:
-        return WindowResult(symbol, None, 0, 0, 0, EMPTY_RESULT, EmptyAnswers(0, 0, 0), None,
-                            None)
+        return WindowResult(symbol, None, 0, 0, 0, EMPTY_RESULT, EmptyAnswers(0, 0, 0), None, None)
     raw = await client.fetch_ohlcv_range(symbol, TIMEFRAME, _ms(asked.start), _ms(asked.end))
-    frame = candles_frame(raw).filter(pl.col("ts").is_between(asked.start, asked.end,
-                                                              closed="left"))
-    checked = validator.candles(frame, timeframe=TIMEFRAME, exchange=exchange, symbol=symbol,
-                                location=f"{source} {exchange} {symbol} {TIMEFRAME}")
+    frame = candles_frame(raw).filter(
+        pl.col("ts").is_between(asked.start, asked.end, closed="left")
+    )
+    checked = validator.candles(
+        frame,
+        timeframe=TIMEFRAME,
+        exchange=exchange,
+        symbol=symbol,
+        location=f"{source} {exchange} {symbol} {TIMEFRAME}",
+    )
     rows = checked.accepted.with_columns(
-        pl.lit(exchange).alias("exchange"), pl.lit(symbol).alias("symbol"),
-        pl.lit(TIMEFRAME).alias("timeframe"), pl.lit(source).alias("source"),
-        pl.lit(batch_id, pl.Int64).alias("batch_id"))
+        pl.lit(exchange).alias("exchange"),
+        pl.lit(symbol).alias("symbol"),
+        pl.lit(TIMEFRAME).alias("timeframe"),
+        pl.lit(source).alias("source"),
+        pl.lit(batch_id, pl.Int64).alias("batch_id"),
+    )
     returned = frame["ts"].drop_nulls().to_list()
     async with conn.transaction():
-        quarantined = await quarantine(conn, checked.quarantinable(), dataset="candles",
-                                       source=source, batch_id=batch_id)
-        write = await bulk_write(conn, "market.candles", rows, on_conflict="update",
-                                 update_columns=OHLCV)
+        quarantined = await quarantine(
+            conn, checked.quarantinable(), dataset="candles", source=source, batch_id=batch_id
+        )
+        write = await bulk_write(
+            conn, "market.candles", rows, on_conflict="update", update_columns=OHLCV
+        )
         per_day = frame["ts"].dt.date().value_counts() if frame.height else None
         counts = dict(per_day.iter_rows()) if per_day is not None else {}
         for day in split_days(asked):
             await record_fetch(conn, exchange, symbol, day, int(counts.get(day.start.date(), 0)))
         empty = await record_answers(conn, exchange, symbol, asked, returned)
     if checked.rejected_rows:
-        log.warning("event=candles_rejected exchange=%s symbol=%s rows=%s rules=%s", exchange,
-                    symbol, checked.rejected_rows,
-                    ",".join(sorted(set(checked.rejected["rule"].to_list()))))
+        log.warning(
+            "event=candles_rejected exchange=%s symbol=%s rows=%s rules=%s",
+            exchange,
+            symbol,
+            checked.rejected_rows,
+            ",".join(sorted(set(checked.rejected["rule"].to_list()))),
+        )
     first = frame["ts"].min() if frame.height else None
     last = frame["ts"].max() if frame.height else None
-    log.info("event=candles_window exchange=%s symbol=%s start=%s end=%s fetched=%s inserted=%s "
-             "updated=%s present=%s rejected=%s empty=%s", exchange, symbol,
-             asked.start.isoformat(), asked.end.isoformat(), frame.height, write.inserted,
-             write.updated, write.skipped, checked.rejected_rows, empty.empty)
-    return WindowResult(symbol, asked, frame.height, checked.rejected_rows, quarantined, write,
-                        empty, first, last)  # type: ignore[arg-type]
+    log.info(
+        "event=candles_window exchange=%s symbol=%s start=%s end=%s fetched=%s inserted=%s "
+        "updated=%s present=%s rejected=%s empty=%s",
+        exchange,
+        symbol,
+        asked.start.isoformat(),
+        asked.end.isoformat(),
+        frame.height,
+        write.inserted,
+        write.updated,
+        write.skipped,
+        checked.rejected_rows,
+        empty.empty,
+    )
+    return WindowResult(
+        symbol, asked, frame.height, checked.rejected_rows, quarantined, write, empty, first, last
+    )  # type: ignore[arg-type]

@@ -45,9 +45,14 @@ DEFAULT_COMPRESSION: dict[str, timedelta] = {
     "market.order_book_snapshots": timedelta(days=2),
 }
 RETENTION_TABLES = (
-    "market.candles", "market.trades", "market.order_book_snapshots",
-    "market.order_book_1s_agg", "market.order_book_1m_agg", "market.trade_flow_1m",
-    "market.reference_candles", "market.funding_rates",
+    "market.candles",
+    "market.trades",
+    "market.order_book_snapshots",
+    "market.order_book_1s_agg",
+    "market.order_book_1m_agg",
+    "market.trade_flow_1m",
+    "market.reference_candles",
+    "market.funding_rates",
 )
 
 _SYMBOL = re.compile(r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+(:[A-Za-z0-9._-]+)?$")
@@ -65,8 +70,7 @@ class MarketDataSettings:
     exchange_url: str | None = EMULATOR_URL
     rollup_timeframes: tuple[str, ...] = ROLLUP_TIMEFRAMES
     retention: Mapping[str, timedelta] = field(default_factory=lambda: dict(DEFAULT_RETENTION))
-    compression: Mapping[str, timedelta] = field(
-        default_factory=lambda: dict(DEFAULT_COMPRESSION))
+    compression: Mapping[str, timedelta] = field(default_factory=lambda: dict(DEFAULT_COMPRESSION))
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9_]+", self.exchange):
@@ -75,19 +79,22 @@ class MarketDataSettings:
             raise ConfigError("ATS_SYMBOLS is empty: name at least one symbol (BTC/USDT)")
         for symbol in self.symbols:
             if not _SYMBOL.match(symbol):
-                raise ConfigError(f"ATS_SYMBOLS: {symbol!r} is not a ccxt unified symbol "
-                                  "such as BTC/USDT")
+                raise ConfigError(
+                    f"ATS_SYMBOLS: {symbol!r} is not a ccxt unified symbol such as BTC/USDT"
+                )
         if len(set(self.symbols)) != len(self.symbols):
             raise ConfigError(f"ATS_SYMBOLS repeats a symbol: {','.join(self.symbols)}")
         try:
             date.fromisoformat(self.start_date)
         except ValueError:
-            raise ConfigError(f"ATS_MARKET_DATA_START={self.start_date!r} is not a date "
-                              "(YYYY-MM-DD)") from None
+            raise ConfigError(
+                f"ATS_MARKET_DATA_START={self.start_date!r} is not a date (YYYY-MM-DD)"
+            ) from None
         for table in (*self.retention, *self.compression):
             if table not in RETENTION_TABLES:
-                raise ConfigError(f"retention/compression: {table!r} is not one of "
-                                  f"{', '.join(RETENTION_TABLES)}")
+                raise ConfigError(
+                    f"retention/compression: {table!r} is not one of {', '.join(RETENTION_TABLES)}"
+                )
 
 
 def parse_ages(text: str, variable: str) -> dict[str, timedelta | None]:
@@ -103,14 +110,16 @@ def parse_ages(text: str, variable: str) -> dict[str, timedelta | None]:
             continue
         match = _AGE.match(age)
         if not match:
-            raise ConfigError(f"{variable}: age {age!r} of {table.strip()} is not like 90d, 12h, "
-                              "2w or off")
+            raise ConfigError(
+                f"{variable}: age {age!r} of {table.strip()} is not like 90d, 12h, 2w or off"
+            )
         out[table.strip()] = timedelta(**{_AGE_UNITS[match[2]]: int(match[1])})
     return out
 
 
-def _merged(defaults: dict[str, timedelta], text: str | None,
-            variable: str) -> dict[str, timedelta]:
+def _merged(
+    defaults: dict[str, timedelta], text: str | None, variable: str
+) -> dict[str, timedelta]:
     merged: dict[str, timedelta | None] = {**defaults, **parse_ages(text or "", variable)}
     return {k: v for k, v in merged.items() if v is not None}
 
@@ -119,8 +128,9 @@ def load_market_data_settings(environ: Mapping[str, str] | None = None) -> Marke
     """Resolve the market-data settings from ``environ`` (default: the process environment)."""
     env = os.environ if environ is None else environ
     base = load_settings(env)
-    symbols = tuple(s.strip() for s in env.get("ATS_SYMBOLS", ",".join(DEFAULT_SYMBOLS))
-                    .split(",") if s.strip())
+    symbols = tuple(
+        s.strip() for s in env.get("ATS_SYMBOLS", ",".join(DEFAULT_SYMBOLS)).split(",") if s.strip()
+    )
     default_url = None if base.ats_env == "prod" else EMULATOR_URL
     return MarketDataSettings(
         exchange=env.get("ATS_EXCHANGE", DEFAULT_EXCHANGE).strip(),

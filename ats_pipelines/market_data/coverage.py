@@ -70,8 +70,9 @@ class GapReport:
 
     def missing_intervals(self) -> list[Interval]:
         """Missing minutes regardless of reason, adjacent gaps merged (what repair fetches)."""
-        return minute_runs(g.interval.start + k * MINUTE for g in self.gaps
-                           for k in range(g.interval.minutes))
+        return minute_runs(
+            g.interval.start + k * MINUTE for g in self.gaps for k in range(g.interval.minutes)
+        )
 
 
 async def server_now(conn: asyncpg.Connection) -> datetime:
@@ -81,15 +82,21 @@ async def server_now(conn: asyncpg.Connection) -> datetime:
     return now
 
 
-async def record_fetch(conn: asyncpg.Connection, exchange: str, symbol: str, window: Interval,
-                       rows_returned: int) -> None:
+async def record_fetch(
+    conn: asyncpg.Connection, exchange: str, symbol: str, window: Interval, rows_returned: int
+) -> None:
     """Log one asked range (asking the same range again refreshes its row)."""
     await conn.execute(
         "INSERT INTO market.fetch_log (exchange, symbol, timeframe, range_start, range_end, "
         "rows_returned) VALUES ($1, $2, $3, $4, $5, $6) "
         "ON CONFLICT (exchange, symbol, timeframe, range_start, range_end) DO UPDATE SET "
         "rows_returned = EXCLUDED.rows_returned, fetched_at = now()",
-        exchange, symbol, TIMEFRAME, window.start, window.end, rows_returned,
+        exchange,
+        symbol,
+        TIMEFRAME,
+        window.start,
+        window.end,
+        rows_returned,
     )
 
 
@@ -129,12 +136,14 @@ class EmptyAnswers:
     healed: int
 
 
-async def record_answers(conn: asyncpg.Connection, exchange: str, symbol: str,
-                         window: Interval, returned: list[datetime]) -> EmptyAnswers:
+async def record_answers(
+    conn: asyncpg.Connection, exchange: str, symbol: str, window: Interval, returned: list[datetime]
+) -> EmptyAnswers:
     """Note the minutes of ``window`` the exchange returned nothing for (one more empty answer
     each) and forget listed minutes it has now returned."""
-    row = await conn.fetchrow(_EMPTY_SQL, exchange, symbol, window.start, window.end, returned,
-                              TIMEFRAME, CONFIRM_AFTER)
+    row = await conn.fetchrow(
+        _EMPTY_SQL, exchange, symbol, window.start, window.end, returned, TIMEFRAME, CONFIRM_AFTER
+    )
     assert row is not None
     return EmptyAnswers(int(row["empty"]), int(row["confirmed"]), int(row["healed"]))
 
@@ -159,9 +168,15 @@ ORDER BY a.ts
 """
 
 
-async def find_gaps(conn: asyncpg.Connection, exchange: str, symbol: str, window: Interval, *,
-                    now: datetime | None = None,
-                    confirm_after: int = CONFIRM_AFTER) -> GapReport:
+async def find_gaps(
+    conn: asyncpg.Connection,
+    exchange: str,
+    symbol: str,
+    window: Interval,
+    *,
+    now: datetime | None = None,
+    confirm_after: int = CONFIRM_AFTER,
+) -> GapReport:
     """Classify every minute of ``window`` that has closed by ``now`` (default: the server's)."""
     if now is None:
         now = await server_now(conn)
@@ -175,10 +190,19 @@ async def find_gaps(conn: asyncpg.Connection, exchange: str, symbol: str, window
         if asks is not None and asks >= confirm_after:
             confirmed += 1
             continue
-        reason = UNCONFIRMED_EMPTY if asks is not None else (
-            ASKED_ABSENT if row["asked"] else NEVER_ASKED)
+        reason = (
+            UNCONFIRMED_EMPTY
+            if asks is not None
+            else (ASKED_ABSENT if row["asked"] else NEVER_ASKED)
+        )
         by_reason.setdefault(reason, []).append(row["ts"])
-    gaps = sorted((Gap(interval, reason) for reason, minutes in by_reason.items()
-                   for interval in minute_runs(minutes)), key=lambda g: g.interval)
+    gaps = sorted(
+        (
+            Gap(interval, reason)
+            for reason, minutes in by_reason.items()
+            for interval in minute_runs(minutes)
+        ),
+        key=lambda g: g.interval,
+    )
     expected = clipped.minutes
     return GapReport(exchange, symbol, clipped, expected, expected - len(rows), confirmed, gaps)

@@ -17,8 +17,9 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]],
-                   limit: int = MAX_ROWS) -> str:
+def markdown_table(
+    header: Sequence[str], rows: Iterable[Sequence[Any]], limit: int = MAX_ROWS
+) -> str:
     rows = list(rows)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows[:limit]]
@@ -29,8 +30,11 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]],
 
 def gaps_markdown(reports: Iterable[tuple[tuple[str, date], GapReport]]) -> str:
     """Missing runs of minutes, one row per gap (the check's and the asset's gap list)."""
-    rows = [(symbol, day, str(g.interval), g.interval.minutes, g.reason)
-            for (symbol, day), report in reports for g in report.gaps]
+    rows = [
+        (symbol, day, str(g.interval), g.interval.minutes, g.reason)
+        for (symbol, day), report in reports
+        for g in report.gaps
+    ]
     if not rows:
         return "No missing minutes."
     return markdown_table(("symbol", "day", "minutes (UTC)", "count", "reason"), rows)
@@ -38,10 +42,13 @@ def gaps_markdown(reports: Iterable[tuple[tuple[str, date], GapReport]]) -> str:
 
 def coverage_markdown(reports: Iterable[tuple[tuple[str, date], GapReport]]) -> str:
     """Per symbol and day: minutes expected, stored, confirmed empty, missing."""
-    rows = [(symbol, day, r.expected_minutes, r.present, r.confirmed_empty, r.missing_minutes)
-            for (symbol, day), r in reports]
-    return markdown_table(("symbol", "day", "expected", "stored", "confirmed empty", "missing"),
-                          rows)
+    rows = [
+        (symbol, day, r.expected_minutes, r.present, r.confirmed_empty, r.missing_minutes)
+        for (symbol, day), r in reports
+    ]
+    return markdown_table(
+        ("symbol", "day", "expected", "stored", "confirmed empty", "missing"), rows
+    )
 
 
 def gap_summary(reports: Sequence[GapReport]) -> dict[str, Any]:
@@ -78,10 +85,23 @@ def backfill_summary(report: BackfillReport) -> dict[str, Any]:
 
 
 def rollup_rows(results: Iterable[RollupResult]) -> list[tuple[Any, ...]]:
-    return [(r.symbol, lv.timeframe, r.mode, lv.buckets, lv.inserted, lv.updated,
-             _iso(lv.pending_from) or "") for r in results for lv in r.levels]
+    return [
+        (
+            r.symbol,
+            lv.timeframe,
+            r.mode,
+            lv.buckets,
+            lv.inserted,
+            lv.updated,
+            _iso(lv.pending_from) or "",
+        )
+        for r in results
+        for lv in r.levels
+    ]
 
 
 def rollup_markdown(results: Iterable[RollupResult]) -> str:
-    return markdown_table(("symbol", "timeframe", "path", "buckets", "inserted", "updated",
-                           "open from"), rollup_rows(results))
+    return markdown_table(
+        ("symbol", "timeframe", "path", "buckets", "inserted", "updated", "open from"),
+        rollup_rows(results),
+    )

@@ -41,46 +41,83 @@ class TableAction:
 
 
 async def _hypertables(conn: asyncpg.Connection) -> set[str]:
-    rows = await conn.fetch("SELECT hypertable_schema || '.' || hypertable_name AS name "
-                            "FROM timescaledb_information.hypertables")
+    rows = await conn.fetch(
+        "SELECT hypertable_schema || '.' || hypertable_name AS name "
+        "FROM timescaledb_information.hypertables"
+    )
     return {r["name"] for r in rows}
 
 
-async def _retain(conn: asyncpg.Connection, edition: str, hypertables: set[str], table: str,
-                  age: timedelta, cutoff: datetime) -> TableAction:
+async def _retain(
+    conn: asyncpg.Connection,
+    edition: str,
+    hypertables: set[str],
+    table: str,
+    age: timedelta,
+    cutoff: datetime,
+) -> TableAction:
     if table in hypertables:
         note = ""
         if edition == "timescale":
-            await conn.execute("SELECT add_retention_policy($1::regclass, $2::interval, "
-                               "if_not_exists => true)", table, age)
+            await conn.execute(
+                "SELECT add_retention_policy($1::regclass, $2::interval, if_not_exists => true)",
+                table,
+                age,
+            )
             note = "policy registered"
         dropped = await conn.fetch(
-            "SELECT drop_chunks($1::regclass, older_than => $2::timestamptz)", table, cutoff)
+            "SELECT drop_chunks($1::regclass, older_than => $2::timestamptz)", table, cutoff
+        )
         return TableAction(table, "retention", "drop_chunks", age, len(dropped), note)
     status = await conn.execute(f"DELETE FROM {qualified(table)} WHERE ts < $1", cutoff)  # noqa: S608
-    return TableAction(table, "retention", "delete", age, int(status.rsplit(" ", 1)[-1]),
-                       "plain table: rows deleted")
+    return TableAction(
+        table,
+        "retention",
+        "delete",
+        age,
+        int(status.rsplit(" ", 1)[-1]),
+        "plain table: rows deleted",
+    )
 
 
-async def _compress(conn: asyncpg.Connection, table: str, age: timedelta,
-                    cutoff: datetime) -> TableAction:
+async def _compress(
+    conn: asyncpg.Connection, table: str, age: timedelta, cutoff: datetime
+) -> TableAction:
     enabled = await conn.fetchval(
         "SELECT compression_enabled FROM timescaledb_information.hypertables "
-        "WHERE hypertable_schema || '.' || hypertable_name = $1", table)
+        "WHERE hypertable_schema || '.' || hypertable_name = $1",
+        table,
+    )
     if not enabled:
-        return TableAction(table, "compression", "skipped", age, 0,
-                           "compression not enabled on this table (see sql/020)")
-    await conn.execute("SELECT add_compression_policy($1::regclass, $2::interval, "
-                       "if_not_exists => true)", table, age)
+        return TableAction(
+            table,
+            "compression",
+            "skipped",
+            age,
+            0,
+            "compression not enabled on this table (see sql/020)",
+        )
+    await conn.execute(
+        "SELECT add_compression_policy($1::regclass, $2::interval, if_not_exists => true)",
+        table,
+        age,
+    )
     done = await conn.fetch(
         "SELECT compress_chunk(c, if_not_compressed => true) "
-        "FROM show_chunks($1::regclass, older_than => $2::timestamptz) AS c", table, cutoff)
+        "FROM show_chunks($1::regclass, older_than => $2::timestamptz) AS c",
+        table,
+        cutoff,
+    )
     return TableAction(table, "compression", "compress_chunk", age, len(done), "policy registered")
 
 
-async def apply_retention(conn: asyncpg.Connection, retention: Mapping[str, timedelta],
-                          compression: Mapping[str, timedelta], *,
-                          now: datetime | None = None) -> list[TableAction]:
+async def apply_retention(
+    conn: asyncpg.Connection,
+    retention: Mapping[str, timedelta],
+    compression: Mapping[str, timedelta],
+    *,
+    now: datetime | None = None,
+) -> list[TableAction]:
     """Apply every configured age on whatever this server's edition offers."""
     for table in (*retention, *compression):
         if table not in RETENTION_TABLES:
@@ -88,15 +125,32 @@ async def apply_retention(conn: asyncpg.Connection, retention: Mapping[str, time
     edition = await server_edition(conn)
     now = now or await server_now(conn)
     hypertables = await _hypertables(conn) if edition != "postgresql" else set()
-    actions = [await _retain(conn, edition, hypertables, table, age, now - age)
-               for table, age in retention.items()]
+    actions = [
+        await _retain(conn, edition, hypertables, table, age, now - age)
+        for table, age in retention.items()
+    ]
     for table, age in compression.items():
         if edition != "timescale" or table not in hypertables:
-            actions.append(TableAction(table, "compression", "skipped", age, 0,
-                                       f"needs the timescale licence (edition {edition})"))
+            actions.append(
+                TableAction(
+                    table,
+                    "compression",
+                    "skipped",
+                    age,
+                    0,
+                    f"needs the timescale licence (edition {edition})",
+                )
+            )
             continue
         actions.append(await _compress(conn, table, age, now - age))
     for a in actions:
-        log.info("event=retention table=%s kind=%s action=%s age=%s affected=%s note=%r",
-                 a.table, a.kind, a.action, a.age, a.affected, a.note)
+        log.info(
+            "event=retention table=%s kind=%s action=%s age=%s affected=%s note=%r",
+            a.table,
+            a.kind,
+            a.action,
+            a.age,
+            a.affected,
+            a.note,
+        )
     return actions

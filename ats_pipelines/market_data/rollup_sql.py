@@ -15,8 +15,17 @@ from __future__ import annotations
 
 from ats_pipelines.lib.timeframes import TimeframeError, parse_timeframe
 
-CANDLE_VALUES = ("open", "high", "low", "close", "volume", "quote_volume", "trade_count", "vwap",
-                 "taker_buy_volume")
+CANDLE_VALUES = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trade_count",
+    "vwap",
+    "taker_buy_volume",
+)
 ROLLUP_SOURCE = "rollup"
 _EPOCH = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
 _UNIT_WORDS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -65,9 +74,11 @@ def candle_aggregates(edition: str, prefix: str = "") -> list[tuple[str, str]]:
         return f"sum({p}{col}::numeric)::double precision"
 
     last_close = _last(edition, f"{p}close", f"{p}ts")
-    vwap = (f"CASE WHEN {known('quote_volume')} THEN CASE WHEN sum({p}volume) > 0 THEN "
-            f"least(greatest({exact_sum('quote_volume')} / {exact_sum('volume')}, min({p}low)), "
-            f"max({p}high)) ELSE {last_close} END END")
+    vwap = (
+        f"CASE WHEN {known('quote_volume')} THEN CASE WHEN sum({p}volume) > 0 THEN "
+        f"least(greatest({exact_sum('quote_volume')} / {exact_sum('volume')}, min({p}low)), "
+        f"max({p}high)) ELSE {last_close} END END"
+    )
     return [
         ("open", _first(edition, f"{p}open", f"{p}ts")),
         ("high", f"max({p}high)"),
@@ -77,8 +88,10 @@ def candle_aggregates(edition: str, prefix: str = "") -> list[tuple[str, str]]:
         ("quote_volume", f"CASE WHEN {known('quote_volume')} THEN {exact_sum('quote_volume')} END"),
         ("trade_count", f"CASE WHEN {known('trade_count')} THEN sum({p}trade_count)::bigint END"),
         ("vwap", vwap),
-        ("taker_buy_volume",
-         f"CASE WHEN {known('taker_buy_volume')} THEN {exact_sum('taker_buy_volume')} END"),
+        (
+            "taker_buy_volume",
+            f"CASE WHEN {known('taker_buy_volume')} THEN {exact_sum('taker_buy_volume')} END",
+        ),
     ]
 
 
@@ -91,8 +104,9 @@ def rollup_upsert_sql(edition: str, target: str) -> str:
     rewritten.
     """
     b = bucket(edition, target, "c.ts")
-    aggs = ",\n           ".join(f"{expr} AS {name}"
-                                 for name, expr in candle_aggregates(edition, "c."))
+    aggs = ",\n           ".join(
+        f"{expr} AS {name}" for name, expr in candle_aggregates(edition, "c.")
+    )
     cols = ", ".join(CANDLE_VALUES)
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*CANDLE_VALUES, "source"))
     old = ", ".join(f"t.{c}" for c in CANDLE_VALUES)
@@ -113,4 +127,3 @@ ON CONFLICT (exchange, symbol, timeframe, ts) DO UPDATE SET {sets}
 WHERE ROW({old}) IS DISTINCT FROM ROW({new})
 RETURNING (xmax = 0) AS inserted
 """  # noqa: S608 - identifiers and intervals come from code, values are parameters
-

@@ -27,8 +27,7 @@ class EmulatorThread:
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="emulator",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.loop.run_forever, name="emulator", daemon=True)
         self.emulator: Emulator | None = None
 
     def _call(self, coro: Any) -> Any:
@@ -46,8 +45,12 @@ class EmulatorThread:
         self.emulator = emulator
         return emulator
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         try:
             if self.emulator is not None:
                 self._call(self.emulator.stop())
@@ -81,15 +84,23 @@ class KlineFaults:
 
     def heal(self, minutes: Iterable[datetime | int] | None = None) -> None:
         """Serve withheld minutes again (all of them by default)."""
-        self.withheld = frozenset() if minutes is None else \
-            self.withheld - {_ms(m) for m in minutes}
+        self.withheld = (
+            frozenset() if minutes is None else self.withheld - {_ms(m) for m in minutes}
+        )
 
     def corrupt_minute(self, minute: datetime | int, **fields: str) -> None:
         """Serve this minute's kline with ``fields`` replaced (e.g. ``high="0.1"``)."""
         self.corrupt = {**self.corrupt, _ms(minute): dict(fields)}
 
-    def klines(self, symbol_id: str, interval: str, start: int | None, end: int | None,
-               limit: int, now: int) -> list[KlineRow]:
+    def klines(
+        self,
+        symbol_id: str,
+        interval: str,
+        start: int | None,
+        end: int | None,
+        limit: int,
+        now: int,
+    ) -> list[KlineRow]:
         withheld, corrupt = self.withheld, self.corrupt
         if symbol_id != self.symbol_id or interval != "1m" or not (withheld or corrupt):
             return self.inner.klines(symbol_id, interval, start, end, limit, now)
@@ -97,8 +108,7 @@ class KlineFaults:
         kept = [r for r in rows if r.open_time not in withheld]
         self.served_withheld += len(rows) - len(kept)
         kept = kept[:limit] if start is not None else kept[-limit:]
-        return [r._replace(**corrupt[r.open_time]) if r.open_time in corrupt else r
-                for r in kept]
+        return [r._replace(**corrupt[r.open_time]) if r.open_time in corrupt else r for r in kept]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -31,8 +31,16 @@ import pyarrow as pa
 
 from ats_pipelines.marketdata.provider import Aggregation, InferenceContext, MarketData
 
-__all__ = ["Aggregation", "InferenceContext", "MarketData", "default_provider", "get_bars",
-           "get_inference_data", "get_multi_timeframe", "get_order_book"]
+__all__ = [
+    "Aggregation",
+    "InferenceContext",
+    "MarketData",
+    "default_provider",
+    "get_bars",
+    "get_inference_data",
+    "get_multi_timeframe",
+    "get_order_book",
+]
 
 _default: MarketData | None = None
 _default_lock = threading.Lock()
@@ -47,32 +55,60 @@ def default_provider() -> MarketData:
         return _default
 
 
-def get_bars(symbol: str, timeframe: str, start: datetime, end: datetime, *,
-             exchange: str | None = None, arrow: bool = False) -> pl.DataFrame | pa.Table:
+def get_bars(
+    symbol: str,
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    *,
+    exchange: str | None = None,
+    arrow: bool = False,
+) -> pl.DataFrame | pa.Table:
     """Bars opening in ``[start, end)``; see :meth:`MarketData.get_bars`."""
-    return default_provider().get_bars(symbol, timeframe, start, end, exchange=exchange,
-                                       arrow=arrow)
+    return default_provider().get_bars(
+        symbol, timeframe, start, end, exchange=exchange, arrow=arrow
+    )
 
 
-def get_multi_timeframe(symbol: str, timeframes: Sequence[str], end: datetime,
-                        lookback: timedelta | str, *, exchange: str | None = None,
-                        arrow: bool = False) -> pl.DataFrame | pa.Table:
+def get_multi_timeframe(
+    symbol: str,
+    timeframes: Sequence[str],
+    end: datetime,
+    lookback: timedelta | str,
+    *,
+    exchange: str | None = None,
+    arrow: bool = False,
+) -> pl.DataFrame | pa.Table:
     """Timeframes aligned on bar close, no lookahead; see :meth:`MarketData.get_multi_timeframe`."""
-    return default_provider().get_multi_timeframe(symbol, timeframes, end, lookback,
-                                                  exchange=exchange, arrow=arrow)
+    return default_provider().get_multi_timeframe(
+        symbol, timeframes, end, lookback, exchange=exchange, arrow=arrow
+    )
 
 
-def get_order_book(symbol: str, at: datetime, aggregation: Aggregation = "raw", *,
-                   exchange: str | None = None, arrow: bool = False) -> pl.DataFrame | pa.Table:
+def get_order_book(
+    symbol: str,
+    at: datetime,
+    aggregation: Aggregation = "raw",
+    *,
+    exchange: str | None = None,
+    arrow: bool = False,
+) -> pl.DataFrame | pa.Table:
     """The book as known at ``at``; see :meth:`MarketData.get_order_book`."""
-    return default_provider().get_order_book(symbol, at, aggregation, exchange=exchange,
-                                             arrow=arrow)
+    return default_provider().get_order_book(
+        symbol, at, aggregation, exchange=exchange, arrow=arrow
+    )
 
 
-def get_inference_data(symbol: str, at: datetime | None = None,
-                       context: InferenceContext | None = None, *, exchange: str | None = None,
-                       arrow: bool = False) -> pl.DataFrame | pa.Table:
+def get_inference_data(
+    symbol: str,
+    at: datetime | None = None,
+    context: InferenceContext | None = None,
+    *,
+    exchange: str | None = None,
+    arrow: bool = False,
+) -> pl.DataFrame | pa.Table:
     """A model's inputs, latest from the hot cache or as of ``at`` from the database; see
     :meth:`MarketData.get_inference_data`."""
-    return default_provider().get_inference_data(symbol, at, context, exchange=exchange,
-                                                 arrow=arrow)
+    return default_provider().get_inference_data(
+        symbol, at, context, exchange=exchange, arrow=arrow
+    )

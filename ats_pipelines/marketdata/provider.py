@@ -77,8 +77,12 @@ def _timeframe(value: str) -> str:
 def _frame(rows: list[tuple[Any, ...]], schema: Sequence[tuple[str, Any]]) -> pl.DataFrame:
     """Rows as a typed frame, built column by column (faster than row-wise construction)."""
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
-    return pl.DataFrame([pl.Series(name, values, dtype=dtype)
-                         for (name, dtype), values in zip(schema, columns, strict=True)])
+    return pl.DataFrame(
+        [
+            pl.Series(name, values, dtype=dtype)
+            for (name, dtype), values in zip(schema, columns, strict=True)
+        ]
+    )
 
 
 def _output(frame: pl.DataFrame, arrow: bool) -> pl.DataFrame | pa.Table:
@@ -95,8 +99,13 @@ class _Stats:
 class MarketData:
     """Read access to stored market data (see the module docstring)."""
 
-    def __init__(self, database_url: str | None = None, *, exchange: str | None = None,
-                 redis_url: str | None = _UNSET) -> None:
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        exchange: str | None = None,
+        redis_url: str | None = _UNSET,
+    ) -> None:
         settings = load_settings()
         self.database_url = database_url or settings.database_url
         self.exchange = exchange or load_market_data_settings().exchange
@@ -127,8 +136,9 @@ class MarketData:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.database_url, autocommit=True,
-                                         prepare_threshold=2, options="-c TimeZone=UTC")
+            self._conn = psycopg.connect(
+                self.database_url, autocommit=True, prepare_threshold=2, options="-c TimeZone=UTC"
+            )
         return self._conn
 
     def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -143,8 +153,10 @@ class MarketData:
     def mode(self) -> str:
         """The active rollup path (read once per provider)."""
         if self._mode is None:
-            rows = self._fetch("SELECT status FROM ats_meta.schema_migrations WHERE filename = %s",
-                               [CAGG_MIGRATION])
+            rows = self._fetch(
+                "SELECT status FROM ats_meta.schema_migrations WHERE filename = %s",
+                [CAGG_MIGRATION],
+            )
             self._mode = CONTINUOUS if rows and rows[0][0] == "applied" else INCREMENTAL
         return self._mode
 
@@ -159,22 +171,39 @@ class MarketData:
         self.stats.cache_fallbacks[reason] = self.stats.cache_fallbacks.get(reason, 0) + 1
         level = logging.WARNING if reason not in self._noted else logging.DEBUG
         self._noted.add(reason)
-        log.log(level, "event=hot_cache_fallback reason=%s symbol=%s redis=%s source=database",
-                reason, symbol, "configured" if self.redis_url else "not_configured")
+        log.log(
+            level,
+            "event=hot_cache_fallback reason=%s symbol=%s redis=%s source=database",
+            reason,
+            symbol,
+            "configured" if self.redis_url else "not_configured",
+        )
 
     # -- bars ----------------------------------------------------------------------------------
 
-    def _bars_frame(self, rows: list[tuple[Any, ...]], exchange: str, symbol: str,
-                    timeframe: str) -> pl.DataFrame:
+    def _bars_frame(
+        self, rows: list[tuple[Any, ...]], exchange: str, symbol: str, timeframe: str
+    ) -> pl.DataFrame:
         frame = _frame(rows, [("ts", schemas.UTC_TS), *schemas.BAR_VALUES.items()])
         return frame.select(
             pl.lit(exchange, pl.String).alias("exchange"),
             pl.lit(symbol, pl.String).alias("symbol"),
-            pl.lit(timeframe, pl.String).alias("timeframe"), "ts",
-            (pl.col("ts") + to_timedelta(timeframe)).alias("close_time"), *_VALUES)
+            pl.lit(timeframe, pl.String).alias("timeframe"),
+            "ts",
+            (pl.col("ts") + to_timedelta(timeframe)).alias("close_time"),
+            *_VALUES,
+        )
 
-    def get_bars(self, symbol: str, timeframe: str, start: datetime, end: datetime, *,
-                 exchange: str | None = None, arrow: bool = False) -> pl.DataFrame | pa.Table:
+    def get_bars(
+        self,
+        symbol: str,
+        timeframe: str,
+        start: datetime,
+        end: datetime,
+        *,
+        exchange: str | None = None,
+        arrow: bool = False,
+    ) -> pl.DataFrame | pa.Table:
         """Bars of ``symbol`` opening in ``[start, end)``, oldest first (schema ``BARS``)."""
         tf = _timeframe(timeframe)
         start, end = _aware(start, "start"), _aware(end, "end")
@@ -185,13 +214,20 @@ class MarketData:
         rows = self._fetch(
             f"SELECT ts, {', '.join(_VALUES)} FROM {relation} "  # noqa: S608
             f"WHERE exchange = %s AND symbol = %s {where}AND ts >= %s AND ts < %s ORDER BY ts",
-            params)
+            params,
+        )
         return _output(self._bars_frame(rows, exchange, symbol, tf), arrow)
 
-    def _closed_bars(self, exchange: str, symbol: str, timeframes: list[str],
-                     since: list[datetime], last_open: list[datetime],
-                     limit: int | None = None,
-                     values: Sequence[str] = _VALUES) -> list[tuple[Any, ...]]:
+    def _closed_bars(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframes: list[str],
+        since: list[datetime],
+        last_open: list[datetime],
+        limit: int | None = None,
+        values: Sequence[str] = _VALUES,
+    ) -> list[tuple[Any, ...]]:
         """``(timeframe, ts, values...)`` of bars with ``since <= ts <= last_open`` per timeframe
         (the newest ``limit`` of each when given), one round trip.
 
@@ -205,16 +241,32 @@ class MarketData:
         for tf, lo, hi in zip(timeframes, since, last_open, strict=True):
             relation, filtered = self._relation(tf)
             where = " AND c.timeframe = %s" if filtered else ""
-            parts.append(f"(SELECT %s::text AS tf, {inner} FROM {relation} c "  # noqa: S608
-                         f"WHERE c.exchange = %s AND c.symbol = %s{where} AND c.ts >= %s "
-                         f"AND c.ts <= %s{order})")
-            params += [tf, exchange, symbol, *([tf] if filtered else []), lo, hi,
-                       *([limit] if limit is not None else [])]
+            parts.append(
+                f"(SELECT %s::text AS tf, {inner} FROM {relation} c "  # noqa: S608
+                f"WHERE c.exchange = %s AND c.symbol = %s{where} AND c.ts >= %s "
+                f"AND c.ts <= %s{order})"
+            )
+            params += [
+                tf,
+                exchange,
+                symbol,
+                *([tf] if filtered else []),
+                lo,
+                hi,
+                *([limit] if limit is not None else []),
+            ]
         return self._fetch(" UNION ALL ".join(parts), params)
 
-    def get_multi_timeframe(self, symbol: str, timeframes: Sequence[str], end: datetime,
-                            lookback: timedelta | str, *, exchange: str | None = None,
-                            arrow: bool = False) -> pl.DataFrame | pa.Table:
+    def get_multi_timeframe(
+        self,
+        symbol: str,
+        timeframes: Sequence[str],
+        end: datetime,
+        lookback: timedelta | str,
+        *,
+        exchange: str | None = None,
+        arrow: bool = False,
+    ) -> pl.DataFrame | pa.Table:
         """One row per bar of the smallest timeframe closing in ``(end - lookback, end]``; each
         row carries, per timeframe, the latest bar *closed* by the row's ``close_time`` (no
         lookahead: a 1h bar appears on the row of the minute its hour ends)."""
@@ -227,30 +279,56 @@ class MarketData:
         # one bar before the window for each higher timeframe: the first rows need their value
         since = [floor_datetime(window_start, tf) - lengths[tf] for tf in tfs]
         values = schemas.MULTI_BAR_FIELDS[1:]  # only what the view shows: fewer objects to build
-        rows = self._closed_bars(exchange, symbol, tfs, since, [end - lengths[tf] for tf in tfs],
-                                 values=values)
-        fetched = _frame(rows, [("tf", pl.String), ("ts", schemas.UTC_TS),
-                                *((v, schemas.BAR_VALUES[v]) for v in values)])
+        rows = self._closed_bars(
+            exchange, symbol, tfs, since, [end - lengths[tf] for tf in tfs], values=values
+        )
+        fetched = _frame(
+            rows,
+            [
+                ("tf", pl.String),
+                ("ts", schemas.UTC_TS),
+                *((v, schemas.BAR_VALUES[v]) for v in values),
+            ],
+        )
         base, *higher = tfs
-        out = self._prefixed(fetched, base, lengths[base]).rename(
-            {f"{base}_close_time": "close_time"}).filter(pl.col("close_time") > window_start)
+        out = (
+            self._prefixed(fetched, base, lengths[base])
+            .rename({f"{base}_close_time": "close_time"})
+            .filter(pl.col("close_time") > window_start)
+        )
         for tf in higher:
-            out = out.join_asof(self._prefixed(fetched, tf, lengths[tf]), left_on="close_time",
-                                right_on=f"{tf}_close_time", strategy="backward")
+            out = out.join_asof(
+                self._prefixed(fetched, tf, lengths[tf]),
+                left_on="close_time",
+                right_on=f"{tf}_close_time",
+                strategy="backward",
+            )
         schema = schemas.multi_timeframe_schema(tfs)
         return _output(out.select([pl.col(c).cast(t) for c, t in schema.items()]), arrow)
 
     @staticmethod
     def _prefixed(fetched: pl.DataFrame, tf: str, length: timedelta) -> pl.DataFrame:
         fields = schemas.MULTI_BAR_FIELDS
-        return fetched.filter(pl.col("tf") == tf).sort("ts").select(
-            *[pl.col(c).alias(f"{tf}_{c}") for c in fields],
-            (pl.col("ts") + length).alias(f"{tf}_close_time"))
+        return (
+            fetched.filter(pl.col("tf") == tf)
+            .sort("ts")
+            .select(
+                *[pl.col(c).alias(f"{tf}_{c}") for c in fields],
+                (pl.col("ts") + length).alias(f"{tf}_close_time"),
+            )
+        )
 
     # -- order books ---------------------------------------------------------------------------
 
-    def get_order_book(self, symbol: str, at: datetime, aggregation: Aggregation = "raw", *,
-                       exchange: str | None = None, arrow: bool = False) -> pl.DataFrame | pa.Table:
+    def get_order_book(
+        self,
+        symbol: str,
+        at: datetime,
+        aggregation: Aggregation = "raw",
+        *,
+        exchange: str | None = None,
+        arrow: bool = False,
+    ) -> pl.DataFrame | pa.Table:
         """The book as known at ``at``: the latest snapshot at or before it (``raw``, schema
         ``BOOK_RAW``), or the latest 1-second / 1-minute aggregate whose bucket had closed
         (``1s``/``1m``, schema ``BOOK_AGG``). One row, or none if nothing is stored before."""
@@ -261,10 +339,15 @@ class MarketData:
             rows = self._fetch(
                 f"SELECT {', '.join(cols)} FROM market.order_book_snapshots "  # noqa: S608
                 "WHERE exchange = %s AND symbol = %s AND ts <= %s ORDER BY ts DESC LIMIT 1",
-                [exchange, symbol, at])
+                [exchange, symbol, at],
+            )
             frame = _frame(rows, [(c, schemas.BOOK_RAW[c]) for c in cols])
-            return _output(frame.select(pl.lit(exchange).alias("exchange"),
-                                        pl.lit(symbol).alias("symbol"), *cols), arrow)
+            return _output(
+                frame.select(
+                    pl.lit(exchange).alias("exchange"), pl.lit(symbol).alias("symbol"), *cols
+                ),
+                arrow,
+            )
         if aggregation not in _BOOK_AGG_TABLES:
             raise ValueError(f"aggregation={aggregation!r}: expected 'raw', '1s' or '1m'")
         length = to_timedelta(aggregation)
@@ -273,13 +356,18 @@ class MarketData:
         rows = self._fetch(
             f"SELECT {', '.join(cols)} FROM {qualified(_BOOK_AGG_TABLES[aggregation])} "  # noqa: S608
             "WHERE exchange = %s AND symbol = %s AND ts <= %s ORDER BY ts DESC LIMIT 1",
-            [exchange, symbol, at - length])
+            [exchange, symbol, at - length],
+        )
         frame = _frame(rows, [(c, schemas.BOOK_AGG[c]) for c in cols])
         frame = frame.with_columns(
-            pl.lit(exchange).alias("exchange"), pl.lit(symbol).alias("symbol"),
-            pl.lit(aggregation).alias("aggregation"), (pl.col("ts") + length).alias("close_time"))
-        return _output(frame.select(list(schemas.BOOK_AGG)).cast(pl.Schema(schemas.BOOK_AGG)),
-                       arrow)
+            pl.lit(exchange).alias("exchange"),
+            pl.lit(symbol).alias("symbol"),
+            pl.lit(aggregation).alias("aggregation"),
+            (pl.col("ts") + length).alias("close_time"),
+        )
+        return _output(
+            frame.select(list(schemas.BOOK_AGG)).cast(pl.Schema(schemas.BOOK_AGG)), arrow
+        )
 
     # -- inference -----------------------------------------------------------------------------
 
@@ -287,12 +375,14 @@ class MarketData:
         if self.redis_url is None:
             return None
         if self._redis is None:
-            self._redis = redis.Redis.from_url(self.redis_url, socket_timeout=0.5,
-                                               socket_connect_timeout=0.5)
+            self._redis = redis.Redis.from_url(
+                self.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+            )
         return self._redis
 
-    def _from_cache(self, exchange: str, symbol: str, tfs: Sequence[str],
-                    bars: int) -> dict[str, list[dict[str, Any]]]:
+    def _from_cache(
+        self, exchange: str, symbol: str, tfs: Sequence[str], bars: int
+    ) -> dict[str, list[dict[str, Any]]]:
         """Latest final bars per timeframe from the hot cache; missing timeframes absent."""
         client = self._redis_client()
         if client is None:
@@ -315,10 +405,15 @@ class MarketData:
                 self._note(f"cache_miss:{tf}", symbol)
         return out
 
-    def get_inference_data(self, symbol: str, at: datetime | None = None,
-                           context: InferenceContext | None = None, *,
-                           exchange: str | None = None,
-                           arrow: bool = False) -> pl.DataFrame | pa.Table:
+    def get_inference_data(
+        self,
+        symbol: str,
+        at: datetime | None = None,
+        context: InferenceContext | None = None,
+        *,
+        exchange: str | None = None,
+        arrow: bool = False,
+    ) -> pl.DataFrame | pa.Table:
         """The last ``context.bars`` closed bars of each context timeframe (schema
         ``INFERENCE``, ordered by timeframe then time). ``at=None``: the latest, from the hot
         cache when it has them (``source='cache'``), else the database; ``at`` given: as known
@@ -333,29 +428,36 @@ class MarketData:
             frames.append(self._cache_frame(bars, exchange, symbol, tf))
         missing = [tf for tf in tfs if tf not in cached]
         if missing:
-            moment = _aware(at, "at") if at is not None else \
-                self._fetch("SELECT now()", [])[0][0]
+            moment = _aware(at, "at") if at is not None else self._fetch("SELECT now()", [])[0][0]
             last_open = [moment - to_timedelta(tf) for tf in missing]
             since = [datetime.min.replace(tzinfo=moment.tzinfo)] * len(missing)
-            rows = self._closed_bars(exchange, symbol, missing, since, last_open,
-                                     limit=context.bars)
-            fetched = _frame(rows, [("tf", pl.String), ("ts", schemas.UTC_TS),
-                                    *schemas.BAR_VALUES.items()])
+            rows = self._closed_bars(
+                exchange, symbol, missing, since, last_open, limit=context.bars
+            )
+            fetched = _frame(
+                rows, [("tf", pl.String), ("ts", schemas.UTC_TS), *schemas.BAR_VALUES.items()]
+            )
             for tf in missing:
                 part = fetched.filter(pl.col("tf") == tf).drop("tf").sort("ts")
-                frames.append(self._bars_frame(part.rows(), exchange, symbol, tf)
-                              .with_columns(pl.lit("database").alias("source")))
+                frames.append(
+                    self._bars_frame(part.rows(), exchange, symbol, tf).with_columns(
+                        pl.lit("database").alias("source")
+                    )
+                )
         order = {tf: i for i, tf in enumerate(tfs)}
         out = pl.concat(frames) if frames else pl.DataFrame(schema=schemas.INFERENCE)
         out = out.sort(pl.col("timeframe").replace_strict(order, return_dtype=pl.Int32), "ts")
-        return _output(out.select(list(schemas.INFERENCE)).cast(pl.Schema(schemas.INFERENCE)),
-                       arrow)
+        return _output(
+            out.select(list(schemas.INFERENCE)).cast(pl.Schema(schemas.INFERENCE)), arrow
+        )
 
-    def _cache_frame(self, bars: list[dict[str, Any]], exchange: str, symbol: str,
-                     timeframe: str) -> pl.DataFrame:
+    def _cache_frame(
+        self, bars: list[dict[str, Any]], exchange: str, symbol: str, timeframe: str
+    ) -> pl.DataFrame:
         rows = [(b["ts"], *(b.get(c) for c in _VALUES)) for b in bars]
         frame = _frame(rows, [("ts", pl.Int64), *schemas.BAR_VALUES.items()]).with_columns(
-            pl.from_epoch("ts", time_unit="ms").dt.replace_time_zone("UTC")
-            .cast(schemas.UTC_TS))
+            pl.from_epoch("ts", time_unit="ms").dt.replace_time_zone("UTC").cast(schemas.UTC_TS)
+        )
         return self._bars_frame(frame.rows(), exchange, symbol, timeframe).with_columns(
-            pl.lit("cache").alias("source"))
+            pl.lit("cache").alias("source")
+        )

@@ -9,43 +9,74 @@ import polars as pl
 UTC_TS = pl.Datetime("us", "UTC")
 
 BAR_VALUES: dict[str, Any] = {
-    "open": pl.Float64, "high": pl.Float64, "low": pl.Float64, "close": pl.Float64,
-    "volume": pl.Float64, "quote_volume": pl.Float64, "trade_count": pl.Int64,
-    "vwap": pl.Float64, "taker_buy_volume": pl.Float64,
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "volume": pl.Float64,
+    "quote_volume": pl.Float64,
+    "trade_count": pl.Int64,
+    "vwap": pl.Float64,
+    "taker_buy_volume": pl.Float64,
 }
 
 # get_bars: one row per bar, ts = open time, close_time = ts + timeframe (exclusive end)
 BARS: dict[str, Any] = {
-    "exchange": pl.String, "symbol": pl.String, "timeframe": pl.String,
-    "ts": UTC_TS, "close_time": UTC_TS, **BAR_VALUES,
+    "exchange": pl.String,
+    "symbol": pl.String,
+    "timeframe": pl.String,
+    "ts": UTC_TS,
+    "close_time": UTC_TS,
+    **BAR_VALUES,
 }
 
 # get_inference_data: the bars of every context timeframe, and where they were read from
 INFERENCE: dict[str, Any] = {**BARS, "source": pl.String}
 
 BOOK_METRICS: dict[str, Any] = {
-    "mid": pl.Float64, "spread": pl.Float64, "spread_bps": pl.Float64,
-    "imbalance_1": pl.Float64, "imbalance_5": pl.Float64, "imbalance_10": pl.Float64,
-    "bid_depth_5pct": pl.Float64, "ask_depth_5pct": pl.Float64,
+    "mid": pl.Float64,
+    "spread": pl.Float64,
+    "spread_bps": pl.Float64,
+    "imbalance_1": pl.Float64,
+    "imbalance_5": pl.Float64,
+    "imbalance_10": pl.Float64,
+    "bid_depth_5pct": pl.Float64,
+    "ask_depth_5pct": pl.Float64,
 }
 
 # get_order_book(aggregation="raw"): the latest snapshot at or before ``at``
 BOOK_RAW: dict[str, Any] = {
-    "exchange": pl.String, "symbol": pl.String, "ts": UTC_TS,
-    "bid_prices": pl.List(pl.Float64), "bid_sizes": pl.List(pl.Float64),
-    "ask_prices": pl.List(pl.Float64), "ask_sizes": pl.List(pl.Float64),
-    "sequence": pl.Int64, **BOOK_METRICS,
+    "exchange": pl.String,
+    "symbol": pl.String,
+    "ts": UTC_TS,
+    "bid_prices": pl.List(pl.Float64),
+    "bid_sizes": pl.List(pl.Float64),
+    "ask_prices": pl.List(pl.Float64),
+    "ask_sizes": pl.List(pl.Float64),
+    "sequence": pl.Int64,
+    **BOOK_METRICS,
 }
 
 # get_order_book(aggregation="1s" | "1m"): the latest bucket closed by ``at``
 BOOK_AGG: dict[str, Any] = {
-    "exchange": pl.String, "symbol": pl.String, "aggregation": pl.String,
-    "ts": UTC_TS, "close_time": UTC_TS, "snapshots": pl.Int64,
-    "mid_open": pl.Float64, "mid_high": pl.Float64, "mid_low": pl.Float64,
-    "mid_close": pl.Float64, "spread_mean": pl.Float64, "spread_max": pl.Float64,
-    "spread_bps_mean": pl.Float64, "imbalance_1_mean": pl.Float64,
-    "imbalance_5_mean": pl.Float64, "imbalance_10_mean": pl.Float64,
-    "bid_depth_5pct_mean": pl.Float64, "ask_depth_5pct_mean": pl.Float64,
+    "exchange": pl.String,
+    "symbol": pl.String,
+    "aggregation": pl.String,
+    "ts": UTC_TS,
+    "close_time": UTC_TS,
+    "snapshots": pl.Int64,
+    "mid_open": pl.Float64,
+    "mid_high": pl.Float64,
+    "mid_low": pl.Float64,
+    "mid_close": pl.Float64,
+    "spread_mean": pl.Float64,
+    "spread_max": pl.Float64,
+    "spread_bps_mean": pl.Float64,
+    "imbalance_1_mean": pl.Float64,
+    "imbalance_5_mean": pl.Float64,
+    "imbalance_10_mean": pl.Float64,
+    "bid_depth_5pct_mean": pl.Float64,
+    "ask_depth_5pct_mean": pl.Float64,
 }
 
 MULTI_BAR_FIELDS = ("ts", "open", "high", "low", "close", "volume")

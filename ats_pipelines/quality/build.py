@@ -66,15 +66,21 @@ class ReportData:
     scores: list[dict[str, Any]]
 
 
-async def gather_report(conn: asyncpg.Connection, *, now: datetime, policy: QualityPolicy,
-                        run_id: str, days: int = 1,
-                        window: tuple[datetime, datetime] | None = None,
-                        clients: dict[str, KlineSource] | None = None,
-                        lake: Lake | None = None, trend_runs: int = 10) -> ReportData:
+async def gather_report(
+    conn: asyncpg.Connection,
+    *,
+    now: datetime,
+    policy: QualityPolicy,
+    run_id: str,
+    days: int = 1,
+    window: tuple[datetime, datetime] | None = None,
+    clients: dict[str, KlineSource] | None = None,
+    lake: Lake | None = None,
+    trend_runs: int = 10,
+) -> ReportData:
     """Run the check set, record its runs and scores, and read the history back."""
     window = window or await data_window(conn, now=now, days=days)
-    checks = await run_check_set(conn, window, now=now, policy=policy, clients=clients,
-                                 lake=lake)
+    checks = await run_check_set(conn, window, now=now, policy=policy, clients=clients, lake=lake)
     await record_check_runs(conn, [e.check_run(run_id, window, now) for e in checks.entries])
     await store_scores(conn, checks.scores)
     rows = summary_rows(await recent_runs(conn, trend_runs))
@@ -87,16 +93,37 @@ def write_report(data: ReportData, report_dir: Path, *, data_docs: bool = True) 
     checks = data.checks
     docs = None
     if data_docs:
-        docs = build_data_docs([(e.label, e.outcome) for e in checks.entries if e.outcome],
-                               report_dir / DATA_DOCS, run_name=data.run_id, run_time=data.now)
+        docs = build_data_docs(
+            [(e.label, e.outcome) for e in checks.entries if e.outcome],
+            report_dir / DATA_DOCS,
+            run_name=data.run_id,
+            run_time=data.now,
+        )
     index = report_dir / INDEX
-    _write(index, render_html(generated_at=data.now, window=checks.window, rows=data.rows,
-                              scores=data.scores, entries=checks.entries,
-                              data_docs_href=f"{DATA_DOCS}/index.html" if docs else None))
+    _write(
+        index,
+        render_html(
+            generated_at=data.now,
+            window=checks.window,
+            rows=data.rows,
+            scores=data.scores,
+            entries=checks.entries,
+            data_docs_href=f"{DATA_DOCS}/index.html" if docs else None,
+        ),
+    )
     markdown = render_markdown(data.rows)
     _write(report_dir / "summary.md", markdown + "\n")
-    _write(report_dir / "summary.json", json.dumps({
-        "generated_at": data.now.isoformat(), "window": [w.isoformat() for w in checks.window],
-        "checks": [asdict(r) for r in data.rows], "scores": data.scores}, default=str,
-        indent=1))
+    _write(
+        report_dir / "summary.json",
+        json.dumps(
+            {
+                "generated_at": data.now.isoformat(),
+                "window": [w.isoformat() for w in checks.window],
+                "checks": [asdict(r) for r in data.rows],
+                "scores": data.scores,
+            },
+            default=str,
+            indent=1,
+        ),
+    )
     return QualityReport(index, docs, data.rows, checks, markdown)

@@ -23,8 +23,13 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "all"
 
 
-def build_data_docs(outcomes: Sequence[tuple[str, SuiteOutcome]], docs_dir: Path, *,
-                    run_name: str, run_time: datetime) -> Path:
+def build_data_docs(
+    outcomes: Sequence[tuple[str, SuiteOutcome]],
+    docs_dir: Path,
+    *,
+    run_name: str,
+    run_time: datetime,
+) -> Path:
     """Render the outcomes' validation results (labelled, e.g. by exchange) into ``docs_dir``;
     returns the site's ``index.html``."""
     from great_expectations.core.run_identifier import RunIdentifier
@@ -44,7 +49,9 @@ def build_data_docs(outcomes: Sequence[tuple[str, SuiteOutcome]], docs_dir: Path
             result.meta["run_id"] = run_id
             key = ValidationResultIdentifier(
                 expectation_suite_identifier=ExpectationSuiteIdentifier(name=result.suite_name),
-                run_id=run_id, batch_identifier=slug(f"{label}-{batch}"))
+                run_id=run_id,
+                batch_identifier=slug(f"{label}-{batch}"),
+            )
             context.validation_results_store.set(key, result)
     context.build_data_docs(site_names=[DOCS_SITE])
     old = docs_dir.with_name(docs_dir.name + ".old")

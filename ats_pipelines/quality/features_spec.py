@@ -22,8 +22,10 @@ from ats_pipelines.features.labels import LabelSpec
 from ats_pipelines.features.lake import Lake, read_table
 
 Range = tuple[float | None, float | None]
-NULLABLE = re.compile(r"^(tf\d+[mhd]_.*|taker_buy_ratio|vwap_dev_\d+|volume_z_\d+|spread_bps.*|"
-                      r"imbalance_.*|depth_imbalance_.*)$")
+NULLABLE = re.compile(
+    r"^(tf\d+[mhd]_.*|taker_buy_ratio|vwap_dev_\d+|volume_z_\d+|spread_bps.*|"
+    r"imbalance_.*|depth_imbalance_.*)$"
+)
 _RANGES: tuple[tuple[str, Range], ...] = (
     (r"(^|_)rsi_\d+$", (0.0, 100.0)),
     (r"^(close_position|upper_wick_ratio|lower_wick_ratio|taker_buy_ratio)$", (0.0, 1.0)),
@@ -31,7 +33,9 @@ _RANGES: tuple[tuple[str, Range], ...] = (
     (r"^(range_ratio|rv_\d+|atr_\d+)$|natr_\d+$", (0.0, None)),
     (r"(^|_)imbalance_\d+(_mean_\d+)?$|^depth_imbalance_5pct$", (-1.0, 1.0)),
     (r"^spread_bps", (0.0, None)),
-    (r"^minute_of_day$", (0, 1439)), (r"^hour_of_day$", (0, 23)), (r"^day_of_week$", (0, 6)),
+    (r"^minute_of_day$", (0, 1439)),
+    (r"^hour_of_day$", (0, 23)),
+    (r"^day_of_week$", (0, 6)),
     (r"^tod_(sin|cos)$", (-1.0, 1.0)),
 )
 
@@ -45,8 +49,9 @@ def ranges(columns: Sequence[str], max_abs: float) -> dict[str, Range]:
     """Each feature's declared range (finite, within ``max_abs``, when none is declared)."""
     out: dict[str, Range] = {}
     for column in columns:
-        low, high = next((r for pattern, r in _RANGES if re.search(pattern, column)),
-                         (-max_abs, max_abs))
+        low, high = next(
+            (r for pattern, r in _RANGES if re.search(pattern, column)), (-max_abs, max_abs)
+        )
         out[column] = (low, max_abs if high is None else high)
     return out
 
@@ -57,8 +62,9 @@ def warmup_rows(bars_before: Mapping[str, int]) -> dict[str, int]:
     return {s: max(0, WARMUP_ROWS - n) for s, n in bars_before.items()}
 
 
-def read_partitions(lake: Lake, dataset: str, exchange: str, symbols: Sequence[str],
-                    days: Sequence[date]) -> pl.DataFrame:
+def read_partitions(
+    lake: Lake, dataset: str, exchange: str, symbols: Sequence[str], days: Sequence[date]
+) -> pl.DataFrame:
     """Rows of ``dataset``'s files for these symbols and days (empty frame when none)."""
     frames = []
     for symbol in symbols:

@@ -52,42 +52,74 @@ class StreamFreshness:
         return [s for s in self.symbols if not s.fresh]
 
 
-def judge(shard: str, exchange: str, symbol: str, last_beat: datetime,
-          last_bar: datetime | None, last_trade: datetime | None, *, now: datetime,
-          policy: QualityPolicy) -> SymbolFreshness:
+def judge(
+    shard: str,
+    exchange: str,
+    symbol: str,
+    last_beat: datetime,
+    last_bar: datetime | None,
+    last_trade: datetime | None,
+    *,
+    now: datetime,
+    policy: QualityPolicy,
+) -> SymbolFreshness:
     """The verdict for one streamed symbol (pure: tests feed it any clock)."""
     beat_age = (now - last_beat).total_seconds()
     lag = None if last_bar is None else (now - (last_bar + MINUTE)).total_seconds()
     quiet = last_bar is not None and (last_trade is None or last_trade < last_bar + MINUTE)
 
     def verdict(fresh: bool, rule: str | None, reason: str) -> SymbolFreshness:
-        return SymbolFreshness(shard, exchange, symbol, beat_age, last_bar, lag, last_trade,
-                               fresh, rule, reason)
+        return SymbolFreshness(
+            shard, exchange, symbol, beat_age, last_bar, lag, last_trade, fresh, rule, reason
+        )
 
     limit_beat = policy.max_heartbeat_age.total_seconds()
     limit_bar = policy.max_bar_lag.total_seconds()
     if beat_age > limit_beat:
-        return verdict(False, "freshness.heartbeat",
-                       f"shard {shard} last beat {beat_age:.0f}s ago (limit {limit_beat:.0f}s)")
+        return verdict(
+            False,
+            "freshness.heartbeat",
+            f"shard {shard} last beat {beat_age:.0f}s ago (limit {limit_beat:.0f}s)",
+        )
     if last_bar is None:
         return verdict(False, "freshness.bars", "the stream has written no 1m bar yet")
     if lag is not None and lag > limit_bar:
         if quiet:
-            return verdict(True, None, f"quiet market: no trade since the last bar "
-                                       f"({lag:.0f}s ago)")
-        return verdict(False, "freshness.bars", f"newest bar closed {lag:.0f}s ago (limit "
-                                                f"{limit_bar:.0f}s) though trades arrived since")
+            return verdict(
+                True, None, f"quiet market: no trade since the last bar ({lag:.0f}s ago)"
+            )
+        return verdict(
+            False,
+            "freshness.bars",
+            f"newest bar closed {lag:.0f}s ago (limit "
+            f"{limit_bar:.0f}s) though trades arrived since",
+        )
     return verdict(True, None, "fresh")
 
 
-async def stream_freshness(conn: asyncpg.Connection, *, now: datetime,
-                           policy: QualityPolicy) -> StreamFreshness:
+async def stream_freshness(
+    conn: asyncpg.Connection, *, now: datetime, policy: QualityPolicy
+) -> StreamFreshness:
     rows = await conn.fetch(_STREAMED)
     if not rows:
         return StreamFreshness(False, [], "no streaming shard has sent a heartbeat")
-    verdicts = [judge(r["shard"], r["exchange"], r["symbol"], r["last_beat"], r["last_bar"],
-                      r["last_trade"], now=now, policy=policy) for r in rows]
+    verdicts = [
+        judge(
+            r["shard"],
+            r["exchange"],
+            r["symbol"],
+            r["last_beat"],
+            r["last_bar"],
+            r["last_trade"],
+            now=now,
+            policy=policy,
+        )
+        for r in rows
+    ]
     stale = [v for v in verdicts if not v.fresh]
-    summary = (f"{len(verdicts)} streamed symbol(s) fresh" if not stale else
-               "stale: " + "; ".join(f"{v.exchange} {v.symbol}: {v.reason}" for v in stale))
+    summary = (
+        f"{len(verdicts)} streamed symbol(s) fresh"
+        if not stale
+        else "stale: " + "; ".join(f"{v.exchange} {v.symbol}: {v.reason}" for v in stale)
+    )
     return StreamFreshness(not stale, verdicts, summary)

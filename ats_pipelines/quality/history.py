@@ -91,10 +91,22 @@ class CheckRun:
 
 
 async def record_check_run(conn: asyncpg.Connection, run: CheckRun) -> None:
-    await conn.execute(_RECORD_RUN, run.run_id, run.asset, run.check_name, run.partition,
-                       run.passed, run.severity, run.blocking, run.rows_checked, run.coverage,
-                       json.dumps(run.failed, default=str), run.window_start, run.window_end,
-                       run.evaluated_at)
+    await conn.execute(
+        _RECORD_RUN,
+        run.run_id,
+        run.asset,
+        run.check_name,
+        run.partition,
+        run.passed,
+        run.severity,
+        run.blocking,
+        run.rows_checked,
+        run.coverage,
+        json.dumps(run.failed, default=str),
+        run.window_start,
+        run.window_end,
+        run.evaluated_at,
+    )
 
 
 async def record_check_runs(conn: asyncpg.Connection, runs: Sequence[CheckRun]) -> None:
@@ -107,8 +119,14 @@ async def recent_runs(conn: asyncpg.Connection, per_check: int = 10) -> list[dic
     """The latest ``per_check`` runs of every (asset, check), newest first; ``failed`` lists
     the failing expectations of all the run's evaluations."""
     rows = await conn.fetch(_RECENT_RUNS, per_check)
-    return [{**dict(r), "failing_partitions": list(r["failing_partitions"]),
-             "failed": [f for group in json.loads(r["failed"]) for f in group]} for r in rows]
+    return [
+        {
+            **dict(r),
+            "failing_partitions": list(r["failing_partitions"]),
+            "failed": [f for group in json.loads(r["failed"]) for f in group],
+        }
+        for r in rows
+    ]
 
 
 async def store_scores(conn: asyncpg.Connection, scores: pl.DataFrame) -> int:
@@ -116,10 +134,21 @@ async def store_scores(conn: asyncpg.Connection, scores: pl.DataFrame) -> int:
         return 0
     async with conn.transaction():
         for r in scores.iter_rows(named=True):
-            await conn.execute(_STORE_SCORE, r["dataset"], r["exchange"], r["source"],
-                               r["symbol"], r["window_start"], r["window_end"], r["rows"],
-                               r["completeness"], r["freshness"], r["validity"], r["score"],
-                               json.dumps(r.get("details") or {}, default=str))
+            await conn.execute(
+                _STORE_SCORE,
+                r["dataset"],
+                r["exchange"],
+                r["source"],
+                r["symbol"],
+                r["window_start"],
+                r["window_end"],
+                r["rows"],
+                r["completeness"],
+                r["freshness"],
+                r["validity"],
+                r["score"],
+                json.dumps(r.get("details") or {}, default=str),
+            )
     return scores.height
 
 
@@ -127,8 +156,9 @@ async def recent_scores(conn: asyncpg.Connection, per_series: int = 10) -> list[
     return [dict(r) for r in await conn.fetch(_RECENT_SCORES, per_series)]
 
 
-async def quarantined_counts(conn: asyncpg.Connection, start: datetime,
-                             end: datetime) -> pl.DataFrame:
+async def quarantined_counts(
+    conn: asyncpg.Connection, start: datetime, end: datetime
+) -> pl.DataFrame:
     rows = await conn.fetch(_QUARANTINED, start, end)
     schema = {"exchange": pl.String, "symbol": pl.String, "source": pl.String, "rows": pl.Int64}
     return pl.DataFrame([dict(r) for r in rows], schema=schema)

@@ -27,21 +27,35 @@ _NOT_FEATURES = ("event_timestamp", "created_timestamp")
 
 
 def day_window(days: Sequence[date]) -> tuple[datetime, datetime]:
-    return (datetime.combine(min(days), time(), UTC),
-            datetime.combine(max(days) + timedelta(days=1), time(), UTC))
+    return (
+        datetime.combine(min(days), time(), UTC),
+        datetime.combine(max(days) + timedelta(days=1), time(), UTC),
+    )
 
 
-def _read(lake: Lake, dataset: str, exchange: str, days_by_symbol: Mapping[str, Sequence[date]],
-          empty: pl.DataFrame) -> pl.DataFrame:
-    frames = [spec.read_partitions(lake, dataset, exchange, [symbol], days)
-              for symbol, days in days_by_symbol.items()]
+def _read(
+    lake: Lake,
+    dataset: str,
+    exchange: str,
+    days_by_symbol: Mapping[str, Sequence[date]],
+    empty: pl.DataFrame,
+) -> pl.DataFrame:
+    frames = [
+        spec.read_partitions(lake, dataset, exchange, [symbol], days)
+        for symbol, days in days_by_symbol.items()
+    ]
     frames = [f for f in frames if f.height]
     return pl.concat(frames, how="diagonal_relaxed") if frames else empty
 
 
-async def check_feature_days(conn: asyncpg.Connection, lake: Lake, family: Family,
-                             exchange: str, days_by_symbol: Mapping[str, Sequence[date]],
-                             policy: QualityPolicy) -> SuiteOutcome:
+async def check_feature_days(
+    conn: asyncpg.Connection,
+    lake: Lake,
+    family: Family,
+    exchange: str,
+    days_by_symbol: Mapping[str, Sequence[date]],
+    policy: QualityPolicy,
+) -> SuiteOutcome:
     empty = pl.DataFrame(pl.from_arrow(family.schema().empty_table()))
     frame = _read(lake, family.dataset, exchange, days_by_symbol, empty)
     counts: dict[str, int] = {}
@@ -49,18 +63,27 @@ async def check_feature_days(conn: asyncpg.Connection, lake: Lake, family: Famil
     for symbol, days in days_by_symbol.items():
         window = day_window(days)
         counts |= await loaders.candle_counts(conn, exchange, [symbol], family.timeframe, *window)
-        before |= await loaders.bars_before(conn, exchange, [symbol], family.timeframe,
-                                            window[0], WARMUP_ROWS)
+        before |= await loaders.bars_before(
+            conn, exchange, [symbol], family.timeframe, window[0], WARMUP_ROWS
+        )
     ranged = replace(policy, feature_ranges=spec.ranges(family.features, policy.max_price))
     return validate.check_features(
-        frame.drop([c for c in _NOT_FEATURES if c in frame.columns]), columns=family.features,
-        policy=ranged, required=spec.required(family.features),
-        warmup_rows=spec.warmup_rows(before), candle_rows=counts)
+        frame.drop([c for c in _NOT_FEATURES if c in frame.columns]),
+        columns=family.features,
+        policy=ranged,
+        required=spec.required(family.features),
+        warmup_rows=spec.warmup_rows(before),
+        candle_rows=counts,
+    )
 
 
-def check_label_days(lake: Lake, dataset: str, exchange: str,
-                     days_by_symbol: Mapping[str, Sequence[date]],
-                     policy: QualityPolicy) -> SuiteOutcome:
+def check_label_days(
+    lake: Lake,
+    dataset: str,
+    exchange: str,
+    days_by_symbol: Mapping[str, Sequence[date]],
+    policy: QualityPolicy,
+) -> SuiteOutcome:
     empty = pl.DataFrame(pl.from_arrow(LABEL_SCHEMA.empty_table()))
     frame = _read(lake, dataset, exchange, days_by_symbol, empty)
     return validate.check_labels(frame, policy=policy, label_cols=spec.LABEL_COLUMNS)

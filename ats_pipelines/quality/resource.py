@@ -31,12 +31,15 @@ class QualityResource(dg.ConfigurableResource):
 
     def policy(self) -> QualityPolicy:
         return QualityPolicy(
-            coverage_tolerance=self.coverage_tolerance, max_spread_bps=self.max_spread_bps,
+            coverage_tolerance=self.coverage_tolerance,
+            max_spread_bps=self.max_spread_bps,
             cex_dex_tolerance_bps=self.cex_dex_tolerance_bps,
             max_heartbeat_age=timedelta(seconds=self.max_heartbeat_age_s),
             max_bar_lag=timedelta(seconds=self.max_bar_lag_s),
-            min_class_share=self.min_class_share, max_class_share=self.max_class_share,
-            min_row_ratio=self.min_feature_row_ratio)
+            min_class_share=self.min_class_share,
+            max_class_share=self.max_class_share,
+            min_row_ratio=self.min_feature_row_ratio,
+        )
 
     @property
     def report_dir(self) -> Path:

@@ -85,8 +85,10 @@ class SuiteOutcome:
     def summary(self) -> str:
         if self.success:
             return f"{self.name}: {self.evaluated} expectations passed on {self.rows} rows"
-        return (f"{self.name}: {len(self.failures)} of {self.evaluated} expectations failed "
-                f"on {self.rows} rows ({', '.join(self.failed_rules)})")
+        return (
+            f"{self.name}: {len(self.failures)} of {self.evaluated} expectations failed "
+            f"on {self.rows} rows ({', '.join(self.failed_rules)})"
+        )
 
 
 def _jsonable(value: Any) -> Any:
@@ -108,8 +110,9 @@ def _columns(kwargs: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(cols)
 
 
-def _sample(frame: pl.DataFrame, rows: list[int], columns: tuple[str, ...],
-            batch: str) -> list[dict[str, Any]]:
+def _sample(
+    frame: pl.DataFrame, rows: list[int], columns: tuple[str, ...], batch: str
+) -> list[dict[str, Any]]:
     if not rows:
         return []
     if batch != "rows":
@@ -122,8 +125,11 @@ def _sample(frame: pl.DataFrame, rows: list[int], columns: tuple[str, ...],
 
 
 def _pandas(frame: pl.DataFrame) -> Any:
-    nested = [c for c, t in frame.schema.items() if isinstance(t, pl.List | pl.Struct | pl.Array
-                                                               | pl.Object)]
+    nested = [
+        c
+        for c, t in frame.schema.items()
+        if isinstance(t, pl.List | pl.Struct | pl.Array | pl.Object)
+    ]
     return frame.drop(nested).to_pandas()
 
 
@@ -135,8 +141,9 @@ def _asset(context: AbstractDataContext, name: str) -> Any:
         return source.add_dataframe_asset(name)
 
 
-def _failures(result: ExpectationSuiteValidationResult, frame: pl.DataFrame, batch: str,
-              sample_rows: int) -> list[Failure]:
+def _failures(
+    result: ExpectationSuiteValidationResult, frame: pl.DataFrame, batch: str, sample_rows: int
+) -> list[Failure]:
     out = []
     for r in result.results:
         if r.success:
@@ -146,37 +153,57 @@ def _failures(result: ExpectationSuiteValidationResult, frame: pl.DataFrame, bat
         info = r.exception_info or {}
         error = info.get("exception_message") if info.get("raised_exception") else None
         res = r.result or {}
-        rows = [int(d["_row"]) for d in res.get("partial_unexpected_index_list") or []
-                if isinstance(d, dict) and "_row" in d][:sample_rows]
+        rows = [
+            int(d["_row"])
+            for d in res.get("partial_unexpected_index_list") or []
+            if isinstance(d, dict) and "_row" in d
+        ][:sample_rows]
         columns = _columns(cfg.kwargs)
         observed = res.get("observed_value")
-        out.append(Failure(
-            rule=str((cfg.meta or {}).get("rule", cfg.type)), expectation=cfg.type, batch=batch,
-            columns=columns, unexpected_count=res.get("unexpected_count"),
-            unexpected_percent=res.get("unexpected_percent"),
-            observed=None if observed is None else str(_jsonable(observed)),
-            sample=_sample(frame, rows, columns, batch), error=error))
+        out.append(
+            Failure(
+                rule=str((cfg.meta or {}).get("rule", cfg.type)),
+                expectation=cfg.type,
+                batch=batch,
+                columns=columns,
+                unexpected_count=res.get("unexpected_count"),
+                unexpected_percent=res.get("unexpected_percent"),
+                observed=None if observed is None else str(_jsonable(observed)),
+                sample=_sample(frame, rows, columns, batch),
+                error=error,
+            )
+        )
     return out
 
 
-def run_suites(prepared: Prepared, suites: Suites, *, name: str,
-               parameters: Mapping[str, Any] | None = None,
-               context: AbstractDataContext | None = None,
-               sample_rows: int = SAMPLE_ROWS) -> SuiteOutcome:
+def run_suites(
+    prepared: Prepared,
+    suites: Suites,
+    *,
+    name: str,
+    parameters: Mapping[str, Any] | None = None,
+    context: AbstractDataContext | None = None,
+    sample_rows: int = SAMPLE_ROWS,
+) -> SuiteOutcome:
     """Validate each prepared batch with its suite; one outcome for all of them."""
     context = context or quality_context()
-    result_format = {"result_format": "SUMMARY", "unexpected_index_column_names": ["_row"],
-                     "partial_unexpected_count": sample_rows}
+    result_format = {
+        "result_format": "SUMMARY",
+        "unexpected_index_column_names": ["_row"],
+        "partial_unexpected_count": sample_rows,
+    }
     failures: list[Failure] = []
     results = {}
     evaluated = 0
     for batch, suite in suites.items():
         frame = prepared.batches[batch]
         definition = _asset(context, suite.name).add_batch_definition_whole_dataframe(
-            f"{suite.name}-{len(results)}-{id(frame)}")
+            f"{suite.name}-{len(results)}-{id(frame)}"
+        )
         gx_batch = definition.get_batch(batch_parameters={"dataframe": _pandas(frame)})
-        result = gx_batch.validate(suite, result_format=result_format,
-                                   expectation_parameters=dict(parameters or {}))
+        result = gx_batch.validate(
+            suite, result_format=result_format, expectation_parameters=dict(parameters or {})
+        )
         results[batch] = result
         evaluated += len(result.results)
         failures += _failures(result, frame, batch, sample_rows)
@@ -184,6 +211,15 @@ def run_suites(prepared: Prepared, suites: Suites, *, name: str,
     coverage = None
     if series is not None and "coverage" in series.columns and series.height:
         coverage = float(series["coverage"].min())  # type: ignore[arg-type]
-    return SuiteOutcome(name=name, success=not failures, rows=prepared.batches["rows"].height,
-                        evaluated=evaluated, failures=failures, coverage=coverage,
-                        gaps=prepared.gaps, series=series, results=results, suites=dict(suites))
+    return SuiteOutcome(
+        name=name,
+        success=not failures,
+        rows=prepared.batches["rows"].height,
+        evaluated=evaluated,
+        failures=failures,
+        coverage=coverage,
+        gaps=prepared.gaps,
+        series=series,
+        results=results,
+        suites=dict(suites),
+    )

@@ -24,8 +24,19 @@ from ats_pipelines.quality.policy import QualityPolicy
 ARCHIVAL_SOURCES = frozenset({"legacy_cache"})
 MINUTE_MS = 60_000
 KEYS = ["exchange", "symbol", "source"]
-SCORE_COLUMNS = ("dataset", "exchange", "source", "symbol", "window_start", "window_end", "rows",
-                 "completeness", "freshness", "validity", "score")
+SCORE_COLUMNS = (
+    "dataset",
+    "exchange",
+    "source",
+    "symbol",
+    "window_start",
+    "window_end",
+    "rows",
+    "completeness",
+    "freshness",
+    "validity",
+    "score",
+)
 
 
 def _freshness(age_s: float | None, policy: QualityPolicy) -> float:
@@ -37,9 +48,15 @@ def _freshness(age_s: float | None, policy: QualityPolicy) -> float:
     return max(0.0, 1.0 - (age_s - lo) / max(hi - lo, 1.0))
 
 
-def candle_scores(candles: pl.DataFrame, confirmed_empty: pl.DataFrame,
-                  quarantined: pl.DataFrame, *, window: tuple[datetime, datetime],
-                  now: datetime, policy: QualityPolicy) -> pl.DataFrame:
+def candle_scores(
+    candles: pl.DataFrame,
+    confirmed_empty: pl.DataFrame,
+    quarantined: pl.DataFrame,
+    *,
+    window: tuple[datetime, datetime],
+    now: datetime,
+    policy: QualityPolicy,
+) -> pl.DataFrame:
     """Scores of 1m candles (``exchange, symbol, ts, OHLCV, source``) in ``window``.
 
     ``confirmed_empty``: exchange, symbol, ts; ``quarantined``: exchange, symbol, source, rows.
@@ -50,19 +67,27 @@ def candle_scores(candles: pl.DataFrame, confirmed_empty: pl.DataFrame,
     rejected_rows = checked.rejected["row"].unique()
     frame = candles.with_row_index("_row").with_columns(
         pl.col("_row").is_in(rejected_rows.implode()).not_().alias("_valid"),
-        (pl.col("ts").dt.epoch("ms")).alias("_ms"))
+        (pl.col("ts").dt.epoch("ms")).alias("_ms"),
+    )
     per = frame.group_by(KEYS).agg(
-        pl.len().alias("rows"), pl.col("_valid").sum().alias("valid"),
+        pl.len().alias("rows"),
+        pl.col("_valid").sum().alias("valid"),
         pl.col("_ms").filter(pl.col("_ms") % MINUTE_MS == 0).n_unique().alias("minutes"),
         pl.col("_ms").min().alias("first"),
-        pl.col("_ms").max().alias("last"))
+        pl.col("_ms").max().alias("last"),
+    )
     empty = confirmed_empty.select("exchange", "symbol", pl.col("ts").dt.epoch("ms").alias("_ms"))
-    spans = per.join(empty, on=["exchange", "symbol"], how="left").filter(
-        pl.col("_ms").is_between(pl.col("first"), pl.col("last"))).group_by(KEYS).agg(
-        pl.len().alias("empty"))
-    per = per.join(spans, on=KEYS, how="left").join(
-        quarantined.select(*KEYS, pl.col("rows").alias("quarantined")), on=KEYS, how="left"
-    ).with_columns(pl.col("empty", "quarantined").fill_null(0))
+    spans = (
+        per.join(empty, on=["exchange", "symbol"], how="left")
+        .filter(pl.col("_ms").is_between(pl.col("first"), pl.col("last")))
+        .group_by(KEYS)
+        .agg(pl.len().alias("empty"))
+    )
+    per = (
+        per.join(spans, on=KEYS, how="left")
+        .join(quarantined.select(*KEYS, pl.col("rows").alias("quarantined")), on=KEYS, how="left")
+        .with_columns(pl.col("empty", "quarantined").fill_null(0))
+    )
     now_ms = now.timestamp() * 1000
     out = []
     for r in per.sort(KEYS).iter_rows(named=True):
@@ -73,13 +98,28 @@ def candle_scores(candles: pl.DataFrame, confirmed_empty: pl.DataFrame,
         validity = r["valid"] / (r["rows"] + r["quarantined"])
         wc, wf, wv = policy.score_weights
         score = (wc * completeness + wf * freshness + wv * validity) / (wc + wf + wv)
-        out.append({"dataset": "candles_1m", "exchange": r["exchange"], "source": r["source"],
-                    "symbol": r["symbol"], "window_start": window[0], "window_end": window[1],
-                    "rows": r["rows"], "completeness": completeness, "freshness": freshness,
-                    "validity": validity, "score": min(1.0, max(0.0, score)),
-                    "details": {"expected_minutes": expected, "confirmed_empty": r["empty"],
-                                "invalid_rows": r["rows"] - r["valid"],
-                                "quarantined": r["quarantined"], "age_s": round(age, 1)}})
+        out.append(
+            {
+                "dataset": "candles_1m",
+                "exchange": r["exchange"],
+                "source": r["source"],
+                "symbol": r["symbol"],
+                "window_start": window[0],
+                "window_end": window[1],
+                "rows": r["rows"],
+                "completeness": completeness,
+                "freshness": freshness,
+                "validity": validity,
+                "score": min(1.0, max(0.0, score)),
+                "details": {
+                    "expected_minutes": expected,
+                    "confirmed_empty": r["empty"],
+                    "invalid_rows": r["rows"] - r["valid"],
+                    "quarantined": r["quarantined"],
+                    "age_s": round(age, 1),
+                },
+            }
+        )
     return pl.DataFrame(out)
 
 

@@ -97,17 +97,38 @@ class SqlRuleCounts:
         return sorted(rules)
 
 
-async def candle_rule_counts(conn: asyncpg.Connection, *, exchange: str,
-                             symbols: Sequence[str], timeframe: str, start: datetime,
-                             end: datetime, now: datetime,
-                             policy: QualityPolicy) -> SqlRuleCounts:
+async def candle_rule_counts(
+    conn: asyncpg.Connection,
+    *,
+    exchange: str,
+    symbols: Sequence[str],
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    policy: QualityPolicy,
+) -> SqlRuleCounts:
     tf = parse_timeframe(timeframe)
-    row = await conn.fetchrow(_RULES_SQL, exchange, list(symbols), timeframe, start, end,
-                              policy.earliest_ms, policy.latest_ms(now), policy.max_price,
-                              timeframe_ms(tf), tf.offset_ms, CONFIRM_AFTER)
+    row = await conn.fetchrow(
+        _RULES_SQL,
+        exchange,
+        list(symbols),
+        timeframe,
+        start,
+        end,
+        policy.earliest_ms,
+        policy.latest_ms(now),
+        policy.max_price,
+        timeframe_ms(tf),
+        tf.offset_ms,
+        CONFIRM_AFTER,
+    )
     assert row is not None
     counts = json.loads(row["counts"])
     rows = int(counts.pop("rows"))
-    return SqlRuleCounts(rows, {k: int(v) for k, v in counts.items()},
-                         {k: float(v) for k, v in json.loads(row["coverage"] or "{}").items()},
-                         policy.coverage_tolerance)
+    return SqlRuleCounts(
+        rows,
+        {k: int(v) for k, v in counts.items()},
+        {k: float(v) for k, v in json.loads(row["coverage"] or "{}").items()},
+        policy.coverage_tolerance,
+    )

@@ -33,8 +33,11 @@ def _gxe() -> Any:
 def _suite(name: str, expectations: list[Expectation]) -> ExpectationSuite:
     import great_expectations as gx
 
-    return gx.ExpectationSuite(name=name, expectations=expectations,
-                               meta={"version": SUITE_VERSION, "defined_in": __name__})
+    return gx.ExpectationSuite(
+        name=name,
+        expectations=expectations,
+        meta={"version": SUITE_VERSION, "defined_in": __name__},
+    )
 
 
 def _rule(rule: str) -> dict[str, Any]:
@@ -45,10 +48,12 @@ def _ts_rules(prefix: str) -> list[Expectation]:
     gxe = _gxe()
     return [
         gxe.ExpectColumnValuesToNotBeNull(column="_ts_ms", **_rule(f"{prefix}.ts_missing")),
-        gxe.ExpectColumnValuesToBeBetween(column="_ts_ms", min_value={"$PARAMETER": "earliest_ms"},
-                                          **_rule(f"{prefix}.ts_range")),
-        gxe.ExpectColumnValuesToBeBetween(column="_ts_ms", max_value={"$PARAMETER": "latest_ms"},
-                                          **_rule(f"{prefix}.ts_future")),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="_ts_ms", min_value={"$PARAMETER": "earliest_ms"}, **_rule(f"{prefix}.ts_range")
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="_ts_ms", max_value={"$PARAMETER": "latest_ms"}, **_rule(f"{prefix}.ts_future")
+        ),
     ]
 
 
@@ -57,27 +62,37 @@ def _positive(columns: Sequence[str], rule: str, maximum: float) -> list[Expecta
     out = []
     for column in columns:  # NaN counts as missing for GX: both halves are needed
         out.append(gxe.ExpectColumnValuesToNotBeNull(column=column, **_rule(rule)))
-        out.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True,
-                                                     max_value=maximum, **_rule(rule)))
+        out.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=column, min_value=0, strict_min=True, max_value=maximum, **_rule(rule)
+            )
+        )
     return out
 
 
 def _at_least(a: str, b: str, rule: str) -> Expectation:
     # a missing value is the null/price rule's finding, not this one's (as in the validator)
     return _gxe().ExpectColumnPairValuesAToBeGreaterThanB(
-        column_A=a, column_B=b, or_equal=True, ignore_row_if="either_value_is_missing",
-        **_rule(rule))
+        column_A=a,
+        column_B=b,
+        or_equal=True,
+        ignore_row_if="either_value_is_missing",
+        **_rule(rule),
+    )
 
 
-def _between(column: str, low: float | None, high: float | None, rule: str,
-             **kwargs: Any) -> Expectation:
-    return _gxe().ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high,
-                                                **_rule(rule), **kwargs)
+def _between(
+    column: str, low: float | None, high: float | None, rule: str, **kwargs: Any
+) -> Expectation:
+    return _gxe().ExpectColumnValuesToBeBetween(
+        column=column, min_value=low, max_value=high, **_rule(rule), **kwargs
+    )
 
 
 def _in_set(column: str, values: Sequence[Any], rule: str, **kwargs: Any) -> Expectation:
-    return _gxe().ExpectColumnValuesToBeInSet(column=column, value_set=list(values),
-                                              **_rule(rule), **kwargs)
+    return _gxe().ExpectColumnValuesToBeInSet(
+        column=column, value_set=list(values), **_rule(rule), **kwargs
+    )
 
 
 def _unique(columns: Sequence[str], rule: str) -> Expectation:
@@ -104,8 +119,10 @@ def candle_suites(timeframe: str, policy: QualityPolicy) -> Suites:
         _between("_ts_step_ms", 0, None, "ohlcv.ts_monotonic", strict_min=True),
     ]
     series = [_between("coverage", 1 - policy.coverage_tolerance, None, "ohlcv.coverage")]
-    return {"rows": _suite(f"candles_{timeframe}", rows),
-            "series": _suite(f"candles_{timeframe}.coverage", series)}
+    return {
+        "rows": _suite(f"candles_{timeframe}", rows),
+        "series": _suite(f"candles_{timeframe}.coverage", series),
+    }
 
 
 def trade_suites(policy: QualityPolicy, *, with_cost: bool = True) -> Suites:
@@ -116,8 +133,9 @@ def trade_suites(policy: QualityPolicy, *, with_cost: bool = True) -> Suites:
         *_positive(("amount",), "trade.amount_positive", policy.max_price),
         _in_set("side", ("buy", "sell"), "trade.side"),
         gxe.ExpectColumnValuesToNotBeNull(column="trade_id", **_rule("trade.id_missing")),
-        gxe.ExpectColumnValueLengthsToBeBetween(column="trade_id", min_value=1,
-                                                **_rule("trade.id_missing")),
+        gxe.ExpectColumnValueLengthsToBeBetween(
+            column="trade_id", min_value=1, **_rule("trade.id_missing")
+        ),
         _unique(("exchange", "symbol", "trade_id"), "trade.duplicate_key"),
         _between("_ts_step_ms", 0, None, "trade.ts_monotonic"),
     ]
@@ -135,15 +153,24 @@ def order_book_suites(policy: QualityPolicy) -> Suites:
         _in_set("_sizes_positive", [True], "book.size_positive"),
         _in_set("_bids_descending", [True], "book.bids_descending"),
         _in_set("_asks_ascending", [True], "book.asks_ascending"),
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="_best_ask", column_B="_best_bid",
-                                                    ignore_row_if="either_value_is_missing",
-                                                    **_rule("book.crossed")),
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="mid", column_B="_best_bid",
-                                                    ignore_row_if="either_value_is_missing",
-                                                    **_rule("book.mid_inside")),
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="_best_ask", column_B="mid",
-                                                    ignore_row_if="either_value_is_missing",
-                                                    **_rule("book.mid_inside")),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="_best_ask",
+            column_B="_best_bid",
+            ignore_row_if="either_value_is_missing",
+            **_rule("book.crossed"),
+        ),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="mid",
+            column_B="_best_bid",
+            ignore_row_if="either_value_is_missing",
+            **_rule("book.mid_inside"),
+        ),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="_best_ask",
+            column_B="mid",
+            ignore_row_if="either_value_is_missing",
+            **_rule("book.mid_inside"),
+        ),
         _between("spread", 0, None, "book.spread_range"),
         _between("spread_bps", 0, policy.max_spread_bps, "book.spread_range"),
         *[_between(f"imbalance_{n}", -1, 1, "book.imbalance_range") for n in (1, 5, 10)],
@@ -174,48 +201,84 @@ def trade_flow_suites(policy: QualityPolicy) -> Suites:
     rows = [
         _unique(("exchange", "symbol", "_ts_ms"), "flow.duplicate_key"),
         _between("_ts_offset_ms", 0, 0, "flow.ts_aligned"),
-        *[_between(c, 0, None, "flow.nonnegative")
-          for c in ("buy_volume", "sell_volume", "buy_count", "sell_count")],
-        _between("vwap", 0, policy.max_price, "flow.vwap", strict_min=True,
-                 row_condition="_has_volume == True", condition_parser="pandas"),
+        *[
+            _between(c, 0, None, "flow.nonnegative")
+            for c in ("buy_volume", "sell_volume", "buy_count", "sell_count")
+        ],
+        _between(
+            "vwap",
+            0,
+            policy.max_price,
+            "flow.vwap",
+            strict_min=True,
+            row_condition="_has_volume == True",
+            condition_parser="pandas",
+        ),
     ]
     return {"rows": _suite("trade_flow_1m", rows)}
 
 
-def feature_suites(columns: Sequence[str], policy: QualityPolicy, *,
-                   keys: Sequence[str] = ("symbol",), with_candles: bool = True,
-                   required: Sequence[str] | None = None) -> Suites:
+def feature_suites(
+    columns: Sequence[str],
+    policy: QualityPolicy,
+    *,
+    keys: Sequence[str] = ("symbol",),
+    with_candles: bool = True,
+    required: Sequence[str] | None = None,
+) -> Suites:
     """No nulls after warm-up (``required`` columns, default all), declared ranges (finite
     otherwise), rows in line with the candles they were computed from."""
     gxe = _gxe()
     after = {"row_condition": "_after_warmup == True", "condition_parser": "pandas"}
     rows: list[Expectation] = [_unique((*keys, "_ts_ms"), "features.duplicate_key")]
     for column in columns if required is None else required:
-        rows.append(gxe.ExpectColumnValuesToNotBeNull(column=column, **after,
-                                                      **_rule("features.no_nulls")))
+        rows.append(
+            gxe.ExpectColumnValuesToNotBeNull(column=column, **after, **_rule("features.no_nulls"))
+        )
     for column in columns:
         low, high = policy.feature_ranges.get(column, (-policy.max_price, policy.max_price))
         rows.append(_between(column, low, high, "features.range"))
-    series = [_between("row_ratio", policy.min_row_ratio, policy.max_row_ratio,
-                       "features.rows_vs_candles")] if with_candles else []
-    return {"rows": _suite("features", rows), **({"series": _suite("features.rows", series)}
-                                                 if series else {})}
+    series = (
+        [
+            _between(
+                "row_ratio", policy.min_row_ratio, policy.max_row_ratio, "features.rows_vs_candles"
+            )
+        ]
+        if with_candles
+        else []
+    )
+    return {
+        "rows": _suite("features", rows),
+        **({"series": _suite("features.rows", series)} if series else {}),
+    }
 
 
-def label_suites(policy: QualityPolicy, *, label_cols: Sequence[str] = ("label",),
-                 classes: Sequence[str] = CLASSES) -> Suites:
+def label_suites(
+    policy: QualityPolicy,
+    *,
+    label_cols: Sequence[str] = ("label",),
+    classes: Sequence[str] = CLASSES,
+) -> Suites:
     gxe = _gxe()
     rows = []
     for col in label_cols:
         rows += [
             _in_set(col, classes, "labels.classes"),
-            gxe.ExpectColumnValuesToNotBeNull(column=col, row_condition="_before_horizon == True",
-                                              condition_parser="pandas",
-                                              **_rule("labels.no_nulls")),
-            *[gxe.ExpectColumnMeanToBeBetween(column=f"_is_{col}_{c}",
-                                              min_value=policy.min_class_share,
-                                              max_value=policy.max_class_share,
-                                              **_rule("labels.class_balance")) for c in classes],
+            gxe.ExpectColumnValuesToNotBeNull(
+                column=col,
+                row_condition="_before_horizon == True",
+                condition_parser="pandas",
+                **_rule("labels.no_nulls"),
+            ),
+            *[
+                gxe.ExpectColumnMeanToBeBetween(
+                    column=f"_is_{col}_{c}",
+                    min_value=policy.min_class_share,
+                    max_value=policy.max_class_share,
+                    **_rule("labels.class_balance"),
+                )
+                for c in classes
+            ],
         ]
     return {"rows": _suite("labels", rows)}
 

@@ -24,8 +24,9 @@ class BackendUnavailable(RuntimeError):
     """The configured training backend cannot run here (the message names what is missing)."""
 
 
-def dask_final_fit(scheduler: str, partitions: int = 8) -> Callable[
-        [dict[str, Any], TrainingSet, int], lgb.Booster]:
+def dask_final_fit(
+    scheduler: str, partitions: int = 8
+) -> Callable[[dict[str, Any], TrainingSet, int], lgb.Booster]:
     """A final-fit function training on the Dask cluster at ``scheduler``."""
     try:
         import dask.dataframe as dd
@@ -35,14 +36,16 @@ def dask_final_fit(scheduler: str, partitions: int = 8) -> Callable[
         raise BackendUnavailable(
             "ATS_TRAINING_BACKEND=dask needs the packages dask[dataframe], distributed and "
             f"scikit-learn in this environment ({exc}); install them or use "
-            "ATS_TRAINING_BACKEND=local") from exc
+            "ATS_TRAINING_BACKEND=local"
+        ) from exc
 
     def fit(params: dict[str, Any], data: TrainingSet, rounds: int) -> lgb.Booster:
         local = {k: v for k, v in params.items() if k not in ("num_threads", "metric")}
         with Client(scheduler) as client:
             X = dd.from_pandas(data.X.astype("float32"), npartitions=partitions)
-            y = dd.from_array(data.y.astype("int32"), chunksize=X.npartitions and
-                              max(1, len(data) // partitions))
+            y = dd.from_array(
+                data.y.astype("int32"), chunksize=X.npartitions and max(1, len(data) // partitions)
+            )
             model = DaskLGBMClassifier(client=client, n_estimators=rounds, **local)
             model.fit(X, y)
             return model.booster_
@@ -50,8 +53,9 @@ def dask_final_fit(scheduler: str, partitions: int = 8) -> Callable[
     return fit
 
 
-def final_fit_for(backend: str, scheduler: str | None) -> Callable[
-        [dict[str, Any], TrainingSet, int], lgb.Booster] | None:
+def final_fit_for(
+    backend: str, scheduler: str | None
+) -> Callable[[dict[str, Any], TrainingSet, int], lgb.Booster] | None:
     """None for the local backend (the trainer fits on its own binned dataset)."""
     if backend == "local":
         return None

@@ -54,8 +54,7 @@ class ModelScope:
     timeframe: str = "1m"
     lookback: timedelta = timedelta(days=90)
     label_set: str = DEFAULT_LABEL_SET  # lake dataset labels/<label_set>
-    barriers: Barriers = field(default_factory=lambda: Barriers(horizon=15, risk=0.002,
-                                                                 reward=2.0))
+    barriers: Barriers = field(default_factory=lambda: Barriers(horizon=15, risk=0.002, reward=2.0))
     momentum_feature: str = DEFAULT_MOMENTUM_FEATURE
     volatility_feature: str | None = DEFAULT_VOLATILITY_FEATURE  # market-regime tag
     # "feast", or "synthetic:planted" / "synthetic:noise": a named stand-in (demo, smoke
@@ -85,8 +84,10 @@ class TrainingSettings:
         try:
             return self.scopes[name]
         except KeyError:
-            raise ConfigError(f"unknown model scope {name!r}; configured: "
-                              f"{', '.join(sorted(self.scopes)) or 'none'}") from None
+            raise ConfigError(
+                f"unknown model scope {name!r}; configured: "
+                f"{', '.join(sorted(self.scopes)) or 'none'}"
+            ) from None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -115,7 +116,7 @@ def sqlalchemy_url(url: str) -> str:
     """A ``postgresql://`` URL with the psycopg2 driver SQLAlchemy (Optuna) should use."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix):]
+            return "postgresql+psycopg2://" + url[len(prefix) :]
     return url
 
 
@@ -138,14 +139,17 @@ def load_training_settings(environ: Mapping[str, str] | None = None) -> Training
     database = None if external else (env.get("ATS_OPTUNA_DATABASE") or "ats_optuna")
     tune = env.get("ATS_TRAINING_TUNE_ROWS") or "300000"
     try:
-        barriers = Barriers(horizon=_int(env, "ATS_LABEL_HORIZON", 15),
-                            risk=_float(env, "ATS_LABEL_RISK", 0.002),
-                            reward=_float(env, "ATS_LABEL_REWARD", 2.0))
+        barriers = Barriers(
+            horizon=_int(env, "ATS_LABEL_HORIZON", 15),
+            risk=_float(env, "ATS_LABEL_RISK", 0.002),
+            reward=_float(env, "ATS_LABEL_REWARD", 2.0),
+        )
     except ValueError as exc:
         raise ConfigError(f"label barriers: {exc}") from None
     scope = ModelScope(
         feature_service=env.get("ATS_FEATURE_SERVICE") or DEFAULT_FEATURE_SERVICE,
-        exchange=market.exchange, symbols=market.symbols,
+        exchange=market.exchange,
+        symbols=market.symbols,
         timeframe=env.get("ATS_TRAINING_TIMEFRAME") or "1m",
         lookback=timedelta(days=_int(env, "ATS_TRAINING_LOOKBACK_DAYS", 90)),
         label_set=env.get("ATS_LABEL_SET") or DEFAULT_LABEL_SET,
@@ -160,11 +164,13 @@ def load_training_settings(environ: Mapping[str, str] | None = None) -> Training
         optuna_url=sqlalchemy_url(external or base.database_url_for(database or "")),
         optuna_database=database,
         n_trials=_int(env, "ATS_TRAINING_TRIALS", 30),
-        timeout_s=None if timeout in ("0", "none") else _float(env, "ATS_TRAINING_TIMEOUT_S",
-                                                               1800.0),
+        timeout_s=None
+        if timeout in ("0", "none")
+        else _float(env, "ATS_TRAINING_TIMEOUT_S", 1800.0),
         num_threads=_int(env, "ATS_TRAINING_THREADS", default_threads()),
-        tune_max_rows=None if tune == "all" else _int(env, "ATS_TRAINING_TUNE_ROWS", 300_000,
-                                                      minimum=1000),
+        tune_max_rows=None
+        if tune == "all"
+        else _int(env, "ATS_TRAINING_TUNE_ROWS", 300_000, minimum=1000),
         backend=backend,
         dask_scheduler=env.get("ATS_DASK_SCHEDULER") or None,
         executor=env.get("ATS_TRAINING_EXECUTOR") or "in_process",

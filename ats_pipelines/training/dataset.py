@@ -66,20 +66,24 @@ class TrainingSet:
         for name in ("y", "event_ts", "label_end_ts", "realized_rr"):
             if len(getattr(self, name)) != n:
                 raise TrainingDataError(
-                    f"{name} has {len(getattr(self, name))} rows, features have {n}")
+                    f"{name} has {len(getattr(self, name))} rows, features have {n}"
+                )
         if len(self.entities) not in (0, n):
             raise TrainingDataError(f"entities have {len(self.entities)} rows, features {n}")
         self.y = np.asarray(self.y).astype(np.int8, copy=False)
         bad = np.flatnonzero((self.y < 0) | (self.y > 2))
         if bad.size:
-            raise TrainingDataError(f"label at row {bad[0]} is {self.y[bad[0]]}: "
-                                    "use 0 SELL, 1 HOLD, 2 BUY")
+            raise TrainingDataError(
+                f"label at row {bad[0]} is {self.y[bad[0]]}: use 0 SELL, 1 HOLD, 2 BUY"
+            )
         self.event_ts = np.asarray(self.event_ts, dtype="datetime64[ns]")
         self.label_end_ts = np.asarray(self.label_end_ts, dtype="datetime64[ns]")
         early = np.flatnonzero(self.label_end_ts < self.event_ts)
         if early.size:
-            raise TrainingDataError(f"row {early[0]}: label ends ({self.label_end_ts[early[0]]})"
-                                    f" before its event ({self.event_ts[early[0]]})")
+            raise TrainingDataError(
+                f"row {early[0]}: label ends ({self.label_end_ts[early[0]]})"
+                f" before its event ({self.event_ts[early[0]]})"
+            )
         self.realized_rr = np.asarray(self.realized_rr, dtype=np.float64)
         non_numeric = [c for c in self.X.columns if not pd.api.types.is_numeric_dtype(self.X[c])]
         if non_numeric:
@@ -107,11 +111,14 @@ class TrainingSet:
     def take(self, idx: np.ndarray) -> TrainingSet:
         """Rows ``idx`` (positions, kept in order)."""
         return TrainingSet(
-            X=self.X.iloc[idx].reset_index(drop=True), y=self.y[idx],
-            event_ts=self.event_ts[idx], label_end_ts=self.label_end_ts[idx],
+            X=self.X.iloc[idx].reset_index(drop=True),
+            y=self.y[idx],
+            event_ts=self.event_ts[idx],
+            label_end_ts=self.label_end_ts[idx],
             realized_rr=self.realized_rr[idx],
             entities=self.entities.iloc[idx].reset_index(drop=True)
-            if len(self.entities) else self.entities,
+            if len(self.entities)
+            else self.entities,
             feature_service=self.feature_service,
         )
 
@@ -138,6 +145,7 @@ class InMemorySource:
 
     def load(self, scope: str, start: datetime, end: datetime) -> TrainingSet:
         lo, hi = utc_ns(start), utc_ns(end)
-        keep = np.flatnonzero((self.data.event_ts >= lo) & (self.data.event_ts < hi)
-                              & (self.data.label_end_ts <= hi))
+        keep = np.flatnonzero(
+            (self.data.event_ts >= lo) & (self.data.event_ts < hi) & (self.data.label_end_ts <= hi)
+        )
         return self.data.take(keep)

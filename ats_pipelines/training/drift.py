@@ -24,8 +24,9 @@ MAX_REFERENCE_ROWS = 200_000
 def _shares(values: np.ndarray, edges: np.ndarray) -> list[float]:
     """Shares of each inner bin, then of missing values."""
     finite = ~np.isnan(values)
-    counts = np.bincount(np.searchsorted(edges, values[finite], side="right"),
-                         minlength=len(edges) + 1)
+    counts = np.bincount(
+        np.searchsorted(edges, values[finite], side="right"), minlength=len(edges) + 1
+    )
     total = max(1, len(values))
     return [float(c / total) for c in counts] + [float((~finite).sum() / total)]
 
@@ -38,8 +39,11 @@ def reference(X: pd.DataFrame, bins: int = 10, seed: int = 0) -> dict[str, Any]:
     for name in X.columns:
         values = X[name].to_numpy(np.float64)
         finite = values[~np.isnan(values)]
-        edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])) \
-            if len(finite) else np.array([])
+        edges = (
+            np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
+            if len(finite)
+            else np.array([])
+        )
         out["features"][str(name)] = {"edges": edges.tolist(), "shares": _shares(values, edges)}
     return out
 
@@ -63,8 +67,9 @@ class DriftReport:
 
     @property
     def drifted(self) -> list[str]:
-        return sorted((f for f, v in self.psi.items() if v > self.threshold),
-                      key=lambda f: -self.psi[f])
+        return sorted(
+            (f for f, v in self.psi.items() if v > self.threshold), key=lambda f: -self.psi[f]
+        )
 
     @property
     def alarm(self) -> bool:

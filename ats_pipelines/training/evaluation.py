@@ -72,8 +72,13 @@ def reliability(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> list[dict[s
     for b in range(bins):
         mask = which == b
         if mask.any():
-            rows.append({"confidence": float(conf[mask].mean()),
-                         "accuracy": float(right[mask].mean()), "count": int(mask.sum())})
+            rows.append(
+                {
+                    "confidence": float(conf[mask].mean()),
+                    "accuracy": float(right[mask].mean()),
+                    "count": int(mask.sum()),
+                }
+            )
     return rows
 
 
@@ -85,8 +90,12 @@ class Trading:
     cumulative_rr: np.ndarray  # running sum over the signals, in time order
 
     def as_dict(self) -> dict[str, float]:
-        return {"signals": self.signals, "hit_rate": self.hit_rate, "mean_rr": self.mean_rr,
-                "total_rr": float(self.cumulative_rr[-1]) if self.signals else 0.0}
+        return {
+            "signals": self.signals,
+            "hit_rate": self.hit_rate,
+            "mean_rr": self.mean_rr,
+            "total_rr": float(self.cumulative_rr[-1]) if self.signals else 0.0,
+        }
 
 
 def trading(y: np.ndarray, pred: np.ndarray, realized_rr: np.ndarray) -> Trading:
@@ -96,8 +105,9 @@ def trading(y: np.ndarray, pred: np.ndarray, realized_rr: np.ndarray) -> Trading
     if not n:
         return Trading(0, 0.0, 0.0, np.zeros(0))
     earned = DIRECTION[pred[emitted]] * np.nan_to_num(realized_rr[emitted])
-    return Trading(n, float((y[emitted] == pred[emitted]).mean()), float(earned.mean()),
-                   np.cumsum(earned))
+    return Trading(
+        n, float((y[emitted] == pred[emitted]).mean()), float(earned.mean()), np.cumsum(earned)
+    )
 
 
 def evaluate(y: np.ndarray, proba: np.ndarray, realized_rr: np.ndarray) -> dict[str, Any]:
@@ -158,12 +168,16 @@ class MomentumRule:
         return self.bucket(momentum, self.threshold)
 
 
-def evaluate_rule(y: np.ndarray, proba: np.ndarray, pred: np.ndarray,
-                  realized_rr: np.ndarray) -> dict[str, Any]:
+def evaluate_rule(
+    y: np.ndarray, proba: np.ndarray, pred: np.ndarray, realized_rr: np.ndarray
+) -> dict[str, Any]:
     """Like :func:`evaluate` for a baseline whose signals are its own rule, not argmax."""
     out = evaluate(y, proba, realized_rr)
     cm = confusion(y, pred)
-    out.update(per_class=per_class(cm), confusion=cm.tolist(),
-               accuracy=float((pred == y).mean()) if len(y) else 0.0,
-               trading=trading(y, pred, realized_rr).as_dict())
+    out.update(
+        per_class=per_class(cm),
+        confusion=cm.tolist(),
+        accuracy=float((pred == y).mean()) if len(y) else 0.0,
+        trading=trading(y, pred, realized_rr).as_dict(),
+    )
     return out

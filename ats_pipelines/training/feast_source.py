@@ -42,8 +42,14 @@ if TYPE_CHECKING:
 
     from ats_pipelines.features.lake import Lake
 
-LABEL_COLUMNS = ("exchange", "symbol", "event_timestamp", "label_timestamp", "tb_label",
-                 "tb_reward_risk")
+LABEL_COLUMNS = (
+    "exchange",
+    "symbol",
+    "event_timestamp",
+    "label_timestamp",
+    "tb_label",
+    "tb_reward_risk",
+)
 TIMESTAMP_POSTFIX = "__ts"  # Feast's online response suffix of a feature's event time
 
 
@@ -52,8 +58,11 @@ def service_features(service: FeatureService, full_feature_names: bool = False) 
     out = []
     for projection in service.feature_view_projections:
         for feature in projection.features:
-            out.append(f"{projection.name_to_use()}__{feature.name}" if full_feature_names
-                       else feature.name)
+            out.append(
+                f"{projection.name_to_use()}__{feature.name}"
+                if full_feature_names
+                else feature.name
+            )
     return out
 
 
@@ -69,9 +78,12 @@ def _check_spec(path: Path, scope: ModelScope) -> None:
     if text is None:
         return
     spec = ast.literal_eval(text)
-    wanted = {"timeframe": scope.timeframe, "horizon": scope.barriers.horizon,
-              "stop_loss": scope.barriers.risk,
-              "take_profit": round(scope.barriers.risk * scope.barriers.reward, 12)}
+    wanted = {
+        "timeframe": scope.timeframe,
+        "horizon": scope.barriers.horizon,
+        "stop_loss": scope.barriers.risk,
+        "take_profit": round(scope.barriers.risk * scope.barriers.reward, 12),
+    }
     found = {k: spec.get(k) for k in wanted}
 
     def differs(key: str, value: object) -> bool:
@@ -80,16 +92,19 @@ def _check_spec(path: Path, scope: ModelScope) -> None:
         return not np.isclose(float(found[key] or 0), float(value))  # type: ignore[arg-type]
 
     if any(differs(k, v) for k, v in wanted.items()):
-        raise TrainingDataError(f"{path}: label spec {found} differs from scope "
-                                f"{scope.name}'s barriers {wanted}; align ATS_LABEL_* with the "
-                                "label set")
+        raise TrainingDataError(
+            f"{path}: label spec {found} differs from scope "
+            f"{scope.name}'s barriers {wanted}; align ATS_LABEL_* with the "
+            "label set"
+        )
 
 
 class FeastTrainingSetSource:
     """Labels from the lake + features from Feast (see the module docstring)."""
 
-    def __init__(self, store: FeatureStore, lake: Lake, scope: ModelScope,
-                 full_feature_names: bool = False) -> None:
+    def __init__(
+        self, store: FeatureStore, lake: Lake, scope: ModelScope, full_feature_names: bool = False
+    ) -> None:
         self.store, self.lake, self.scope = store, lake, scope
         self.full_feature_names = full_feature_names
 
@@ -107,13 +122,18 @@ class FeastTrainingSetSource:
             raise TrainingDataError(
                 f"no label files of {dataset} for {self.scope.exchange} "
                 f"{', '.join(self.scope.symbols)} between {start:%Y-%m-%d} and {end:%Y-%m-%d} "
-                f"under {self.lake.root}; materialise the labels first")
+                f"under {self.lake.root}; materialise the labels first"
+            )
         labels = pd.concat(frames, ignore_index=True)
-        keep = (labels["event_timestamp"] >= start) & (labels["event_timestamp"] < end) & (
-            labels["label_timestamp"] <= end)
+        keep = (
+            (labels["event_timestamp"] >= start)
+            & (labels["event_timestamp"] < end)
+            & (labels["label_timestamp"] <= end)
+        )
         kept = pd.DataFrame(labels.loc[keep])
         return kept.sort_values(by=["event_timestamp", "symbol"], kind="stable").reset_index(
-            drop=True)
+            drop=True
+        )
 
     def load(self, scope: str, start: datetime, end: datetime) -> TrainingSet:
         labels = self.labels(start, end)
@@ -121,22 +141,26 @@ class FeastTrainingSetSource:
 
         service = self.store.get_feature_service(self.scope.feature_service)
         names = service_features(service, self.full_feature_names)
-        frame = training_frame(self.store, labels, self.scope.feature_service,
-                               self.full_feature_names)
+        frame = training_frame(
+            self.store, labels, self.scope.feature_service, self.full_feature_names
+        )
         if len(frame) != len(labels):
-            raise TrainingDataError(f"Feast returned {len(frame)} rows for {len(labels)} "
-                                    "label rows")
+            raise TrainingDataError(
+                f"Feast returned {len(frame)} rows for {len(labels)} label rows"
+            )
         frame = frame.sort_values(by=["event_timestamp", "symbol"], kind="stable")
         frame = frame.reset_index(drop=True)
         missing = [n for n in names if n not in frame.columns]
         if missing:
-            raise TrainingDataError(f"feature service {self.scope.feature_service} did not "
-                                    f"return {missing[:10]}")
+            raise TrainingDataError(
+                f"feature service {self.scope.feature_service} did not return {missing[:10]}"
+            )
         codes = {name: i for i, name in enumerate(CLASSES)}
         unknown = set(frame["tb_label"]) - set(codes)
         if unknown:
-            raise TrainingDataError(f"label set {self.scope.label_set}: unknown classes "
-                                    f"{sorted(unknown)}")
+            raise TrainingDataError(
+                f"label set {self.scope.label_set}: unknown classes {sorted(unknown)}"
+            )
         return TrainingSet(
             X=pd.DataFrame(frame.loc[:, names].astype("float64")),
             y=np.array([codes[v] for v in frame["tb_label"]], dtype=np.int8),
@@ -147,21 +171,24 @@ class FeastTrainingSetSource:
             feature_service=self.scope.feature_service,
         )
 
-    def recent_features(self, features: list[str], start: datetime,
-                        end: datetime) -> pd.DataFrame:
+    def recent_features(self, features: list[str], start: datetime, end: datetime) -> pd.DataFrame:
         """Features as of every bar close in ``[start, end)`` of every symbol (for drift)."""
         bar = to_timedelta(self.scope.timeframe)
         closes = pd.date_range(start, end, freq=bar, inclusive="left", tz="UTC")
-        entity_df = pd.DataFrame({
-            "exchange": self.scope.exchange,
-            "symbol": [s for s in self.scope.symbols for _ in closes],
-            "event_timestamp": [t for _ in self.scope.symbols for t in closes]})
+        entity_df = pd.DataFrame(
+            {
+                "exchange": self.scope.exchange,
+                "symbol": [s for s in self.scope.symbols for _ in closes],
+                "event_timestamp": [t for _ in self.scope.symbols for t in closes],
+            }
+        )
         if entity_df.empty:
             return pd.DataFrame({f: pd.Series(dtype="float64") for f in features})
         from ats_pipelines.features.training import training_frame
 
-        frame = training_frame(self.store, entity_df, self.scope.feature_service,
-                               self.full_feature_names)
+        frame = training_frame(
+            self.store, entity_df, self.scope.feature_service, self.full_feature_names
+        )
         present = [f for f in features if f in frame.columns]
         return pd.DataFrame(frame.loc[:, present]).dropna(how="all").reset_index(drop=True)
 
@@ -177,19 +204,31 @@ class FeastOnlineSource:
         service = self.store.get_feature_service(scope.feature_service)
         rows = [{"exchange": scope.exchange, "symbol": s} for s in scope.symbols]
         response = self.store.get_online_features(
-            features=service, entity_rows=rows, full_feature_names=self.full_feature_names)
+            features=service, entity_rows=rows, full_feature_names=self.full_feature_names
+        )
         data: dict[str, Any] = response.to_dict(include_event_timestamps=True)
         fetch_ms = (time.perf_counter() - started) * 1000.0
         frame = pd.DataFrame(data)
         stamps = [c for c in frame.columns if c.endswith(TIMESTAMP_POSTFIX)]
-        event = pd.to_datetime(frame[stamps].max(axis=1), unit="s", utc=True) if stamps else \
-            pd.Series(pd.NaT, index=frame.index)
+        event = (
+            pd.to_datetime(frame[stamps].max(axis=1), unit="s", utc=True)
+            if stamps
+            else pd.Series(pd.NaT, index=frame.index)
+        )
         served = event.notna()
-        entities = pd.DataFrame({"exchange": frame["exchange"], "symbol": frame["symbol"],
-                                 "ts": event - to_timedelta(scope.timeframe)})[served]
+        entities = pd.DataFrame(
+            {
+                "exchange": frame["exchange"],
+                "symbol": frame["symbol"],
+                "ts": event - to_timedelta(scope.timeframe),
+            }
+        )[served]
         X = frame.loc[served, [f for f in features if f in frame.columns]]
         for f in features:  # an absent feature is scored as missing (and recorded as null)
             if f not in X.columns:
                 X[f] = np.nan
-        return LatestFeatures(pd.DataFrame(entities).reset_index(drop=True),
-                              X[features].astype("float64").reset_index(drop=True), fetch_ms)
+        return LatestFeatures(
+            pd.DataFrame(entities).reset_index(drop=True),
+            X[features].astype("float64").reset_index(drop=True),
+            fetch_ms,
+        )

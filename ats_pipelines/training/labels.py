@@ -41,8 +41,9 @@ class Outcomes:
     exit_index: np.ndarray  # bar index the outcome is known at; -1 where unknown
 
 
-def triple_barrier(close: np.ndarray, high: np.ndarray, low: np.ndarray,
-                   barriers: Barriers) -> Outcomes:
+def triple_barrier(
+    close: np.ndarray, high: np.ndarray, low: np.ndarray, barriers: Barriers
+) -> Outcomes:
     """Outcome of a long entry at every bar's close (vectorised over bars, looped over the
     horizon)."""
     close, high, low = (np.asarray(a, dtype=np.float64) for a in (close, high, low))

@@ -45,7 +45,10 @@ def outcome_of(pred: str, label: int, rr_long: float) -> tuple[str, float | None
 
 
 async def fill_outcomes(
-    conn: asyncpg.Connection, barriers_by_model: dict[str, Barriers], *, now: datetime,
+    conn: asyncpg.Connection,
+    barriers_by_model: dict[str, Barriers],
+    *,
+    now: datetime,
     limit: int = 10_000,
 ) -> OutcomeFill:
     """Evaluate pending signals of the given models whose horizon has passed by ``now``."""
@@ -55,7 +58,10 @@ async def fill_outcomes(
         WHERE outcome IS NULL AND model_id = ANY($1::text[]) AND ts < $2
         ORDER BY ts LIMIT $3
         """,
-        list(barriers_by_model), now, limit)
+        list(barriers_by_model),
+        now,
+        limit,
+    )
     groups: dict[tuple[str, str, str, str], list[asyncpg.Record]] = defaultdict(list)
     for r in rows:
         groups[(r["exchange"], r["symbol"], r["tf"], r["model_id"])].append(r)
@@ -79,8 +85,11 @@ async def fill_outcomes(
                                                                                  outcome, rr)
             WHERE s.id = v.id AND s.outcome IS NULL
             """,
-            [u[0] for u in updates], [u[1] for u in updates], [u[2] for u in updates],
-            [u[3] for u in updates])
+            [u[0] for u in updates],
+            [u[1] for u in updates],
+            [u[2] for u in updates],
+            [u[3] for u in updates],
+        )
     counts: dict[str, int] = defaultdict(int)
     for u in updates:
         counts[u[2]] += 1
@@ -88,28 +97,46 @@ async def fill_outcomes(
 
 
 async def _evaluate_series(
-    conn: asyncpg.Connection, exchange: str, symbol: str, tf: str, bar: timedelta,
-    barriers: Barriers, signals: list[asyncpg.Record],
+    conn: asyncpg.Connection,
+    exchange: str,
+    symbol: str,
+    tf: str,
+    bar: timedelta,
+    barriers: Barriers,
+    signals: list[asyncpg.Record],
 ) -> tuple[list[tuple[int, str, str, float | None]], int]:
     first, last = signals[0]["ts"], signals[-1]["ts"] + bar * barriers.horizon
     candles = await conn.fetch(
         "SELECT ts, high, low, close FROM market.candles WHERE exchange = $1 AND symbol = $2 "
         "AND timeframe = $3 AND ts >= $4 AND ts <= $5 ORDER BY ts",
-        exchange, symbol, tf, first, last)
+        exchange,
+        symbol,
+        tf,
+        first,
+        last,
+    )
     if not candles:
         return [], len(signals)
     ts = [c["ts"] for c in candles]
     index = {t: i for i, t in enumerate(ts)}
     close = np.array([c["close"] for c in candles])
-    result = triple_barrier(close, np.array([c["high"] for c in candles]),
-                            np.array([c["low"] for c in candles]), barriers)
+    result = triple_barrier(
+        close,
+        np.array([c["high"] for c in candles]),
+        np.array([c["low"] for c in candles]),
+        barriers,
+    )
     out, waiting = [], 0
     for s in signals:
         i = index.get(s["ts"])
         end = None if i is None else i + barriers.horizon
         # the horizon must be whole bars in a row: a missing bar could hide a barrier touch
-        if end is None or end >= len(ts) or ts[end] != s["ts"] + bar * barriers.horizon \
-                or result.label[i] < 0:
+        if (
+            end is None
+            or end >= len(ts)
+            or ts[end] != s["ts"] + bar * barriers.horizon
+            or result.label[i] < 0
+        ):
             waiting += 1
             continue
         label = int(result.label[i])
@@ -126,8 +153,9 @@ class LivePerformance:
     mean_rr: float
 
 
-async def live_performance(conn: asyncpg.Connection, model_id: str,
-                           last: int = 200) -> LivePerformance:
+async def live_performance(
+    conn: asyncpg.Connection, model_id: str, last: int = 200
+) -> LivePerformance:
     """Win rate and mean realised R of the model's latest ``last`` evaluated BUY/SELL signals."""
     row = await conn.fetchrow(
         """
@@ -136,10 +164,13 @@ async def live_performance(conn: asyncpg.Connection, model_id: str,
               WHERE model_id = $1 AND outcome IS NOT NULL AND pred <> 'HOLD'
               ORDER BY ts DESC LIMIT $2) recent
         """,
-        model_id, last)
+        model_id,
+        last,
+    )
     assert row is not None
-    return LivePerformance(model_id, int(row["n"]), float(row["win_rate"] or 0.0),
-                           float(row["rr"] or 0.0))
+    return LivePerformance(
+        model_id, int(row["n"]), float(row["win_rate"] or 0.0), float(row["rr"] or 0.0)
+    )
 
 
 @dataclass(frozen=True)
@@ -162,5 +193,13 @@ def degradation(perf: LivePerformance, policy: DegradationPolicy) -> list[str]:
     return reasons
 
 
-__all__ = ["SELL", "DegradationPolicy", "LivePerformance", "OutcomeFill", "degradation",
-           "fill_outcomes", "live_performance", "outcome_of"]
+__all__ = [
+    "SELL",
+    "DegradationPolicy",
+    "LivePerformance",
+    "OutcomeFill",
+    "degradation",
+    "fill_outcomes",
+    "live_performance",
+    "outcome_of",
+]

@@ -65,8 +65,12 @@ class TrainedModel:
 
     def handle(self) -> dict[str, Any]:
         """What downstream steps (checks, promotion) need: small and picklable."""
-        return {"model_id": self.model_id, "scope": self.scope, "queue_id": self.queue_id,
-                "champion_at_training": self.champion_at_training}
+        return {
+            "model_id": self.model_id,
+            "scope": self.scope,
+            "queue_id": self.queue_id,
+            "champion_at_training": self.champion_at_training,
+        }
 
 
 def null_shares(X: pd.DataFrame) -> dict[str, float]:
@@ -76,15 +80,21 @@ def null_shares(X: pd.DataFrame) -> dict[str, float]:
     return {str(c): float(v) for c, v in zip(X.columns, shares, strict=True)}
 
 
-def gates_for(metrics: dict[str, Any], features: list[str], policy: PromotionPolicy,
-              champion_id: str | None) -> list[Gate]:
-    return [beats_baselines(metrics, policy), beats_champion(metrics, policy, champion_id),
-            no_feature_missing(features, metrics.get("served_features"),
-                               metrics.get("null_share", {}), policy)]
+def gates_for(
+    metrics: dict[str, Any], features: list[str], policy: PromotionPolicy, champion_id: str | None
+) -> list[Gate]:
+    return [
+        beats_baselines(metrics, policy),
+        beats_champion(metrics, policy, champion_id),
+        no_feature_missing(
+            features, metrics.get("served_features"), metrics.get("null_share", {}), policy
+        ),
+    ]
 
 
-def data_window(item: queue.QueueItem, scope: ModelScope, now: datetime) -> tuple[datetime,
-                                                                                   datetime]:
+def data_window(
+    item: queue.QueueItem, scope: ModelScope, now: datetime
+) -> tuple[datetime, datetime]:
     """The request's window: fixed in its config, or [now - lookback, now floored to a bar)."""
     fixed = item.config.get("window")
     if fixed:
@@ -93,8 +103,7 @@ def data_window(item: queue.QueueItem, scope: ModelScope, now: datetime) -> tupl
     return end - scope.lookback, end
 
 
-def _champion_predictor(record: registry.ModelRecord | None) -> tuple[
-        Any, list[str]] | None:
+def _champion_predictor(record: registry.ModelRecord | None) -> tuple[Any, list[str]] | None:
     if record is None:
         return None
     try:
@@ -106,34 +115,68 @@ def _champion_predictor(record: registry.ModelRecord | None) -> tuple[
 
 
 def train_request(
-    run_db: RunDb, *, queue_id: int, attempt: int, scope: ModelScope, source: TrainingSetSource,
-    served_features: list[str] | None, cfg: TrainerConfig,
-    storage: str | optuna.storages.BaseStorage | None, models_dir: Path, reports_dir: Path,
-    policy: PromotionPolicy, run_id: str | None = None, now: datetime | None = None,
+    run_db: RunDb,
+    *,
+    queue_id: int,
+    attempt: int,
+    scope: ModelScope,
+    source: TrainingSetSource,
+    served_features: list[str] | None,
+    cfg: TrainerConfig,
+    storage: str | optuna.storages.BaseStorage | None,
+    models_dir: Path,
+    reports_dir: Path,
+    policy: PromotionPolicy,
+    run_id: str | None = None,
+    now: datetime | None = None,
     final_fit: Callable[[dict[str, Any], TrainingSet, int], lgb.Booster] | None = None,
 ) -> TrainedModel:
     """Serve one claimed request (see the module docstring); failures mark it failed."""
     try:
-        return _train(run_db, queue_id, attempt, scope, source, served_features, cfg, storage,
-                      models_dir, reports_dir, policy, run_id, now or datetime.now(UTC),
-                      final_fit)
+        return _train(
+            run_db,
+            queue_id,
+            attempt,
+            scope,
+            source,
+            served_features,
+            cfg,
+            storage,
+            models_dir,
+            reports_dir,
+            policy,
+            run_id,
+            now or datetime.now(UTC),
+            final_fit,
+        )
     except queue.StaleClaim:
         raise  # not ours any more: the current holder owns the row's status
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}"
-        log.error("event=training_failed queue_id=%s attempt=%s error=%s", queue_id, attempt,
-                  message)
+        log.error(
+            "event=training_failed queue_id=%s attempt=%s error=%s", queue_id, attempt, message
+        )
         with contextlib.suppress(queue.StaleClaim):
             run_db(lambda c: queue.fail(c, queue_id, attempt, message, run_id=run_id))
         raise
 
 
-def _train(run_db: RunDb, queue_id: int, attempt: int, scope: ModelScope,
-           source: TrainingSetSource, served: list[str] | None, cfg: TrainerConfig,
-           storage: str | optuna.storages.BaseStorage | None, models_dir: Path,
-           reports_dir: Path, policy: PromotionPolicy, run_id: str | None, now: datetime,
-           final_fit: Callable[[dict[str, Any], TrainingSet, int], lgb.Booster] | None,
-           ) -> TrainedModel:
+def _train(
+    run_db: RunDb,
+    queue_id: int,
+    attempt: int,
+    scope: ModelScope,
+    source: TrainingSetSource,
+    served: list[str] | None,
+    cfg: TrainerConfig,
+    storage: str | optuna.storages.BaseStorage | None,
+    models_dir: Path,
+    reports_dir: Path,
+    policy: PromotionPolicy,
+    run_id: str | None,
+    now: datetime,
+    final_fit: Callable[[dict[str, Any], TrainingSet, int], lgb.Booster] | None,
+) -> TrainedModel:
     item = run_db(lambda c: queue.get(c, queue_id))
     if item is None:
         raise queue.StaleClaim(f"retrain request {queue_id} does not exist")
@@ -142,41 +185,87 @@ def _train(run_db: RunDb, queue_id: int, attempt: int, scope: ModelScope,
     run_db(lambda c: queue.heartbeat(c, queue_id, attempt, run_id=run_id))
     start, end = data_window(item, scope, now)
     if "window" not in item.config:
-        run_db(lambda c: queue.update_config(
-            c, queue_id, {"window": [start.isoformat(), end.isoformat()]}))
+        run_db(
+            lambda c: queue.update_config(
+                c, queue_id, {"window": [start.isoformat(), end.isoformat()]}
+            )
+        )
     data = source.load(scope.name, start, end)
     if not len(data):
-        raise TrainingDataError(f"no training rows for scope {scope.name} in [{start}, {end}) "
-                                f"from feature service {scope.feature_service}")
+        raise TrainingDataError(
+            f"no training rows for scope {scope.name} in [{start}, {end}) "
+            f"from feature service {scope.feature_service}"
+        )
     champion = run_db(lambda c: registry.champion(c, scope.name))
     champion_id = champion.model_id if champion else None
     request = f"q{queue_id}"
     study = open_study(scope.name, storage, request=request, cfg=cfg)
     result = train_model(
-        data, cfg, study, request=request, champion=_champion_predictor(champion),
+        data,
+        cfg,
+        study,
+        request=request,
+        champion=_champion_predictor(champion),
         on_trial=lambda: run_db(lambda c: queue.heartbeat(c, queue_id, attempt)),
-        final_fit=final_fit)
+        final_fit=final_fit,
+    )
     model_id = registry.model_id_for(scope.name, queue_id)
-    metrics = {**result.metrics, "study": result.study.as_dict(),
-               "null_share": null_shares(data.X), "served_features": served,
-               "champion_at_training": champion_id, "best_iteration": result.best_iteration,
-               "seconds": result.seconds, "policy": policy.as_dict(), "queue_id": queue_id}
+    metrics = {
+        **result.metrics,
+        "study": result.study.as_dict(),
+        "null_share": null_shares(data.X),
+        "served_features": served,
+        "champion_at_training": champion_id,
+        "best_iteration": result.best_iteration,
+        "seconds": result.seconds,
+        "policy": policy.as_dict(),
+        "queue_id": queue_id,
+    }
     gates = gates_for(metrics, result.features, policy, champion_id)
-    path = registry.save_artifact(models_dir, model_id, result.booster, result.features,
-                                  result.params, metrics, result.drift_reference)
+    path = registry.save_artifact(
+        models_dir,
+        model_id,
+        result.booster,
+        result.features,
+        result.params,
+        metrics,
+        result.drift_reference,
+    )
     windows = [utc_datetime(t) for t in (*result.train_window, *result.holdout_window)]
-    record = run_db(lambda c: registry.register(
-        c, model_id=model_id, scope=scope.name, feature_service=data.feature_service,
-        features=result.features, artifact_path=path, params=result.params, metrics=metrics,
-        train_window=(windows[0], windows[1]), holdout_window=(windows[2], windows[3]),
-        queue_id=queue_id))
-    report = report_data(result, model_id, scope.name, data.feature_service,
-                         cfg.momentum_feature)
+    record = run_db(
+        lambda c: registry.register(
+            c,
+            model_id=model_id,
+            scope=scope.name,
+            feature_service=data.feature_service,
+            features=result.features,
+            artifact_path=path,
+            params=result.params,
+            metrics=metrics,
+            train_window=(windows[0], windows[1]),
+            holdout_window=(windows[2], windows[3]),
+            queue_id=queue_id,
+        )
+    )
+    report = report_data(result, model_id, scope.name, data.feature_service, cfg.momentum_feature)
     report.gates = gates
     paths = write_report(report, reports_dir)
     run_db(lambda c: queue.complete(c, queue_id, attempt, run_id=run_id))
-    log.info("event=model_registered model=%s scope=%s queue_id=%s report=%s", model_id,
-             scope.name, queue_id, paths[1])
-    return TrainedModel(model_id=model_id, scope=scope.name, queue_id=queue_id,
-                        champion_at_training=champion_id, record=record, result=result,
-                        report=report, report_paths=paths, gates=gates)
+    log.info(
+        "event=model_registered model=%s scope=%s queue_id=%s report=%s",
+        model_id,
+        scope.name,
+        queue_id,
+        paths[1],
+    )
+    return TrainedModel(
+        model_id=model_id,
+        scope=scope.name,
+        queue_id=queue_id,
+        champion_at_training=champion_id,
+        record=record,
+        result=result,
+        report=report,
+        report_paths=paths,
+        gates=gates,
+    )

@@ -42,11 +42,19 @@ class OnlineFeatureSource(Protocol):
         ...
 
 
-def market_regime(momentum: float, volatility: float | None, momentum_threshold: float,
-                  volatility_high: float | None) -> str:
+def market_regime(
+    momentum: float,
+    volatility: float | None,
+    momentum_threshold: float,
+    volatility_high: float | None,
+) -> str:
     """``volatile`` above the training window's 80th volatility percentile, else the trend."""
-    if volatility is not None and volatility_high is not None and not math.isnan(volatility) \
-            and volatility > volatility_high:
+    if (
+        volatility is not None
+        and volatility_high is not None
+        and not math.isnan(volatility)
+        and volatility > volatility_high
+    ):
         return "volatile"
     if math.isnan(momentum):
         return "unknown"
@@ -64,12 +72,17 @@ def _volatility_high(model: LoadedModel, feature: str | None) -> float | None:
 
 
 def _snapshot(row: pd.Series) -> str:
-    return json.dumps({str(k): (None if v is None or (isinstance(v, float) and math.isnan(v))
-                                else float(v)) for k, v in row.items()})
+    return json.dumps(
+        {
+            str(k): (None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
+            for k, v in row.items()
+        }
+    )
 
 
-def score(model: LoadedModel, latest: LatestFeatures, scope: ModelScope,
-          momentum_threshold: float) -> list[dict[str, Any]]:
+def score(
+    model: LoadedModel, latest: LatestFeatures, scope: ModelScope, momentum_threshold: float
+) -> list[dict[str, Any]]:
     """``signals`` rows for every entity with a complete timestamp (features may be null:
     LightGBM routes missing values; the snapshot records them as null)."""
     started = time.perf_counter()
@@ -81,18 +94,27 @@ def score(model: LoadedModel, latest: LatestFeatures, scope: ModelScope,
     for i in range(len(latest.X)):
         features = latest.X.iloc[i]
         momentum = float(features.get(scope.momentum_feature, np.nan))
-        volatility = (float(features[scope.volatility_feature])
-                      if scope.volatility_feature in features.index else None)
+        volatility = (
+            float(features[scope.volatility_feature])
+            if scope.volatility_feature in features.index
+            else None
+        )
         ent = latest.entities.iloc[i]
-        rows.append({
-            "ts": pd.Timestamp(ent["ts"]).to_pydatetime(),
-            "exchange": str(ent["exchange"]), "symbol": str(ent["symbol"]),
-            "tf": scope.timeframe, "model_id": model.model_id,
-            "pred": CLASSES[int(pred[i])], "proba": float(proba[i, pred[i]]),
-            "probas": json.dumps(dict(zip(CLASSES, map(float, proba[i]), strict=True))),
-            "features": _snapshot(features), "latency_ms": float(latency),
-            "market_regime": market_regime(momentum, volatility, momentum_threshold, vol_high),
-        })
+        rows.append(
+            {
+                "ts": pd.Timestamp(ent["ts"]).to_pydatetime(),
+                "exchange": str(ent["exchange"]),
+                "symbol": str(ent["symbol"]),
+                "tf": scope.timeframe,
+                "model_id": model.model_id,
+                "pred": CLASSES[int(pred[i])],
+                "proba": float(proba[i, pred[i]]),
+                "probas": json.dumps(dict(zip(CLASSES, map(float, proba[i]), strict=True))),
+                "features": _snapshot(features),
+                "latency_ms": float(latency),
+                "market_regime": market_regime(momentum, volatility, momentum_threshold, vol_high),
+            }
+        )
     return rows
 
 
@@ -100,8 +122,19 @@ async def write_signals(conn: asyncpg.Connection, rows: list[dict[str, Any]]) ->
     """Insert the rows; a bar already scored by the model is left as it is. Returns inserted."""
     if not rows:
         return 0
-    cols = ("ts", "exchange", "symbol", "tf", "model_id", "pred", "proba", "probas", "features",
-            "latency_ms", "market_regime")
+    cols = (
+        "ts",
+        "exchange",
+        "symbol",
+        "tf",
+        "model_id",
+        "pred",
+        "proba",
+        "probas",
+        "features",
+        "latency_ms",
+        "market_regime",
+    )
     inserted = await conn.fetchval(
         """
         WITH ins AS (
@@ -114,10 +147,10 @@ async def write_signals(conn: asyncpg.Connection, rows: list[dict[str, Any]]) ->
             RETURNING 1
         ) SELECT count(*) FROM ins
         """,
-        *[[r[c] for r in rows] for c in cols])
+        *[[r[c] for r in rows] for c in cols],
+    )
     return int(inserted or 0)
 
 
 async def latest_signal_ts(conn: asyncpg.Connection, model_id: str) -> datetime | None:
-    return await conn.fetchval("SELECT max(ts) FROM signals.signals WHERE model_id = $1",
-                               model_id)
+    return await conn.fetchval("SELECT max(ts) FROM signals.signals WHERE model_id = $1", model_id)

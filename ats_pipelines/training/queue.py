@@ -84,8 +84,10 @@ class Reclaimed:
     detail: str
 
 
-_COLUMNS = ("id, scope, reason, priority, status, attempts, inserted_at, started_at, "
-            "completed_at, heartbeat_at, error_message, run_id, requested_by, signal_id, config")
+_COLUMNS = (
+    "id, scope, reason, priority, status, attempts, inserted_at, started_at, "
+    "completed_at, heartbeat_at, error_message, run_id, requested_by, signal_id, config"
+)
 
 
 def _item(row: asyncpg.Record) -> QueueItem:
@@ -129,8 +131,13 @@ async def enqueue(
             requested_by = COALESCE(q.requested_by, EXCLUDED.requested_by)
         RETURNING id, priority, (xmax <> 0) AS coalesced
         """,
-        scope, reason.strip()[:_MAX_REASON], priority, requested_by,
-        json.dumps(config or {}), signal_id, _MAX_REASON,
+        scope,
+        reason.strip()[:_MAX_REASON],
+        priority,
+        requested_by,
+        json.dumps(config or {}),
+        signal_id,
+        _MAX_REASON,
     )
     assert row is not None
     return Enqueued(id=row["id"], coalesced=row["coalesced"], priority=row["priority"])
@@ -159,14 +166,21 @@ async def claim(
         FROM picked WHERE q.id = picked.id
         RETURNING {", ".join("q." + c.strip() for c in _COLUMNS.split(","))}
         """,  # noqa: S608 - the column list is a constant
-        limit, claimed_by,
+        limit,
+        claimed_by,
     )
     items = [_item(r) for r in rows]
     return sorted(items, key=lambda i: (i.priority, i.inserted_at, i.id))
 
 
-async def _finish(conn: asyncpg.Connection, queue_id: int, attempt: int, status: str,
-                  error: str | None, run_id: str | None) -> None:
+async def _finish(
+    conn: asyncpg.Connection,
+    queue_id: int,
+    attempt: int,
+    status: str,
+    error: str | None,
+    run_id: str | None,
+) -> None:
     done = await conn.fetchval(
         """
         UPDATE ml.retrain_queue
@@ -175,40 +189,56 @@ async def _finish(conn: asyncpg.Connection, queue_id: int, attempt: int, status:
         WHERE id = $1 AND attempts = $2 AND status = 'processing'
         RETURNING id
         """,
-        queue_id, attempt, status, error, run_id,
+        queue_id,
+        attempt,
+        status,
+        error,
+        run_id,
     )
     if done is None:
         current = await get(conn, queue_id)
-        state = "missing" if current is None else (
-            f"status={current.status} attempts={current.attempts}")
-        raise StaleClaim(f"retrain request {queue_id} attempt {attempt} is no longer processing "
-                         f"({state}); not marking it {status}")
+        state = (
+            "missing"
+            if current is None
+            else (f"status={current.status} attempts={current.attempts}")
+        )
+        raise StaleClaim(
+            f"retrain request {queue_id} attempt {attempt} is no longer processing "
+            f"({state}); not marking it {status}"
+        )
 
 
-async def complete(conn: asyncpg.Connection, queue_id: int, attempt: int, *,
-                   run_id: str | None = None) -> None:
+async def complete(
+    conn: asyncpg.Connection, queue_id: int, attempt: int, *, run_id: str | None = None
+) -> None:
     """The claimed request trained successfully."""
     await _finish(conn, queue_id, attempt, "completed", None, run_id)
 
 
-async def fail(conn: asyncpg.Connection, queue_id: int, attempt: int, error: str, *,
-               run_id: str | None = None) -> None:
+async def fail(
+    conn: asyncpg.Connection, queue_id: int, attempt: int, error: str, *, run_id: str | None = None
+) -> None:
     """The claimed request's training failed with ``error``; the queue moves on."""
     message = (error or "").strip() or "training failed without a message"
     await _finish(conn, queue_id, attempt, "failed", message[:_MAX_ERROR], run_id)
 
 
-async def heartbeat(conn: asyncpg.Connection, queue_id: int, attempt: int,
-                    *, run_id: str | None = None) -> None:
+async def heartbeat(
+    conn: asyncpg.Connection, queue_id: int, attempt: int, *, run_id: str | None = None
+) -> None:
     """Tell the reclaimer the claim's run is alive; :class:`StaleClaim` if it is not ours."""
     alive = await conn.fetchval(
         "UPDATE ml.retrain_queue SET heartbeat_at = now(), run_id = COALESCE($3, run_id) "
         "WHERE id = $1 AND attempts = $2 AND status = 'processing' RETURNING id",
-        queue_id, attempt, run_id,
+        queue_id,
+        attempt,
+        run_id,
     )
     if alive is None:
-        raise StaleClaim(f"retrain request {queue_id} attempt {attempt} was reclaimed or "
-                         "finished elsewhere; stopping this run")
+        raise StaleClaim(
+            f"retrain request {queue_id} attempt {attempt} was reclaimed or "
+            "finished elsewhere; stopping this run"
+        )
 
 
 async def reclaim(
@@ -232,8 +262,9 @@ async def reclaim(
             seen = row["seen"].isoformat()
             note = f"attempt {row['attempts']} reclaimed: no heartbeat since {seen}"
             if row["attempts"] >= max_attempts:
-                await _reclaim_as_failed(conn, row["id"],
-                                         f"{note}; abandoned after {row['attempts']} attempts")
+                await _reclaim_as_failed(
+                    conn, row["id"], f"{note}; abandoned after {row['attempts']} attempts"
+                )
                 out.append(Reclaimed(row["id"], row["scope"], row["attempts"], "failed", note))
                 continue
             try:
@@ -245,12 +276,16 @@ async def reclaim(
                             config = jsonb_set(config, '{reclaims}',
                                 COALESCE(config->'reclaims', '[]'::jsonb) || to_jsonb($2::text))
                         WHERE id = $1
-                        """, row["id"], note)
+                        """,
+                        row["id"],
+                        note,
+                    )
                 out.append(Reclaimed(row["id"], row["scope"], row["attempts"], "requeued", note))
             except asyncpg.UniqueViolationError:
                 pending = await conn.fetchval(
                     "SELECT id FROM ml.retrain_queue WHERE scope = $1 AND status = 'pending'",
-                    row["scope"])
+                    row["scope"],
+                )
                 detail = f"{note}; superseded by pending request {pending} of the same scope"
                 await _reclaim_as_failed(conn, row["id"], detail)
                 out.append(Reclaimed(row["id"], row["scope"], row["attempts"], "failed", detail))
@@ -260,25 +295,34 @@ async def reclaim(
 async def _reclaim_as_failed(conn: asyncpg.Connection, queue_id: int, error: str) -> None:
     await conn.execute(
         "UPDATE ml.retrain_queue SET status = 'failed', completed_at = now(), error_message = $2 "
-        "WHERE id = $1", queue_id, error[:_MAX_ERROR])
+        "WHERE id = $1",
+        queue_id,
+        error[:_MAX_ERROR],
+    )
 
 
 async def update_config(conn: asyncpg.Connection, queue_id: int, values: dict[str, Any]) -> None:
     """Merge ``values`` into the request's config (e.g. the data window fixed on attempt 1)."""
     await conn.execute(
         "UPDATE ml.retrain_queue SET config = config || $2::jsonb WHERE id = $1",
-        queue_id, json.dumps(values))
+        queue_id,
+        json.dumps(values),
+    )
 
 
 async def get(conn: asyncpg.Connection, queue_id: int) -> QueueItem | None:
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM ml.retrain_queue WHERE id = $1",  # noqa: S608 - constant
-        queue_id)
+        queue_id,
+    )
     return None if row is None else _item(row)
 
 
 async def list_requests(
-    conn: asyncpg.Connection, *, status: str | None = None, scope: str | None = None,
+    conn: asyncpg.Connection,
+    *,
+    status: str | None = None,
+    scope: str | None = None,
     limit: int = 50,
 ) -> list[QueueItem]:
     """Newest first, optionally filtered by status and scope."""
@@ -291,5 +335,8 @@ async def list_requests(
         ORDER BY inserted_at DESC, id DESC
         LIMIT $3
         """,  # noqa: S608 - the column list is a constant
-        status, scope, limit)
+        status,
+        scope,
+        limit,
+    )
     return [_item(r) for r in rows]

@@ -26,8 +26,13 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-ARTIFACT_FILES = ("model.txt", "features.json", "params.json", "metrics.json",
-                  "drift_reference.json")
+ARTIFACT_FILES = (
+    "model.txt",
+    "features.json",
+    "params.json",
+    "metrics.json",
+    "drift_reference.json",
+)
 
 
 class RegistryError(RuntimeError):
@@ -83,17 +88,27 @@ def dumps(value: object) -> str:
     return json.dumps(json.loads(text, parse_constant=lambda _c: None), allow_nan=False)
 
 
-def save_artifact(models_dir: Path, model_id: str, booster: lgb.Booster, features: list[str],
-                  params: dict[str, Any], metrics: dict[str, Any],
-                  drift_reference: dict[str, Any]) -> Path:
+def save_artifact(
+    models_dir: Path,
+    model_id: str,
+    booster: lgb.Booster,
+    features: list[str],
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    drift_reference: dict[str, Any],
+) -> Path:
     """Write the artifact folder atomically (a temporary folder renamed into place)."""
     target = models_dir / model_id
     staging = models_dir / f".{model_id}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     booster.save_model(str(staging / "model.txt"))
-    for name, value in (("features.json", features), ("params.json", params),
-                        ("metrics.json", metrics), ("drift_reference.json", drift_reference)):
+    for name, value in (
+        ("features.json", features),
+        ("params.json", params),
+        ("metrics.json", metrics),
+        ("drift_reference.json", drift_reference),
+    ):
         (staging / name).write_text(dumps(value) + "\n")
     if target.exists():
         shutil.rmtree(target)
@@ -115,8 +130,7 @@ class LoadedModel:
         if missing:
             raise RegistryError(f"model {self.model_id}: features missing: {missing}")
         values = X[self.features].to_numpy(np.float32)
-        return np.asarray(self.booster.predict(values, num_threads=num_threads)).reshape(
-            len(X), -1)
+        return np.asarray(self.booster.predict(values, num_threads=num_threads)).reshape(len(X), -1)
 
 
 def load_model(record: ModelRecord) -> LoadedModel:
@@ -126,8 +140,9 @@ def load_model(record: ModelRecord) -> LoadedModel:
         raise RegistryError(f"model {record.model_id}: artifact {path} lacks {absent}")
     features = json.loads((path / "features.json").read_text())
     if features != record.features:
-        raise RegistryError(f"model {record.model_id}: {path}/features.json differs from the "
-                            "registry row")
+        raise RegistryError(
+            f"model {record.model_id}: {path}/features.json differs from the registry row"
+        )
     return LoadedModel(
         model_id=record.model_id,
         booster=lgb.Booster(model_file=str(path / "model.txt")),
@@ -136,15 +151,25 @@ def load_model(record: ModelRecord) -> LoadedModel:
     )
 
 
-_COLUMNS = ("model_id, scope, status, feature_service, features, artifact_path, params, metrics, "
-            "train_start, train_end, holdout_start, holdout_end, queue_id, created_at, "
-            "promoted_at, retired_at")
+_COLUMNS = (
+    "model_id, scope, status, feature_service, features, artifact_path, params, metrics, "
+    "train_start, train_end, holdout_start, holdout_end, queue_id, created_at, "
+    "promoted_at, retired_at"
+)
 
 
 async def register(
-    conn: asyncpg.Connection, *, model_id: str, scope: str, feature_service: str,
-    features: list[str], artifact_path: Path, params: dict[str, Any], metrics: dict[str, Any],
-    train_window: tuple[datetime, datetime], holdout_window: tuple[datetime, datetime],
+    conn: asyncpg.Connection,
+    *,
+    model_id: str,
+    scope: str,
+    feature_service: str,
+    features: list[str],
+    artifact_path: Path,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    train_window: tuple[datetime, datetime],
+    holdout_window: tuple[datetime, datetime],
     queue_id: int | None,
 ) -> ModelRecord:
     """Insert the model as a challenger, or refresh a challenger/rejected row of the same id."""
@@ -163,39 +188,54 @@ async def register(
         WHERE m.status IN ('challenger', 'rejected')
         RETURNING {_COLUMNS}
         """,  # noqa: S608 - the column list is a constant
-        model_id, scope, feature_service, features, str(artifact_path), dumps(params),
-        dumps(metrics), *train_window, *holdout_window, queue_id,
+        model_id,
+        scope,
+        feature_service,
+        features,
+        str(artifact_path),
+        dumps(params),
+        dumps(metrics),
+        *train_window,
+        *holdout_window,
+        queue_id,
     )
     if row is None:
         current = await get_model(conn, model_id)
-        raise RegistryError(f"model {model_id} is already {current.status if current else '?'};"
-                            " a champion or retired model is never overwritten")
+        raise RegistryError(
+            f"model {model_id} is already {current.status if current else '?'};"
+            " a champion or retired model is never overwritten"
+        )
     return _record(row)
 
 
 async def get_model(conn: asyncpg.Connection, model_id: str) -> ModelRecord | None:
-    row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM ml.models WHERE model_id = $1", model_id)  # noqa: S608
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM ml.models WHERE model_id = $1", model_id)  # noqa: S608
     return None if row is None else _record(row)
 
 
 async def champion(conn: asyncpg.Connection, scope: str) -> ModelRecord | None:
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM ml.models WHERE scope = $1 AND status = 'champion'",  # noqa: S608
-        scope)
+        scope,
+    )
     return None if row is None else _record(row)
 
 
-async def list_models(conn: asyncpg.Connection, scope: str | None = None,
-                      limit: int = 20) -> list[ModelRecord]:
+async def list_models(
+    conn: asyncpg.Connection, scope: str | None = None, limit: int = 20
+) -> list[ModelRecord]:
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM ml.models WHERE ($1::text IS NULL OR scope = $1) "  # noqa: S608
-        "ORDER BY created_at DESC LIMIT $2", scope, limit)
+        "ORDER BY created_at DESC LIMIT $2",
+        scope,
+        limit,
+    )
     return [_record(r) for r in rows]
 
 
-async def promote(conn: asyncpg.Connection, model_id: str, *,
-                  expected_champion: str | None) -> ModelRecord:
+async def promote(
+    conn: asyncpg.Connection, model_id: str, *, expected_champion: str | None
+) -> ModelRecord:
     """Make ``model_id`` its scope's champion, retiring the current one.
 
     ``expected_champion`` is the champion the promotion checks compared against; if another
@@ -206,26 +246,33 @@ async def promote(conn: asyncpg.Connection, model_id: str, *,
         if model is None:
             raise RegistryError(f"model {model_id} is not registered")
         # serialise promotions of one scope
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('ml.models:' || $1))",
-                           model.scope)
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('ml.models:' || $1))", model.scope
+        )
         model = await get_model(conn, model_id)
         assert model is not None
         if model.status == "champion":
             return model
         if model.status != "challenger":
-            raise RegistryError(f"model {model_id} is {model.status}; only a challenger can be "
-                                "promoted")
+            raise RegistryError(
+                f"model {model_id} is {model.status}; only a challenger can be promoted"
+            )
         current = await champion(conn, model.scope)
         current_id = current.model_id if current else None
         if current_id != expected_champion:
             raise RegistryError(
                 f"scope {model.scope}: champion is {current_id}, the checks compared with "
-                f"{expected_champion}; retrain or re-run the checks")
+                f"{expected_champion}; retrain or re-run the checks"
+            )
         if current is not None:
-            await conn.execute("UPDATE ml.models SET status = 'retired', retired_at = now() "
-                               "WHERE model_id = $1", current.model_id)
-        await conn.execute("UPDATE ml.models SET status = 'champion', promoted_at = now() "
-                           "WHERE model_id = $1", model_id)
+            await conn.execute(
+                "UPDATE ml.models SET status = 'retired', retired_at = now() WHERE model_id = $1",
+                current.model_id,
+            )
+        await conn.execute(
+            "UPDATE ml.models SET status = 'champion', promoted_at = now() WHERE model_id = $1",
+            model_id,
+        )
     promoted = await get_model(conn, model_id)
     assert promoted is not None
     return promoted
@@ -237,7 +284,9 @@ async def reject(conn: asyncpg.Connection, model_id: str, reasons: list[str]) ->
         "UPDATE ml.models SET status = 'rejected', "
         "metrics = metrics || jsonb_build_object('rejected_because', $2::jsonb) "
         "WHERE model_id = $1 AND status IN ('challenger', 'rejected')",
-        model_id, json.dumps(reasons))
+        model_id,
+        json.dumps(reasons),
+    )
 
 
 async def retire_champion(conn: asyncpg.Connection, scope: str, reason: str) -> str | None:
@@ -246,4 +295,7 @@ async def retire_champion(conn: asyncpg.Connection, scope: str, reason: str) -> 
     return await conn.fetchval(
         "UPDATE ml.models SET status = 'retired', retired_at = now(), "
         "metrics = metrics || jsonb_build_object('retired_because', $2::text) "
-        "WHERE scope = $1 AND status = 'champion' RETURNING model_id", scope, reason)
+        "WHERE scope = $1 AND status = 'champion' RETURNING model_id",
+        scope,
+        reason,
+    )

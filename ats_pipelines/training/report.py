@@ -45,8 +45,9 @@ def _window(a: np.datetime64, b: np.datetime64, rows: int) -> str:
     return f"{str(a)[:19]} → {str(b)[:19]} ({rows:,} rows)"
 
 
-def report_data(result: TrainResult, model_id: str, scope: str, feature_service: str,
-                momentum_feature: str) -> ReportData:
+def report_data(
+    result: TrainResult, model_id: str, scope: str, feature_service: str, momentum_feature: str
+) -> ReportData:
     h = result.holdout
     pred = result.holdout_proba.argmax(axis=1)
     rr = np.nan_to_num(h.realized_rr)
@@ -56,13 +57,19 @@ def report_data(result: TrainResult, model_id: str, scope: str, feature_service:
     mom_cum = np.cumsum(DIRECTION[mom_pred[mom_pred != HOLD]] * rr[mom_pred != HOLD])
     step = max(1, len(model_cum) // 400, len(mom_cum) // 400)  # keep the SVG small
     return ReportData(
-        model_id=model_id, scope=scope, feature_service=feature_service,
-        metrics=result.metrics, importance=result.importance,
+        model_id=model_id,
+        scope=scope,
+        feature_service=feature_service,
+        metrics=result.metrics,
+        importance=result.importance,
         reliability=reliability(h.y, result.holdout_proba),
         cumulative={"model": model_cum[::step].tolist(), "momentum rule": mom_cum[::step].tolist()},
-        study=result.study.as_dict(), params=result.params, rounds=result.best_iteration,
+        study=result.study.as_dict(),
+        params=result.params,
+        rounds=result.best_iteration,
         train=_window(*result.train_window, result.train_rows),
-        holdout=_window(*result.holdout_window, len(h)), seconds=result.seconds,
+        holdout=_window(*result.holdout_window, len(h)),
+        seconds=result.seconds,
     )
 
 
@@ -73,16 +80,21 @@ def _fmt(value: Any) -> str:
 
 
 def _comparison_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    who = [k for k in ("model", "prior", "momentum", "champion")
-           if k in metrics and metrics[k].get("comparable", True)]
+    who = [
+        k
+        for k in ("model", "prior", "momentum", "champion")
+        if k in metrics and metrics[k].get("comparable", True)
+    ]
     rows = []
-    for label, get in (("log-loss", lambda m: m["log_loss"]),
-                       ("AUC (macro OvR)", lambda m: m["auc"]),
-                       ("accuracy", lambda m: m["accuracy"]),
-                       ("signals", lambda m: m["trading"]["signals"]),
-                       ("hit rate", lambda m: m["trading"]["hit_rate"]),
-                       ("mean realised R", lambda m: m["trading"]["mean_rr"]),
-                       ("total realised R", lambda m: m["trading"]["total_rr"])):
+    for label, get in (
+        ("log-loss", lambda m: m["log_loss"]),
+        ("AUC (macro OvR)", lambda m: m["auc"]),
+        ("accuracy", lambda m: m["accuracy"]),
+        ("signals", lambda m: m["trading"]["signals"]),
+        ("hit rate", lambda m: m["trading"]["hit_rate"]),
+        ("mean realised R", lambda m: m["trading"]["mean_rr"]),
+        ("total realised R", lambda m: m["trading"]["total_rr"]),
+    ):
         rows.append([label] + [_fmt(get(metrics[k])) for k in who])
     return ["metric (holdout)", *who], rows
 
@@ -101,18 +113,28 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 def _sections(data: ReportData) -> list[tuple[str, list[str], list[list[str]]]]:
     model = data.metrics["model"]
-    per_class = [[c, _fmt(model["per_class"][c]["precision"]),
-                  _fmt(model["per_class"][c]["recall"]), _fmt(model["per_class"][c]["support"])]
-                 for c in CLASSES]
+    per_class = [
+        [
+            c,
+            _fmt(model["per_class"][c]["precision"]),
+            _fmt(model["per_class"][c]["recall"]),
+            _fmt(model["per_class"][c]["support"]),
+        ]
+        for c in CLASSES
+    ]
     header, rows = _comparison_rows(data.metrics)
     tuning = [[k, _fmt(v)] for k, v in data.study.items()]
     tuning.append(["boosting rounds", _fmt(data.rounds)])
     params = [[k, _fmt(v)] for k, v in sorted(data.params.items())]
-    gates = [[g.name, "pass" if g.passed else "FAIL", "; ".join(g.reasons) or "-"]
-             for g in data.gates]
-    out = [("Holdout comparison", header, rows),
-           ("Per class (model)", ["class", "precision", "recall", "support"], per_class),
-           ("Tuning", ["", "value"], tuning), ("Parameters", ["parameter", "value"], params)]
+    gates = [
+        [g.name, "pass" if g.passed else "FAIL", "; ".join(g.reasons) or "-"] for g in data.gates
+    ]
+    out = [
+        ("Holdout comparison", header, rows),
+        ("Per class (model)", ["class", "precision", "recall", "support"], per_class),
+        ("Tuning", ["", "value"], tuning),
+        ("Parameters", ["parameter", "value"], params),
+    ]
     if gates:
         out.append(("Promotion gates", ["gate", "result", "why"], gates))
     return out
@@ -130,22 +152,33 @@ def summary_lines(data: ReportData) -> list[str]:
         f"{m['trading']['mean_rr']:+.3f} (momentum {mo['trading']['mean_rr']:+.3f})",
     ]
     for gate in data.gates:
-        lines.append(f"gate {gate.name}: {'pass' if gate.passed else 'FAIL'}"
-                     + (f" ({'; '.join(gate.reasons)})" if gate.reasons else ""))
+        lines.append(
+            f"gate {gate.name}: {'pass' if gate.passed else 'FAIL'}"
+            + (f" ({'; '.join(gate.reasons)})" if gate.reasons else "")
+        )
     return lines
 
 
 def markdown(data: ReportData) -> str:
-    parts = [f"# Model {data.model_id}", "",
-             f"Scope `{data.scope}`, feature service `{data.feature_service}`. "
-             f"Training {data.train}; holdout {data.holdout}.", ""]
+    parts = [
+        f"# Model {data.model_id}",
+        "",
+        f"Scope `{data.scope}`, feature service `{data.feature_service}`. "
+        f"Training {data.train}; holdout {data.holdout}.",
+        "",
+    ]
     for title, header, rows in _sections(data):
         parts += [f"## {title}", "", _md_table(header, rows), ""]
     top = sorted(data.importance.items(), key=lambda kv: -kv[1])[:15]
-    parts += ["## Feature importance (gain, top 15)", "",
-              _md_table(["feature", "gain"], [[k, f"{v:,.1f}"] for k, v in top]), "",
-              "Plots (importance, calibration, confusion matrix, cumulative R) are in the HTML "
-              "report next to this file.", ""]
+    parts += [
+        "## Feature importance (gain, top 15)",
+        "",
+        _md_table(["feature", "gain"], [[k, f"{v:,.1f}"] for k, v in top]),
+        "",
+        "Plots (importance, calibration, confusion matrix, cumulative R) are in the HTML "
+        "report next to this file.",
+        "",
+    ]
     return "\n".join(parts)
 
 
@@ -154,24 +187,34 @@ def html(data: ReportData) -> str:
     plots = [
         svg.bars([k for k, _ in top], [v for _, v in top], "Feature importance (gain)"),
         svg.reliability(data.reliability, "Calibration: confidence vs accuracy"),
-        svg.heatmap(data.metrics["model"]["confusion"], CLASSES, CLASSES,
-                    "Confusion matrix (rows: realised)"),
-        svg.lines(data.cumulative, "Cumulative realised R of emitted signals (holdout)",
-                  "signals"),
+        svg.heatmap(
+            data.metrics["model"]["confusion"],
+            CLASSES,
+            CLASSES,
+            "Confusion matrix (rows: realised)",
+        ),
+        svg.lines(data.cumulative, "Cumulative realised R of emitted signals (holdout)", "signals"),
     ]
-    body = [f"<h1>Model {escape(data.model_id)}</h1>",
-            f"<p>Scope <code>{escape(data.scope)}</code>, feature service "
-            f"<code>{escape(data.feature_service)}</code>. Training {escape(data.train)}; "
-            f"holdout {escape(data.holdout)}.</p>"]
+    body = [
+        f"<h1>Model {escape(data.model_id)}</h1>",
+        f"<p>Scope <code>{escape(data.scope)}</code>, feature service "
+        f"<code>{escape(data.feature_service)}</code>. Training {escape(data.train)}; "
+        f"holdout {escape(data.holdout)}.</p>",
+    ]
     for title, header, rows in _sections(data):
         body += [f"<h2>{escape(title)}</h2>", _html_table(header, rows)]
     body += ["<h2>Plots</h2>"] + [f"<div>{p}</div>" for p in plots]
-    style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto}"
-             "table{border-collapse:collapse;margin:.5em 0}"
-             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Model "
-            f"{escape(data.model_id)}</title><style>{style}</style></head><body>"
-            + "".join(body) + "</body></html>")
+    style = (
+        "body{font-family:sans-serif;max-width:960px;margin:2em auto}"
+        "table{border-collapse:collapse;margin:.5em 0}"
+        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Model "
+        f"{escape(data.model_id)}</title><style>{style}</style></head><body>"
+        + "".join(body)
+        + "</body></html>"
+    )
 
 
 def write_report(data: ReportData, reports_dir: Path) -> tuple[Path, Path]:

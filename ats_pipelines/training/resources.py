@@ -71,22 +71,35 @@ class ScopeConfig(dg.Config):
 
     @classmethod
     def from_scope(cls, scope: ModelScope) -> ScopeConfig:
-        return cls(feature_service=scope.feature_service, exchange=scope.exchange,
-                   symbols=list(scope.symbols), timeframe=scope.timeframe,
-                   lookback_days=scope.lookback.days, label_set=scope.label_set,
-                   horizon=scope.barriers.horizon,
-                   risk=scope.barriers.risk, reward=scope.barriers.reward,
-                   momentum_feature=scope.momentum_feature,
-                   volatility_feature=scope.volatility_feature, source=scope.source)
+        return cls(
+            feature_service=scope.feature_service,
+            exchange=scope.exchange,
+            symbols=list(scope.symbols),
+            timeframe=scope.timeframe,
+            lookback_days=scope.lookback.days,
+            label_set=scope.label_set,
+            horizon=scope.barriers.horizon,
+            risk=scope.barriers.risk,
+            reward=scope.barriers.reward,
+            momentum_feature=scope.momentum_feature,
+            volatility_feature=scope.volatility_feature,
+            source=scope.source,
+        )
 
     def to_scope(self, name: str) -> ModelScope:
-        return ModelScope(name=name, feature_service=self.feature_service,
-                          exchange=self.exchange, symbols=tuple(self.symbols),
-                          timeframe=self.timeframe, lookback=timedelta(days=self.lookback_days),
-                          label_set=self.label_set,
-                          barriers=Barriers(self.horizon, self.risk, self.reward),
-                          momentum_feature=self.momentum_feature,
-                          volatility_feature=self.volatility_feature, source=self.source)
+        return ModelScope(
+            name=name,
+            feature_service=self.feature_service,
+            exchange=self.exchange,
+            symbols=tuple(self.symbols),
+            timeframe=self.timeframe,
+            lookback=timedelta(days=self.lookback_days),
+            label_set=self.label_set,
+            barriers=Barriers(self.horizon, self.risk, self.reward),
+            momentum_feature=self.momentum_feature,
+            volatility_feature=self.volatility_feature,
+            source=self.source,
+        )
 
 
 async def _ensure_database(url: str) -> None:
@@ -145,14 +158,19 @@ class ModelsResource(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings: TrainingSettings, **overrides: object) -> ModelsResource:
         values: dict[str, object] = dict(
-            models_dir=str(settings.models_dir), reports_dir=str(settings.reports_dir),
+            models_dir=str(settings.models_dir),
+            reports_dir=str(settings.reports_dir),
             optuna_url=settings.optuna_url,
             create_optuna_database=settings.optuna_database is not None,
-            n_trials=settings.n_trials, timeout_s=settings.timeout_s,
-            num_threads=settings.num_threads, tune_max_rows=settings.tune_max_rows,
-            backend=settings.backend, dask_scheduler=settings.dask_scheduler,
+            n_trials=settings.n_trials,
+            timeout_s=settings.timeout_s,
+            num_threads=settings.num_threads,
+            tune_max_rows=settings.tune_max_rows,
+            backend=settings.backend,
+            dask_scheduler=settings.dask_scheduler,
             stale_after_s=int(settings.stale_after.total_seconds()),
-            max_attempts=settings.max_attempts, claims_per_tick=settings.claims_per_tick,
+            max_attempts=settings.max_attempts,
+            claims_per_tick=settings.claims_per_tick,
             scopes={name: ScopeConfig.from_scope(s) for name, s in settings.scopes.items()},
         )
         values.update(overrides)
@@ -164,18 +182,24 @@ class ModelsResource(dg.ConfigurableResource):
 
     def scope(self, name: str) -> ModelScope:
         if name not in self.scopes:
-            raise KeyError(f"unknown model scope {name!r}; configured: "
-                           f"{', '.join(sorted(self.scopes))}")
+            raise KeyError(
+                f"unknown model scope {name!r}; configured: {', '.join(sorted(self.scopes))}"
+            )
         return self.scopes[name].to_scope(name)
 
-    def trainer_config(self, scope: ModelScope, n_trials: int | None = None,
-                       timeout_s: float | None = None) -> TrainerConfig:
+    def trainer_config(
+        self, scope: ModelScope, n_trials: int | None = None, timeout_s: float | None = None
+    ) -> TrainerConfig:
         return TrainerConfig(
-            n_trials=n_trials or self.n_trials, timeout_s=timeout_s or self.timeout_s,
-            n_splits=self.n_splits, holdout_fraction=self.holdout_fraction,
+            n_trials=n_trials or self.n_trials,
+            timeout_s=timeout_s or self.timeout_s,
+            n_splits=self.n_splits,
+            holdout_fraction=self.holdout_fraction,
             embargo=to_timedelta(scope.timeframe) * scope.barriers.horizon,
-            max_rounds=self.max_rounds, early_stopping_rounds=self.early_stopping_rounds,
-            num_threads=self.num_threads, tune_max_rows=self.tune_max_rows,
+            max_rounds=self.max_rounds,
+            early_stopping_rounds=self.early_stopping_rounds,
+            num_threads=self.num_threads,
+            tune_max_rows=self.tune_max_rows,
             momentum_feature=scope.momentum_feature,
         )
 
@@ -188,19 +212,27 @@ class ModelsResource(dg.ConfigurableResource):
         with warnings.catch_warnings():  # heartbeats are "experimental" since optuna 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
-                self.optuna_url, engine_kwargs={"pool_pre_ping": True},
-                heartbeat_interval=60, grace_period=180)
+                self.optuna_url,
+                engine_kwargs={"pool_pre_ping": True},
+                heartbeat_interval=60,
+                grace_period=180,
+            )
 
     def promotion_policy(self) -> PromotionPolicy:
         return PromotionPolicy(
-            min_signals=self.min_signals, log_loss_margin=self.log_loss_margin,
-            rr_margin=self.rr_margin, champion_log_loss_margin=self.champion_log_loss_margin,
-            champion_rr_tolerance=self.champion_rr_tolerance)
+            min_signals=self.min_signals,
+            log_loss_margin=self.log_loss_margin,
+            rr_margin=self.rr_margin,
+            champion_log_loss_margin=self.champion_log_loss_margin,
+            champion_rr_tolerance=self.champion_rr_tolerance,
+        )
 
     def degradation_policy(self) -> DegradationPolicy:
-        return DegradationPolicy(min_signals=self.degradation_min_signals,
-                                 min_win_rate=self.degradation_min_win_rate,
-                                 min_mean_rr=self.degradation_min_mean_rr)
+        return DegradationPolicy(
+            min_signals=self.degradation_min_signals,
+            min_win_rate=self.degradation_min_win_rate,
+            min_mean_rr=self.degradation_min_mean_rr,
+        )
 
     @property
     def models_path(self) -> Path:
@@ -224,8 +256,9 @@ class TrainingDataResource(dg.ConfigurableResource):
         """The feature service's features now (None when it cannot be read)."""
         raise NotImplementedError
 
-    def recent_features(self, scope: ModelScope, features: list[str], start: datetime,
-                        end: datetime) -> pd.DataFrame:
+    def recent_features(
+        self, scope: ModelScope, features: list[str], start: datetime, end: datetime
+    ) -> pd.DataFrame:
         """Feature rows (no labels needed) with event time in ``[start, end)``, for drift."""
         raise NotImplementedError
 
@@ -266,9 +299,15 @@ class SyntheticTrainingData(TrainingDataResource):
     feature_service: str = "synthetic"
 
     def data(self) -> TrainingSet:
-        return make_training_set(self.rows, self.features, kind=self.kind, seed=self.seed,
-                                 symbols=self.symbols, strength=self.strength,
-                                 feature_service=self.feature_service)
+        return make_training_set(
+            self.rows,
+            self.features,
+            kind=self.kind,
+            seed=self.seed,
+            symbols=self.symbols,
+            strength=self.strength,
+            feature_service=self.feature_service,
+        )
 
     def training_source(self, scope: ModelScope) -> TrainingSetSource:
         return _WholeSet(self.data())
@@ -279,11 +318,12 @@ class SyntheticTrainingData(TrainingDataResource):
     def served_features(self, scope: ModelScope) -> list[str] | None:
         return self.data().features
 
-    def recent_features(self, scope: ModelScope, features: list[str], start: datetime,
-                        end: datetime) -> pd.DataFrame:
+    def recent_features(
+        self, scope: ModelScope, features: list[str], start: datetime, end: datetime
+    ) -> pd.DataFrame:
         """The last tenth of the rows, shifted by ``drift_shift`` standard deviations."""
         X = self.data().X
-        recent = X.iloc[-max(1, len(X) // 10):][features].reset_index(drop=True)
+        recent = X.iloc[-max(1, len(X) // 10) :][features].reset_index(drop=True)
         return recent + self.drift_shift if self.drift_shift else recent
 
 
@@ -302,12 +342,21 @@ class _Routed:
 def synthetic_scope_data(scope: ModelScope) -> TrainingSet:
     """The stand-in rows of a ``synthetic:<kind>`` scope (its symbols, its timeframe)."""
     kind = scope.source.split(":", 1)[1]
-    data = make_training_set(6000, 8, kind=kind, seed=3, symbols=len(scope.symbols),
-                             bar=to_timedelta(scope.timeframe), horizon=scope.barriers.horizon,
-                             reward=scope.barriers.reward, feature_service="synthetic")
+    data = make_training_set(
+        6000,
+        8,
+        kind=kind,
+        seed=3,
+        symbols=len(scope.symbols),
+        bar=to_timedelta(scope.timeframe),
+        horizon=scope.barriers.horizon,
+        reward=scope.barriers.reward,
+        feature_service="synthetic",
+    )
     names = dict(zip(sorted(set(data.entities["symbol"])), scope.symbols, strict=True))
     data.entities = data.entities.assign(
-        exchange=scope.exchange, symbol=[names[s] for s in data.entities["symbol"]])
+        exchange=scope.exchange, symbol=[names[s] for s in data.entities["symbol"]]
+    )
     return data
 
 
@@ -322,8 +371,9 @@ class FeastTrainingData(TrainingDataResource):
     full_feature_names: bool = False  # needed for services whose views share feature names
 
     def _source(self, scope: ModelScope) -> FeastTrainingSetSource:
-        return FeastTrainingSetSource(self.feast.store(), Lake(Path(self.feast.lake_root)),
-                                      scope, self.full_feature_names)
+        return FeastTrainingSetSource(
+            self.feast.store(), Lake(Path(self.feast.lake_root)), scope, self.full_feature_names
+        )
 
     def training_source(self, scope: ModelScope) -> TrainingSetSource:
         if scope.source.startswith("synthetic:"):
@@ -342,29 +392,40 @@ class FeastTrainingData(TrainingDataResource):
             return None
         return service_features(service, self.full_feature_names)
 
-    def recent_features(self, scope: ModelScope, features: list[str], start: datetime,
-                        end: datetime) -> pd.DataFrame:
+    def recent_features(
+        self, scope: ModelScope, features: list[str], start: datetime, end: datetime
+    ) -> pd.DataFrame:
         if scope.source.startswith("synthetic:"):
             X = synthetic_scope_data(scope).X
-            return X.iloc[-max(1, len(X) // 10):][features].reset_index(drop=True)
+            return X.iloc[-max(1, len(X) // 10) :][features].reset_index(drop=True)
         return self._source(scope).recent_features(features, start, end)
 
 
-def training_resources(settings: Settings, feast: FeastResource,
-                       prod: bool) -> dict[str, dg.ConfigurableResource]:
+def training_resources(
+    settings: Settings, feast: FeastResource, prod: bool
+) -> dict[str, dg.ConfigurableResource]:
     """``models`` and ``training_data`` for one environment (prod: the Optuna URL, which holds
     credentials, is read from ``ATS_OPTUNA_URL`` when a run starts)."""
     training = load_training_settings({**os.environ, "ATS_ENV": settings.ats_env})
     if prod:
-        models = ModelsResource.from_settings(training, optuna_url=dg.EnvVar("ATS_OPTUNA_URL"),
-                                              create_optuna_database=False)
+        models = ModelsResource.from_settings(
+            training, optuna_url=dg.EnvVar("ATS_OPTUNA_URL"), create_optuna_database=False
+        )
     elif training.optuna_database is not None:  # the database on this settings' server
-        models = ModelsResource.from_settings(training, optuna_url=sqlalchemy_url(
-            settings.database_url_for(training.optuna_database)))
+        models = ModelsResource.from_settings(
+            training, optuna_url=sqlalchemy_url(settings.database_url_for(training.optuna_database))
+        )
     else:
         models = ModelsResource.from_settings(training)
     return {"models": models, "training_data": FeastTrainingData(feast=feast)}
 
 
-__all__ = ["FeastTrainingData", "ModelsResource", "ScopeConfig", "SyntheticTrainingData",
-           "TrainingDataResource", "ensure_optuna_database", "training_resources"]
+__all__ = [
+    "FeastTrainingData",
+    "ModelsResource",
+    "ScopeConfig",
+    "SyntheticTrainingData",
+    "TrainingDataResource",
+    "ensure_optuna_database",
+    "training_resources",
+]

@@ -95,10 +95,16 @@ class StudySummary:
         return self.pruned / self.trials if self.trials else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"study": self.name, "trials": self.trials, "completed": self.completed,
-                "pruned": self.pruned, "pruned_share": round(self.pruned_share, 4),
-                "run_this_attempt": self.run_this_attempt, "best_cv_log_loss": self.best_value,
-                "seconds_tuning": round(self.seconds_tuning, 3)}
+        return {
+            "study": self.name,
+            "trials": self.trials,
+            "completed": self.completed,
+            "pruned": self.pruned,
+            "pruned_share": round(self.pruned_share, 4),
+            "run_this_attempt": self.run_this_attempt,
+            "best_cv_log_loss": self.best_value,
+            "seconds_tuning": round(self.seconds_tuning, 3),
+        }
 
 
 @dataclass
@@ -123,9 +129,16 @@ Predictor = Callable[[pd.DataFrame], np.ndarray]  # features frame -> class prob
 
 
 def base_params(cfg: TrainerConfig) -> dict[str, Any]:
-    return {"objective": "multiclass", "num_class": len(CLASSES), "metric": "multi_logloss",
-            "num_threads": cfg.num_threads, "verbosity": -1, "seed": cfg.seed,
-            "force_col_wise": True, "bagging_freq": 1}
+    return {
+        "objective": "multiclass",
+        "num_class": len(CLASSES),
+        "metric": "multi_logloss",
+        "num_threads": cfg.num_threads,
+        "verbosity": -1,
+        "seed": cfg.seed,
+        "force_col_wise": True,
+        "bagging_freq": 1,
+    }
 
 
 def suggest(trial: optuna.Trial) -> dict[str, Any]:
@@ -154,26 +167,41 @@ class RequestMedianPruner(optuna.pruners.BasePruner):
         step = trial.last_step
         if step is None or step < self.warmup:
             return False
-        peers = [t for t in study.get_trials(deepcopy=False, states=FINISHED)
-                 if t.user_attrs.get("request") == self.request]
+        peers = [
+            t
+            for t in study.get_trials(deepcopy=False, states=FINISHED)
+            if t.user_attrs.get("request") == self.request
+        ]
         if sum(t.state == optuna.trial.TrialState.COMPLETE for t in peers) < self.n_startup:
             return False
         values = [t.intermediate_values[step] for t in peers if step in t.intermediate_values]
         return bool(values) and trial.intermediate_values[step] > float(np.median(values))
 
 
-def open_study(scope: str, storage: str | optuna.storages.BaseStorage | None, *,
-               request: str, cfg: TrainerConfig) -> optuna.Study:
+def open_study(
+    scope: str,
+    storage: str | optuna.storages.BaseStorage | None,
+    *,
+    request: str,
+    cfg: TrainerConfig,
+) -> optuna.Study:
     """The scope's study (created on first use), with this request's pruner."""
     return optuna.create_study(
-        study_name=f"ats:{scope}", storage=storage, direction="minimize", load_if_exists=True,
+        study_name=f"ats:{scope}",
+        storage=storage,
+        direction="minimize",
+        load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials),
         pruner=RequestMedianPruner(request, cfg.n_startup_trials, cfg.warmup_rounds),
     )
 
 
-def _lockstep_cv(params: dict[str, Any], folds: list[tuple[lgb.Dataset, lgb.Dataset]],
-                 cfg: TrainerConfig, trial: optuna.Trial | None) -> tuple[float, int]:
+def _lockstep_cv(
+    params: dict[str, Any],
+    folds: list[tuple[lgb.Dataset, lgb.Dataset]],
+    cfg: TrainerConfig,
+    trial: optuna.Trial | None,
+) -> tuple[float, int]:
     """Train every fold one round at a time; early stopping and pruning on the mean loss."""
     boosters = []
     for train, valid in folds:
@@ -202,29 +230,53 @@ def _lockstep_cv(params: dict[str, Any], folds: list[tuple[lgb.Dataset, lgb.Data
 
 def _dataset(X: np.ndarray, y: np.ndarray, features: list[str], cfg: TrainerConfig) -> lgb.Dataset:
     return lgb.Dataset(
-        X, label=y, feature_name=features, free_raw_data=False,
-        params={"max_bin": cfg.max_bin, "feature_pre_filter": False, "verbosity": -1,
-                "num_threads": cfg.num_threads},
+        X,
+        label=y,
+        feature_name=features,
+        free_raw_data=False,
+        params={
+            "max_bin": cfg.max_bin,
+            "feature_pre_filter": False,
+            "verbosity": -1,
+            "num_threads": cfg.num_threads,
+        },
     ).construct()
 
 
 def _request_trials(study: optuna.Study, request: str) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False, states=FINISHED)
-            if t.user_attrs.get("request") == request]
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=FINISHED)
+        if t.user_attrs.get("request") == request
+    ]
 
 
 def tune(
-    train: TrainingSet, full: lgb.Dataset, cfg: TrainerConfig, study: optuna.Study, *,
-    request: str, on_trial: Callable[[], None] | None = None,
+    train: TrainingSet,
+    full: lgb.Dataset,
+    cfg: TrainerConfig,
+    study: optuna.Study,
+    *,
+    request: str,
+    on_trial: Callable[[], None] | None = None,
 ) -> tuple[dict[str, Any], int, StudySummary]:
     """Run this request's missing trials; the best parameters and round count."""
     started = time.perf_counter()
     offset = 0 if cfg.tune_max_rows is None else max(0, len(train) - cfg.tune_max_rows)
-    folds = purged_walk_forward(train.event_ts[offset:], train.label_end_ts[offset:],
-                                n_splits=cfg.n_splits, embargo=cfg.embargo,
-                                min_train_rows=50)
-    fold_sets = [(full.subset((f.train + offset).tolist()).construct(),
-                  full.subset((f.valid + offset).tolist()).construct()) for f in folds]
+    folds = purged_walk_forward(
+        train.event_ts[offset:],
+        train.label_end_ts[offset:],
+        n_splits=cfg.n_splits,
+        embargo=cfg.embargo,
+        min_train_rows=50,
+    )
+    fold_sets = [
+        (
+            full.subset((f.train + offset).tolist()).construct(),
+            full.subset((f.valid + offset).tolist()).construct(),
+        )
+        for f in folds
+    ]
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("request", request)
@@ -237,19 +289,26 @@ def tune(
     remaining = max(0, cfg.n_trials - done)
     callbacks = [lambda _study, _trial: on_trial()] if on_trial else None
     if remaining:
-        study.optimize(objective, n_trials=remaining, timeout=cfg.timeout_s,
-                       callbacks=callbacks, catch=())
+        study.optimize(
+            objective, n_trials=remaining, timeout=cfg.timeout_s, callbacks=callbacks, catch=()
+        )
     mine = _request_trials(study, request)
     complete = [t for t in mine if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
-        raise TrainingError(f"no Optuna trial of request {request} completed "
-                            f"({len(mine)} pruned); raise n_trials or timeout")
+        raise TrainingError(
+            f"no Optuna trial of request {request} completed "
+            f"({len(mine)} pruned); raise n_trials or timeout"
+        )
     best = min(complete, key=lambda t: t.value if t.value is not None else math.inf)
     summary = StudySummary(
-        name=study.study_name, trials=len(mine), completed=len(complete),
-        pruned=len(mine) - len(complete), run_this_attempt=len(mine) - done,
+        name=study.study_name,
+        trials=len(mine),
+        completed=len(complete),
+        pruned=len(mine) - len(complete),
+        run_this_attempt=len(mine) - done,
         best_value=float(best.value or math.nan),
-        seconds_tuning=time.perf_counter() - started)
+        seconds_tuning=time.perf_counter() - started,
+    )
     params = {**base_params(cfg), **best.params}
     return params, max(1, int(best.user_attrs.get("best_round", cfg.max_rounds))), summary
 
@@ -261,8 +320,9 @@ def fit(full: lgb.Dataset, params: dict[str, Any], rounds: int) -> lgb.Booster:
     return booster
 
 
-def predict_proba(booster: lgb.Booster, X: pd.DataFrame, features: list[str],
-                  num_threads: int = 0) -> np.ndarray:
+def predict_proba(
+    booster: lgb.Booster, X: pd.DataFrame, features: list[str], num_threads: int = 0
+) -> np.ndarray:
     """Class probabilities for the model's ``features`` (in the model's order)."""
     missing = [f for f in features if f not in X.columns]
     if missing:
@@ -271,14 +331,20 @@ def predict_proba(booster: lgb.Booster, X: pd.DataFrame, features: list[str],
     return np.asarray(booster.predict(values, num_threads=num_threads)).reshape(len(X), -1)
 
 
-def holdout_metrics(train: TrainingSet, holdout: TrainingSet, proba: np.ndarray,
-                    momentum_feature: str,
-                    champion: tuple[Predictor, list[str]] | None) -> dict[str, Any]:
+def holdout_metrics(
+    train: TrainingSet,
+    holdout: TrainingSet,
+    proba: np.ndarray,
+    momentum_feature: str,
+    champion: tuple[Predictor, list[str]] | None,
+) -> dict[str, Any]:
     """The model, both baselines and (if it can score these rows) the champion, on the
     holdout."""
     if momentum_feature not in train.X.columns:
-        raise TrainingDataError(f"momentum baseline: feature {momentum_feature!r} is not in the "
-                                f"training set (columns: {train.features[:10]}...)")
+        raise TrainingDataError(
+            f"momentum baseline: feature {momentum_feature!r} is not in the "
+            f"training set (columns: {train.features[:10]}...)"
+        )
     y, rr = holdout.y, holdout.realized_rr
     prior = ClassPrior.fit(train.y)
     rule = MomentumRule.fit(train.X[momentum_feature].to_numpy(), train.y)
@@ -293,13 +359,20 @@ def holdout_metrics(train: TrainingSet, holdout: TrainingSet, proba: np.ndarray,
     if champion is not None:
         predictor, needed = champion
         missing = [f for f in needed if f not in holdout.X.columns]
-        out["champion"] = ({"comparable": False, "missing_features": missing} if missing
-                           else {"comparable": True, **evaluate(y, predictor(holdout.X), rr)})
+        out["champion"] = (
+            {"comparable": False, "missing_features": missing}
+            if missing
+            else {"comparable": True, **evaluate(y, predictor(holdout.X), rr)}
+        )
     return out
 
 
 def train_model(
-    data: TrainingSet, cfg: TrainerConfig, study: optuna.Study, *, request: str,
+    data: TrainingSet,
+    cfg: TrainerConfig,
+    study: optuna.Study,
+    *,
+    request: str,
     on_trial: Callable[[], None] | None = None,
     champion: tuple[Predictor, list[str]] | None = None,
     final_fit: Callable[[dict[str, Any], TrainingSet, int], lgb.Booster] | None = None,
@@ -310,8 +383,9 @@ def train_model(
     if len(data) < 200:
         raise TrainingDataError(f"training set has {len(data)} rows; need at least 200")
     embargo = np.timedelta64(cfg.embargo, "ns")
-    train_idx, holdout_idx = holdout_split(data.event_ts, data.label_end_ts,
-                                           fraction=cfg.holdout_fraction, embargo=embargo)
+    train_idx, holdout_idx = holdout_split(
+        data.event_ts, data.label_end_ts, fraction=cfg.holdout_fraction, embargo=embargo
+    )
     train, holdout = data.take(train_idx), data.take(holdout_idx)
     features = train.features
     full = _dataset(train.X.to_numpy(np.float32), train.y, features, cfg)
@@ -327,16 +401,32 @@ def train_model(
     metrics = holdout_metrics(train, holdout, proba, cfg.momentum_feature, champion)
     gains = booster.feature_importance("gain")
     timings["total"] = time.perf_counter() - t0
-    log.info("event=trained request=%s rows=%d holdout=%d trials=%d pruned=%d rounds=%d "
-             "log_loss=%.5f prior=%.5f momentum=%.5f", request, len(train), len(holdout),
-             summary.trials, summary.pruned, rounds, metrics["model"]["log_loss"],
-             metrics["prior"]["log_loss"], metrics["momentum"]["log_loss"])
+    log.info(
+        "event=trained request=%s rows=%d holdout=%d trials=%d pruned=%d rounds=%d "
+        "log_loss=%.5f prior=%.5f momentum=%.5f",
+        request,
+        len(train),
+        len(holdout),
+        summary.trials,
+        summary.pruned,
+        rounds,
+        metrics["model"]["log_loss"],
+        metrics["prior"]["log_loss"],
+        metrics["momentum"]["log_loss"],
+    )
     return TrainResult(
-        booster=booster, features=features, params=params, best_iteration=rounds,
-        metrics=metrics, study=summary, train_rows=len(train),
+        booster=booster,
+        features=features,
+        params=params,
+        best_iteration=rounds,
+        metrics=metrics,
+        study=summary,
+        train_rows=len(train),
         train_window=(train.event_ts[0], train.event_ts[-1]),
         holdout_window=(holdout.event_ts[0], holdout.event_ts[-1]),
         importance={f: float(g) for f, g in zip(features, gains, strict=True)},
-        drift_reference=drift.reference(train.X), holdout=holdout, holdout_proba=proba,
+        drift_reference=drift.reference(train.X),
+        holdout=holdout,
+        holdout_proba=proba,
         seconds=timings,
     )

@@ -47,13 +47,17 @@ def _boundaries(event_ts: np.ndarray, parts: int) -> np.ndarray:
     distinct = np.unique(event_ts)
     if len(distinct) < parts:
         raise TrainingDataError(
-            f"{len(distinct)} distinct timestamps cannot make {parts} time segments")
+            f"{len(distinct)} distinct timestamps cannot make {parts} time segments"
+        )
     cuts = [len(distinct) * k // parts for k in range(1, parts)]
     return distinct[cuts]
 
 
 def holdout_split(
-    event_ts: np.ndarray, label_end_ts: np.ndarray, *, fraction: float,
+    event_ts: np.ndarray,
+    label_end_ts: np.ndarray,
+    *,
+    fraction: float,
     embargo: np.timedelta64 | timedelta = NO_EMBARGO,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(training positions, holdout positions): the holdout is the last ``fraction`` of time."""
@@ -66,13 +70,18 @@ def holdout_split(
     train = np.flatnonzero(label_end_ts < start - _embargo(embargo))
     if not len(train) or not len(holdout):
         raise TrainingDataError(
-            f"holdout split left {len(train)} training and {len(holdout)} holdout rows")
+            f"holdout split left {len(train)} training and {len(holdout)} holdout rows"
+        )
     return train, holdout
 
 
 def purged_walk_forward(
-    event_ts: np.ndarray, label_end_ts: np.ndarray, *, n_splits: int,
-    embargo: np.timedelta64 | timedelta = NO_EMBARGO, min_train_rows: int = 1,
+    event_ts: np.ndarray,
+    label_end_ts: np.ndarray,
+    *,
+    n_splits: int,
+    embargo: np.timedelta64 | timedelta = NO_EMBARGO,
+    min_train_rows: int = 1,
 ) -> list[Fold]:
     """``n_splits`` expanding-window folds over ``n_splits + 1`` time segments.
 
@@ -94,7 +103,9 @@ def purged_walk_forward(
         if len(train) < min_train_rows or not len(valid):
             raise TrainingDataError(
                 f"walk-forward fold {k}/{n_splits} has {len(train)} training and {len(valid)} "
-                f"validation rows after purging (embargo {gap}); use more data or fewer splits")
-        folds.append(Fold(train=train, valid=valid, valid_start=start,
-                          valid_end=event_ts[valid].max()))
+                f"validation rows after purging (embargo {gap}); use more data or fewer splits"
+            )
+        folds.append(
+            Fold(train=train, valid=valid, valid_start=start, valid_end=event_ts[valid].max())
+        )
     return folds

@@ -14,7 +14,10 @@ from ats_pipelines.db.connect import connection
 def ats(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ats_pipelines.cli.main", *args],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
     )
 
 
@@ -41,7 +44,8 @@ async def test_wrong_password_is_named_without_showing_it(db_url: str, settings)
         proc = ats("db", "status", env={"ATS_DATABASE_URL": url})
         assert proc.returncode == 1
         assert f"127.0.0.1:{settings.db_port}/postgres: password authentication failed" in (
-            proc.stderr)
+            proc.stderr
+        )
         assert "wrong-secret" not in proc.stderr + proc.stdout
         assert "Traceback" not in proc.stderr
     finally:

@@ -22,8 +22,11 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def plain_postgres_url(settings: Settings) -> Iterator[str]:
     plain = dataclasses.replace(
-        settings, state_dir=settings.state_dir / "plain-pg", db_port=_free_port(),
-        db_name=f"ats_plain_{uuid.uuid4().hex[:8]}", external_database_url=None,
+        settings,
+        state_dir=settings.state_dir / "plain-pg",
+        db_port=_free_port(),
+        db_name=f"ats_plain_{uuid.uuid4().hex[:8]}",
+        external_database_url=None,
     )
     cluster = LocalCluster(plain, preload_timescaledb=False)
     cluster.start()

@@ -22,12 +22,20 @@ T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 def candles(n: int, exchange: str, start: int = 0, price: float = 100.0) -> pl.DataFrame:
     ts = [T0 + dt.timedelta(minutes=start + i) for i in range(n)]
     close = price + np.arange(n) * 0.01
-    return pl.DataFrame({
-        "exchange": [exchange] * n, "symbol": ["BTC/USDT"] * n, "timeframe": ["1m"] * n,
-        "ts": pl.Series(ts, dtype=pl.Datetime("us", "UTC")),
-        "open": close, "high": close + 1, "low": close - 1, "close": close,
-        "volume": np.full(n, 2.0), "source": ["test"] * n,
-    })
+    return pl.DataFrame(
+        {
+            "exchange": [exchange] * n,
+            "symbol": ["BTC/USDT"] * n,
+            "timeframe": ["1m"] * n,
+            "ts": pl.Series(ts, dtype=pl.Datetime("us", "UTC")),
+            "open": close,
+            "high": close + 1,
+            "low": close - 1,
+            "close": close,
+            "volume": np.full(n, 2.0),
+            "source": ["test"] * n,
+        }
+    )
 
 
 async def count(conn: asyncpg.Connection, exchange: str) -> int:
@@ -58,14 +66,17 @@ async def test_update_mode_rewrites_only_changed_rows(conn: asyncpg.Connection) 
     base = candles(10, ex)
     await bulk_write(conn, "market.candles", base)
     changed = base.with_columns(
-        pl.when(pl.int_range(pl.len()) < 3).then(pl.col("volume") * 2).otherwise(pl.col("volume"))
+        pl.when(pl.int_range(pl.len()) < 3)
+        .then(pl.col("volume") * 2)
+        .otherwise(pl.col("volume"))
         .alias("volume")
     )
     mixed = pl.concat([changed, candles(2, ex, start=10)])
     result = await bulk_write(conn, "market.candles", mixed, on_conflict="update")
     assert (result.inserted, result.updated, result.skipped) == (2, 3, 7)
     volumes = await conn.fetch(
-        "SELECT volume FROM market.candles WHERE exchange = $1 ORDER BY ts LIMIT 4", ex)
+        "SELECT volume FROM market.candles WHERE exchange = $1 ORDER BY ts LIMIT 4", ex
+    )
     assert [r[0] for r in volumes] == [4.0, 4.0, 4.0, 2.0]
 
 
@@ -73,11 +84,16 @@ async def test_in_batch_duplicates_keep_the_last(conn: asyncpg.Connection) -> No
     ex = "bulk-dupes"
     first = candles(3, ex)
     later = candles(1, ex, price=200.0)
-    result = await bulk_write(conn, "market.candles", pl.concat([first, later]),
-                              on_conflict="update")
+    result = await bulk_write(
+        conn, "market.candles", pl.concat([first, later]), on_conflict="update"
+    )
     assert (result.received, result.inserted, result.skipped) == (4, 3, 1)
-    assert await conn.fetchval(
-        "SELECT close FROM market.candles WHERE exchange = $1 AND ts = $2", ex, T0) == 200.0
+    assert (
+        await conn.fetchval(
+            "SELECT close FROM market.candles WHERE exchange = $1 AND ts = $2", ex, T0
+        )
+        == 200.0
+    )
 
 
 async def test_racing_writer_falls_back_to_on_conflict(db_url: str) -> None:
@@ -100,7 +116,8 @@ async def test_racing_writer_falls_back_to_on_conflict(db_url: str) -> None:
 async def test_whole_write_is_one_transaction(conn: asyncpg.Connection) -> None:
     ex = "bulk-atomic"
     bad = candles(20, ex).with_columns(
-        pl.when(pl.int_range(pl.len()) == 15).then(-1.0).otherwise(pl.col("low")).alias("low"))
+        pl.when(pl.int_range(pl.len()) == 15).then(-1.0).otherwise(pl.col("low")).alias("low")
+    )
     with pytest.raises(asyncpg.CheckViolationError):
         await bulk_write(conn, "market.candles", bad, chunk_rows=5)
     assert await count(conn, ex) == 0
@@ -109,8 +126,10 @@ async def test_whole_write_is_one_transaction(conn: asyncpg.Connection) -> None:
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        ([{"exchange": "x", "symbol": "s", "timeframe": "1m", "ts": T0, "colour": 1}],
-         "has no column"),
+        (
+            [{"exchange": "x", "symbol": "s", "timeframe": "1m", "ts": T0, "colour": 1}],
+            "has no column",
+        ),
         ([{"exchange": "x", "symbol": "s", "ts": T0, "open": 1.0}], "lack key column"),
     ],
 )
@@ -135,26 +154,40 @@ async def test_naive_timestamps_are_refused(conn: asyncpg.Connection) -> None:
 async def test_encoder_round_trips_every_supported_type(conn: asyncpg.Connection) -> None:
     await conn.execute(
         "CREATE TABLE ops.encoder_probe (k int8 PRIMARY KEY, t text, f float8, i int4, "
-        "s int2, b bool, ts timestamptz, d date, j jsonb, arr float8[])")
-    table = pa.table({
-        "k": pa.array([1, 2, 3, 4], pa.int64()),
-        "t": pa.array(["a", None, "ünïcode ✓", ""]),
-        "f": pa.array([1.5, None, -0.0, 1e300]),
-        "i": pa.array([1, 2, None, -5], pa.int32()),
-        "s": pa.array([1, None, 3, 4], pa.int16()),
-        "b": pa.array([True, False, None, True]),
-        "ts": pa.array([T0, None, T0 + dt.timedelta(microseconds=1), T0],
-                       pa.timestamp("us", tz="UTC")),
-        "d": pa.array([dt.date(2024, 1, 1), dt.date(1999, 12, 31), None, dt.date(2000, 1, 1)]),
-        "j": pa.array([json.dumps({"a": 1}), None, "[1, 2]", "{}"]),
-        "arr": pa.array([[1.0, 2.0], [], None, [3.5]], pa.list_(pa.float64())),
-    })
+        "s int2, b bool, ts timestamptz, d date, j jsonb, arr float8[])"
+    )
+    table = pa.table(
+        {
+            "k": pa.array([1, 2, 3, 4], pa.int64()),
+            "t": pa.array(["a", None, "ünïcode ✓", ""]),
+            "f": pa.array([1.5, None, -0.0, 1e300]),
+            "i": pa.array([1, 2, None, -5], pa.int32()),
+            "s": pa.array([1, None, 3, 4], pa.int16()),
+            "b": pa.array([True, False, None, True]),
+            "ts": pa.array(
+                [T0, None, T0 + dt.timedelta(microseconds=1), T0], pa.timestamp("us", tz="UTC")
+            ),
+            "d": pa.array([dt.date(2024, 1, 1), dt.date(1999, 12, 31), None, dt.date(2000, 1, 1)]),
+            "j": pa.array([json.dumps({"a": 1}), None, "[1, 2]", "{}"]),
+            "arr": pa.array([[1.0, 2.0], [], None, [3.5]], pa.list_(pa.float64())),
+        }
+    )
     result = await bulk_write(conn, "ops.encoder_probe", table)
     assert result.inserted == 4
     rows = await conn.fetch("SELECT * FROM ops.encoder_probe ORDER BY k")
     got = [dict(r) for r in rows]
-    assert got[0] == {"k": 1, "t": "a", "f": 1.5, "i": 1, "s": 1, "b": True, "ts": T0,
-                      "d": dt.date(2024, 1, 1), "j": '{"a": 1}', "arr": [1.0, 2.0]}
+    assert got[0] == {
+        "k": 1,
+        "t": "a",
+        "f": 1.5,
+        "i": 1,
+        "s": 1,
+        "b": True,
+        "ts": T0,
+        "d": dt.date(2024, 1, 1),
+        "j": '{"a": 1}',
+        "arr": [1.0, 2.0],
+    }
     assert got[1]["t"] is None and got[1]["f"] is None and got[1]["arr"] == []
     assert got[2]["t"] == "ünïcode ✓" and got[2]["ts"] == T0 + dt.timedelta(microseconds=1)
     assert got[2]["arr"] is None and got[2]["i"] is None and got[2]["j"] == "[1, 2]"

@@ -15,9 +15,18 @@ T0 = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
 
 
 def candle(**over: Any) -> dict[str, Any]:
-    row = {"exchange": "schema-test", "symbol": "BTC/USDT", "timeframe": "1m", "ts": T0,
-           "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.5, "volume": 3.0,
-           "source": "test"}
+    row = {
+        "exchange": "schema-test",
+        "symbol": "BTC/USDT",
+        "timeframe": "1m",
+        "ts": T0,
+        "open": 100.0,
+        "high": 101.0,
+        "low": 99.0,
+        "close": 100.5,
+        "volume": 3.0,
+        "source": "test",
+    }
     row.update(over)
     return row
 
@@ -27,8 +36,10 @@ MARKET_CASES: dict[str, tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]]
         candle(),
         [
             # high < low necessarily also breaks a bounds check; PostgreSQL names the first
-            ("candles_high_low|candles_high_bounds|candles_low_bounds",
-             {"high": 98.0, "low": 99.0, "open": 98.5, "close": 98.5}),
+            (
+                "candles_high_low|candles_high_bounds|candles_low_bounds",
+                {"high": 98.0, "low": 99.0, "open": 98.5, "close": 98.5},
+            ),
             ("candles_high_bounds", {"high": 100.2}),
             ("candles_low_bounds", {"low": 100.4}),
             ("candles_prices_positive", {"low": -1.0}),
@@ -38,8 +49,16 @@ MARKET_CASES: dict[str, tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]]
         ],
     ),
     "market.trades": (
-        {"exchange": "schema-test", "symbol": "BTC/USDT", "ts": T0, "trade_id": "1",
-         "price": 100.0, "amount": 0.5, "side": "buy", "source": "test"},
+        {
+            "exchange": "schema-test",
+            "symbol": "BTC/USDT",
+            "ts": T0,
+            "trade_id": "1",
+            "price": 100.0,
+            "amount": 0.5,
+            "side": "buy",
+            "source": "test",
+        },
         [
             ("trades_price_positive", {"price": 0.0}),
             ("trades_amount_positive", {"amount": -2.0}),
@@ -48,10 +67,19 @@ MARKET_CASES: dict[str, tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]]
         ],
     ),
     "market.order_book_snapshots": (
-        {"exchange": "schema-test", "symbol": "BTC/USDT", "ts": T0,
-         "bid_prices": [100.0, 99.5], "bid_sizes": [1.0, 2.0],
-         "ask_prices": [100.5, 101.0], "ask_sizes": [1.5, 0.5],
-         "mid": 100.25, "spread": 0.5, "imbalance_1": -0.2, "source": "test"},
+        {
+            "exchange": "schema-test",
+            "symbol": "BTC/USDT",
+            "ts": T0,
+            "bid_prices": [100.0, 99.5],
+            "bid_sizes": [1.0, 2.0],
+            "ask_prices": [100.5, 101.0],
+            "ask_sizes": [1.5, 0.5],
+            "mid": 100.25,
+            "spread": 0.5,
+            "imbalance_1": -0.2,
+            "source": "test",
+        },
         [
             ("obs_uncrossed", {"bid_prices": [101.0, 99.5]}),
             ("obs_bid_arrays_match", {"bid_sizes": [1.0]}),
@@ -60,16 +88,32 @@ MARKET_CASES: dict[str, tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]]
         ],
     ),
     "market.funding_rates": (
-        {"exchange": "schema-test", "symbol": "XRP/USDT:USDT", "ts": T0, "rate": 0.0001,
-         "source": "test"},
+        {
+            "exchange": "schema-test",
+            "symbol": "XRP/USDT:USDT",
+            "ts": T0,
+            "rate": 0.0001,
+            "source": "test",
+        },
         [("funding_rates_rate_sane", {"rate": 2.0})],
     ),
     "market.reference_candles": (
-        {"exchange": "schema-test", "symbol": "XRP/USDT:USDT", "timeframe": "8h",
-         "price_type": "mark", "ts": T0, "open": 1.0, "high": 1.1, "low": 0.9, "close": 1.0,
-         "source": "test"},
-        [("reference_candles_price_type", {"price_type": "last"}),
-         ("reference_candles_high_low", {"high": 0.8, "low": 0.85})],
+        {
+            "exchange": "schema-test",
+            "symbol": "XRP/USDT:USDT",
+            "timeframe": "8h",
+            "price_type": "mark",
+            "ts": T0,
+            "open": 1.0,
+            "high": 1.1,
+            "low": 0.9,
+            "close": 1.0,
+            "source": "test",
+        },
+        [
+            ("reference_candles_price_type", {"price_type": "last"}),
+            ("reference_candles_high_low", {"high": 0.8, "low": 0.85}),
+        ],
     ),
 }
 
@@ -81,9 +125,7 @@ async def test_market_table_key_makes_rewrites_idempotent(
     good, _ = MARKET_CASES[table]
     first = await bulk_write(conn, table, [good])
     second = await bulk_write(conn, table, [good])
-    count = await conn.fetchval(
-        f"SELECT count(*) FROM {table} WHERE exchange = 'schema-test'"
-    )
+    count = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE exchange = 'schema-test'")
     assert (first.inserted, second.inserted, second.skipped) == (1, 0, 1)
     assert count == 1
     await conn.execute(f"DELETE FROM {table} WHERE exchange = 'schema-test'")
@@ -108,15 +150,19 @@ async def test_retrain_queue_constraints_and_coalescing(conn: asyncpg.Connection
     await conn.execute(insert, scope, "weekly", 2)
     with pytest.raises(asyncpg.UniqueViolationError):  # one pending request per scope
         await conn.execute(insert, scope, "drift", 1)
-    for bad, constraint in [((scope + "2", "x", 9), "retrain_queue_priority"),
-                            ((scope + "3", "", 3), "retrain_queue_reason_named")]:
+    for bad, constraint in [
+        ((scope + "2", "x", 9), "retrain_queue_priority"),
+        ((scope + "3", "", 3), "retrain_queue_reason_named"),
+    ]:
         with pytest.raises(asyncpg.CheckViolationError) as info:
             await conn.execute(insert, *bad)
         assert info.value.constraint_name == constraint
     with pytest.raises(asyncpg.CheckViolationError) as info:
         await conn.execute(
             "UPDATE ml.retrain_queue SET status = 'failed', started_at = now(), "
-            "completed_at = now() WHERE scope = $1", scope)
+            "completed_at = now() WHERE scope = $1",
+            scope,
+        )
     assert info.value.constraint_name == "retrain_queue_failed_has_error"
     with pytest.raises(asyncpg.CheckViolationError):
         await conn.execute("UPDATE ml.retrain_queue SET status = 'done' WHERE scope = $1", scope)
@@ -127,7 +173,10 @@ async def _model(conn: asyncpg.Connection, model_id: str, status: str = "challen
     await conn.execute(
         "INSERT INTO ml.models (model_id, scope, status, feature_service, features, "
         "artifact_path) VALUES ($1, 'schema-test', $2, 'signals_v1', $3, '/tmp/m.txt')",
-        model_id, status, ["f1"])
+        model_id,
+        status,
+        ["f1"],
+    )
 
 
 async def test_models_allow_one_champion_per_scope(conn: asyncpg.Connection) -> None:
@@ -141,13 +190,17 @@ async def test_models_allow_one_champion_per_scope(conn: asyncpg.Connection) -> 
 
 async def test_signals_one_per_bar_and_model_and_ranges(conn: asyncpg.Connection) -> None:
     await _model(conn, "schema-test-sig")
-    sql = ("INSERT INTO signals.signals (ts, exchange, symbol, tf, model_id, pred, proba, "
-           "features) VALUES ($1, 'schema-test', 'BTC/USDT', '1m', 'schema-test-sig', $2, $3, "
-           "$4::jsonb) ON CONFLICT ON CONSTRAINT signals_one_per_bar_and_model DO NOTHING")
+    sql = (
+        "INSERT INTO signals.signals (ts, exchange, symbol, tf, model_id, pred, proba, "
+        "features) VALUES ($1, 'schema-test', 'BTC/USDT', '1m', 'schema-test-sig', $2, $3, "
+        "$4::jsonb) ON CONFLICT ON CONSTRAINT signals_one_per_bar_and_model DO NOTHING"
+    )
     assert await conn.execute(sql, T0, "BUY", 0.7, json.dumps({"rsi": 55})) == "INSERT 0 1"
     assert await conn.execute(sql, T0, "BUY", 0.7, json.dumps({"rsi": 55})) == "INSERT 0 0"
-    for pred, proba, constraint in [("BUY", 1.2, "signals_proba_range"),
-                                    ("MAYBE", 0.5, "signals_pred")]:
+    for pred, proba, constraint in [
+        ("BUY", 1.2, "signals_proba_range"),
+        ("MAYBE", 0.5, "signals_pred"),
+    ]:
         with pytest.raises(asyncpg.CheckViolationError) as info:
             await conn.execute(sql, T0 + dt.timedelta(minutes=1), pred, proba, "{}")
         assert info.value.constraint_name == constraint
@@ -156,16 +209,20 @@ async def test_signals_one_per_bar_and_model_and_ranges(conn: asyncpg.Connection
 
 
 async def test_detected_and_coordinated_signals_keys(conn: asyncpg.Connection) -> None:
-    sql = ("INSERT INTO signals.detected_signals (analyzer_id, exchange, symbol, timeframe, ts, "
-           "signal_type, price) VALUES ('trend', 'schema-test', 'BTC/USDT', '1h', $1, $2, 10) "
-           "ON CONFLICT ON CONSTRAINT detected_signals_natural_key DO NOTHING")
+    sql = (
+        "INSERT INTO signals.detected_signals (analyzer_id, exchange, symbol, timeframe, ts, "
+        "signal_type, price) VALUES ('trend', 'schema-test', 'BTC/USDT', '1h', $1, $2, 10) "
+        "ON CONFLICT ON CONSTRAINT detected_signals_natural_key DO NOTHING"
+    )
     assert await conn.execute(sql, T0, "uptrendStart") == "INSERT 0 1"
     assert await conn.execute(sql, T0, "uptrendStart") == "INSERT 0 0"
     with pytest.raises(asyncpg.CheckViolationError):
         await conn.execute(sql, T0, "sidewaysStart")
-    coord = ("INSERT INTO signals.coordinated_signals (coordinator_id, exchange, symbol, "
-             "decided_at, direction, decision, confidence, source_signal_ids) VALUES "
-             "('c', 'schema-test', 'BTC/USDT', $1, $2, 'confluence', $3, $4)")
+    coord = (
+        "INSERT INTO signals.coordinated_signals (coordinator_id, exchange, symbol, "
+        "decided_at, direction, decision, confidence, source_signal_ids) VALUES "
+        "('c', 'schema-test', 'BTC/USDT', $1, $2, 'confluence', $3, $4)"
+    )
     await conn.execute(coord, T0, "long", 0.8, [1, 2])
     with pytest.raises(asyncpg.UniqueViolationError):
         await conn.execute(coord, T0, "long", 0.8, [1, 2])
@@ -178,14 +235,17 @@ async def test_detected_and_coordinated_signals_keys(conn: asyncpg.Connection) -
 
 
 async def test_watermarks_have_one_row_per_key(conn: asyncpg.Connection) -> None:
-    up = ("INSERT INTO signals.analyzer_watermarks (analyzer_id, exchange, symbol, timeframe, "
-          "last_processed_ts) VALUES ('trend', 'schema-test', 'BTC/USDT', '1h', $1) "
-          "ON CONFLICT (analyzer_id, exchange, symbol, timeframe) "
-          "DO UPDATE SET last_processed_ts = EXCLUDED.last_processed_ts")
+    up = (
+        "INSERT INTO signals.analyzer_watermarks (analyzer_id, exchange, symbol, timeframe, "
+        "last_processed_ts) VALUES ('trend', 'schema-test', 'BTC/USDT', '1h', $1) "
+        "ON CONFLICT (analyzer_id, exchange, symbol, timeframe) "
+        "DO UPDATE SET last_processed_ts = EXCLUDED.last_processed_ts"
+    )
     await conn.execute(up, T0)
     await conn.execute(up, T0 + dt.timedelta(hours=1))
     rows = await conn.fetch(
-        "SELECT last_processed_ts FROM signals.analyzer_watermarks WHERE exchange = 'schema-test'")
+        "SELECT last_processed_ts FROM signals.analyzer_watermarks WHERE exchange = 'schema-test'"
+    )
     assert [r[0] for r in rows] == [T0 + dt.timedelta(hours=1)]
     with pytest.raises(asyncpg.CheckViolationError):
         await conn.execute("INSERT INTO signals.coordinator_watermarks VALUES ('c-test', -1)")
@@ -193,30 +253,36 @@ async def test_watermarks_have_one_row_per_key(conn: asyncpg.Connection) -> None
 
 
 async def test_quarantine_keeps_each_bad_row_once(conn: asyncpg.Connection) -> None:
-    sql = ("INSERT INTO ops.quarantine (dataset, source, rule, reason, location, payload, "
-           "row_hash) VALUES ('candles', 'schema-test', 'ohlc.high_low', 'high < low', "
-           "'f.parquet:7', '{}'::jsonb, 'abc') ON CONFLICT ON CONSTRAINT quarantine_once "
-           "DO NOTHING")
+    sql = (
+        "INSERT INTO ops.quarantine (dataset, source, rule, reason, location, payload, "
+        "row_hash) VALUES ('candles', 'schema-test', 'ohlc.high_low', 'high < low', "
+        "'f.parquet:7', '{}'::jsonb, 'abc') ON CONFLICT ON CONSTRAINT quarantine_once "
+        "DO NOTHING"
+    )
     assert await conn.execute(sql) == "INSERT 0 1"
     assert await conn.execute(sql) == "INSERT 0 0"
     with pytest.raises(asyncpg.CheckViolationError):
         await conn.execute(
             "INSERT INTO ops.quarantine (dataset, source, rule, reason, payload, row_hash) "
-            "VALUES ('candles', 'schema-test', '', 'x', '{}'::jsonb, 'def')")
+            "VALUES ('candles', 'schema-test', '', 'x', '{}'::jsonb, 'def')"
+        )
     await conn.execute("DELETE FROM ops.quarantine WHERE source = 'schema-test'")
 
 
 async def test_migration_ledger_file_once_and_failed_needs_error(
     conn: asyncpg.Connection,
 ) -> None:
-    sql = ("INSERT INTO ops.migration_ledger (file_path, file_size, file_checksum, status, error) "
-           "VALUES ('/cache/schema-test.parquet', 10, 'c0ffee', $1, $2)")
+    sql = (
+        "INSERT INTO ops.migration_ledger (file_path, file_size, file_checksum, status, error) "
+        "VALUES ('/cache/schema-test.parquet', 10, 'c0ffee', $1, $2)"
+    )
     await conn.execute(sql, "pending", None)
     with pytest.raises(asyncpg.UniqueViolationError):
         await conn.execute(sql, "pending", None)
     with pytest.raises(asyncpg.CheckViolationError) as info:
         await conn.execute(
             "UPDATE ops.migration_ledger SET status = 'failed' "
-            "WHERE file_path = '/cache/schema-test.parquet'")
+            "WHERE file_path = '/cache/schema-test.parquet'"
+        )
     assert info.value.constraint_name == "migration_ledger_failed_has_error"
     await conn.execute("DELETE FROM ops.migration_ledger WHERE file_path LIKE '%schema-test%'")

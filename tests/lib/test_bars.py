@@ -49,12 +49,16 @@ def batch(trades_frame: pl.DataFrame) -> pl.DataFrame:
 
 def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
     order = {tf: i for i, tf in enumerate(DEFAULT_TIMEFRAMES)}
-    return frame.with_columns(o=pl.col("timeframe").replace_strict(order, default=99)) \
-        .sort("o", "timeframe", "ts").drop("o")
+    return (
+        frame.with_columns(o=pl.col("timeframe").replace_strict(order, default=99))
+        .sort("o", "timeframe", "ts")
+        .drop("o")
+    )
 
 
-def _live(trades: Iterable[Trade], grace_ms: int = 2_000,
-          timeframes: tuple[str, ...] = DEFAULT_TIMEFRAMES) -> tuple[list[Bar], BarAggregator]:
+def _live(
+    trades: Iterable[Trade], grace_ms: int = 2_000, timeframes: tuple[str, ...] = DEFAULT_TIMEFRAMES
+) -> tuple[list[Bar], BarAggregator]:
     agg = BarAggregator(EX, SYM, timeframes, grace_ms=grace_ms)
     out: list[Bar] = []
     for trade in trades:
@@ -93,10 +97,10 @@ def test_live_in_order_equals_batch(trades: list[Trade], batch: pl.DataFrame) ->
     _assert_identical(bars_to_frame(bars), batch)
 
 
-@pytest.mark.parametrize(("grace_ms", "seed"), [(1_000, 1), (5_000, 2), (30_000, 3),
-                                                (60_000, 4)])
-def test_live_shuffled_within_grace_equals_batch(trades: list[Trade], batch: pl.DataFrame,
-                                                 grace_ms: int, seed: int) -> None:
+@pytest.mark.parametrize(("grace_ms", "seed"), [(1_000, 1), (5_000, 2), (30_000, 3), (60_000, 4)])
+def test_live_shuffled_within_grace_equals_batch(
+    trades: list[Trade], batch: pl.DataFrame, grace_ms: int, seed: int
+) -> None:
     shuffled = _shuffle_within(trades, grace_ms, seed)
     assert shuffled != trades  # the shuffle really reorders
     bars, agg = _live(shuffled, grace_ms=grace_ms)
@@ -104,8 +108,9 @@ def test_live_shuffled_within_grace_equals_batch(trades: list[Trade], batch: pl.
     _assert_identical(bars_to_frame(bars), batch)
 
 
-def test_batch_is_independent_of_input_order(trades_frame: pl.DataFrame,
-                                             batch: pl.DataFrame) -> None:
+def test_batch_is_independent_of_input_order(
+    trades_frame: pl.DataFrame, batch: pl.DataFrame
+) -> None:
     shuffled = trades_frame.sample(fraction=1.0, shuffle=True, seed=11)
     _assert_identical(aggregate_trades(shuffled, exchange=EX, symbol=SYM), batch)
 
@@ -114,7 +119,8 @@ def test_batch_accepts_datetime_ts_and_non_numeric_ids(trades_frame: pl.DataFram
     # hash-like ids take the generic (len, str) ordering path; live must agree with it
     frame = trades_frame.with_columns(
         pl.from_epoch("timestamp", time_unit="ms").dt.replace_time_zone("UTC").alias("ts"),
-        ("x" + pl.col("id").str.reverse()).alias("tid"))
+        ("x" + pl.col("id").str.reverse()).alias("tid"),
+    )
     frame = frame.sample(fraction=1.0, shuffle=True, seed=5)
     got = aggregate_trades(frame, exchange=EX, symbol=SYM, ts_col="ts", id_col="tid")
     rows = frame.select("timestamp", "price", "amount", "side", "tid").rows()
@@ -123,8 +129,9 @@ def test_batch_accepts_datetime_ts_and_non_numeric_ids(trades_frame: pl.DataFram
 
 
 def test_batch_integer_ids(trades_frame: pl.DataFrame, batch: pl.DataFrame) -> None:
-    got = aggregate_trades(trades_frame.with_columns(pl.col("id").cast(pl.Int64)),
-                           exchange=EX, symbol=SYM)
+    got = aggregate_trades(
+        trades_frame.with_columns(pl.col("id").cast(pl.Int64)), exchange=EX, symbol=SYM
+    )
     _assert_identical(got, batch)
 
 
@@ -133,10 +140,16 @@ def test_batch_integer_ids(trades_frame: pl.DataFrame, batch: pl.DataFrame) -> N
 
 def test_fields_against_independent_sums(trades_frame: pl.DataFrame, batch: pl.DataFrame) -> None:
     """Volumes from a plain polars group_by (different summation order: tolerance 1e-12)."""
-    plain = trades_frame.group_by((pl.col("timestamp") // MINUTE_MS * MINUTE_MS).alias("t")).agg(
-        pl.col("amount").sum().alias("v"), (pl.col("price") * pl.col("amount")).sum().alias("q"),
-        pl.col("amount").filter(pl.col("side") == "buy").sum().alias("b"), pl.len().alias("n"),
-    ).sort("t")
+    plain = (
+        trades_frame.group_by((pl.col("timestamp") // MINUTE_MS * MINUTE_MS).alias("t"))
+        .agg(
+            pl.col("amount").sum().alias("v"),
+            (pl.col("price") * pl.col("amount")).sum().alias("q"),
+            pl.col("amount").filter(pl.col("side") == "buy").sum().alias("b"),
+            pl.len().alias("n"),
+        )
+        .sort("t")
+    )
     ours = batch.filter(pl.col("timeframe") == "1m")
     assert ours["ts"].dt.epoch("ms").to_list() == plain["t"].to_list()
     assert ours["trade_count"].to_list() == plain["n"].to_list()
@@ -156,12 +169,20 @@ def test_higher_timeframes_equal_rollup_of_1m(batch: pl.DataFrame) -> None:
 
 
 def test_rollup_nulls_unknown_columns() -> None:
-    frame = pl.DataFrame({
-        "exchange": [EX] * 3, "symbol": [SYM] * 3, "timeframe": ["1m"] * 3,
-        "ts": pl.Series([0, 60_000, 300_000]).cast(pl.Datetime("ms", "UTC")),
-        "open": [1.0, 2.0, 3.0], "high": [2.0, 4.0, 3.0], "low": [0.5, 1.0, 3.0],
-        "close": [2.0, 3.0, 3.0], "volume": [1.0, 2.0, 5.0],
-        "trade_count": pl.Series([3, None, 4], dtype=pl.Int64)})
+    frame = pl.DataFrame(
+        {
+            "exchange": [EX] * 3,
+            "symbol": [SYM] * 3,
+            "timeframe": ["1m"] * 3,
+            "ts": pl.Series([0, 60_000, 300_000]).cast(pl.Datetime("ms", "UTC")),
+            "open": [1.0, 2.0, 3.0],
+            "high": [2.0, 4.0, 3.0],
+            "low": [0.5, 1.0, 3.0],
+            "close": [2.0, 3.0, 3.0],
+            "volume": [1.0, 2.0, 5.0],
+            "trade_count": pl.Series([3, None, 4], dtype=pl.Int64),
+        }
+    )
     got = rollup(frame, "5m")
     assert got["open"].to_list() == [1.0, 3.0] and got["close"].to_list() == [3.0, 3.0]
     assert got["high"].to_list() == [4.0, 3.0] and got["low"].to_list() == [0.5, 3.0]
@@ -183,11 +204,18 @@ def test_empty_intervals_make_no_bar(batch: pl.DataFrame, trades_frame: pl.DataF
 
 def test_same_millisecond_trades_order_by_id() -> None:
     ts = 1_570_752_011_620
-    trades: list[Trade] = [(ts, 1.0, 1.0, "buy", "9"), (ts, 2.0, 1.0, "sell", "10"),
-                           (ts, 3.0, 1.0, "buy", "11"), (ts + 5, 4.0, 1.0, "buy", "8")]
-    expected = aggregate_trades(pl.DataFrame(trades, schema=["timestamp", "price", "amount",
-                                                             "side", "id"], orient="row"),
-                                ["1m"], exchange=EX, symbol=SYM)
+    trades: list[Trade] = [
+        (ts, 1.0, 1.0, "buy", "9"),
+        (ts, 2.0, 1.0, "sell", "10"),
+        (ts, 3.0, 1.0, "buy", "11"),
+        (ts + 5, 4.0, 1.0, "buy", "8"),
+    ]
+    expected = aggregate_trades(
+        pl.DataFrame(trades, schema=["timestamp", "price", "amount", "side", "id"], orient="row"),
+        ["1m"],
+        exchange=EX,
+        symbol=SYM,
+    )
     assert (expected["open"][0], expected["close"][0]) == (1.0, 4.0)  # id 9 < 10 < 11 numerically
     assert (expected["first_trade_id"][0], expected["last_trade_id"][0]) == ("9", "8")
     for perm in ([3, 2, 1, 0], [1, 0, 3, 2], [2, 3, 0, 1]):
@@ -202,13 +230,15 @@ def test_duplicates_are_applied_once(trades: list[Trade], batch: pl.DataFrame) -
         if i % 7 == 0:  # re-delivered right away
             replayed.append(trade)
         if i % 11 == 5:  # a reconnect replays the last few trades, maybe of a final bucket
-            replayed += trades[i - 3:i + 1]
+            replayed += trades[i - 3 : i + 1]
     bars, agg = _live(replayed, grace_ms=5_000)
     assert agg.duplicates == len(replayed) - len(trades)
     assert agg.applied == len(trades) and agg.late == 0
     _assert_identical(bars_to_frame(bars), batch)
-    doubled = pl.concat([pl.DataFrame(trades, schema=["timestamp", "price", "amount", "side",
-                                                      "id"], orient="row")] * 2)
+    doubled = pl.concat(
+        [pl.DataFrame(trades, schema=["timestamp", "price", "amount", "side", "id"], orient="row")]
+        * 2
+    )
     _assert_identical(aggregate_trades(doubled, exchange=EX, symbol=SYM), batch)
 
 
@@ -242,8 +272,11 @@ def test_late_trades_are_refused_with_reason(trades: list[Trade]) -> None:
         assert t.trade_id in t.reason and "late trade" in t.reason and "grace 2000 ms" in t.reason
         assert t.bucket == floor_ms(t.ts, "1m")
         assert agg.watermark >= t.bucket + MINUTE_MS + grace
-    kept = pl.DataFrame([t for t in trades if t[4] not in late_ids],
-                        schema=["timestamp", "price", "amount", "side", "id"], orient="row")
+    kept = pl.DataFrame(
+        [t for t in trades if t[4] not in late_ids],
+        schema=["timestamp", "price", "amount", "side", "id"],
+        orient="row",
+    )
     _assert_identical(bars_to_frame(bars), aggregate_trades(kept, exchange=EX, symbol=SYM))
 
 
@@ -319,7 +352,7 @@ def test_resume_from_state_is_exact(trades: list[Trade], batch: pl.DataFrame, cu
     bars += first.drain()
     saved = json.loads(json.dumps(first.state().to_dict()))  # as the service would persist it
     second = BarAggregator.from_state(AggregatorState.from_dict(saved))
-    for trade in shuffled[max(0, cut - 10):]:  # the feed replays what it may have sent before
+    for trade in shuffled[max(0, cut - 10) :]:  # the feed replays what it may have sent before
         second.on_trade(*trade)
         bars += second.drain()
     bars += second.flush()
@@ -330,8 +363,11 @@ def test_resume_from_state_is_exact(trades: list[Trade], batch: pl.DataFrame, cu
 def test_resume_from_database_bars(trades: list[Trade], batch: pl.DataFrame) -> None:
     """Restart with only what the candles table holds: closed 1m bars + the partial one."""
     minute = [floor_ms(t[0], "1m") for t in trades]
-    cut = next(i for i in range(6_000, len(trades))  # mid-bar: 3 trades before, 1 after
-               if minute[i - 3] == minute[i] == minute[i + 1])
+    cut = next(
+        i
+        for i in range(6_000, len(trades))  # mid-bar: 3 trades before, 1 after
+        if minute[i - 3] == minute[i] == minute[i + 1]
+    )
     before = BarAggregator(EX, SYM, grace_ms=2_000)
     written: list[Bar] = []
     for trade in trades[:cut]:
@@ -347,17 +383,22 @@ def test_resume_from_database_bars(trades: list[Trade], batch: pl.DataFrame) -> 
         after = BarAggregator(EX, SYM, grace_ms=2_000)
         after.resume(loaded, **kwargs)  # type: ignore[arg-type]
         out: list[Bar] = []
-        for trade in trades[cut - 25:]:  # replayed overlap must not double count
+        for trade in trades[cut - 25 :]:  # replayed overlap must not double count
             after.on_trade(*trade)
             out += after.drain()
         out += after.flush()
         # 3 replays hit the partial bar (duplicates); 22 belong to bars already written: late
         assert (after.duplicates, after.late) == (3, 22)
-        assert [t.trade_id for t in after.drain_late()] == [t[4] for t in trades[cut - 25:cut - 3]]
+        assert [t.trade_id for t in after.drain_late()] == [
+            t[4] for t in trades[cut - 25 : cut - 3]
+        ]
         got = bars_to_frame(written + out).unique(["timeframe", "ts"], keep="last")
         got, want = _sorted(got), batch
-        exact = [c for c in got.columns if c not in ("volume", "quote_volume", "vwap",
-                                                      "taker_buy_volume")]
+        exact = [
+            c
+            for c in got.columns
+            if c not in ("volume", "quote_volume", "vwap", "taker_buy_volume")
+        ]
         assert got.select(exact).equals(want.select(exact))
         for c in ("volume", "quote_volume", "vwap", "taker_buy_volume"):  # DB rows are rounded
             np.testing.assert_allclose(got[c], want[c], rtol=4e-16, atol=0)
@@ -383,8 +424,10 @@ def test_exact_parts_preserve_the_exact_sum() -> None:
 # --- configuration ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("timeframes", "match"), [(("5m", "7m"), "'7m'"), (("1M",), "'1M'"),
-                                                    ((), "at least one"), (("1m", "1x"), "'1x'")])
+@pytest.mark.parametrize(
+    ("timeframes", "match"),
+    [(("5m", "7m"), "'7m'"), (("1M",), "'1M'"), ((), "at least one"), (("1m", "1x"), "'1x'")],
+)
 def test_bad_timeframe_sets(timeframes: tuple[str, ...], match: str) -> None:
     with pytest.raises(TimeframeError, match=match):
         BarAggregator(EX, SYM, timeframes)
@@ -393,9 +436,15 @@ def test_bad_timeframe_sets(timeframes: tuple[str, ...], match: str) -> None:
 def test_weekly_and_monthly_rollups() -> None:
     rng = np.random.default_rng(4)
     ts = np.sort(rng.integers(1_546_300_800_000, 1_577_836_800_000, 20_000))  # all of 2019
-    frame = pl.DataFrame({"timestamp": ts, "price": rng.random(20_000) + 1,
-                          "amount": rng.random(20_000), "side": rng.choice(["buy", "sell"], 20_000),
-                          "id": np.arange(20_000).astype(str)})
+    frame = pl.DataFrame(
+        {
+            "timestamp": ts,
+            "price": rng.random(20_000) + 1,
+            "amount": rng.random(20_000),
+            "side": rng.choice(["buy", "sell"], 20_000),
+            "id": np.arange(20_000).astype(str),
+        }
+    )
     got = aggregate_trades(frame, ("1d", "1w", "1M"), exchange=EX, symbol=SYM)
     months = got.filter(pl.col("timeframe") == "1M")
     assert months.height == 12 and months["ts"].dt.day().to_list() == [1] * 12
@@ -426,14 +475,16 @@ def test_weekly_and_monthly_rollups() -> None:
 
 def _candles(testdata: Path, tf: str) -> pl.DataFrame:
     frame = pl.read_ipc(testdata / "freqtrade" / f"XRP_ETH-{tf}.feather")
-    return frame.select(pl.col("date").dt.epoch("ms").alias("t"), "open", "high", "low", "close",
-                        "volume")
+    return frame.select(
+        pl.col("date").dt.epoch("ms").alias("t"), "open", "high", "low", "close", "volume"
+    )
 
 
 def _differences(ours: pl.DataFrame, candles: pl.DataFrame) -> dict[int, list[str]]:
     """Bucket → what differs (fields, or which side has no row)."""
-    mine = ours.select(pl.col("ts").dt.epoch("ms").alias("t"), "open", "high", "low", "close",
-                       "volume")
+    mine = ours.select(
+        pl.col("ts").dt.epoch("ms").alias("t"), "open", "high", "low", "close", "volume"
+    )
     joined = mine.join(candles, on="t", how="full", coalesce=True, suffix="_c")
     diffs: dict[int, list[str]] = {}
     for row in joined.iter_rows(named=True):
@@ -442,8 +493,9 @@ def _differences(ours: pl.DataFrame, candles: pl.DataFrame) -> dict[int, list[st
         elif row["open_c"] is None:
             diffs[row["t"]] = ["no candle"]
         else:
-            fields = [f for f in ("open", "high", "low", "close", "volume")
-                      if row[f] != row[f + "_c"]]
+            fields = [
+                f for f in ("open", "high", "low", "close", "volume") if row[f] != row[f + "_c"]
+            ]
             if fields:
                 diffs[row["t"]] = fields
     return diffs
@@ -465,8 +517,9 @@ def _explained(trades: pl.DataFrame, candles: pl.DataFrame, tf: str) -> dict[int
 
 
 @pytest.mark.parametrize("tf", ["1m", "5m"])
-def test_real_xrp_eth_candles_match(testdata: Path, trades_frame: pl.DataFrame,
-                                    batch: pl.DataFrame, tf: str) -> None:
+def test_real_xrp_eth_candles_match(
+    testdata: Path, trades_frame: pl.DataFrame, batch: pl.DataFrame, tf: str
+) -> None:
     candles = _candles(testdata, tf)
     ours = batch.filter(pl.col("timeframe") == tf)
     ids = trades_frame["id"].cast(pl.Int64)
@@ -478,14 +531,18 @@ def test_real_xrp_eth_candles_match(testdata: Path, trades_frame: pl.DataFrame,
     assert set(differing) == set(explained)
     assert candles.height == ours.height == {"1m": 2469, "5m": 706}[tf]
     # quote volume: the file's cost column, rounded to 8 decimals, within rounding
-    cost = trades_frame.group_by((pl.col("timestamp") // MINUTE_MS * MINUTE_MS).alias("t")).agg(
-        pl.col("cost").sum()).sort("t")
+    cost = (
+        trades_frame.group_by((pl.col("timestamp") // MINUTE_MS * MINUTE_MS).alias("t"))
+        .agg(pl.col("cost").sum())
+        .sort("t")
+    )
     if tf == "1m":
         np.testing.assert_allclose(ours["quote_volume"], cost["cost"], rtol=1e-14)
 
 
-def test_broken_copy_differences_are_all_explained(testdata: Path,
-                                                   trades_frame: pl.DataFrame) -> None:
+def test_broken_copy_differences_are_all_explained(
+    testdata: Path, trades_frame: pl.DataFrame
+) -> None:
     """Remove trades the way a lossy download would; every difference must be accounted for."""
     minute = trades_frame["timestamp"] // MINUTE_MS
     inner = (minute == minute.shift(1)) & (minute == minute.shift(-1))  # neighbours same minute
@@ -505,8 +562,9 @@ def test_batch_without_ids(testdata: Path) -> None:
     path = testdata / "freqtrade" / "kraken" / "trades_csv" / "BCHEUR.csv"
     raw = pl.read_csv(path, has_header=False, new_columns=["ts", "price", "amount"])
     frame = raw.with_columns(pl.col("ts") * 1000, pl.lit(None, pl.String).alias("side"))
-    got = aggregate_trades(frame, ["1m", "1h"], exchange="kraken", symbol="BCH/EUR", ts_col="ts",
-                           id_col=None)
+    got = aggregate_trades(
+        frame, ["1m", "1h"], exchange="kraken", symbol="BCH/EUR", ts_col="ts", id_col=None
+    )
     hourly = got.filter(pl.col("timeframe") == "1h")
     assert hourly["trade_count"].sum() == 148 and got["first_trade_id"].null_count() == got.height
     assert hourly["volume"].sum() == pytest.approx(raw["amount"].sum(), rel=1e-12)

@@ -69,10 +69,12 @@ def test_metrics_by_hand() -> None:
 @pytest.mark.parametrize(("bids", "asks"), [([], [[1.0, 1.0]]), ([[1.0, 1.0]], []), ([], [])])
 def test_empty_side_has_no_metrics(bids: list[list[float]], asks: list[list[float]]) -> None:
     assert book_metrics(bids, asks) == BookMetrics(*[None] * 8)
-    batch = book_metrics_batch(np.array([[b[0] for b in bids] or [np.nan]]),
-                               np.array([[b[1] for b in bids] or [np.nan]]),
-                               np.array([[a[0] for a in asks] or [np.nan]]),
-                               np.array([[a[1] for a in asks] or [np.nan]]))
+    batch = book_metrics_batch(
+        np.array([[b[0] for b in bids] or [np.nan]]),
+        np.array([[b[1] for b in bids] or [np.nan]]),
+        np.array([[a[0] for a in asks] or [np.nan]]),
+        np.array([[a[1] for a in asks] or [np.nan]]),
+    )
     assert all(math.isnan(batch[name][0]) for name in METRIC_NAMES)
 
 
@@ -116,8 +118,11 @@ def test_rebuild_matches_book_ticker(testdata: Path, exchange: str, futures: boo
 def test_gap_is_detected_and_resync_recovers(testdata: Path) -> None:
     snapshots, messages = _read_capture(testdata, "BINANCE")
     snap = snapshots["NKNUSDT"]
-    diffs = [m for m in messages if m.get("e") == "depthUpdate" and m["s"] == "NKNUSDT"
-             and m["u"] > snap["lastUpdateId"]]
+    diffs = [
+        m
+        for m in messages
+        if m.get("e") == "depthUpdate" and m["s"] == "NKNUSDT" and m["u"] > snap["lastUpdateId"]
+    ]
     book = L2Book("NKNUSDT")
     book.load_snapshot(snap["lastUpdateId"], snap["bids"], snap["asks"])
     for msg in diffs[:5]:
@@ -145,8 +150,11 @@ def test_gap_is_detected_and_resync_recovers(testdata: Path) -> None:
 def test_futures_gap_uses_previous_final_id(testdata: Path) -> None:
     snapshots, messages = _read_capture(testdata, "BINANCE_FUTURES")
     symbol, snap = next(iter(snapshots.items()))
-    diffs = [m for m in messages if m.get("e") == "depthUpdate" and m["s"] == symbol
-             and m["u"] >= snap["lastUpdateId"]]
+    diffs = [
+        m
+        for m in messages
+        if m.get("e") == "depthUpdate" and m["s"] == symbol and m["u"] >= snap["lastUpdateId"]
+    ]
     book = L2Book(symbol, futures=True)
     book.load_snapshot(snap["lastUpdateId"], snap["bids"], snap["asks"])
     book.apply_event(diffs[0])
@@ -157,8 +165,11 @@ def test_futures_gap_uses_previous_final_id(testdata: Path) -> None:
 def test_first_diff_must_bridge_the_snapshot(testdata: Path) -> None:
     snapshots, messages = _read_capture(testdata, "BINANCE")
     snap = snapshots["BLZETH"]
-    later = [m for m in messages if m.get("e") == "depthUpdate" and m["s"] == "BLZETH"
-             and m["u"] > snap["lastUpdateId"]]
+    later = [
+        m
+        for m in messages
+        if m.get("e") == "depthUpdate" and m["s"] == "BLZETH" and m["u"] > snap["lastUpdateId"]
+    ]
     book = L2Book("BLZETH")
     book.load_snapshot(snap["lastUpdateId"], snap["bids"], snap["asks"])
     with pytest.raises(SequenceGap, match="first diff"):
@@ -204,7 +215,7 @@ def test_batch_equals_scalar_on_real_books(testdata: Path, n: int) -> None:
         out = np.full((len(books), n), np.nan)
         for i, book in enumerate(books):
             levels = book[side]
-            out[i, :len(levels)] = [lvl[col] for lvl in levels]
+            out[i, : len(levels)] = [lvl[col] for lvl in levels]
         return out
 
     batch = book_metrics_batch(grid(0, 0), grid(0, 1), grid(1, 0), grid(1, 1))
@@ -215,18 +226,25 @@ def test_batch_equals_scalar_on_real_books(testdata: Path, n: int) -> None:
 
 
 def test_frame_and_tardis_snapshots(testdata: Path) -> None:
-    raw = pl.read_csv(testdata / "nautilus_trader" / "tardis"
-                      / "binance-futures_book_snapshot_25_BTCUSDT.csv")
+    raw = pl.read_csv(
+        testdata / "nautilus_trader" / "tardis" / "binance-futures_book_snapshot_25_BTCUSDT.csv"
+    )
     levels = range(25)
     frame = raw.select(
         pl.concat_list([f"bids[{i}].price" for i in levels]).alias("bid_prices"),
         pl.concat_list([f"bids[{i}].amount" for i in levels]).alias("bid_sizes"),
         pl.concat_list([f"asks[{i}].price" for i in levels]).alias("ask_prices"),
-        pl.concat_list([f"asks[{i}].amount" for i in levels]).alias("ask_sizes"))
+        pl.concat_list([f"asks[{i}].amount" for i in levels]).alias("ask_sizes"),
+    )
     # ragged books: drop a different number of levels per row
-    frame = frame.with_row_index("i").with_columns(
-        pl.col("bid_prices").list.head(25 - pl.col("i")), pl.col("bid_sizes").list.head(
-            25 - pl.col("i"))).drop("i")
+    frame = (
+        frame.with_row_index("i")
+        .with_columns(
+            pl.col("bid_prices").list.head(25 - pl.col("i")),
+            pl.col("bid_sizes").list.head(25 - pl.col("i")),
+        )
+        .drop("i")
+    )
     got = book_metrics_frame(frame)
     for row in got.iter_rows(named=True):
         bids = list(zip(row["bid_prices"], row["bid_sizes"], strict=True))

@@ -36,6 +36,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.filterwarnings("ignore::dagster.BetaWarning"))
             item.add_marker(pytest.mark.filterwarnings("ignore::dagster.PreviewWarning"))
 
+
 # The synthetic market's clock starts 2024-05-01 12:00 UTC: these days are over and in its past.
 DAY1, DAY2, DAY3 = "2024-04-20", "2024-04-21", "2024-04-22"
 NOW = datetime.fromtimestamp(FIXED_START_MS / 1000, UTC)
@@ -67,8 +68,12 @@ def exchange_name() -> str:
 
 
 def market_settings(exchange: str, emulator: Emulator, **overrides: Any) -> MarketDataSettings:
-    fields: dict[str, Any] = {"exchange": exchange, "symbols": ("BTC/USDT", "ETH/USDT"),
-                              "start_date": "2024-04-01", "exchange_url": emulator.rest_url}
+    fields: dict[str, Any] = {
+        "exchange": exchange,
+        "symbols": ("BTC/USDT", "ETH/USDT"),
+        "start_date": "2024-04-01",
+        "exchange_url": emulator.rest_url,
+    }
     return MarketDataSettings(**{**fields, **overrides})
 
 
@@ -89,17 +94,27 @@ def query(db_url: str) -> Callable[..., list[Any]]:
 class MarketDefs:
     """The market-data definitions of one test, with real resources, and ways to run them."""
 
-    def __init__(self, settings: MarketDataSettings, db_url: str, emulator: Emulator,
-                 instance: dg.DagsterInstance | None = None) -> None:
+    def __init__(
+        self,
+        settings: MarketDataSettings,
+        db_url: str,
+        emulator: Emulator,
+        instance: dg.DagsterInstance | None = None,
+    ) -> None:
         self.settings = settings
         self.instance = instance or dg.DagsterInstance.ephemeral()
         self.resources = {
             "timescale": TimescaleResource(database_url=db_url),
-            "exchange": ExchangeResource(exchange_id="binance", rest_url=emulator.rest_url,
-                                         backoff_base_s=0.01, max_attempts=3),
+            "exchange": ExchangeResource(
+                exchange_id="binance",
+                rest_url=emulator.rest_url,
+                backoff_base_s=0.01,
+                max_attempts=3,
+            ),
         }
-        self.defs = dg.Definitions.merge(build_market_data_defs(settings),
-                                         dg.Definitions(resources=self.resources))
+        self.defs = dg.Definitions.merge(
+            build_market_data_defs(settings), dg.Definitions(resources=self.resources)
+        )
 
     def asset(self, name: str) -> dg.AssetsDefinition:
         for asset in self.defs.assets or []:
@@ -111,28 +126,44 @@ class MarketDefs:
     def gap_check(self) -> dg.AssetChecksDefinition:
         return next(iter(self.defs.asset_checks or []))  # type: ignore[return-value]
 
-    def materialize(self, names: list[str], *, partition: str | None = None,
-                    first: str | None = None, last: str | None = None,
-                    with_check: bool = False, repair: bool = False,
-                    raise_on_error: bool = True) -> dg.ExecuteInJobResult:
+    def materialize(
+        self,
+        names: list[str],
+        *,
+        partition: str | None = None,
+        first: str | None = None,
+        last: str | None = None,
+        with_check: bool = False,
+        repair: bool = False,
+        raise_on_error: bool = True,
+    ) -> dg.ExecuteInJobResult:
         """Materialise assets for one partition key, or a ranged run ``first``..``last``."""
         assets: list[Any] = [self.asset(n) for n in names]
         if with_check:
             assets.append(self.gap_check)
         tags = {}
         if first is not None:
-            tags = {"dagster/asset_partition_range_start": first,
-                    "dagster/asset_partition_range_end": last or first}
+            tags = {
+                "dagster/asset_partition_range_start": first,
+                "dagster/asset_partition_range_end": last or first,
+            }
         config = {"ops": {"candles_1m": {"config": {"repair_only": True}}}} if repair else None
-        return dg.materialize(assets, resources=self.resources, partition_key=partition,
-                              tags=tags, run_config=config, raise_on_error=raise_on_error,
-                              instance=self.instance)
+        return dg.materialize(
+            assets,
+            resources=self.resources,
+            partition_key=partition,
+            tags=tags,
+            run_config=config,
+            raise_on_error=raise_on_error,
+            instance=self.instance,
+        )
 
     def check(self, partition: str) -> dg.AssetCheckEvaluation:
         """Run only the missing-minutes check of one partition."""
         job = self.defs.resolve_job_def("candles_1m_gap_check_job")
-        result = job.execute_in_process(tags={"dagster/partition": partition},
-                                        instance=self.instance)
+        result = job.execute_in_process(
+            tags={"dagster/partition": partition}, instance=self.instance
+        )
         (evaluation,) = result.get_asset_check_evaluations()
         return evaluation
 
@@ -147,8 +178,9 @@ def dagster_instance() -> Iterator[dg.DagsterInstance]:
 @pytest.fixture
 def make_defs(db_url: str, dagster_instance: dg.DagsterInstance) -> Callable[..., MarketDefs]:
     def make(exchange: str, emulator: Emulator, **overrides: Any) -> MarketDefs:
-        return MarketDefs(market_settings(exchange, emulator, **overrides), db_url, emulator,
-                          dagster_instance)
+        return MarketDefs(
+            market_settings(exchange, emulator, **overrides), db_url, emulator, dagster_instance
+        )
 
     return make
 

@@ -24,9 +24,12 @@ def _meta(result: dg.ExecuteInJobResult, asset: str = "candles_1m") -> dict[str,
 
 
 def _per_key(query: Callable[..., list[Any]], exchange: str) -> list[Any]:
-    return query("SELECT symbol, ts::date AS day, count(*) AS n, count(DISTINCT ts) AS keys "
-                 "FROM market.candles WHERE exchange = $1 AND timeframe = '1m' "
-                 "GROUP BY 1, 2 ORDER BY 1, 2", exchange)
+    return query(
+        "SELECT symbol, ts::date AS day, count(*) AS n, count(DISTINCT ts) AS keys "
+        "FROM market.candles WHERE exchange = $1 AND timeframe = '1m' "
+        "GROUP BY 1, 2 ORDER BY 1, 2",
+        exchange,
+    )
 
 
 async def _exchange_klines(emulator: Emulator, symbol: str, day: str) -> list[list[Any]]:
@@ -35,16 +38,20 @@ async def _exchange_klines(emulator: Emulator, symbol: str, day: str) -> list[li
     try:
         rows: list[list[Any]] = []
         for since in (start, start + 1000 * 60_000):
-            rows += await exchange.fetch_ohlcv(symbol, "1m", since=since, limit=1000,
-                                               params={"endTime": start + 86_400_000 - 1})
+            rows += await exchange.fetch_ohlcv(
+                symbol, "1m", since=since, limit=1000, params={"endTime": start + 86_400_000 - 1}
+            )
         return [r for r in rows if r[0] < start + 86_400_000]
     finally:
         await exchange.close()
 
 
 def test_partition_twice_and_overlapping_backfill_leave_one_row_per_key(
-        make_defs: Callable[..., MarketDefs], synthetic_emulator: Emulator,
-        exchange_name: str, query: Callable[..., list[Any]]) -> None:
+    make_defs: Callable[..., MarketDefs],
+    synthetic_emulator: Emulator,
+    exchange_name: str,
+    query: Callable[..., list[Any]],
+) -> None:
     md = make_defs(exchange_name, synthetic_emulator)
 
     first = _meta(md.materialize(["candles_1m"], partition=key(DAY2)))
@@ -53,8 +60,11 @@ def test_partition_twice_and_overlapping_backfill_leave_one_row_per_key(
     assert first["missing_minutes"] == 0 and first["partitions"] == 1
 
     again = _meta(md.materialize(["candles_1m"], partition=key(DAY2)))
-    assert (again["rows_inserted"], again["rows_updated"], again["rows_already_present"]) == \
-        (0, 0, MINUTES)
+    assert (again["rows_inserted"], again["rows_updated"], again["rows_already_present"]) == (
+        0,
+        0,
+        MINUTES,
+    )
 
     # a ranged backfill (one run) over DAY1..DAY3 overlapping the stored DAY2
     ranged = _meta(md.materialize(["candles_1m"], first=key(DAY1), last=key(DAY3)))
@@ -64,31 +74,46 @@ def test_partition_twice_and_overlapping_backfill_leave_one_row_per_key(
 
     counts = _per_key(query, exchange_name)
     assert [(r["symbol"], str(r["day"]), r["n"], r["keys"]) for r in counts] == [
-        ("BTC/USDT", day, MINUTES, MINUTES) for day in (DAY1, DAY2, DAY3)]
-    logged = query("SELECT range_start::date AS day, rows_returned FROM market.fetch_log "
-                   "WHERE exchange = $1 ORDER BY 1", exchange_name)
+        ("BTC/USDT", day, MINUTES, MINUTES) for day in (DAY1, DAY2, DAY3)
+    ]
+    logged = query(
+        "SELECT range_start::date AS day, rows_returned FROM market.fetch_log "
+        "WHERE exchange = $1 ORDER BY 1",
+        exchange_name,
+    )
     assert {(str(r["day"]), r["rows_returned"]) for r in logged} == {
-        (d, MINUTES) for d in (DAY1, DAY2, DAY3)}
+        (d, MINUTES) for d in (DAY1, DAY2, DAY3)
+    }
 
 
-def test_stored_candles_are_the_exchanges(make_defs: Callable[..., MarketDefs],
-                                          synthetic_emulator: Emulator, exchange_name: str,
-                                          query: Callable[..., list[Any]]) -> None:
+def test_stored_candles_are_the_exchanges(
+    make_defs: Callable[..., MarketDefs],
+    synthetic_emulator: Emulator,
+    exchange_name: str,
+    query: Callable[..., list[Any]],
+) -> None:
     md = make_defs(exchange_name, synthetic_emulator)
     md.materialize(["candles_1m"], partition=key(DAY1, "ETH/USDT"))
-    stored = query("SELECT ts, open, high, low, close, volume, source, batch_id FROM "
-                   "market.candles WHERE exchange = $1 AND timeframe = '1m' ORDER BY ts",
-                   exchange_name)
+    stored = query(
+        "SELECT ts, open, high, low, close, volume, source, batch_id FROM "
+        "market.candles WHERE exchange = $1 AND timeframe = '1m' ORDER BY ts",
+        exchange_name,
+    )
     expected = run_sync(_exchange_klines(synthetic_emulator, "ETH/USDT", DAY1))
-    assert [[int(r["ts"].timestamp() * 1000), r["open"], r["high"], r["low"], r["close"],
-             r["volume"]] for r in stored] == expected
+    assert [
+        [int(r["ts"].timestamp() * 1000), r["open"], r["high"], r["low"], r["close"], r["volume"]]
+        for r in stored
+    ] == expected
     assert {r["source"] for r in stored} == {"rest"}
     assert len({r["batch_id"] for r in stored}) == 1
 
 
 def test_rest_rows_breaking_a_rule_are_quarantined_and_the_rest_written(
-        make_defs: Callable[..., MarketDefs], fresh_emulator: Emulator, exchange_name: str,
-        query: Callable[..., list[Any]]) -> None:
+    make_defs: Callable[..., MarketDefs],
+    fresh_emulator: Emulator,
+    exchange_name: str,
+    query: Callable[..., list[Any]],
+) -> None:
     faults = install_kline_faults(fresh_emulator, "BTCUSDT")
     bad_high = datetime.fromisoformat(f"{DAY1}T10:00:00+00:00")
     bad_volume = datetime.fromisoformat(f"{DAY1}T10:07:00+00:00")
@@ -103,14 +128,22 @@ def test_rest_rows_breaking_a_rule_are_quarantined_and_the_rest_written(
     assert meta["missing_minutes"] == 2
     assert meta["missing_by_reason"] == {"asked_absent": 2}
 
-    rows = query("SELECT rule, source, ts, location FROM ops.quarantine WHERE exchange = $1 "
-                 "ORDER BY ts, rule", exchange_name)
+    rows = query(
+        "SELECT rule, source, ts, location FROM ops.quarantine WHERE exchange = $1 "
+        "ORDER BY ts, rule",
+        exchange_name,
+    )
     assert [(r["rule"], r["source"], r["ts"]) for r in rows] == [
-        ("ohlcv.high_bounds", "rest", bad_high), ("ohlcv.high_low", "rest", bad_high),
-        ("ohlcv.volume", "rest", bad_volume)]
+        ("ohlcv.high_bounds", "rest", bad_high),
+        ("ohlcv.high_low", "rest", bad_high),
+        ("ohlcv.volume", "rest", bad_volume),
+    ]
     assert all(exchange_name in r["location"] for r in rows)
-    stored = query("SELECT count(*) AS n FROM market.candles WHERE exchange = $1 AND ts = ANY($2)",
-                   exchange_name, [bad_high, bad_volume])
+    stored = query(
+        "SELECT count(*) AS n FROM market.candles WHERE exchange = $1 AND ts = ANY($2)",
+        exchange_name,
+        [bad_high, bad_volume],
+    )
     assert stored[0]["n"] == 0
 
     # re-running quarantines nothing twice and writes nothing twice

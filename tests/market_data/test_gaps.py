@@ -35,16 +35,20 @@ def _klines_requests(emulator: Emulator) -> int:
 
 
 def test_injected_gaps_fail_the_check_and_repair_fills_exactly_them(
-        make_defs: Callable[..., MarketDefs], fresh_emulator: Emulator, exchange_name: str,
-        query: Callable[..., list[Any]]) -> None:
+    make_defs: Callable[..., MarketDefs],
+    fresh_emulator: Emulator,
+    exchange_name: str,
+    query: Callable[..., list[Any]],
+) -> None:
     faults = install_kline_faults(fresh_emulator, "BTCUSDT")
     # head, two interior runs, and the tail of the day
     withheld = _minutes(DAY1, ("00:00", 2), ("07:13", 5), ("15:40", 1), ("23:58", 2))
     faults.withhold(withheld)
     md = make_defs(exchange_name, fresh_emulator)
 
-    backfill = md.materialize(["candles_1m"], partition=key(DAY1), with_check=True,
-                              raise_on_error=False)
+    backfill = md.materialize(
+        ["candles_1m"], partition=key(DAY1), with_check=True, raise_on_error=False
+    )
     meta = _meta(backfill)
     assert meta["rows_inserted"] == 1440 - len(withheld)
     assert meta["missing_minutes"] == len(withheld)
@@ -65,16 +69,22 @@ def test_injected_gaps_fail_the_check_and_repair_fills_exactly_them(
     assert _klines_requests(fresh_emulator) - before == 4  # one page each
     assert (repair["rows_fetched"], repair["rows_inserted"]) == (len(withheld), len(withheld))
     assert repair["missing_minutes"] == 0
-    asked = query("SELECT range_start, range_end FROM market.fetch_log WHERE exchange = $1 "
-                  "AND range_end - range_start < INTERVAL '1 day' ORDER BY 1", exchange_name)
+    asked = query(
+        "SELECT range_start, range_end FROM market.fetch_log WHERE exchange = $1 "
+        "AND range_end - range_start < INTERVAL '1 day' ORDER BY 1",
+        exchange_name,
+    )
     assert [Interval(r["range_start"], r["range_end"]) for r in asked] == minute_runs(withheld)
 
     assert md.check(key(DAY1)).passed
-    stored = query("SELECT count(*) AS n, count(DISTINCT ts) AS k FROM market.candles "
-                   "WHERE exchange = $1", exchange_name)
+    stored = query(
+        "SELECT count(*) AS n, count(DISTINCT ts) AS k FROM market.candles WHERE exchange = $1",
+        exchange_name,
+    )
     assert (stored[0]["n"], stored[0]["k"]) == (1440, 1440)
-    empties = query("SELECT count(*) AS n FROM market.empty_intervals WHERE exchange = $1",
-                    exchange_name)
+    empties = query(
+        "SELECT count(*) AS n FROM market.empty_intervals WHERE exchange = $1", exchange_name
+    )
     assert empties[0]["n"] == 0  # healed minutes leave the empty list
 
     # repairing a complete partition asks nothing and writes nothing
@@ -85,8 +95,8 @@ def test_injected_gaps_fail_the_check_and_repair_fills_exactly_them(
 
 
 def test_minutes_the_exchange_keeps_empty_are_confirmed_and_not_asked_again(
-        make_defs: Callable[..., MarketDefs], fresh_emulator: Emulator,
-        exchange_name: str) -> None:
+    make_defs: Callable[..., MarketDefs], fresh_emulator: Emulator, exchange_name: str
+) -> None:
     faults = install_kline_faults(fresh_emulator, "ETHUSDT")
     quiet = _minutes(DAY2, ("03:30", 3), ("12:00", 1))  # never traded: never served
     faults.withhold(quiet)
@@ -109,8 +119,9 @@ def test_minutes_the_exchange_keeps_empty_are_confirmed_and_not_asked_again(
     assert again["rest_ranges"] == 0 and _klines_requests(fresh_emulator) == before
 
 
-def test_a_day_never_asked_is_all_gap(make_defs: Callable[..., MarketDefs],
-                                      synthetic_emulator: Emulator, exchange_name: str) -> None:
+def test_a_day_never_asked_is_all_gap(
+    make_defs: Callable[..., MarketDefs], synthetic_emulator: Emulator, exchange_name: str
+) -> None:
     md = make_defs(exchange_name, synthetic_emulator)
     evaluation = md.check(key(DAY1))
     assert not evaluation.passed
@@ -120,8 +131,8 @@ def test_a_day_never_asked_is_all_gap(make_defs: Callable[..., MarketDefs],
 
 
 def test_ranged_repair_covers_every_day_of_the_range(
-        make_defs: Callable[..., MarketDefs], fresh_emulator: Emulator,
-        exchange_name: str) -> None:
+    make_defs: Callable[..., MarketDefs], fresh_emulator: Emulator, exchange_name: str
+) -> None:
     first_day, last_day = DAY1, DAY2
     faults = install_kline_faults(fresh_emulator, "BTCUSDT")
     withheld = _minutes(first_day, ("06:00", 2)) + _minutes(last_day, ("18:30", 3))
@@ -129,7 +140,10 @@ def test_ranged_repair_covers_every_day_of_the_range(
     md = make_defs(exchange_name, fresh_emulator)
     md.materialize(["candles_1m"], first=key(first_day), last=key(last_day))
     faults.heal()
-    repair = _meta(md.materialize(["candles_1m"], first=key(first_day), last=key(last_day),
-                                  repair=True, with_check=True))
+    repair = _meta(
+        md.materialize(
+            ["candles_1m"], first=key(first_day), last=key(last_day), repair=True, with_check=True
+        )
+    )
     assert (repair["rest_ranges"], repair["rows_inserted"]) == (2, len(withheld))
     assert md.check(key(first_day)).passed and md.check(key(last_day)).passed

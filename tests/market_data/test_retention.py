@@ -21,24 +21,36 @@ from ats_pipelines.resources.timescale import TimescaleResource
 from tests.market_data.conftest import run_sync
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-RETENTION = {"market.trades": timedelta(days=90),
-             "market.order_book_snapshots": timedelta(days=30)}
+RETENTION = {"market.trades": timedelta(days=90), "market.order_book_snapshots": timedelta(days=30)}
 
 
 def _trades(*ages_days: int) -> pl.DataFrame:
-    return pl.DataFrame({
-        "exchange": "binance", "symbol": "BTC/USDT", "source": "test",
-        "ts": [NOW - timedelta(days=d) for d in ages_days],
-        "trade_id": [str(i) for i in range(len(ages_days))],
-        "price": 100.0, "amount": 1.0})
+    return pl.DataFrame(
+        {
+            "exchange": "binance",
+            "symbol": "BTC/USDT",
+            "source": "test",
+            "ts": [NOW - timedelta(days=d) for d in ages_days],
+            "trade_id": [str(i) for i in range(len(ages_days))],
+            "price": 100.0,
+            "amount": 1.0,
+        }
+    )
 
 
 def _books(*ages_days: int) -> pl.DataFrame:
-    return pl.DataFrame({
-        "exchange": "binance", "symbol": "BTC/USDT", "source": "test",
-        "ts": [NOW - timedelta(days=d) for d in ages_days],
-        "bid_prices": [[99.0]] * len(ages_days), "bid_sizes": [[1.0]] * len(ages_days),
-        "ask_prices": [[101.0]] * len(ages_days), "ask_sizes": [[1.0]] * len(ages_days)})
+    return pl.DataFrame(
+        {
+            "exchange": "binance",
+            "symbol": "BTC/USDT",
+            "source": "test",
+            "ts": [NOW - timedelta(days=d) for d in ages_days],
+            "bid_prices": [[99.0]] * len(ages_days),
+            "bid_sizes": [[1.0]] * len(ages_days),
+            "ask_prices": [[101.0]] * len(ages_days),
+            "ask_sizes": [[1.0]] * len(ages_days),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,21 +109,33 @@ def test_old_chunks_are_dropped_and_compression_is_skipped_on_apache(retention_d
 def test_plain_tables_delete_the_old_rows(retention_db: str) -> None:
     async def body() -> int:
         async with connection(retention_db) as conn:
-            action = await _retain(conn, "postgresql", set(), "market.trades",
-                                   timedelta(days=90), NOW - timedelta(days=90))
+            action = await _retain(
+                conn,
+                "postgresql",
+                set(),
+                "market.trades",
+                timedelta(days=90),
+                NOW - timedelta(days=90),
+            )
             return action.affected
 
     assert run_sync(body()) == 2
     assert run_sync(_count(retention_db, "market.trades")) == 2
 
 
-def test_retention_job_reports_what_it_did(retention_db: str,
-                                           dagster_instance: dg.DagsterInstance) -> None:
+def test_retention_job_reports_what_it_did(
+    retention_db: str, dagster_instance: dg.DagsterInstance
+) -> None:
     settings = MarketDataSettings(retention=RETENTION, compression={})
     defs = dg.Definitions.merge(
         build_market_data_defs(settings),
-        dg.Definitions(resources={"timescale": TimescaleResource(database_url=retention_db),
-                                  "exchange": ExchangeResource()}))
+        dg.Definitions(
+            resources={
+                "timescale": TimescaleResource(database_url=retention_db),
+                "exchange": ExchangeResource(),
+            }
+        ),
+    )
     job = defs.resolve_job_def("market_data_retention_job")
     result = job.execute_in_process(instance=dagster_instance)
     assert result.success

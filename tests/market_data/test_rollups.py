@@ -45,18 +45,28 @@ def _ms(day: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def rolled_run(db_url: str, synthetic_emulator: Emulator,
-               dagster_instance: dg.DagsterInstance) -> Iterator[tuple[MarketDefs, dict]]:
+def rolled_run(
+    db_url: str, synthetic_emulator: Emulator, dagster_instance: dg.DagsterInstance
+) -> Iterator[tuple[MarketDefs, dict]]:
     """Two days of both symbols backfilled (one ranged run per symbol) and rolled up; the
     rollup's metadata per timeframe."""
-    md = MarketDefs(market_settings(f"r{uuid.uuid4().hex[:10]}", synthetic_emulator), db_url,
-                    synthetic_emulator, dagster_instance)
+    md = MarketDefs(
+        market_settings(f"r{uuid.uuid4().hex[:10]}", synthetic_emulator),
+        db_url,
+        synthetic_emulator,
+        dagster_instance,
+    )
     for symbol in SYMBOLS:
         md.materialize(["candles_1m"], first=key(DAY1, symbol), last=key(DAY2, symbol))
     result = md.materialize(["candles_5m"])
     materialized = result.asset_materializations_for_node("candle_rollups")
-    yield md, {tf: {k: v.value for k, v in materialized[i].metadata.items()}
-               for i, tf in enumerate(TIMEFRAMES)}
+    yield (
+        md,
+        {
+            tf: {k: v.value for k, v in materialized[i].metadata.items()}
+            for i, tf in enumerate(TIMEFRAMES)
+        },
+    )
 
 
 @pytest.fixture
@@ -64,24 +74,33 @@ def rolled(rolled_run: tuple[MarketDefs, dict]) -> MarketDefs:
     return rolled_run[0]
 
 
-def _stored(query: Callable[..., list[Any]], exchange: str, symbol: str,
-            timeframe: str) -> list[list[Any]]:
-    rows = query("SELECT ts, open, high, low, close, volume FROM market.candles WHERE "
-                 "exchange = $1 AND symbol = $2 AND timeframe = $3 ORDER BY ts",
-                 exchange, symbol, timeframe)
-    return [[int(r["ts"].timestamp() * 1000), r["open"], r["high"], r["low"], r["close"],
-             r["volume"]] for r in rows]
+def _stored(
+    query: Callable[..., list[Any]], exchange: str, symbol: str, timeframe: str
+) -> list[list[Any]]:
+    rows = query(
+        "SELECT ts, open, high, low, close, volume FROM market.candles WHERE "
+        "exchange = $1 AND symbol = $2 AND timeframe = $3 ORDER BY ts",
+        exchange,
+        symbol,
+        timeframe,
+    )
+    return [
+        [int(r["ts"].timestamp() * 1000), r["open"], r["high"], r["low"], r["close"], r["volume"]]
+        for r in rows
+    ]
 
 
-async def _klines(emulator: Emulator, wanted: list[tuple[str, str]], start: int,
-                  end: int) -> dict[tuple[str, str], list[list[Any]]]:
+async def _klines(
+    emulator: Emulator, wanted: list[tuple[str, str]], start: int, end: int
+) -> dict[tuple[str, str], list[list[Any]]]:
     """The exchange's own klines of each ``(symbol, timeframe)`` in ``[start, end)``."""
     exchange = ccxt_binance(emulator)
     try:
         out = {}
         for symbol, timeframe in wanted:
-            rows = await exchange.fetch_ohlcv(symbol, timeframe, since=start, limit=1000,
-                                              params={"endTime": end - 1})
+            rows = await exchange.fetch_ohlcv(
+                symbol, timeframe, since=start, limit=1000, params={"endTime": end - 1}
+            )
             out[(symbol, timeframe)] = [r for r in rows if r[0] < end]
         return out
     finally:
@@ -89,20 +108,25 @@ async def _klines(emulator: Emulator, wanted: list[tuple[str, str]], start: int,
 
 
 def test_rolled_bars_equal_the_exchanges_own_klines(
-        rolled_run: tuple[MarketDefs, dict], synthetic_emulator: Emulator,
-        query: Callable[..., list[Any]]) -> None:
+    rolled_run: tuple[MarketDefs, dict],
+    synthetic_emulator: Emulator,
+    query: Callable[..., list[Any]],
+) -> None:
     rolled, meta = rolled_run
     assert {m["path"] for m in meta.values()} == {"incremental"}
     assert meta["5m"]["rows_inserted"] == 2 * 2 * 288 and meta["1d"]["rows_inserted"] == 4
     wanted = [(symbol, tf) for symbol in SYMBOLS for tf in TIMEFRAMES]
     expected = run_sync(_klines(synthetic_emulator, wanted, _ms(DAY1), _ms(DAY3)))
     for symbol, tf in wanted:
-        assert _stored(query, rolled.settings.exchange, symbol, tf) == expected[(symbol, tf)], \
-            (symbol, tf)
+        assert _stored(query, rolled.settings.exchange, symbol, tf) == expected[(symbol, tf)], (
+            symbol,
+            tf,
+        )
 
 
 def test_fallback_equals_a_plain_group_by_reference(
-        rolled: MarketDefs, query: Callable[..., list[Any]]) -> None:
+    rolled: MarketDefs, query: Callable[..., list[Any]]
+) -> None:
     for tf in TIMEFRAMES:
         width = to_timedelta(tf)
         reference = query(
@@ -111,10 +135,18 @@ def test_fallback_equals_a_plain_group_by_reference(
             "sum(volume::numeric)::float8 AS volume, NULL::float8 AS quote_volume, "
             "NULL::bigint AS trade_count, NULL::float8 AS vwap, NULL::float8 AS taker_buy_volume "
             "FROM market.candles WHERE exchange = $1 AND symbol = $2 AND timeframe = '1m' "
-            "GROUP BY 1 ORDER BY 1", rolled.settings.exchange, "BTC/USDT", width)
-        stored = query(f"SELECT {COLUMNS} FROM market.candles WHERE exchange = $1 AND "
-                       "symbol = $2 AND timeframe = $3 ORDER BY ts",
-                       rolled.settings.exchange, "BTC/USDT", tf)
+            "GROUP BY 1 ORDER BY 1",
+            rolled.settings.exchange,
+            "BTC/USDT",
+            width,
+        )
+        stored = query(
+            f"SELECT {COLUMNS} FROM market.candles WHERE exchange = $1 AND "
+            "symbol = $2 AND timeframe = $3 ORDER BY ts",
+            rolled.settings.exchange,
+            "BTC/USDT",
+            tf,
+        )
         assert [tuple(r) for r in stored] == [tuple(r) for r in reference], tf
 
 
@@ -122,8 +154,12 @@ def _cagg_selects() -> dict[str, tuple[str, str | None]]:
     """timeframe -> (select body, source timeframe or None for 1m) from sql/041."""
     text = CAGG_SQL.read_text()
     out = {}
-    for match in re.finditer(r"CREATE MATERIALIZED VIEW market\.candles_(\w+)\s+WITH \([^)]*\) "
-                             r"AS\s+(SELECT .*?)\s+WITH NO DATA;", text, re.S):
+    for match in re.finditer(
+        r"CREATE MATERIALIZED VIEW market\.candles_(\w+)\s+WITH \([^)]*\) "
+        r"AS\s+(SELECT .*?)\s+WITH NO DATA;",
+        text,
+        re.S,
+    ):
         body = match[2]
         source = re.search(r"FROM market\.candles_(\w+)", body)
         out[match[1]] = (body, source[1] if source else None)
@@ -131,7 +167,8 @@ def _cagg_selects() -> dict[str, tuple[str, str | None]]:
 
 
 def test_continuous_aggregate_sql_gives_the_fallbacks_bars(
-        rolled: MarketDefs, query: Callable[..., list[Any]]) -> None:
+    rolled: MarketDefs, query: Callable[..., list[Any]]
+) -> None:
     selects = _cagg_selects()
     assert list(selects) == list(TIMEFRAMES)
     assert [(s or "1m", t) for t, (_, s) in selects.items()] == levels(TIMEFRAMES)
@@ -142,11 +179,19 @@ def test_continuous_aggregate_sql_gives_the_fallbacks_bars(
             body = body.replace(f"FROM market.candles_{source}", f"FROM level_{source}")
         ctes.append(f"level_{tf} AS ({body})")
     for tf in TIMEFRAMES:
-        cagg = query(f"WITH {', '.join(ctes)} SELECT {COLUMNS} FROM level_{tf} "
-                     "WHERE symbol = $2 ORDER BY ts", rolled.settings.exchange, "ETH/USDT")
-        stored = query(f"SELECT {COLUMNS} FROM market.candles WHERE exchange = $1 AND "
-                       "symbol = $2 AND timeframe = $3 ORDER BY ts",
-                       rolled.settings.exchange, "ETH/USDT", tf)
+        cagg = query(
+            f"WITH {', '.join(ctes)} SELECT {COLUMNS} FROM level_{tf} "
+            "WHERE symbol = $2 ORDER BY ts",
+            rolled.settings.exchange,
+            "ETH/USDT",
+        )
+        stored = query(
+            f"SELECT {COLUMNS} FROM market.candles WHERE exchange = $1 AND "
+            "symbol = $2 AND timeframe = $3 ORDER BY ts",
+            rolled.settings.exchange,
+            "ETH/USDT",
+            tf,
+        )
         assert len(stored) > 0 and [tuple(r) for r in cagg] == [tuple(r) for r in stored], tf
 
 
@@ -161,13 +206,17 @@ def test_this_server_runs_the_incremental_path(db_url: str) -> None:
 # --- incremental behaviour, through the Dagster-free functions ------------------------------
 
 
-async def _load(conn: Any, emulator: Emulator, exchange: str, days: list[str],
-                symbol: str = "BTC/USDT") -> None:
+async def _load(
+    conn: Any, emulator: Emulator, exchange: str, days: list[str], symbol: str = "BTC/USDT"
+) -> None:
     resource = ExchangeResource(rest_url=emulator.rest_url)
     async with resource.open() as client:
-        await backfill(conn, client, exchange=exchange,
-                       days_by_symbol={symbol: [datetime.fromisoformat(d).date()
-                                                for d in days]})
+        await backfill(
+            conn,
+            client,
+            exchange=exchange,
+            days_by_symbol={symbol: [datetime.fromisoformat(d).date() for d in days]},
+        )
 
 
 def _counts(result: Any) -> dict[str, tuple[int, int, int]]:
@@ -187,26 +236,51 @@ def test_only_touched_buckets_are_recomputed(db_url: str, synthetic_emulator: Em
 
             # correct one minute: exactly its bucket at every level is recomputed and changed
             minute = datetime.fromisoformat(f"{DAY1}T13:07:00+00:00")
-            row = await conn.fetchrow("SELECT * FROM market.candles WHERE exchange = $1 AND "
-                                      "timeframe = '1m' AND ts = $2", exchange, minute)
+            row = await conn.fetchrow(
+                "SELECT * FROM market.candles WHERE exchange = $1 AND timeframe = '1m' AND ts = $2",
+                exchange,
+                minute,
+            )
             assert row is not None
-            fixed = pl.DataFrame([{k: row[k] for k in ("exchange", "symbol", "timeframe", "ts",
-                                                         "open", "low", "close", "source")}
-                                  | {"high": row["high"] * 1.5, "volume": row["volume"] + 1}])
-            write = await bulk_write(conn, "market.candles", fixed, on_conflict="update",
-                                     update_columns=["high", "volume"])
+            fixed = pl.DataFrame(
+                [
+                    {
+                        k: row[k]
+                        for k in (
+                            "exchange",
+                            "symbol",
+                            "timeframe",
+                            "ts",
+                            "open",
+                            "low",
+                            "close",
+                            "source",
+                        )
+                    }
+                    | {"high": row["high"] * 1.5, "volume": row["volume"] + 1}
+                ]
+            )
+            write = await bulk_write(
+                conn,
+                "market.candles",
+                fixed,
+                on_conflict="update",
+                update_columns=["high", "volume"],
+            )
             assert write.updated == 1
             again = await rollup_incremental(conn, exchange, "BTC/USDT")
             assert _counts(again) == {tf: (1, 0, 1) for tf in TIMEFRAMES}
-            high = await conn.fetchval("SELECT high FROM market.candles WHERE exchange = $1 AND "
-                                       "timeframe = '1d'", exchange)
+            high = await conn.fetchval(
+                "SELECT high FROM market.candles WHERE exchange = $1 AND timeframe = '1d'", exchange
+            )
             assert high == row["high"] * 1.5
 
     run_sync(body())
 
 
 def test_a_bar_is_written_only_once_its_interval_is_over(
-        db_url: str, synthetic_emulator: Emulator) -> None:
+    db_url: str, synthetic_emulator: Emulator
+) -> None:
     exchange = f"f{uuid.uuid4().hex[:10]}"
     midday = datetime.fromisoformat(f"{DAY2}T12:02:00+00:00")
 
@@ -219,12 +293,15 @@ def test_a_bar_is_written_only_once_its_interval_is_over(
             assert pending["5m"] == midday.replace(minute=0)
             assert pending["1d"] == midday.replace(hour=0, minute=0)
             assert _counts(early)["5m"] == (144, 144, 0) and _counts(early)["1d"] == (0, 0, 0)
-            last = await conn.fetchval("SELECT max(ts) FROM market.candles WHERE exchange = $1 "
-                                       "AND timeframe = '5m'", exchange)
+            last = await conn.fetchval(
+                "SELECT max(ts) FROM market.candles WHERE exchange = $1 AND timeframe = '5m'",
+                exchange,
+            )
             assert last == midday.replace(minute=0) - timedelta(minutes=5)
             # the next day: no minute arrived since, yet the open buckets are finished
-            later = await rollup_incremental(conn, exchange, "BTC/USDT",
-                                             now=midday + timedelta(days=1))
+            later = await rollup_incremental(
+                conn, exchange, "BTC/USDT", now=midday + timedelta(days=1)
+            )
             assert _counts(later)["5m"][1] == 144 and _counts(later)["1d"] == (1, 1, 0)
             assert all(lv.pending_from is None for lv in later.levels)
 
@@ -232,37 +309,58 @@ def test_a_bar_is_written_only_once_its_interval_is_over(
 
 
 def test_rows_committed_after_a_run_by_an_older_transaction_are_not_missed(
-        db_url: str, synthetic_emulator: Emulator) -> None:
+    db_url: str, synthetic_emulator: Emulator
+) -> None:
     exchange = f"w{uuid.uuid4().hex[:10]}"
     minute = datetime.fromisoformat(f"{DAY3}T00:00:00+00:00")
 
     async def body() -> None:
         async with connection(db_url) as conn, connection(db_url) as writer:
             await _load(conn, synthetic_emulator, exchange, [DAY2])
-            source = await conn.fetchrow("SELECT * FROM market.candles WHERE exchange = $1 AND "
-                                         "timeframe = '1m' ORDER BY ts DESC LIMIT 1", exchange)
+            source = await conn.fetchrow(
+                "SELECT * FROM market.candles WHERE exchange = $1 AND "
+                "timeframe = '1m' ORDER BY ts DESC LIMIT 1",
+                exchange,
+            )
             assert source is not None
-            late = pl.DataFrame([{k: source[k] for k in ("exchange", "symbol", "timeframe",
-                                                          "open", "high", "low", "close",
-                                                          "volume", "source")} | {"ts": minute}])
+            late = pl.DataFrame(
+                [
+                    {
+                        k: source[k]
+                        for k in (
+                            "exchange",
+                            "symbol",
+                            "timeframe",
+                            "open",
+                            "high",
+                            "low",
+                            "close",
+                            "volume",
+                            "source",
+                        )
+                    }
+                    | {"ts": minute}
+                ]
+            )
             transaction = writer.transaction()
             await transaction.start()
             await writer.execute("SELECT 1")  # the writer's transaction (and now()) begins
             await bulk_write(writer, "market.candles", late)
-            first = await rollup_incremental(conn, exchange, "BTC/USDT",
-                                             now=minute + timedelta(days=2))
+            first = await rollup_incremental(
+                conn, exchange, "BTC/USDT", now=minute + timedelta(days=2)
+            )
             assert _counts(first)["1d"] == (1, 1, 0)  # DAY2 only: the late row is invisible
             await transaction.commit()
-            second = await rollup_incremental(conn, exchange, "BTC/USDT",
-                                              now=minute + timedelta(days=2))
+            second = await rollup_incremental(
+                conn, exchange, "BTC/USDT", now=minute + timedelta(days=2)
+            )
             assert _counts(second)["1d"] == (1, 1, 0)  # DAY3 from the late minute
             assert _counts(second)["5m"] == (1, 1, 0)
 
     run_sync(body())
 
 
-def test_plain_postgresql_sql_rolls_up_to_the_same_bars(
-        rolled: MarketDefs, db_url: str) -> None:
+def test_plain_postgresql_sql_rolls_up_to_the_same_bars(rolled: MarketDefs, db_url: str) -> None:
     copy = f"p{uuid.uuid4().hex[:10]}"
 
     async def body() -> list[tuple[str, list[Any], list[Any]]]:
@@ -271,15 +369,24 @@ def test_plain_postgresql_sql_rolls_up_to_the_same_bars(
                 "INSERT INTO market.candles (exchange, symbol, timeframe, ts, open, high, low, "
                 "close, volume, source) SELECT $2, symbol, timeframe, ts, open, high, low, "
                 "close, volume, source FROM market.candles WHERE exchange = $1 AND "
-                "timeframe = '1m' AND symbol = 'BTC/USDT'", rolled.settings.exchange, copy)
+                "timeframe = '1m' AND symbol = 'BTC/USDT'",
+                rolled.settings.exchange,
+                copy,
+            )
             await rollup_incremental(conn, copy, "BTC/USDT", edition="postgresql")
             out = []
             for tf in TIMEFRAMES:
-                sql = (f"SELECT {COLUMNS} FROM market.candles WHERE exchange = $1 AND "
-                       "symbol = 'BTC/USDT' AND timeframe = $2 ORDER BY ts")
-                out.append((tf, list(map(tuple, await conn.fetch(sql, copy, tf))),
-                            list(map(tuple, await conn.fetch(sql, rolled.settings.exchange,
-                                                             tf)))))
+                sql = (
+                    f"SELECT {COLUMNS} FROM market.candles WHERE exchange = $1 AND "
+                    "symbol = 'BTC/USDT' AND timeframe = $2 ORDER BY ts"
+                )
+                out.append(
+                    (
+                        tf,
+                        list(map(tuple, await conn.fetch(sql, copy, tf))),
+                        list(map(tuple, await conn.fetch(sql, rolled.settings.exchange, tf))),
+                    )
+                )
             return out
 
     for tf, plain, timescale in run_sync(body()):
@@ -290,13 +397,18 @@ def test_plain_postgresql_sql_rolls_up_to_the_same_bars(
 
 
 def test_real_xrp_eth_minutes_roll_up_to_the_recorded_5m_file(
-        testdata: Path, db_url: str, make_defs: Callable[..., MarketDefs],
-        exchange_name: str, query: Callable[..., list[Any]]) -> None:
+    testdata: Path,
+    db_url: str,
+    make_defs: Callable[..., MarketDefs],
+    exchange_name: str,
+    query: Callable[..., list[Any]],
+) -> None:
     config = EmulatorConfig(replay_dir=testdata, synthetic=None, birdeye=None)
     with EmulatorThread(config) as emulator:
         md = make_defs(exchange_name, emulator, symbols=("XRP/ETH",), start_date="2019-10-01")
-        result = md.materialize(["candles_1m"], first=key("2019-10-11", "XRP/ETH"),
-                                last=key("2019-10-13", "XRP/ETH"))
+        result = md.materialize(
+            ["candles_1m"], first=key("2019-10-11", "XRP/ETH"), last=key("2019-10-13", "XRP/ETH")
+        )
         assert result.success
         md.materialize(["candles_5m"])
 
@@ -307,8 +419,9 @@ def test_real_xrp_eth_minutes_roll_up_to_the_recorded_5m_file(
     expected = [[int(r[0].timestamp() * 1000), *r[1:]] for r in five.rows()]
     assert _stored(query, exchange_name, "XRP/ETH", "5m") == expected
     # quiet minutes of the real market were recorded as empty answers, not as gaps never asked
-    empties = query("SELECT count(*) AS n FROM market.empty_intervals WHERE exchange = $1",
-                    exchange_name)
+    empties = query(
+        "SELECT count(*) AS n FROM market.empty_intervals WHERE exchange = $1", exchange_name
+    )
     assert empties[0]["n"] == 3 * 1440 - 2469
 
 

@@ -45,8 +45,9 @@ class Stored:
 
 
 def _books(testdata: Path) -> pl.DataFrame:
-    data = load_cryptofeed_binance(testdata / "cryptofeed" / "BINANCE.ws.1.0",
-                                   testdata / "cryptofeed" / "BINANCE.http.0.0")
+    data = load_cryptofeed_binance(
+        testdata / "cryptofeed" / "BINANCE.ws.1.0", testdata / "cryptofeed" / "BINANCE.http.0.0"
+    )
     snapshot, diffs = data["NKNUSDT"]
     book = L2Book("NKNUSDT")
     book.load_snapshot(snapshot.last_update_id, snapshot.bids, snapshot.asks)
@@ -54,10 +55,16 @@ def _books(testdata: Path) -> pl.DataFrame:
     for diff in diffs:
         book.apply(diff.first_id, diff.last_id, diff.bids, diff.asks)
         top = book.snapshot(10)
-        rows.append({"ts": datetime.fromtimestamp(diff.event_time / 1000, UTC),
-                     "bid_prices": top.bid_prices, "bid_sizes": top.bid_sizes,
-                     "ask_prices": top.ask_prices, "ask_sizes": top.ask_sizes,
-                     "sequence": diff.last_id})
+        rows.append(
+            {
+                "ts": datetime.fromtimestamp(diff.event_time / 1000, UTC),
+                "bid_prices": top.bid_prices,
+                "bid_sizes": top.bid_sizes,
+                "ask_prices": top.ask_prices,
+                "ask_sizes": top.ask_sizes,
+                "sequence": diff.last_id,
+            }
+        )
     return pl.DataFrame(rows).unique("ts", keep="last", maintain_order=True)
 
 
@@ -70,20 +77,30 @@ def stored(testdata: Path, db_url: str) -> Stored:
     five = pl.read_ipc(testdata / "freqtrade" / "XRP_ETH-5m.feather")
     books = _books(testdata)
     rows = minutes.select(
-        pl.lit(exchange).alias("exchange"), pl.lit(SYMBOL).alias("symbol"),
-        pl.lit("1m").alias("timeframe"), pl.col("date").dt.cast_time_unit("us").alias("ts"),
-        "open", "high", "low", "close", "volume", pl.lit("testdata").alias("source"))
+        pl.lit(exchange).alias("exchange"),
+        pl.lit(SYMBOL).alias("symbol"),
+        pl.lit("1m").alias("timeframe"),
+        pl.col("date").dt.cast_time_unit("us").alias("ts"),
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        pl.lit("testdata").alias("source"),
+    )
 
     async def body() -> None:
         async with connection(db_url) as conn:
             await bulk_write(conn, "market.candles", rows)
             await rollup_incremental(conn, exchange, SYMBOL)
-            await store_order_books(conn, books, exchange=exchange, symbol=BOOK_SYMBOL,
-                                    source="testdata")
+            await store_order_books(
+                conn, books, exchange=exchange, symbol=BOOK_SYMBOL, source="testdata"
+            )
             day = datetime(2021, 10, 12, tzinfo=UTC)
             for tf in ("1s", "1m"):
-                await aggregate_order_books(conn, "apache", tf, exchange, BOOK_SYMBOL, day,
-                                            day.replace(day=13))
+                await aggregate_order_books(
+                    conn, "apache", tf, exchange, BOOK_SYMBOL, day, day.replace(day=13)
+                )
 
     run_sync(body())
     return Stored(exchange, minutes, five, books)
@@ -117,9 +134,23 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = _free_port()
     workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(workdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 10
         while not _answers(port):

@@ -22,8 +22,9 @@ START = datetime(2019, 10, 11, tzinfo=UTC)
 
 def _file_rows(frame: pl.DataFrame, start: datetime, end: datetime) -> list[tuple]:
     part = frame.filter(pl.col("date").is_between(start, end, closed="left"))
-    return [(r[0].replace(tzinfo=UTC) if r[0].tzinfo is None else r[0], *r[1:])
-            for r in part.rows()]
+    return [
+        (r[0].replace(tzinfo=UTC) if r[0].tzinfo is None else r[0], *r[1:]) for r in part.rows()
+    ]
 
 
 def _bar_rows(frame: pl.DataFrame) -> list[tuple]:
@@ -63,8 +64,9 @@ def test_multi_timeframe_rows_see_only_bars_closed_by_then(provider: MarketData)
     view = provider.get_multi_timeframe(SYMBOL, tfs, end, timedelta(hours=6))
     assert view.schema == pl.Schema(schemas.multi_timeframe_schema(["1m", "5m", "15m", "1h"]))
     minutes = provider.get_bars(SYMBOL, "1m", end - timedelta(hours=7), end)
-    closing = minutes.filter(pl.col("close_time") > end - timedelta(hours=6),
-                             pl.col("close_time") <= end)
+    closing = minutes.filter(
+        pl.col("close_time") > end - timedelta(hours=6), pl.col("close_time") <= end
+    )
     assert view["close_time"].to_list() == closing["close_time"].to_list()
     assert view["1m_close"].to_list() == closing["close"].to_list()
     for tf in ("5m", "15m", "1h"):
@@ -72,11 +74,15 @@ def test_multi_timeframe_rows_see_only_bars_closed_by_then(provider: MarketData)
         for row in view.iter_rows(named=True):
             known = bars.filter(pl.col("close_time") <= row["close_time"])
             latest = known.row(-1, named=True)  # brute force: the last bar closed by then
-            assert (row[f"{tf}_ts"], row[f"{tf}_close"], row[f"{tf}_volume"]) == \
-                (latest["ts"], latest["close"], latest["volume"]), (tf, row["close_time"])
-            assert row[f"{tf}_ts"] + timedelta(minutes=int(tf[:-1]) * (60 if tf[-1] == "h"
-                                                                       else 1)) \
+            assert (row[f"{tf}_ts"], row[f"{tf}_close"], row[f"{tf}_volume"]) == (
+                latest["ts"],
+                latest["close"],
+                latest["volume"],
+            ), (tf, row["close_time"])
+            assert (
+                row[f"{tf}_ts"] + timedelta(minutes=int(tf[:-1]) * (60 if tf[-1] == "h" else 1))
                 <= row["close_time"]
+            )
     arrow = provider.get_multi_timeframe(SYMBOL, tfs, end, "6h", arrow=True)
     assert isinstance(arrow, pa.Table)
     assert len(arrow) == view.height
@@ -88,10 +94,12 @@ def test_order_book_as_known_at_a_moment(provider: MarketData, stored: Stored) -
     between = third + (fourth - third) / 2
     raw = provider.get_order_book(BOOK_SYMBOL, between)
     assert raw.schema == pl.Schema(schemas.BOOK_RAW) and raw.height == 1
-    assert raw["ts"][0] == third and raw["bid_prices"][0].to_list() == \
-        books["bid_prices"][2].to_list()
-    assert raw["mid"][0] == pytest.approx((books["bid_prices"][2][0] + books["ask_prices"][2][0])
-                                          / 2)
+    assert (
+        raw["ts"][0] == third and raw["bid_prices"][0].to_list() == books["bid_prices"][2].to_list()
+    )
+    assert raw["mid"][0] == pytest.approx(
+        (books["bid_prices"][2][0] + books["ask_prices"][2][0]) / 2
+    )
 
     at = books["ts"][60] + timedelta(milliseconds=500)
     second = provider.get_order_book(BOOK_SYMBOL, at, aggregation="1s")
@@ -102,15 +110,17 @@ def test_order_book_as_known_at_a_moment(provider: MarketData, stored: Stored) -
     assert provider.get_order_book(BOOK_SYMBOL, between, aggregation="1s").height == 0
 
     minute = provider.get_order_book(BOOK_SYMBOL, books["ts"][-1] + timedelta(minutes=2), "1m")
-    assert minute["snapshots"].sum() > 0 and minute["close_time"][0] <= books["ts"][-1] + \
-        timedelta(minutes=2)
+    assert minute["snapshots"].sum() > 0 and minute["close_time"][0] <= books["ts"][-1] + timedelta(
+        minutes=2
+    )
     assert provider.get_order_book(BOOK_SYMBOL, books["ts"][0] - timedelta(seconds=1)).height == 0
     with pytest.raises(ValueError, match="aggregation"):
         provider.get_order_book(BOOK_SYMBOL, between, aggregation="5m")  # type: ignore[arg-type]
 
 
 def test_inference_without_a_hot_cache_reads_the_database_and_says_so(
-        provider: MarketData, caplog: pytest.LogCaptureFixture) -> None:
+    provider: MarketData, caplog: pytest.LogCaptureFixture
+) -> None:
     context = InferenceContext(timeframes=("5m", "1m", "1h"), bars=3)
     with caplog.at_level(logging.WARNING, logger="ats_pipelines.marketdata.provider"):
         data = provider.get_inference_data(SYMBOL, context=context)
@@ -132,22 +142,37 @@ def test_inference_as_of_a_moment_has_no_lookahead(provider: MarketData) -> None
         closed = stored.filter(pl.col("close_time") <= at)
         assert got["ts"].to_list() == closed["ts"].tail(2).to_list(), tf
         assert stored.filter(pl.col("close_time") > at).height > 0  # there was a future
-    assert data.filter(pl.col("timeframe") == "4h")["ts"][-1] == datetime(2019, 10, 12, 4,
-                                                                           tzinfo=UTC)
+    assert data.filter(pl.col("timeframe") == "4h")["ts"][-1] == datetime(
+        2019, 10, 12, 4, tzinfo=UTC
+    )
 
 
-def test_inference_reads_the_hot_cache_first(db_url: str, stored: Stored, redis_url: str,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_inference_reads_the_hot_cache_first(
+    db_url: str, stored: Stored, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     client = redis.Redis.from_url(redis_url)
     key = bars_key(stored.exchange, SYMBOL, "1m")
-    newest = [{"ts": int(datetime(2019, 10, 13, 11, m, tzinfo=UTC).timestamp() * 1000),
-               "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0 + m,
-               "quote_volume": None, "trade_count": 3, "vwap": None, "taker_buy_volume": None}
-              for m in range(16, 21)]
+    newest = [
+        {
+            "ts": int(datetime(2019, 10, 13, 11, m, tzinfo=UTC).timestamp() * 1000),
+            "open": 1.0,
+            "high": 2.0,
+            "low": 0.5,
+            "close": 1.5,
+            "volume": 10.0 + m,
+            "quote_volume": None,
+            "trade_count": 3,
+            "vwap": None,
+            "taker_buy_volume": None,
+        }
+        for m in range(16, 21)
+    ]
     client.delete(key)
     client.zadd(key, {encode_bar(b): b["ts"] for b in newest})
-    with MarketData(db_url, exchange=stored.exchange, redis_url=redis_url) as md, \
-            caplog.at_level(logging.WARNING, logger="ats_pipelines.marketdata.provider"):
+    with (
+        MarketData(db_url, exchange=stored.exchange, redis_url=redis_url) as md,
+        caplog.at_level(logging.WARNING, logger="ats_pipelines.marketdata.provider"),
+    ):
         data = md.get_inference_data(SYMBOL, context=InferenceContext(("1m", "5m"), bars=3))
         assert md.stats.cache_hits == 1
     one = data.filter(pl.col("timeframe") == "1m")
@@ -167,8 +192,9 @@ def test_inference_falls_back_when_redis_is_unreachable(db_url: str, stored: Sto
         assert any(r.startswith("redis_unreachable") for r in md.stats.cache_fallbacks)
 
 
-def test_module_functions_use_a_shared_provider(db_url: str, stored: Stored,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_module_functions_use_a_shared_provider(
+    db_url: str, stored: Stored, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ATS_DATABASE_URL", db_url)
     monkeypatch.setenv("ATS_EXCHANGE", stored.exchange)
     monkeypatch.setattr(marketdata, "_default", None)

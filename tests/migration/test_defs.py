@@ -29,8 +29,10 @@ def test_migration_definitions_resolve() -> None:
         assets=[legacy_cache_inventory, migrated_cache_files],
         jobs=[migrate_cache_files_job],
         sensors=[legacy_cache_sensor],
-        resources={"legacy_cache": provided["legacy_cache"],
-                   "timescale": TimescaleResource(database_url="postgresql://x/y")},
+        resources={
+            "legacy_cache": provided["legacy_cache"],
+            "timescale": TimescaleResource(database_url="postgresql://x/y"),
+        },
     )
     assert isinstance(provided["legacy_cache"], LegacyCacheResource)
     job = definitions.resolve_job_def("migrate_cache_files_job")

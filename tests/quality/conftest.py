@@ -75,19 +75,33 @@ def quality_db(make_database: Any) -> str:
 def xrp_candles(testdata: Path) -> pl.DataFrame:
     """Binance XRP/ETH 1m candles (2,469 bars: the minutes that had trades)."""
     raw = pl.read_ipc(testdata / "freqtrade" / "XRP_ETH-1m.feather")
-    return raw.select(pl.lit(EXCHANGE).alias("exchange"), pl.lit(XRP).alias("symbol"),
-                      pl.lit("1m").alias("timeframe"),
-                      pl.col("date").dt.cast_time_unit("us").alias("ts"),
-                      "open", "high", "low", "close", "volume")
+    return raw.select(
+        pl.lit(EXCHANGE).alias("exchange"),
+        pl.lit(XRP).alias("symbol"),
+        pl.lit("1m").alias("timeframe"),
+        pl.col("date").dt.cast_time_unit("us").alias("ts"),
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+    )
 
 
 @pytest.fixture(scope="session")
 def xrp_trades(testdata: Path) -> pl.DataFrame:
     """The 12,477 public trades of the same window."""
     raw = pl.read_parquet(testdata / "freqtrade" / "XRP_ETH-trades.parquet")
-    return raw.select(pl.lit(EXCHANGE).alias("exchange"), pl.lit(XRP).alias("symbol"),
-                      utc_ms("timestamp").dt.cast_time_unit("us").alias("ts"),
-                      pl.col("id").alias("trade_id"), "price", "amount", "cost", "side")
+    return raw.select(
+        pl.lit(EXCHANGE).alias("exchange"),
+        pl.lit(XRP).alias("symbol"),
+        utc_ms("timestamp").dt.cast_time_unit("us").alias("ts"),
+        pl.col("id").alias("trade_id"),
+        "price",
+        "amount",
+        "cost",
+        "side",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -99,22 +113,36 @@ def xrp_empty_minutes(xrp_candles: pl.DataFrame, xrp_trades: pl.DataFrame) -> pl
     minutes = pl.datetime_range(start, end, "1m", eager=True, time_zone="UTC").alias("ts")
     traded = xrp_trades.select(pl.col("ts").dt.truncate("1m")).unique()
     empty = pl.DataFrame(minutes).join(traded, on="ts", how="anti")
-    return empty.select(pl.lit(EXCHANGE).alias("exchange"), pl.lit(XRP).alias("symbol"),
-                        pl.col("ts").dt.cast_time_unit("us"))
+    return empty.select(
+        pl.lit(EXCHANGE).alias("exchange"),
+        pl.lit(XRP).alias("symbol"),
+        pl.col("ts").dt.cast_time_unit("us"),
+    )
 
 
 def freqtrade_candles(testdata: Path, name: str, symbol: str, timeframe: str) -> pl.DataFrame:
     path = testdata / "freqtrade" / name
     if path.suffix == ".json":
-        raw = pl.DataFrame(json.loads(path.read_text()), orient="row",
-                           schema=["t", "open", "high", "low", "close", "volume"])
+        raw = pl.DataFrame(
+            json.loads(path.read_text()),
+            orient="row",
+            schema=["t", "open", "high", "low", "close", "volume"],
+        )
         ts = utc_ms("t")
     else:
         raw = pl.read_ipc(path)
         ts = pl.col("date")
-    return raw.select(pl.lit(EXCHANGE).alias("exchange"), pl.lit(symbol).alias("symbol"),
-                      pl.lit(timeframe).alias("timeframe"), ts.dt.cast_time_unit("us")
-                      .alias("ts"), "open", "high", "low", "close", "volume")
+    return raw.select(
+        pl.lit(EXCHANGE).alias("exchange"),
+        pl.lit(symbol).alias("symbol"),
+        pl.lit(timeframe).alias("timeframe"),
+        ts.dt.cast_time_unit("us").alias("ts"),
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+    )
 
 
 def _capture(testdata: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -124,9 +152,11 @@ def _capture(testdata: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         if line.strip():
             url, rest = line.split(" -> ", 1)
             snapshots[url.split("symbol=")[1].split("&")[0]] = json.loads(rest.split(": ", 1)[1])
-    messages = [json.loads(line.split(": ", 1)[1])["data"]
-                for line in (folder / "BINANCE.ws.1.0").read_text().splitlines()
-                if line.strip() and not line.startswith("wss://")]
+    messages = [
+        json.loads(line.split(": ", 1)[1])["data"]
+        for line in (folder / "BINANCE.ws.1.0").read_text().splitlines()
+        if line.strip() and not line.startswith("wss://")
+    ]
     return snapshots, messages
 
 
@@ -143,41 +173,70 @@ def real_books(testdata: Path) -> pl.DataFrame:
     for msg in messages:
         if msg.get("e") == "depthUpdate" and books[msg["s"]].apply_event(msg):
             bids, asks = books[msg["s"]].top(10)
-            rows.append({"symbol": msg["s"], "t": msg["E"],
-                         "bid_prices": [b[0] for b in bids], "bid_sizes": [b[1] for b in bids],
-                         "ask_prices": [a[0] for a in asks], "ask_sizes": [a[1] for a in asks]})
+            rows.append(
+                {
+                    "symbol": msg["s"],
+                    "t": msg["E"],
+                    "bid_prices": [b[0] for b in bids],
+                    "bid_sizes": [b[1] for b in bids],
+                    "ask_prices": [a[0] for a in asks],
+                    "ask_sizes": [a[1] for a in asks],
+                }
+            )
     frame = pl.DataFrame(rows).unique(["symbol", "t"], keep="last", maintain_order=True)
-    frame = frame.select(pl.lit(EXCHANGE).alias("exchange"), "symbol",
-                         utc_ms("t").dt.cast_time_unit("us").alias("ts"),
-                         "bid_prices", "bid_sizes", "ask_prices", "ask_sizes")
+    frame = frame.select(
+        pl.lit(EXCHANGE).alias("exchange"),
+        "symbol",
+        utc_ms("t").dt.cast_time_unit("us").alias("ts"),
+        "bid_prices",
+        "bid_sizes",
+        "ask_prices",
+        "ask_sizes",
+    )
     return book_metrics_frame(frame)
 
 
 def book_aggregates(books: pl.DataFrame, every: str) -> pl.DataFrame:
     """Per-bucket mid OHLC, spread and imbalance means of snapshots (the aggregate's shape)."""
-    return books.sort("ts").group_by_dynamic("ts", every=every, group_by=["exchange", "symbol"]) \
-        .agg(pl.len().alias("snapshots"), pl.col("mid").first().alias("mid_open"),
-             pl.col("mid").max().alias("mid_high"), pl.col("mid").min().alias("mid_low"),
-             pl.col("mid").last().alias("mid_close"), pl.col("spread").mean().alias("spread_mean"),
-             pl.col("spread").max().alias("spread_max"),
-             pl.col("spread_bps").mean().alias("spread_bps_mean"),
-             *[pl.col(f"imbalance_{n}").mean().alias(f"imbalance_{n}_mean") for n in (1, 5, 10)])
+    return (
+        books.sort("ts")
+        .group_by_dynamic("ts", every=every, group_by=["exchange", "symbol"])
+        .agg(
+            pl.len().alias("snapshots"),
+            pl.col("mid").first().alias("mid_open"),
+            pl.col("mid").max().alias("mid_high"),
+            pl.col("mid").min().alias("mid_low"),
+            pl.col("mid").last().alias("mid_close"),
+            pl.col("spread").mean().alias("spread_mean"),
+            pl.col("spread").max().alias("spread_max"),
+            pl.col("spread_bps").mean().alias("spread_bps_mean"),
+            *[pl.col(f"imbalance_{n}").mean().alias(f"imbalance_{n}_mean") for n in (1, 5, 10)],
+        )
+    )
 
 
 def trade_flow(trades: pl.DataFrame) -> pl.DataFrame:
     buy = pl.col("side") == "buy"
-    return trades.sort("ts").group_by_dynamic("ts", every="1m", group_by=["exchange", "symbol"]) \
-        .agg(pl.col("amount").filter(buy).sum().alias("buy_volume"),
-             pl.col("amount").filter(~buy).sum().alias("sell_volume"),
-             buy.sum().cast(pl.Int64).alias("buy_count"),
-             (~buy).sum().cast(pl.Int64).alias("sell_count"),
-             ((pl.col("price") * pl.col("amount")).sum() / pl.col("amount").sum()).alias("vwap"))
+    return (
+        trades.sort("ts")
+        .group_by_dynamic("ts", every="1m", group_by=["exchange", "symbol"])
+        .agg(
+            pl.col("amount").filter(buy).sum().alias("buy_volume"),
+            pl.col("amount").filter(~buy).sum().alias("sell_volume"),
+            buy.sum().cast(pl.Int64).alias("buy_count"),
+            (~buy).sum().cast(pl.Int64).alias("sell_count"),
+            ((pl.col("price") * pl.col("amount")).sum() / pl.col("amount").sum()).alias("vwap"),
+        )
+    )
 
 
 def predictions_of(candles: pl.DataFrame, model_id: str = "m-test") -> pl.DataFrame:
     """Predictions in ``signals.signals`` shape: a softmax of the 5-bar return per bar."""
-    frame = candles.sort("ts").with_columns(
-        (pl.col("close") / pl.col("close").shift(5) - 1).alias("ret_5")).drop_nulls("ret_5")
+    frame = (
+        candles.sort("ts")
+        .with_columns((pl.col("close") / pl.col("close").shift(5) - 1).alias("ret_5"))
+        .drop_nulls("ret_5")
+    )
     r = frame["ret_5"].to_numpy() * 200
     logits = np.stack([r, -r, np.zeros_like(r)], axis=1)
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -186,6 +245,9 @@ def predictions_of(candles: pl.DataFrame, model_id: str = "m-test") -> pl.DataFr
     best = p.argmax(axis=1)
     probas = [json.dumps(dict(zip(classes.tolist(), row.tolist(), strict=True))) for row in p]
     return frame.select("exchange", "symbol", pl.lit("1m").alias("tf"), "ts").with_columns(
-        pl.lit(model_id).alias("model_id"), pl.Series("pred", classes[best]),
-        pl.Series("proba", p[np.arange(len(p)), best]), pl.Series("probas", probas),
-        pl.lit(3.5).alias("latency_ms"))
+        pl.lit(model_id).alias("model_id"),
+        pl.Series("pred", classes[best]),
+        pl.Series("proba", p[np.arange(len(p)), best]),
+        pl.Series("probas", probas),
+        pl.lit(3.5).alias("latency_ms"),
+    )

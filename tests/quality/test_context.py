@@ -54,16 +54,21 @@ def outbound(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield seen
 
 
-def test_validation_and_data_docs_stay_offline(outbound: list[str], tmp_path: Path,
-                                               xrp_candles: pl.DataFrame,
-                                               xrp_empty_minutes: pl.DataFrame) -> None:
+def test_validation_and_data_docs_stay_offline(
+    outbound: list[str], tmp_path: Path, xrp_candles: pl.DataFrame, xrp_empty_minutes: pl.DataFrame
+) -> None:
     context = quality_context(tmp_path / "site")
     assert os.environ["GX_ANALYTICS_ENABLED"] == "False"
     assert context.variables.analytics_enabled is False
-    outcome = check_candles(xrp_candles.head(300), timeframe="1m", now=NOW,
-                            confirmed_empty=xrp_empty_minutes)
+    outcome = check_candles(
+        xrp_candles.head(300), timeframe="1m", now=NOW, confirmed_empty=xrp_empty_minutes
+    )
     assert outcome.success
-    index = build_data_docs([("binance", outcome)], tmp_path / "docs", run_name="offline",
-                            run_time=datetime(2026, 1, 1, tzinfo=UTC))
+    index = build_data_docs(
+        [("binance", outcome)],
+        tmp_path / "docs",
+        run_name="offline",
+        run_time=datetime(2026, 1, 1, tzinfo=UTC),
+    )
     assert index.is_file() and (tmp_path / "docs" / "validations").is_dir()
     assert outbound == []

@@ -20,18 +20,28 @@ from tests.quality.conftest import migrated_database, run_sync
 from tests.quality.test_checkset import store
 
 
-def test_demo_step_prints_the_report(make_database: object, settings: Settings, tmp_path: Path,
-                                     xrp_candles: pl.DataFrame,
-                                     xrp_empty_minutes: pl.DataFrame) -> None:
+def test_demo_step_prints_the_report(
+    make_database: object,
+    settings: Settings,
+    tmp_path: Path,
+    xrp_candles: pl.DataFrame,
+    xrp_empty_minutes: pl.DataFrame,
+) -> None:
     url = migrated_database(make_database, "ats_quality_demo")
-    run_sync(store(url, "binance", xrp_candles.drop("exchange"),
-                   empty=xrp_empty_minutes.drop("exchange")))
+    run_sync(
+        store(
+            url, "binance", xrp_candles.drop("exchange"), empty=xrp_empty_minutes.drop("exchange")
+        )
+    )
     defs = dg.Definitions(
         assets=[build_quality_report(MarketDataSettings())],
-        resources={"timescale": TimescaleResource(database_url=url),
-                   "exchange": ExchangeResource(),
-                   "lake": LakeResource(root=str(tmp_path / "lake")),
-                   "quality": QualityResource(reports_dir=str(tmp_path / "quality"))})
+        resources={
+            "timescale": TimescaleResource(database_url=url),
+            "exchange": ExchangeResource(),
+            "lake": LakeResource(root=str(tmp_path / "lake")),
+            "quality": QualityResource(reports_dir=str(tmp_path / "quality")),
+        },
+    )
     with dg.DagsterInstance.ephemeral() as instance:
         lines = _quality(DemoContext(settings=settings, defs=defs, instance=instance))
     assert lines[0] == f"report: {tmp_path / 'quality' / 'index.html'}"

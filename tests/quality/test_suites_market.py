@@ -30,24 +30,25 @@ def rows_of(outcome: SuiteOutcome, rule: str, key: str = "_row") -> set[object]:
 
 def set_at(frame: pl.DataFrame, row: int, **values: object) -> pl.DataFrame:
     index = pl.int_range(pl.len())
-    return frame.with_columns(pl.when(index == row).then(pl.lit(v)).otherwise(pl.col(c))
-                              .cast(frame.schema[c]).alias(c) for c, v in values.items())
+    return frame.with_columns(
+        pl.when(index == row).then(pl.lit(v)).otherwise(pl.col(c)).cast(frame.schema[c]).alias(c)
+        for c, v in values.items()
+    )
 
 
 # --- candles ----------------------------------------------------------------------------------
 
 
 def test_real_xrp_candles_pass_with_the_exchanges_empty_minutes(
-        xrp_candles: pl.DataFrame, xrp_empty_minutes: pl.DataFrame) -> None:
-    outcome = check_candles(xrp_candles, timeframe="1m", now=NOW,
-                            confirmed_empty=xrp_empty_minutes)
+    xrp_candles: pl.DataFrame, xrp_empty_minutes: pl.DataFrame
+) -> None:
+    outcome = check_candles(xrp_candles, timeframe="1m", now=NOW, confirmed_empty=xrp_empty_minutes)
     assert outcome.success, [f.line() for f in outcome.failures]
     assert outcome.rows == 2469 and outcome.coverage == 1.0
     assert outcome.evaluated >= 20
 
 
-def test_without_the_empty_minutes_the_same_bars_miss_coverage(
-        xrp_candles: pl.DataFrame) -> None:
+def test_without_the_empty_minutes_the_same_bars_miss_coverage(xrp_candles: pl.DataFrame) -> None:
     # an illiquid pair: 1,091 of 3,560 minutes had no trade; unconfirmed, they are gaps
     outcome = check_candles(xrp_candles, timeframe="1m", now=NOW)
     assert outcome.failed_rules == ["ohlcv.coverage"]
@@ -56,25 +57,32 @@ def test_without_the_empty_minutes_the_same_bars_miss_coverage(
     assert outcome.gaps["bars"].sum() == 1091
 
 
-@pytest.mark.parametrize(("name", "symbol", "timeframe", "rows"), [
-    ("UNITTEST_BTC-1m.json", "UNITTEST/BTC", "1m", 13681),
-    ("ETH_BTC-5m.feather", "ETH/BTC", "5m", 5760),
-    ("futures/XRP_USDT_USDT-1h-futures.feather", "XRP/USDT:USDT", "1h", 100),
-])
-def test_real_candles_of_other_timeframes_pass(testdata: Path, name: str, symbol: str,
-                                              timeframe: str, rows: int) -> None:
+@pytest.mark.parametrize(
+    ("name", "symbol", "timeframe", "rows"),
+    [
+        ("UNITTEST_BTC-1m.json", "UNITTEST/BTC", "1m", 13681),
+        ("ETH_BTC-5m.feather", "ETH/BTC", "5m", 5760),
+        ("futures/XRP_USDT_USDT-1h-futures.feather", "XRP/USDT:USDT", "1h", 100),
+    ],
+)
+def test_real_candles_of_other_timeframes_pass(
+    testdata: Path, name: str, symbol: str, timeframe: str, rows: int
+) -> None:
     frame = freqtrade_candles(testdata, name, symbol, timeframe)
     outcome = check_candles(frame, timeframe=timeframe, now=NOW)
     assert outcome.success, [f.line() for f in outcome.failures]
     assert outcome.rows == rows
 
 
-def test_broken_candles_name_each_rule_and_row(xrp_candles: pl.DataFrame,
-                                               xrp_empty_minutes: pl.DataFrame) -> None:
+def test_broken_candles_name_each_rule_and_row(
+    xrp_candles: pl.DataFrame, xrp_empty_minutes: pl.DataFrame
+) -> None:
     """One broken copy, one fault per row: each rule names exactly its row; the ingestion
     validator rejects the same rows under the same rule ids."""
-    row = {name: 100 + 10 * i for i, name in enumerate((
-        "high", "low", "nan", "volume", "aligned", "timeframe", "future"))}
+    row = {
+        name: 100 + 10 * i
+        for i, name in enumerate(("high", "low", "nan", "volume", "aligned", "timeframe", "future"))
+    }
     c = xrp_candles
     # relabelled 5m on a bar aligned to 5m: the validator (reading the row's own timeframe)
     # and the 1m suite then agree that only the label is wrong
@@ -107,13 +115,20 @@ def test_broken_candles_name_each_rule_and_row(xrp_candles: pl.DataFrame,
     validator = DataValidator(now=lambda: NOW).candles(broken, timeframe=None)
     rejected = validator.rejected.group_by("rule").agg(pl.col("row").unique().sort())
     by_rule = {r["rule"]: set(r["row"]) for r in rejected.iter_rows(named=True)}
-    for rule in ("ohlcv.high_bounds", "ohlcv.low_bounds", "ohlcv.price_positive",
-                 "ohlcv.volume", "ohlcv.ts_aligned", "ohlcv.ts_future"):
+    for rule in (
+        "ohlcv.high_bounds",
+        "ohlcv.low_bounds",
+        "ohlcv.price_positive",
+        "ohlcv.volume",
+        "ohlcv.ts_aligned",
+        "ohlcv.ts_future",
+    ):
         assert by_rule[rule] == rows_of(outcome, rule), rule
 
 
-def test_a_missing_block_fails_coverage_and_lists_the_gap(xrp_candles: pl.DataFrame,
-                                                          xrp_empty_minutes: pl.DataFrame) -> None:
+def test_a_missing_block_fails_coverage_and_lists_the_gap(
+    xrp_candles: pl.DataFrame, xrp_empty_minutes: pl.DataFrame
+) -> None:
     start = datetime(2019, 10, 12, 3, 0, tzinfo=UTC)
     end = start + timedelta(hours=6)
     cut = xrp_candles.filter(~pl.col("ts").is_between(start, end, closed="left"))
@@ -133,8 +148,13 @@ def test_a_missing_block_fails_coverage_and_lists_the_gap(xrp_candles: pl.DataFr
 def test_a_window_expecting_bars_of_a_silent_symbol_fails(xrp_candles: pl.DataFrame) -> None:
     window = (datetime(2019, 10, 11, tzinfo=UTC), datetime(2019, 10, 12, tzinfo=UTC))
     day = xrp_candles.filter(pl.col("ts") < window[1])
-    outcome = check_candles(day, timeframe="1m", now=NOW, window=window,
-                            series=[("binance", "XRP/ETH"), ("binance", "ETH/BTC")])
+    outcome = check_candles(
+        day,
+        timeframe="1m",
+        now=NOW,
+        window=window,
+        series=[("binance", "XRP/ETH"), ("binance", "ETH/BTC")],
+    )
     assert "ohlcv.coverage" in outcome.failed_rules
     assert "ETH/BTC" in rows_of(outcome, "ohlcv.coverage", key="symbol")
 
@@ -152,13 +172,19 @@ def test_real_trades_pass(xrp_trades: pl.DataFrame, testdata: Path) -> None:
     assert check_trades(xrp_trades, now=NOW).success
     raw = pl.read_parquet(testdata / "nautilus_trader" / "binance" / "btcusdt-trades.parquet")
     btc = raw.select(
-        pl.lit("binance").alias("exchange"), pl.lit("BTC/USDT").alias("symbol"),
-        pl.col("timestamp").dt.replace_time_zone("UTC") if raw.schema["timestamp"] ==
-        pl.Datetime("ns") else pl.col("timestamp"),
-        pl.col("trade_id").cast(pl.String), pl.col("price").cast(pl.Float64),
+        pl.lit("binance").alias("exchange"),
+        pl.lit("BTC/USDT").alias("symbol"),
+        pl.col("timestamp").dt.replace_time_zone("UTC")
+        if raw.schema["timestamp"] == pl.Datetime("ns")
+        else pl.col("timestamp"),
+        pl.col("trade_id").cast(pl.String),
+        pl.col("price").cast(pl.Float64),
         pl.col("quantity").cast(pl.Float64).alias("amount"),
-        pl.when(pl.col("buyer_maker") == "True").then(pl.lit("sell")).otherwise(pl.lit("buy"))
-        .alias("side")).rename({"timestamp": "ts"})
+        pl.when(pl.col("buyer_maker") == "True")
+        .then(pl.lit("sell"))
+        .otherwise(pl.lit("buy"))
+        .alias("side"),
+    ).rename({"timestamp": "ts"})
     outcome = check_trades(btc, now=NOW)
     assert outcome.success and outcome.rows == 2001, [f.line() for f in outcome.failures]
 

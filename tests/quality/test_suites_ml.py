@@ -28,9 +28,9 @@ LABELS = ("label", "tb_label")
 
 @pytest.fixture(scope="module")
 def bars(xrp_trades: pl.DataFrame) -> pl.DataFrame:
-    return aggregate_trades(xrp_trades, ["1m"], exchange="binance", symbol="XRP/ETH",
-                            ts_col="ts", id_col="trade_id").with_columns(
-        pl.col("ts").dt.cast_time_unit("us"))
+    return aggregate_trades(
+        xrp_trades, ["1m"], exchange="binance", symbol="XRP/ETH", ts_col="ts", id_col="trade_id"
+    ).with_columns(pl.col("ts").dt.cast_time_unit("us"))
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +39,17 @@ def features(bars: pl.DataFrame) -> pl.DataFrame:
 
 
 def check(frame: pl.DataFrame, candles: int) -> SuiteOutcome:
-    return check_features(frame, columns=FAMILY.features, policy=POLICY,
-                          required=features_spec.required(FAMILY.features),
-                          warmup_rows=features_spec.warmup_rows({"XRP/ETH": 0}),
-                          candle_rows={"XRP/ETH": candles})
+    return check_features(
+        frame,
+        columns=FAMILY.features,
+        policy=POLICY,
+        required=features_spec.required(FAMILY.features),
+        warmup_rows=features_spec.warmup_rows({"XRP/ETH": 0}),
+        candle_rows={"XRP/ETH": candles},
+    )
 
 
-def test_platform_features_of_real_bars_pass(features: pl.DataFrame,
-                                             bars: pl.DataFrame) -> None:
+def test_platform_features_of_real_bars_pass(features: pl.DataFrame, bars: pl.DataFrame) -> None:
     assert features.head(100)["macd_signal"].null_count() > 0  # the warm-up really is null
     outcome = check(features, bars.height)
     assert outcome.success, [f.line() for f in outcome.failures]
@@ -75,8 +78,11 @@ def test_platform_labels_pass_and_skewed_labels_fail(bars: pl.DataFrame) -> None
     outcome = check_labels(all_hold, policy=POLICY, label_cols=LABELS)
     assert outcome.failed_rules == ["labels.class_balance"]
     observed = {f.columns: f.observed for f in outcome.failures}
-    assert observed == {("_is_label_BUY",): "0.0", ("_is_label_SELL",): "0.0",
-                        ("_is_label_HOLD",): "1.0"}
+    assert observed == {
+        ("_is_label_BUY",): "0.0",
+        ("_is_label_SELL",): "0.0",
+        ("_is_label_HOLD",): "1.0",
+    }
 
     odd = set_at(set_at(labels, 10, tb_label="LONG"), 20, label=None)
     outcome = check_labels(odd, policy=POLICY, label_cols=LABELS)

@@ -23,8 +23,9 @@ async def drain(url: str) -> list[int]:
     claimed: list[int] = []
     async with connection(url) as conn:
         while True:
-            items = await queue.claim(conn, limit=random.randint(1, 4),
-                                      claimed_by=f"pid-{os.getpid()}")
+            items = await queue.claim(
+                conn, limit=random.randint(1, 4), claimed_by=f"pid-{os.getpid()}"
+            )
             if not items:
                 break
             for item in items:

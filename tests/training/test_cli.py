@@ -16,12 +16,14 @@ def _cli(db: str, *args: str):
 
 
 def test_enqueue_coalesce_and_list(clean_db: str) -> None:
-    first = _cli(clean_db, "enqueue", "--reason", "new listing", "--priority", "4",
-                 "--scope", "btc")
+    first = _cli(
+        clean_db, "enqueue", "--reason", "new listing", "--priority", "4", "--scope", "btc"
+    )
     assert first.exit_code == 0, first.output
     assert first.output.startswith("queued request ") and "priority 4" in first.output
-    again = _cli(clean_db, "enqueue", "-r", "analyst asked", "-p", "1", "-s", "btc",
-                 "--trials", "7")
+    again = _cli(
+        clean_db, "enqueue", "-r", "analyst asked", "-p", "1", "-s", "btc", "--trials", "7"
+    )
     assert again.exit_code == 0
     assert "coalesced into pending request" in again.output and "priority 1" in again.output
     listed = _cli(clean_db, "list", "--json")

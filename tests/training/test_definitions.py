@@ -20,23 +20,46 @@ def definitions() -> dg.Definitions:
 
 def test_the_code_location_has_the_training_domain(definitions: dg.Definitions) -> None:
     keys = {k.to_user_string() for k in definitions.resolve_all_asset_keys()}
-    assert {"lgbm_model", "champion_model", "predictions", "signal_outcomes",
-            "live_model_performance", "feature_drift"} <= keys
+    assert {
+        "lgbm_model",
+        "champion_model",
+        "predictions",
+        "signal_outcomes",
+        "live_model_performance",
+        "feature_drift",
+    } <= keys
     graph = definitions.resolve_asset_graph()
-    checks = {k.name: graph.get_check_spec(k) for k in graph.asset_check_keys
-              if k.asset_key == dg.AssetKey("lgbm_model")}
-    assert set(checks) == {"beats_baselines_check", "beats_champion_check",
-                           "no_feature_missing_check"}
+    checks = {
+        k.name: graph.get_check_spec(k)
+        for k in graph.asset_check_keys
+        if k.asset_key == dg.AssetKey("lgbm_model")
+    }
+    assert set(checks) == {
+        "beats_baselines_check",
+        "beats_champion_check",
+        "no_feature_missing_check",
+    }
     assert all(spec.blocking for spec in checks.values())
     jobs = {j.name for j in definitions.resolve_all_job_defs()}
-    assert {"training_job", "retrain_request_job", "predictions_job", "signal_outcomes_job",
-            "feature_drift_job"} <= jobs
+    assert {
+        "training_job",
+        "retrain_request_job",
+        "predictions_job",
+        "signal_outcomes_job",
+        "feature_drift_job",
+    } <= jobs
     sensors = {s.name for s in definitions.sensors or []}
-    assert {"retrain_queue_sensor", "retrain_run_failure_sensor",
-            "predictions_new_bars_sensor"} <= sensors
+    assert {
+        "retrain_queue_sensor",
+        "retrain_run_failure_sensor",
+        "predictions_new_bars_sensor",
+    } <= sensors
     schedules = {s.name for s in definitions.schedules or []}
-    assert {"weekly_retrain_schedule", "feature_drift_schedule",
-            "signal_outcomes_schedule"} <= schedules
+    assert {
+        "weekly_retrain_schedule",
+        "feature_drift_schedule",
+        "signal_outcomes_schedule",
+    } <= schedules
     resources = definitions.resources or {}
     assert isinstance(resources["models"], ModelsResource)
     assert isinstance(resources["training_data"], FeastTrainingData)
@@ -73,11 +96,14 @@ def test_training_settings_defaults_follow_the_feature_layer() -> None:
     settings = load_training_settings({"ATS_STATE_DIR": "/tmp/ats-x"})
     scope = settings.scope("default")
     assert (scope.feature_service, scope.timeframe, scope.label_set) == (
-        "signals_v1", "1m", "labels_1m")
-    assert (scope.barriers.horizon, scope.barriers.risk, scope.barriers.reward) == (15, 0.002,
-                                                                                     2.0)
+        "signals_v1",
+        "1m",
+        "labels_1m",
+    )
+    assert (scope.barriers.horizon, scope.barriers.risk, scope.barriers.reward) == (15, 0.002, 2.0)
     assert str(settings.models_dir) == "/tmp/ats-x/models"
-    assert settings.optuna_url.startswith("postgresql+psycopg2://") and \
-        settings.optuna_url.endswith("/ats_optuna")
+    assert settings.optuna_url.startswith(
+        "postgresql+psycopg2://"
+    ) and settings.optuna_url.endswith("/ats_optuna")
     with pytest.raises(ConfigError, match="unknown model scope 'btc'"):
         settings.scope("btc")

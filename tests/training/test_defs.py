@@ -43,10 +43,20 @@ SCOPE = ScopeConfig(
 def _defs(db: str, tmp: Path, data: SyntheticTrainingData, **models: Any) -> dg.Definitions:
     resources = {
         "timescale": TimescaleResource(database_url=db),
-        "models": ModelsResource(**{
-            "models_dir": str(tmp / "models"), "reports_dir": str(tmp / "reports"),
-            "optuna_url": None, "n_trials": 4, "max_rounds": 100, "early_stopping_rounds": 15,
-            "num_threads": 1, "tune_max_rows": None, "scopes": {"default": SCOPE}, **models}),
+        "models": ModelsResource(
+            **{
+                "models_dir": str(tmp / "models"),
+                "reports_dir": str(tmp / "reports"),
+                "optuna_url": None,
+                "n_trials": 4,
+                "max_rounds": 100,
+                "early_stopping_rounds": 15,
+                "num_threads": 1,
+                "tune_max_rows": None,
+                "scopes": {"default": SCOPE},
+                **models,
+            }
+        ),
         "training_data": data,
     }
     return dg.Definitions(
@@ -124,8 +134,10 @@ def optuna_url(training_db: str) -> Iterator[str]:
     """A database for Optuna that does not exist yet (the models resource creates it)."""
     name = f"ats_optuna_{uuid.uuid4().hex[:10]}"
     yield sqlalchemy_url(replace_database(training_db, name))
-    _db(replace_database(training_db, "postgres"), lambda c: c.execute(
-        f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"))
+    _db(
+        replace_database(training_db, "postgres"),
+        lambda c: c.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"),
+    )
 
 
 def test_planted_signal_is_promoted_and_noise_is_not(

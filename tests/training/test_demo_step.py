@@ -16,20 +16,35 @@ from ats_pipelines.training import queue
 from ats_pipelines.training.resources import FeastTrainingData, ModelsResource
 
 
-def test_the_demo_step_trains_promotes_and_predicts(clean_db: str, settings: Settings,
-                                                    tmp_path: Path) -> None:
+def test_the_demo_step_trains_promotes_and_predicts(
+    clean_db: str, settings: Settings, tmp_path: Path
+) -> None:
     db = TimescaleResource(database_url=clean_db)
     older = db.run(lambda c: queue.enqueue(c, scope="other", reason="waiting", priority=3))
-    feast = FeastResource(repo_path=str(tmp_path / "repo"), registry=str(tmp_path / "r.db"),
-                          online_store=str(tmp_path / "o.db"), lake_root=str(tmp_path / "lake"))
+    feast = FeastResource(
+        repo_path=str(tmp_path / "repo"),
+        registry=str(tmp_path / "r.db"),
+        online_store=str(tmp_path / "o.db"),
+        lake_root=str(tmp_path / "lake"),
+    )
     defs = dg.Definitions(
         assets=[assets.lgbm_model, assets.champion_model, assets.predictions],
-        asset_checks=[checks.beats_baselines_check, checks.beats_champion_check,
-                      checks.no_feature_missing_check],
-        resources={"timescale": db, "training_data": FeastTrainingData(feast=feast),
-                   "models": ModelsResource(models_dir=str(tmp_path / "models"),
-                                            reports_dir=str(tmp_path / "reports"),
-                                            num_threads=1, tune_max_rows=None)})
+        asset_checks=[
+            checks.beats_baselines_check,
+            checks.beats_champion_check,
+            checks.no_feature_missing_check,
+        ],
+        resources={
+            "timescale": db,
+            "training_data": FeastTrainingData(feast=feast),
+            "models": ModelsResource(
+                models_dir=str(tmp_path / "models"),
+                reports_dir=str(tmp_path / "reports"),
+                num_threads=1,
+                tune_max_rows=None,
+            ),
+        },
+    )
     with dg.DagsterInstance.ephemeral() as instance:
         lines = _training(DemoContext(settings=settings, defs=defs, instance=instance))
         again = _training(DemoContext(settings=settings, defs=defs, instance=instance))

@@ -57,9 +57,12 @@ def feast(tmp_path_factory: pytest.TempPathFactory) -> FeastResource:
             build_features(lake, cat.family_of(tf), EXCHANGE, symbol, DAYS, BUILT_AT)
         build_labels(lake, LabelSpec(), EXCHANGE, symbol, DAYS)
     values = feast_values(root / "feast")
-    resource = FeastResource(repo_path=str(repo_copy(root / "repo")), lake_root=str(lake.root),
-                             registry=values["ATS_FEAST_REGISTRY"],
-                             online_store=values["ATS_FEAST_ONLINE_STORE"])
+    resource = FeastResource(
+        repo_path=str(repo_copy(root / "repo")),
+        lake_root=str(lake.root),
+        registry=values["ATS_FEAST_REGISTRY"],
+        online_store=values["ATS_FEAST_ONLINE_STORE"],
+    )
     apply_repo(resource.store(), resource.repo())
     return resource
 
@@ -83,11 +86,19 @@ def test_the_training_set_is_labels_joined_to_signals_v1_point_in_time(
     assert (ts.label_end_ts > ts.event_ts).all()
     assert set(np.unique(ts.y)) <= {0, 1, 2}
     # the label columns come from the label set, row for row
-    joined = pl.from_pandas(pd.DataFrame({
-        "symbol": ts.entities["symbol"], "event_timestamp": pd.to_datetime(ts.event_ts, utc=True),
-        "y": [CLASSES[k] for k in ts.y], "rr": ts.realized_rr})).join(
+    joined = pl.from_pandas(
+        pd.DataFrame(
+            {
+                "symbol": ts.entities["symbol"],
+                "event_timestamp": pd.to_datetime(ts.event_ts, utc=True),
+                "y": [CLASSES[k] for k in ts.y],
+                "rr": ts.realized_rr,
+            }
+        )
+    ).join(
         labels.with_columns(pl.col("event_timestamp").dt.cast_time_unit("ns")),
-        on=["symbol", "event_timestamp"])
+        on=["symbol", "event_timestamp"],
+    )
     assert joined.height == len(ts)
     assert (joined["y"] == joined["tb_label"]).all()
     assert np.allclose(joined["rr"].to_numpy(), joined["tb_reward_risk"].to_numpy())
@@ -96,8 +107,9 @@ def test_the_training_set_is_labels_joined_to_signals_v1_point_in_time(
     pick = np.linspace(500, len(ts) - 1, 25).astype(int)
     for i in pick:
         when = utc_datetime(ts.event_ts[i])
-        row = features.filter((pl.col("symbol") == ts.entities["symbol"][i])
-                              & (pl.col("event_timestamp") == when))
+        row = features.filter(
+            (pl.col("symbol") == ts.entities["symbol"][i]) & (pl.col("event_timestamp") == when)
+        )
         assert row.height == 1
         for name in ("ret_15", "rsi_14", "tf1h_ret_1"):
             expected, got = row[name][0], float(ts.X[name].iloc[i])
@@ -122,14 +134,29 @@ def test_a_request_trained_from_feast_is_registered_and_scores_the_online_store(
     request = db.run(lambda c: queue.enqueue(c, reason="feast path"))
     [item] = db.run(lambda c: queue.claim(c))
     start, end = _window()
-    cfg = TrainerConfig(n_trials=2, max_rounds=30, early_stopping_rounds=5, num_threads=1,
-                        tune_max_rows=None, momentum_feature=SCOPE.momentum_feature,
-                        embargo=timedelta(minutes=15))
+    cfg = TrainerConfig(
+        n_trials=2,
+        max_rounds=30,
+        early_stopping_rounds=5,
+        num_threads=1,
+        tune_max_rows=None,
+        momentum_feature=SCOPE.momentum_feature,
+        embargo=timedelta(minutes=15),
+    )
     trained = train_request(
-        db.run, queue_id=item.id, attempt=item.attempts, scope=SCOPE,
-        source=data.training_source(SCOPE), served_features=data.served_features(SCOPE),
-        cfg=cfg, storage=None, models_dir=tmp_path / "models", reports_dir=tmp_path / "reports",
-        policy=PromotionPolicy(), now=end)
+        db.run,
+        queue_id=item.id,
+        attempt=item.attempts,
+        scope=SCOPE,
+        source=data.training_source(SCOPE),
+        served_features=data.served_features(SCOPE),
+        cfg=cfg,
+        storage=None,
+        models_dir=tmp_path / "models",
+        reports_dir=tmp_path / "reports",
+        policy=PromotionPolicy(),
+        now=end,
+    )
     record = db.run(lambda c: registry.get_model(c, trained.model_id))
     assert record is not None and record.feature_service == "signals_v1"
     assert record.features == list(cat.BASE_FAMILY.features)
@@ -140,8 +167,7 @@ def test_a_request_trained_from_feast_is_registered_and_scores_the_online_store(
     gate = next(g for g in trained.gates if g.name == "no_feature_missing")
     sparse = sorted(f for f, share in record.metrics["null_share"].items() if share > 0.5)
     assert sparse and all(f.startswith(("tf1h_", "tf4h_")) for f in sparse)
-    assert not gate.passed and gate.reasons == [
-        f"null in more than 50% of training rows: {sparse}"]
+    assert not gate.passed and gate.reasons == [f"null in more than 50% of training rows: {sparse}"]
     done = db.run(lambda c: queue.get(c, request.id))
     assert done is not None and done.status == "completed"
     assert done.config["window"] == [(end - SCOPE.lookback).isoformat(), end.isoformat()]
@@ -151,12 +177,17 @@ def test_a_request_trained_from_feast_is_registered_and_scores_the_online_store(
     latest = data.online_source().latest(SCOPE, model.features)
     assert sorted(latest.entities["symbol"]) == sorted(SYMBOLS)
     last_open = datetime.combine(DAYS[-1], datetime.max.time(), UTC).replace(
-        second=0, microsecond=0)
+        second=0, microsecond=0
+    )
     assert set(latest.entities["ts"]) == {pd.Timestamp(last_open)}
     rows = score(model, latest, SCOPE, momentum_threshold=0.001)
     assert db.run(lambda c: write_signals(c, rows)) == 2
-    stored = db.run(lambda c: c.fetch("SELECT ts, tf, features, latency_ms FROM signals.signals"
-                                      " WHERE model_id = $1", model.model_id))
+    stored = db.run(
+        lambda c: c.fetch(
+            "SELECT ts, tf, features, latency_ms FROM signals.signals WHERE model_id = $1",
+            model.model_id,
+        )
+    )
     assert {r["ts"] for r in stored} == {last_open} and {r["tf"] for r in stored} == {"1m"}
     assert all(set(json.loads(r["features"])) == set(model.features) for r in stored)
     assert all(r["latency_ms"] >= latest.fetch_ms > 0 for r in stored)

@@ -26,8 +26,9 @@ WORKER = Path(__file__).with_name("claimer_worker.py")
         ({"reason": "x", "scope": "bad scope!"}, "scope 'bad scope!'"),
     ],
 )
-async def test_malformed_requests_are_refused_with_the_rule(clean_db: str, kwargs: dict,
-                                                           message: str) -> None:
+async def test_malformed_requests_are_refused_with_the_rule(
+    clean_db: str, kwargs: dict, message: str
+) -> None:
     async with connection(clean_db) as conn:
         with pytest.raises(queue.QueueError, match=message):
             await queue.enqueue(conn, **kwargs)
@@ -37,8 +38,9 @@ async def test_malformed_requests_are_refused_with_the_rule(clean_db: str, kwarg
 async def test_duplicate_requests_for_a_scope_coalesce(clean_db: str) -> None:
     async with connection(clean_db) as conn:
         first = await queue.enqueue(conn, scope="btc", reason="weekly schedule", priority=4)
-        again = await queue.enqueue(conn, scope="btc", reason="feature drift", priority=2,
-                                    config={"n_trials": 5})
+        again = await queue.enqueue(
+            conn, scope="btc", reason="feature drift", priority=2, config={"n_trials": 5}
+        )
         same = await queue.enqueue(conn, scope="btc", reason="feature drift", priority=3)
         other = await queue.enqueue(conn, scope="eth", reason="weekly schedule")
         assert not first.coalesced and again.coalesced and same.coalesced
@@ -48,8 +50,10 @@ async def test_duplicate_requests_for_a_scope_coalesce(clean_db: str) -> None:
         assert item.priority == 2  # the most urgent request wins
         assert item.reason == "weekly schedule; feature drift"  # joined once each
         assert item.config["n_trials"] == 5 and item.config["coalesced_requests"] == 2
-        assert await conn.fetchval(
-            "SELECT count(*) FROM ml.retrain_queue WHERE status = 'pending'") == 2
+        assert (
+            await conn.fetchval("SELECT count(*) FROM ml.retrain_queue WHERE status = 'pending'")
+            == 2
+        )
 
 
 async def test_claims_follow_priority_then_age_and_skip_busy_scopes(clean_db: str) -> None:
@@ -60,8 +64,7 @@ async def test_claims_follow_priority_then_age_and_skip_busy_scopes(clean_db: st
         mid = await queue.enqueue(conn, scope="d", reason="mid", priority=3)
         claimed = await queue.claim(conn, limit=3, claimed_by="test")
         assert [i.id for i in claimed] == [urgent_old.id, urgent_new.id, mid.id]
-        assert all(i.status == "processing" and i.attempts == 1 and i.started_at
-                   for i in claimed)
+        assert all(i.status == "processing" and i.attempts == 1 and i.started_at for i in claimed)
         # a new request for a scope that is being trained waits until that run ends
         waiting = await queue.enqueue(conn, scope="b", reason="again", priority=1)
         assert not waiting.coalesced  # processing rows do not absorb new requests
@@ -80,7 +83,8 @@ async def test_concurrent_claimer_processes_take_each_row_exactly_once(
     async with connection(clean_db) as conn:
         await conn.execute(
             "INSERT INTO ml.retrain_queue (scope, reason, priority) "
-            "SELECT 'scope-' || g, 'load test', 1 + g % 5 FROM generate_series(1, 300) g")
+            "SELECT 'scope-' || g, 'load test', 1 + g % 5 FROM generate_series(1, 300) g"
+        )
         ids = {r["id"] for r in await conn.fetch("SELECT id FROM ml.retrain_queue")}
     outs = [tmp_path / f"claimer{i}.txt" for i in range(4)]
     procs = [_spawn(clean_db, out, "drain") for out in outs]
@@ -113,7 +117,8 @@ async def test_a_crashed_claim_is_reclaimed_and_its_late_finish_is_fenced(
         assert [(r.id, r.action) for r in reclaimed] == [(request.id, "requeued")]
         again = await queue.claim(conn, limit=1)
         assert [(i.id, i.attempts, i.run_key) for i in again] == [
-            (request.id, 2, f"{request.id}.2")]
+            (request.id, 2, f"{request.id}.2")
+        ]
         # the crashed attempt cannot overwrite its successor
         with pytest.raises(queue.StaleClaim, match="attempt 1"):
             await queue.complete(conn, request.id, 1)

@@ -31,13 +31,30 @@ def _booster() -> tuple[lgb.Booster, pd.DataFrame]:
 
 def _register(db: TimescaleResource, tmp: Path, model_id: str) -> registry.ModelRecord:
     booster, X = _booster()
-    path = registry.save_artifact(tmp, model_id, booster, ["a", "b", "c"], {"p": 1},
-                                  {"model": {"log_loss": float("nan")}}, drift.reference(X))
-    return db.run(lambda c: registry.register(
-        c, model_id=model_id, scope="s", feature_service="svc", features=["a", "b", "c"],
-        artifact_path=path, params={"p": 1}, metrics={"x": float("nan")},
-        train_window=(T0, T0 + timedelta(days=1)),
-        holdout_window=(T0 + timedelta(days=2), T0 + timedelta(days=3)), queue_id=None))
+    path = registry.save_artifact(
+        tmp,
+        model_id,
+        booster,
+        ["a", "b", "c"],
+        {"p": 1},
+        {"model": {"log_loss": float("nan")}},
+        drift.reference(X),
+    )
+    return db.run(
+        lambda c: registry.register(
+            c,
+            model_id=model_id,
+            scope="s",
+            feature_service="svc",
+            features=["a", "b", "c"],
+            artifact_path=path,
+            params={"p": 1},
+            metrics={"x": float("nan")},
+            train_window=(T0, T0 + timedelta(days=1)),
+            holdout_window=(T0 + timedelta(days=2), T0 + timedelta(days=3)),
+            queue_id=None,
+        )
+    )
 
 
 def test_artifacts_round_trip_and_broken_ones_are_named(clean_db: str, tmp_path: Path) -> None:
@@ -67,8 +84,9 @@ def test_promotion_retires_the_old_champion_and_refuses_stale_comparisons(
         _register(db, tmp_path, model_id)
     first = db.run(lambda c: registry.promote(c, "s-q1", expected_champion=None))
     assert first.status == "champion" and first.promoted_at is not None
-    with pytest.raises(registry.RegistryError, match="champion is s-q1, the checks compared "
-                                                     "with None"):
+    with pytest.raises(
+        registry.RegistryError, match="champion is s-q1, the checks compared with None"
+    ):
         db.run(lambda c: registry.promote(c, "s-q2", expected_champion=None))
     db.run(lambda c: registry.promote(c, "s-q2", expected_champion="s-q1"))
     again = db.run(lambda c: registry.promote(c, "s-q2", expected_champion="s-q1"))
@@ -90,21 +108,22 @@ def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift() -> None:
     rng = np.random.default_rng(1)
     train = pd.DataFrame({"x": rng.standard_normal(20_000), "y": rng.uniform(0, 1, 20_000)})
     ref = drift.reference(train)
-    same = drift.psi(ref, pd.DataFrame({"x": rng.standard_normal(5000),
-                                        "y": rng.uniform(0, 1, 5000)}))
+    same = drift.psi(
+        ref, pd.DataFrame({"x": rng.standard_normal(5000), "y": rng.uniform(0, 1, 5000)})
+    )
     assert same.max_psi < 0.02 and not same.alarm
     shifted = drift.psi(ref, pd.DataFrame({"x": rng.standard_normal(5000) + 1.0}))
     assert shifted.drifted == ["x"] and shifted.psi["x"] > 0.25 and shifted.missing == ["y"]
-    with_nans = drift.psi(ref, pd.DataFrame({"x": np.where(rng.uniform(size=5000) < 0.5,
-                                                           np.nan, 0.0), "y": 0.5}))
+    with_nans = drift.psi(
+        ref, pd.DataFrame({"x": np.where(rng.uniform(size=5000) < 0.5, np.nan, 0.0), "y": 0.5})
+    )
     assert with_nans.psi["x"] > 1.0  # half missing and a spike: a major shift
 
 
 def test_the_report_has_tables_and_four_inline_svg_plots(tmp_path: Path) -> None:
     data = make_training_set(3000, 6, kind="planted", seed=5, symbols=2)
     cfg = TrainerConfig(n_trials=2, max_rounds=40, num_threads=1, tune_max_rows=None)
-    result = train_model(data, cfg, open_study("r", None, request="q9", cfg=cfg),
-                         request="q9")
+    result = train_model(data, cfg, open_study("r", None, request="q9", cfg=cfg), request="q9")
     report = report_data(result, "r<&>-q9", "r", "synthetic", "momentum")
     report.gates = [Gate("beats_baselines", True), Gate("beats_champion", False, ["worse"])]
     md_path, html_path = write_report(report, tmp_path)

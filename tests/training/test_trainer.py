@@ -15,13 +15,21 @@ from ats_pipelines.training.promotion import PromotionPolicy, beats_baselines, b
 from ats_pipelines.training.synthetic import make_training_set
 from ats_pipelines.training.trainer import TrainerConfig, open_study, train_model
 
-CFG = TrainerConfig(n_trials=5, max_rounds=120, early_stopping_rounds=15, num_threads=1,
-                    tune_max_rows=None, embargo=timedelta(hours=6), n_startup_trials=3,
-                    warmup_rounds=10)
+CFG = TrainerConfig(
+    n_trials=5,
+    max_rounds=120,
+    early_stopping_rounds=15,
+    num_threads=1,
+    tune_max_rows=None,
+    embargo=timedelta(hours=6),
+    n_startup_trials=3,
+    warmup_rounds=10,
+)
 
 
-def _train(kind: str, seed: int = 3, cfg: TrainerConfig = CFG, request: str = "q1",
-           storage: object = None):
+def _train(
+    kind: str, seed: int = 3, cfg: TrainerConfig = CFG, request: str = "q1", storage: object = None
+):
     data = make_training_set(6000, 8, kind=kind, seed=seed, symbols=3)
     study = open_study(f"test-{kind}", storage, request=request, cfg=cfg)  # type: ignore[arg-type]
     return train_model(data, cfg, study, request=request)
@@ -52,8 +60,10 @@ def test_pure_noise_fails_the_gate() -> None:
 
 
 def test_the_champion_gate_compares_on_the_same_holdout() -> None:
-    metrics = {"model": {"log_loss": 0.80, "trading": {"mean_rr": 0.3}},
-               "champion": {"comparable": True, "log_loss": 0.82, "trading": {"mean_rr": 0.3}}}
+    metrics = {
+        "model": {"log_loss": 0.80, "trading": {"mean_rr": 0.3}},
+        "champion": {"comparable": True, "log_loss": 0.82, "trading": {"mean_rr": 0.3}},
+    }
     assert beats_champion(metrics, PromotionPolicy(), "m-1").passed
     assert beats_champion(metrics, PromotionPolicy(), None).passed  # no champion yet
     worse = {**metrics, "model": {"log_loss": 0.83, "trading": {"mean_rr": 0.3}}}
@@ -68,8 +78,7 @@ def test_a_request_resumes_its_own_trials_in_the_postgres_study(make_database) -
     first = _train("planted", cfg=small, storage=storage)
     assert (first.study.trials, first.study.run_this_attempt) == (2, 2)
     # the same request again with a bigger budget runs only the missing trials
-    again = _train("planted", cfg=TrainerConfig(**{**CFG.__dict__, "n_trials": 3}),
-                   storage=storage)
+    again = _train("planted", cfg=TrainerConfig(**{**CFG.__dict__, "n_trials": 3}), storage=storage)
     assert (again.study.trials, again.study.run_this_attempt) == (3, 1)
     # another request of the scope counts its own trials, in the same study
     other = _train("planted", cfg=small, storage=storage, request="q2")
@@ -91,5 +100,6 @@ def test_baselines_and_trading_metric() -> None:
     result = trading(y, rule.predict(momentum), rr)
     # SELL on two falling rows earns +1 each, BUY on three rising rows +1 each
     assert (result.signals, result.hit_rate, result.mean_rr) == (5, 1.0, 1.0)
-    assert auc_binary(np.array([False, False, True, True]), np.array([0.1, 0.4, 0.35, 0.8])) \
-        == pytest.approx(0.75)
+    assert auc_binary(
+        np.array([False, False, True, True]), np.array([0.1, 0.4, 0.35, 0.8])
+    ) == pytest.approx(0.75)

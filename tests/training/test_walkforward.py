@@ -48,7 +48,8 @@ def test_no_training_label_horizon_overlaps_a_validation_row(
         # ... hence no training interval [event, label_end] meets any validation row
         starts, ends = event[fold.train], label_end[fold.train]
         overlaps = (ends[:, None] >= valid_times[None, ::97]) & (
-            starts[:, None] <= valid_times[None, ::97])
+            starts[:, None] <= valid_times[None, ::97]
+        )
         assert not overlaps.any()
         # purging removed rows a naive split would have trained on
         naive = np.flatnonzero(event < first_valid)
@@ -90,14 +91,24 @@ def test_too_little_data_for_the_folds_is_a_clear_error() -> None:
         # both in one bar: the stop counts (we cannot tell the order)
         ([100, 101.5, 100, 100], [100, 99.0, 100, 100], [100, 100, 100, 100], SELL, -1.0),
         # neither within the horizon: HOLD, the last close's return in units of risk
-        ([100, 100.3, 100.4, 100.4], [100, 99.8, 99.9, 99.9], [100, 100.1, 100.2, 100.3], HOLD,
-         0.6),
+        (
+            [100, 100.3, 100.4, 100.4],
+            [100, 99.8, 99.9, 99.9],
+            [100, 100.1, 100.2, 100.3],
+            HOLD,
+            0.6,
+        ),
     ],
 )
-def test_triple_barrier_labels(highs: list, lows: list, closes: list, label: int,
-                               rr: float) -> None:
-    out = triple_barrier(np.array(closes, float), np.array(highs, float), np.array(lows, float),
-                         Barriers(horizon=3, risk=0.005, reward=2.0))
+def test_triple_barrier_labels(
+    highs: list, lows: list, closes: list, label: int, rr: float
+) -> None:
+    out = triple_barrier(
+        np.array(closes, float),
+        np.array(highs, float),
+        np.array(lows, float),
+        Barriers(horizon=3, risk=0.005, reward=2.0),
+    )
     assert out.label[0] == label
     assert out.realized_rr[0] == pytest.approx(rr)
     assert out.label[-1] == -1 and np.isnan(out.realized_rr[-1])  # horizon not over yet

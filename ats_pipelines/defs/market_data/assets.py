@@ -68,8 +68,13 @@ def build_candles_1m(settings: MarketDataSettings) -> dg.AssetsDefinition:
 
         async def body(conn: asyncpg.Connection) -> BackfillReport:
             async with exchange.open() as client:
-                return await backfill(conn, client, exchange=settings.exchange,
-                                      days_by_symbol=days, repair_only=config.repair_only)
+                return await backfill(
+                    conn,
+                    client,
+                    exchange=settings.exchange,
+                    days_by_symbol=days,
+                    repair_only=config.repair_only,
+                )
 
         report = timescale.run(body)
         first, last = report.time_range
@@ -77,7 +82,8 @@ def build_candles_1m(settings: MarketDataSettings) -> dg.AssetsDefinition:
             f"event=candles_1m mode={report.mode} exchange={settings.exchange} "
             f"symbols={','.join(days)} partitions={len(report.gaps)} "
             f"inserted={report.write.inserted} present={report.write.skipped} "
-            f"missing_minutes={report.missing_minutes} first={first} last={last}")
+            f"missing_minutes={report.missing_minutes} first={first} last={last}"
+        )
         return dg.MaterializeResult(metadata=_candles_metadata(report))
 
     return candles_1m
@@ -91,7 +97,7 @@ def build_candle_rollups(settings: MarketDataSettings) -> dg.AssetsDefinition:
             group_name=GROUP,
             deps=[f"candles_{source}"],
             description=f"{target} candles rolled up from {source} bars; only finished "
-                        "intervals (continuous aggregate or incremental fallback).",
+            "intervals (continuous aggregate or incremental fallback).",
             kinds={"timescaledb", "sql"},
             automation_condition=dg.AutomationCondition.eager(),
         )
@@ -106,13 +112,17 @@ def build_candle_rollups(settings: MarketDataSettings) -> dg.AssetsDefinition:
 
         async def body(conn: asyncpg.Connection) -> tuple[str, list[RollupResult]]:
             mode = await rollup_mode(conn)
-            results = [await rollup(conn, settings.exchange, symbol, settings.rollup_timeframes,
-                                    mode=mode) for symbol in settings.symbols]
+            results = [
+                await rollup(conn, settings.exchange, symbol, settings.rollup_timeframes, mode=mode)
+                for symbol in settings.symbols
+            ]
             return mode, results
 
         mode, results = timescale.run(body)
-        context.log.info(f"event=candle_rollups path={mode} exchange={settings.exchange} "
-                         f"rows_written={sum(r.rows_written for r in results)}")
+        context.log.info(
+            f"event=candle_rollups path={mode} exchange={settings.exchange} "
+            f"rows_written={sum(r.rows_written for r in results)}"
+        )
         for index, (_, target) in enumerate(pairs):
             per_symbol = [(r, r.levels[index]) for r in results]
             yield dg.MaterializeResult(
@@ -123,21 +133,36 @@ def build_candle_rollups(settings: MarketDataSettings) -> dg.AssetsDefinition:
                     "rows_inserted": sum(lv.inserted for _, lv in per_symbol),
                     "rows_updated": sum(lv.updated for _, lv in per_symbol),
                     "open_buckets_from": dg.MetadataValue.json(
-                        {r.symbol: lv.pending_from.isoformat() for r, lv in per_symbol
-                         if lv.pending_from is not None}),
-                    "per_symbol": dg.MetadataValue.md(reports.markdown_table(
-                        ("symbol", "buckets", "inserted", "updated", "watermark"),
-                        [(r.symbol, lv.buckets, lv.inserted, lv.updated,
-                          r.watermark_to.isoformat() if r.watermark_to else "")
-                         for r, lv in per_symbol])),
+                        {
+                            r.symbol: lv.pending_from.isoformat()
+                            for r, lv in per_symbol
+                            if lv.pending_from is not None
+                        }
+                    ),
+                    "per_symbol": dg.MetadataValue.md(
+                        reports.markdown_table(
+                            ("symbol", "buckets", "inserted", "updated", "watermark"),
+                            [
+                                (
+                                    r.symbol,
+                                    lv.buckets,
+                                    lv.inserted,
+                                    lv.updated,
+                                    r.watermark_to.isoformat() if r.watermark_to else "",
+                                )
+                                for r, lv in per_symbol
+                            ],
+                        )
+                    ),
                 },
             )
 
     return candle_rollups
 
 
-def _aggregate_asset(settings: MarketDataSettings, name: str, description: str,
-                     kind: str) -> dg.AssetsDefinition:
+def _aggregate_asset(
+    settings: MarketDataSettings, name: str, description: str, kind: str
+) -> dg.AssetsDefinition:
     partitions = market_partitions(settings)
 
     @dg.asset(
@@ -159,25 +184,34 @@ def _aggregate_asset(settings: MarketDataSettings, name: str, description: str,
             for symbol, symbol_days in days.items():
                 for run in day_runs(symbol_days):
                     if kind == "trades":
-                        out.append(await aggregate_trade_flow(
-                            conn, edition, settings.exchange, symbol, run.start, run.end))
+                        out.append(
+                            await aggregate_trade_flow(
+                                conn, edition, settings.exchange, symbol, run.start, run.end
+                            )
+                        )
                     else:
-                        out.append(await aggregate_order_books(
-                            conn, edition, kind, settings.exchange, symbol, run.start, run.end))
+                        out.append(
+                            await aggregate_order_books(
+                                conn, edition, kind, settings.exchange, symbol, run.start, run.end
+                            )
+                        )
             return out
 
         results = timescale.run(body)
         inserted = sum(r.inserted for r in results)
         updated = sum(r.updated for r in results)
-        context.log.info(f"event={name} exchange={settings.exchange} inserted={inserted} "
-                         f"updated={updated}")
-        return dg.MaterializeResult(metadata={
-            "table": results[0].table if results else "",
-            "rows_inserted": inserted,
-            "rows_updated": updated,
-            "symbols": ", ".join(days),
-            "days": sum(len(d) for d in days.values()),
-        })
+        context.log.info(
+            f"event={name} exchange={settings.exchange} inserted={inserted} updated={updated}"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "table": results[0].table if results else "",
+                "rows_inserted": inserted,
+                "rows_updated": updated,
+                "symbols": ", ".join(days),
+                "days": sum(len(d) for d in days.values()),
+            }
+        )
 
     return aggregate
 
@@ -185,18 +219,32 @@ def _aggregate_asset(settings: MarketDataSettings, name: str, description: str,
 def build_history_assets(settings: MarketDataSettings) -> list[dg.AssetsDefinition]:
     """Order-book 1s/1m aggregates and per-minute trade flow of stored snapshots and trades."""
     return [
-        _aggregate_asset(settings, "order_book_1s_agg",
-                         "Order-book snapshots per second: mid OHLC, spread, imbalance at "
-                         "depths 1/5/10, depth within ±5 % of mid.", "1s"),
-        _aggregate_asset(settings, "order_book_1m_agg",
-                         "Order-book snapshots per minute: mid OHLC, spread, imbalance at "
-                         "depths 1/5/10, depth within ±5 % of mid.", "1m"),
-        _aggregate_asset(settings, "trade_flow_1m",
-                         "Trades per minute: taker buy and sell volume and count, VWAP.",
-                         "trades"),
+        _aggregate_asset(
+            settings,
+            "order_book_1s_agg",
+            "Order-book snapshots per second: mid OHLC, spread, imbalance at "
+            "depths 1/5/10, depth within ±5 % of mid.",
+            "1s",
+        ),
+        _aggregate_asset(
+            settings,
+            "order_book_1m_agg",
+            "Order-book snapshots per minute: mid OHLC, spread, imbalance at "
+            "depths 1/5/10, depth within ±5 % of mid.",
+            "1m",
+        ),
+        _aggregate_asset(
+            settings,
+            "trade_flow_1m",
+            "Trades per minute: taker buy and sell volume and count, VWAP.",
+            "trades",
+        ),
     ]
 
 
 def build_assets(settings: MarketDataSettings) -> list[dg.AssetsDefinition]:
-    return [build_candles_1m(settings), build_candle_rollups(settings),
-            *build_history_assets(settings)]
+    return [
+        build_candles_1m(settings),
+        build_candle_rollups(settings),
+        *build_history_assets(settings),
+    ]

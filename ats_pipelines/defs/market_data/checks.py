@@ -25,7 +25,7 @@ def build_gap_check(settings: MarketDataSettings) -> dg.AssetChecksDefinition:
         name="no_missing_minutes",
         partitions_def=partitions,
         description="Every closed minute of the partition has a candle or was confirmed empty "
-                    f"by the exchange ({CONFIRM_AFTER} empty answers); lists the missing runs.",
+        f"by the exchange ({CONFIRM_AFTER} empty answers); lists the missing runs.",
     )
     def no_missing_minutes(
         context: dg.AssetCheckExecutionContext, timescale: TimescaleResource
@@ -37,8 +37,9 @@ def build_gap_check(settings: MarketDataSettings) -> dg.AssetChecksDefinition:
         async def body(conn: asyncpg.Connection) -> dict[tuple[str, date], GapReport]:
             out: dict[tuple[str, date], GapReport] = {}
             for symbol, symbol_days in days.items():
-                for day, report in (await gap_reports(conn, settings.exchange, symbol,
-                                                      symbol_days)).items():
+                for day, report in (
+                    await gap_reports(conn, settings.exchange, symbol, symbol_days)
+                ).items():
                     out[(symbol, day)] = report
             return out
 
@@ -46,13 +47,16 @@ def build_gap_check(settings: MarketDataSettings) -> dg.AssetChecksDefinition:
         ordered = sorted(found.items())
         summary = reports.gap_summary([r for _, r in ordered])
         missing = summary["missing_minutes"]
-        context.log.info(f"event=gap_check exchange={settings.exchange} partitions={len(keys)} "
-                         f"missing_minutes={missing}")
+        context.log.info(
+            f"event=gap_check exchange={settings.exchange} partitions={len(keys)} "
+            f"missing_minutes={missing}"
+        )
         return dg.AssetCheckResult(
             passed=missing == 0,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=None if missing == 0 else
-            f"{missing} minute(s) missing; run candles_1m_repair_job on these partitions",
+            description=None
+            if missing == 0
+            else f"{missing} minute(s) missing; run candles_1m_repair_job on these partitions",
             metadata={
                 "missing_minutes": missing,
                 "gap_runs": summary["gap_runs"],

@@ -30,24 +30,30 @@ def build_retention_job(settings: MarketDataSettings) -> dg.JobDefinition:
 
         actions = timescale.run(body)
         rows = [(a.table, a.kind, a.action, str(a.age), a.affected, a.note) for a in actions]
-        context.log.info("event=market_retention " + " ".join(
-            f"{a.table}:{a.kind}={a.action}/{a.affected}" for a in actions))
+        context.log.info(
+            "event=market_retention "
+            + " ".join(f"{a.table}:{a.kind}={a.action}/{a.affected}" for a in actions)
+        )
         return dg.Output(
             [a.__dict__ | {"age": str(a.age)} for a in actions],
             metadata={
                 "tables": len({a.table for a in actions}),
                 "chunks_dropped": sum(a.affected for a in actions if a.action == "drop_chunks"),
                 "rows_deleted": sum(a.affected for a in actions if a.action == "delete"),
-                "chunks_compressed": sum(a.affected for a in actions
-                                         if a.action == "compress_chunk"),
-                "actions": dg.MetadataValue.md(markdown_table(
-                    ("table", "kind", "action", "age", "affected", "note"), rows)),
+                "chunks_compressed": sum(
+                    a.affected for a in actions if a.action == "compress_chunk"
+                ),
+                "actions": dg.MetadataValue.md(
+                    markdown_table(("table", "kind", "action", "age", "affected", "note"), rows)
+                ),
             },
         )
 
-    @dg.job(name="market_data_retention_job",
-            description="Apply the configured retention (and, with the timescale licence, "
-                        "compression) to the market tables.")
+    @dg.job(
+        name="market_data_retention_job",
+        description="Apply the configured retention (and, with the timescale licence, "
+        "compression) to the market tables.",
+    )
     def market_data_retention_job() -> None:
         apply_market_retention()
 
@@ -58,23 +64,30 @@ def build_jobs(settings: MarketDataSettings) -> list[JobLike]:
     partitions = market_partitions(settings)
     return [
         dg.define_asset_job(
-            "candles_1m_job", selection=dg.AssetSelection.assets(CANDLES),
+            "candles_1m_job",
+            selection=dg.AssetSelection.assets(CANDLES),
             partitions_def=partitions,
-            description="Backfill 1-minute candles (one run per symbol range) and check gaps."),
+            description="Backfill 1-minute candles (one run per symbol range) and check gaps.",
+        ),
         dg.define_asset_job(
-            "candles_1m_repair_job", selection=dg.AssetSelection.assets(CANDLES),
+            "candles_1m_repair_job",
+            selection=dg.AssetSelection.assets(CANDLES),
             partitions_def=partitions,
             config={"ops": {"candles_1m": {"config": {"repair_only": True}}}},
             description="Re-fetch exactly the missing minutes of candle partitions, then "
-                        "re-check them."),
+            "re-check them.",
+        ),
         dg.define_asset_job(
             "candles_1m_gap_check_job",
             selection=dg.AssetSelection.checks_for_assets(CANDLES),
             partitions_def=partitions,
-            description="Run only the missing-minutes check of candle partitions."),
+            description="Run only the missing-minutes check of candle partitions.",
+        ),
         dg.define_asset_job(
-            "market_history_job", selection=dg.AssetSelection.assets(*HISTORY),
+            "market_history_job",
+            selection=dg.AssetSelection.assets(*HISTORY),
             partitions_def=partitions,
-            description="Aggregate stored order-book snapshots and trades of days × symbols."),
+            description="Aggregate stored order-book snapshots and trades of days × symbols.",
+        ),
         build_retention_job(settings),
     ]

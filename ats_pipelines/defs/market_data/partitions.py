@@ -16,14 +16,17 @@ SYMBOL = "symbol"
 
 def market_partitions(settings: MarketDataSettings) -> dg.MultiPartitionsDefinition:
     """One partition per UTC day and configured symbol (keys like ``2024-05-01|BTC/USDT``)."""
-    return dg.MultiPartitionsDefinition({
-        DATE: dg.DailyPartitionsDefinition(start_date=settings.start_date),
-        SYMBOL: dg.StaticPartitionsDefinition(list(settings.symbols)),
-    })
+    return dg.MultiPartitionsDefinition(
+        {
+            DATE: dg.DailyPartitionsDefinition(start_date=settings.start_date),
+            SYMBOL: dg.StaticPartitionsDefinition(list(settings.symbols)),
+        }
+    )
 
 
-def day_symbol_pairs(partitions: dg.MultiPartitionsDefinition,
-                     keys: Iterable[str]) -> list[tuple[str, str]]:
+def day_symbol_pairs(
+    partitions: dg.MultiPartitionsDefinition, keys: Iterable[str]
+) -> list[tuple[str, str]]:
     """``(day, symbol)`` of each partition key of a run (one key, or a ranged backfill's)."""
     pairs = []
     for key in keys:
@@ -32,8 +35,10 @@ def day_symbol_pairs(partitions: dg.MultiPartitionsDefinition,
     return pairs
 
 
-def run_partition_keys(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
-                       partitions: dg.MultiPartitionsDefinition) -> list[str]:
+def run_partition_keys(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+    partitions: dg.MultiPartitionsDefinition,
+) -> list[str]:
     """The partition keys a step covers, in single-partition and ranged runs alike."""
     if isinstance(context, dg.AssetExecutionContext):
         return list(context.partition_keys)

@@ -1,6 +1,5 @@
 """The database schema as an asset: materialising it applies pending migrations."""
 
-
 import asyncpg
 import dagster as dg
 

@@ -37,9 +37,14 @@ def _window(config: QualityReportConfig, days: int) -> tuple[datetime, datetime]
 
 def build_quality_report(settings: MarketDataSettings) -> dg.AssetsDefinition:
     @dg.asset(name="quality_report", group_name=GROUP, kinds={"python", "html"})
-    def quality_report(context: dg.AssetExecutionContext, config: QualityReportConfig,
-                       timescale: TimescaleResource, exchange: ExchangeResource,
-                       lake: LakeResource, quality: QualityResource) -> dg.MaterializeResult:
+    def quality_report(
+        context: dg.AssetExecutionContext,
+        config: QualityReportConfig,
+        timescale: TimescaleResource,
+        exchange: ExchangeResource,
+        lake: LakeResource,
+        quality: QualityResource,
+    ) -> dg.MaterializeResult:
         """Runs every quality check on the latest data; writes Data Docs and a summary page."""
         now = datetime.now(UTC)
         days = config.days or quality.report_window_days
@@ -48,28 +53,39 @@ def build_quality_report(settings: MarketDataSettings) -> dg.AssetsDefinition:
         async def body(conn: asyncpg.Connection) -> ReportData:
             async with exchange.open() as client:
                 return await gather_report(
-                    conn, now=now, policy=quality.policy(), run_id=context.run_id, days=days,
-                    window=window, clients={settings.exchange: client}, lake=lake.lake(),
-                    trend_runs=quality.trend_runs)
+                    conn,
+                    now=now,
+                    policy=quality.policy(),
+                    run_id=context.run_id,
+                    days=days,
+                    window=window,
+                    clients={settings.exchange: client},
+                    lake=lake.lake(),
+                    trend_runs=quality.trend_runs,
+                )
 
-        report = write_report(timescale.run(body), quality.report_dir,
-                              data_docs=config.data_docs)
+        report = write_report(timescale.run(body), quality.report_dir, data_docs=config.data_docs)
         checks = report.checks
-        context.log.info(f"event=quality_report path={report.index} checks={len(report.rows)} "
-                         f"failing={len(report.failing)} window={checks.window[0].isoformat()}"
-                         f"/{checks.window[1].isoformat()}")
+        context.log.info(
+            f"event=quality_report path={report.index} checks={len(report.rows)} "
+            f"failing={len(report.failing)} window={checks.window[0].isoformat()}"
+            f"/{checks.window[1].isoformat()}"
+        )
         meta: dict[str, Any] = {
             "report": dg.MetadataValue.path(str(report.index)),
             "report_url": dg.MetadataValue.url(report.index.resolve().as_uri()),
             "checks": len(report.rows),
             "failing": len(report.failing),
             "failing_checks": dg.MetadataValue.json(
-                [f"{r.asset}:{r.check}" for r in report.failing]),
+                [f"{r.asset}:{r.check}" for r in report.failing]
+            ),
             "window": f"{checks.window[0].isoformat()} / {checks.window[1].isoformat()}",
             "summary": dg.MetadataValue.md(report.markdown),
-            "scores": dg.MetadataValue.md(frame_markdown(
-                checks.scores.drop("details", strict=False) if checks.scores.height
-                else None)),
+            "scores": dg.MetadataValue.md(
+                frame_markdown(
+                    checks.scores.drop("details", strict=False) if checks.scores.height else None
+                )
+            ),
         }
         if report.data_docs is not None:
             meta["data_docs"] = dg.MetadataValue.path(str(report.data_docs))

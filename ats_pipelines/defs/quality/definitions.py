@@ -13,8 +13,11 @@ from ats_pipelines.market_data.config import MarketDataSettings, load_market_dat
 
 
 def build_quality_checks(settings: MarketDataSettings) -> list[dg.AssetChecksDefinition]:
-    return [*build_market_checks(settings), *build_reconciliation_checks(settings),
-            *build_ml_checks(settings)]
+    return [
+        *build_market_checks(settings),
+        *build_reconciliation_checks(settings),
+        *build_ml_checks(settings),
+    ]
 
 
 def build_quality_defs(settings: MarketDataSettings) -> dg.Definitions:

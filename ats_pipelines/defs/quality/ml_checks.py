@@ -32,21 +32,37 @@ def build_feature_check(settings: MarketDataSettings, family: Family) -> dg.Asse
     partitions = market_partitions(settings)
     spec = catalog.FEATURES[family.name]
 
-    @dg.asset_check(asset=dg.AssetKey(spec.asset), name=spec.name, blocking=spec.blocking,
-                    partitions_def=partitions, description=spec.description)
-    def features_suite(context: dg.AssetCheckExecutionContext, timescale: TimescaleResource,
-                       lake: LakeResource, quality: QualityResource) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset=dg.AssetKey(spec.asset),
+        name=spec.name,
+        blocking=spec.blocking,
+        partitions_def=partitions,
+        description=spec.description,
+    )
+    def features_suite(
+        context: dg.AssetCheckExecutionContext,
+        timescale: TimescaleResource,
+        lake: LakeResource,
+        quality: QualityResource,
+    ) -> dg.AssetCheckResult:
         """Great Expectations suite on the partition's features; blocks training on fail."""
         keys = run_partition_keys(context, partitions)
         days = partition_days(day_symbol_pairs(partitions, keys))
 
         async def body(conn: asyncpg.Connection) -> SuiteOutcome:
-            outcome = await check_feature_days(conn, lake.lake(), family, settings.exchange,
-                                               days, quality.policy())
-            await record(conn, context, spec, passed=outcome.success, partition=_label(keys),
-                         rows=outcome.rows, window=day_window([d for v in days.values()
-                                                               for d in v]),
-                         failed=outcome_failures(outcome))
+            outcome = await check_feature_days(
+                conn, lake.lake(), family, settings.exchange, days, quality.policy()
+            )
+            await record(
+                conn,
+                context,
+                spec,
+                passed=outcome.success,
+                partition=_label(keys),
+                rows=outcome.rows,
+                window=day_window([d for v in days.values() for d in v]),
+                failed=outcome_failures(outcome),
+            )
             return outcome
 
         return suite_result(spec, timescale.run(body), quality)
@@ -58,21 +74,37 @@ def build_labels_check(settings: MarketDataSettings) -> dg.AssetChecksDefinition
     partitions = market_partitions(settings)
     spec = catalog.LABELS
 
-    @dg.asset_check(asset=dg.AssetKey(spec.asset), name=spec.name, blocking=spec.blocking,
-                    partitions_def=partitions, description=spec.description)
-    def labels_suite(context: dg.AssetCheckExecutionContext, timescale: TimescaleResource,
-                     lake: LakeResource, quality: QualityResource) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset=dg.AssetKey(spec.asset),
+        name=spec.name,
+        blocking=spec.blocking,
+        partitions_def=partitions,
+        description=spec.description,
+    )
+    def labels_suite(
+        context: dg.AssetCheckExecutionContext,
+        timescale: TimescaleResource,
+        lake: LakeResource,
+        quality: QualityResource,
+    ) -> dg.AssetCheckResult:
         """Great Expectations suite on the partition's labels; blocks training on fail."""
         keys = run_partition_keys(context, partitions)
         days = partition_days(day_symbol_pairs(partitions, keys))
-        outcome = check_label_days(lake.lake(), LABEL_SPEC.dataset, settings.exchange, days,
-                                   quality.policy())
+        outcome = check_label_days(
+            lake.lake(), LABEL_SPEC.dataset, settings.exchange, days, quality.policy()
+        )
 
         async def body(conn: asyncpg.Connection) -> None:
-            await record(conn, context, spec, passed=outcome.success, partition=_label(keys),
-                         rows=outcome.rows, window=day_window([d for v in days.values()
-                                                               for d in v]),
-                         failed=outcome_failures(outcome))
+            await record(
+                conn,
+                context,
+                spec,
+                passed=outcome.success,
+                partition=_label(keys),
+                rows=outcome.rows,
+                window=day_window([d for v in days.values() for d in v]),
+                failed=outcome_failures(outcome),
+            )
 
         timescale.run(body)
         return suite_result(spec, outcome, quality)
@@ -83,10 +115,17 @@ def build_labels_check(settings: MarketDataSettings) -> dg.AssetChecksDefinition
 def build_predictions_check() -> dg.AssetChecksDefinition:
     spec = catalog.SIGNALS
 
-    @dg.asset_check(asset=dg.AssetKey(spec.asset), name=spec.name, blocking=spec.blocking,
-                    description=spec.description)
-    def predictions_suite(context: dg.AssetCheckExecutionContext, timescale: TimescaleResource,
-                          quality: QualityResource) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset=dg.AssetKey(spec.asset),
+        name=spec.name,
+        blocking=spec.blocking,
+        description=spec.description,
+    )
+    def predictions_suite(
+        context: dg.AssetCheckExecutionContext,
+        timescale: TimescaleResource,
+        quality: QualityResource,
+    ) -> dg.AssetCheckResult:
         """Great Expectations suite on the predictions written in the recent window."""
         now = datetime.now(UTC)
         since = now - timedelta(hours=quality.predictions_window_hours)
@@ -94,9 +133,16 @@ def build_predictions_check() -> dg.AssetChecksDefinition:
         async def body(conn: asyncpg.Connection) -> SuiteOutcome:
             frame = await loaders.load_recent_signals(conn, since)
             outcome = validate.check_signals(frame, policy=quality.policy(), now=now)
-            await record(conn, context, spec, passed=outcome.success, partition="",
-                         rows=outcome.rows, window=(since, now),
-                         failed=outcome_failures(outcome))
+            await record(
+                conn,
+                context,
+                spec,
+                passed=outcome.success,
+                partition="",
+                rows=outcome.rows,
+                window=(since, now),
+                failed=outcome_failures(outcome),
+            )
             return outcome
 
         return suite_result(spec, timescale.run(body), quality)
@@ -105,5 +151,8 @@ def build_predictions_check() -> dg.AssetChecksDefinition:
 
 
 def build_ml_checks(settings: MarketDataSettings) -> list[dg.AssetChecksDefinition]:
-    return [*[build_feature_check(settings, f) for f in FAMILIES.values()],
-            build_labels_check(settings), build_predictions_check()]
+    return [
+        *[build_feature_check(settings, f) for f in FAMILIES.values()],
+        build_labels_check(settings),
+        build_predictions_check(),
+    ]

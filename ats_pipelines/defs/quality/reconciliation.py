@@ -25,38 +25,69 @@ from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.resources.timescale import TimescaleResource
 
 
-def _reconciled(spec: CheckSpec, result: Reconciliation,
-                quality: QualityResource) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=result.passed, severity=severity(spec),
-                               description=result.summary(),
-                               metadata=reconciliation_metadata(result, quality))
+def _reconciled(
+    spec: CheckSpec, result: Reconciliation, quality: QualityResource
+) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=result.passed,
+        severity=severity(spec),
+        description=result.summary(),
+        metadata=reconciliation_metadata(result, quality),
+    )
 
 
-def build_rest_reconciliation(settings: MarketDataSettings, spec: CheckSpec
-                              ) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=dg.AssetKey(spec.asset), name=spec.name, blocking=False,
-                    description=spec.description)
-    def reconciliation(context: dg.AssetCheckExecutionContext, timescale: TimescaleResource,
-                       exchange: ExchangeResource,
-                       quality: QualityResource) -> dg.AssetCheckResult:
+def build_rest_reconciliation(
+    settings: MarketDataSettings, spec: CheckSpec
+) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(spec.asset), name=spec.name, blocking=False, description=spec.description
+    )
+    def reconciliation(
+        context: dg.AssetCheckExecutionContext,
+        timescale: TimescaleResource,
+        exchange: ExchangeResource,
+        quality: QualityResource,
+    ) -> dg.AssetCheckResult:
         now = datetime.now(UTC)
 
         async def body(conn: asyncpg.Connection) -> Reconciliation:
-            window = await data_window(conn, now=now, days=quality.reconcile_window_days,
-                                       exchange=settings.exchange)
+            window = await data_window(
+                conn, now=now, days=quality.reconcile_window_days, exchange=settings.exchange
+            )
             async with exchange.open() as client:
                 if spec is catalog.STREAM_REST:
                     result = await stream_vs_rest(
-                        conn, client, exchange=settings.exchange, symbols=settings.symbols,
-                        start=window[0], end=window[1], now=now, policy=quality.policy())
+                        conn,
+                        client,
+                        exchange=settings.exchange,
+                        symbols=settings.symbols,
+                        start=window[0],
+                        end=window[1],
+                        now=now,
+                        policy=quality.policy(),
+                    )
                 else:
                     result = await history_vs_rest(
-                        conn, client, exchange=settings.exchange, symbols=settings.symbols,
-                        start=window[0], end=window[1], policy=quality.policy())
-            await record(conn, context, spec, passed=result.passed, partition="",
-                         rows=result.compared, window=window,
-                         failed=[] if result.passed else [{"rule": result.rule, "rows":
-                                                           result.disagreements.height}])
+                        conn,
+                        client,
+                        exchange=settings.exchange,
+                        symbols=settings.symbols,
+                        start=window[0],
+                        end=window[1],
+                        policy=quality.policy(),
+                    )
+            await record(
+                conn,
+                context,
+                spec,
+                passed=result.passed,
+                partition="",
+                rows=result.compared,
+                window=window,
+                failed=[]
+                if result.passed
+                else [{"rule": result.rule, "rows": result.disagreements.height}],
+            )
             return result
 
         result = timescale.run(body)
@@ -67,21 +98,37 @@ def build_rest_reconciliation(settings: MarketDataSettings, spec: CheckSpec
 
 
 def build_cex_dex_check() -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=dg.AssetKey(catalog.CEX_DEX.asset), name=catalog.CEX_DEX.name,
-                    blocking=False, description=catalog.CEX_DEX.description)
-    def cex_matches_dex(context: dg.AssetCheckExecutionContext, timescale: TimescaleResource,
-                        quality: QualityResource) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset=dg.AssetKey(catalog.CEX_DEX.asset),
+        name=catalog.CEX_DEX.name,
+        blocking=False,
+        description=catalog.CEX_DEX.description,
+    )
+    def cex_matches_dex(
+        context: dg.AssetCheckExecutionContext,
+        timescale: TimescaleResource,
+        quality: QualityResource,
+    ) -> dg.AssetCheckResult:
         """DEX minute VWAPs within tolerance (bps) of the CEX price of the same asset and minute."""
         spec = catalog.CEX_DEX
 
         async def body(conn: asyncpg.Connection) -> Reconciliation:
-            window = await data_window(conn, now=datetime.now(UTC),
-                                       days=quality.reconcile_window_days)
+            window = await data_window(
+                conn, now=datetime.now(UTC), days=quality.reconcile_window_days
+            )
             result = await cex_vs_dex(conn, start=window[0], end=window[1], policy=quality.policy())
-            await record(conn, context, spec, passed=result.passed, partition="",
-                         rows=result.compared, window=window,
-                         failed=[] if result.passed else [{"rule": result.rule, "rows":
-                                                           result.disagreements.height}])
+            await record(
+                conn,
+                context,
+                spec,
+                passed=result.passed,
+                partition="",
+                rows=result.compared,
+                window=window,
+                failed=[]
+                if result.passed
+                else [{"rule": result.rule, "rows": result.disagreements.height}],
+            )
             return result
 
         return _reconciled(spec, timescale.run(body), quality)
@@ -90,44 +137,86 @@ def build_cex_dex_check() -> dg.AssetChecksDefinition:
 
 
 def freshness_metadata(verdict: StreamFreshness) -> dict[str, dg.MetadataValue]:
-    rows = [(s.exchange, s.symbol, s.shard, f"{s.beat_age_s:.0f}", s.last_bar or "",
-             "" if s.bar_lag_s is None else f"{s.bar_lag_s:.0f}",
-             "fresh" if s.fresh else "STALE", s.reason) for s in verdict.symbols]
+    rows = [
+        (
+            s.exchange,
+            s.symbol,
+            s.shard,
+            f"{s.beat_age_s:.0f}",
+            s.last_bar or "",
+            "" if s.bar_lag_s is None else f"{s.bar_lag_s:.0f}",
+            "fresh" if s.fresh else "STALE",
+            s.reason,
+        )
+        for s in verdict.symbols
+    ]
     return {
         "symbols": dg.MetadataValue.int(len(verdict.symbols)),
         "stale": dg.MetadataValue.json([f"{s.exchange} {s.symbol}" for s in verdict.stale]),
-        "verdicts": dg.MetadataValue.md(markdown_table(
-            ("exchange", "symbol", "shard", "beat age s", "newest bar", "bar lag s", "status",
-             "reason"), rows)),
+        "verdicts": dg.MetadataValue.md(
+            markdown_table(
+                (
+                    "exchange",
+                    "symbol",
+                    "shard",
+                    "beat age s",
+                    "newest bar",
+                    "bar lag s",
+                    "status",
+                    "reason",
+                ),
+                rows,
+            )
+        ),
     }
 
 
 def build_freshness_check() -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=dg.AssetKey(catalog.FRESHNESS.asset), name=catalog.FRESHNESS.name,
-                    blocking=False, description=catalog.FRESHNESS.description)
-    def bars_fresh(context: dg.AssetCheckExecutionContext, timescale: TimescaleResource,
-                   quality: QualityResource) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset=dg.AssetKey(catalog.FRESHNESS.asset),
+        name=catalog.FRESHNESS.name,
+        blocking=False,
+        description=catalog.FRESHNESS.description,
+    )
+    def bars_fresh(
+        context: dg.AssetCheckExecutionContext,
+        timescale: TimescaleResource,
+        quality: QualityResource,
+    ) -> dg.AssetCheckResult:
         """Each streamed symbol: recent heartbeat and 1m bar (unless the market is quiet)."""
         spec = catalog.FRESHNESS
 
         async def body(conn: asyncpg.Connection) -> StreamFreshness:
-            verdict = await stream_freshness(conn, now=datetime.now(UTC),
-                                             policy=quality.policy())
-            await record(conn, context, spec, passed=verdict.passed, partition="",
-                         rows=len(verdict.symbols), window=None,
-                         failed=[{"rule": s.rule, "symbol": s.symbol, "reason": s.reason}
-                                 for s in verdict.stale])
+            verdict = await stream_freshness(conn, now=datetime.now(UTC), policy=quality.policy())
+            await record(
+                conn,
+                context,
+                spec,
+                passed=verdict.passed,
+                partition="",
+                rows=len(verdict.symbols),
+                window=None,
+                failed=[
+                    {"rule": s.rule, "symbol": s.symbol, "reason": s.reason} for s in verdict.stale
+                ],
+            )
             return verdict
 
         verdict = timescale.run(body)
-        return dg.AssetCheckResult(passed=verdict.passed, severity=severity(spec),
-                                   description=verdict.summary,
-                                   metadata=freshness_metadata(verdict))
+        return dg.AssetCheckResult(
+            passed=verdict.passed,
+            severity=severity(spec),
+            description=verdict.summary,
+            metadata=freshness_metadata(verdict),
+        )
 
     return bars_fresh
 
 
 def build_reconciliation_checks(settings: MarketDataSettings) -> list[dg.AssetChecksDefinition]:
-    return [build_rest_reconciliation(settings, catalog.STREAM_REST),
-            build_rest_reconciliation(settings, catalog.HISTORY_REST), build_cex_dex_check(),
-            build_freshness_check()]
+    return [
+        build_rest_reconciliation(settings, catalog.STREAM_REST),
+        build_rest_reconciliation(settings, catalog.HISTORY_REST),
+        build_cex_dex_check(),
+        build_freshness_check(),
+    ]

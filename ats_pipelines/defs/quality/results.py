@@ -32,15 +32,30 @@ def frame_markdown(frame: pl.DataFrame | None, limit: int = SAMPLE_ROWS) -> str:
 
 
 def _links(quality: QualityResource) -> dict[str, Any]:
-    return {"report": dg.MetadataValue.path(str(quality.index_path)),
-            "report_url": dg.MetadataValue.url(quality.index_path.resolve().as_uri())}
+    return {
+        "report": dg.MetadataValue.path(str(quality.index_path)),
+        "report_url": dg.MetadataValue.url(quality.index_path.resolve().as_uri()),
+    }
 
 
 def suite_metadata(outcome: SuiteOutcome, quality: QualityResource) -> dict[str, Any]:
-    failures = markdown_table(
-        ("rule", "expectation", "columns", "rows", "observed"),
-        [(f.rule, f.expectation, ", ".join(f.columns), f.unexpected_count or "",
-          f.error or f.observed or "") for f in outcome.failures]) if outcome.failures else "none"
+    failures = (
+        markdown_table(
+            ("rule", "expectation", "columns", "rows", "observed"),
+            [
+                (
+                    f.rule,
+                    f.expectation,
+                    ", ".join(f.columns),
+                    f.unexpected_count or "",
+                    f.error or f.observed or "",
+                )
+                for f in outcome.failures
+            ],
+        )
+        if outcome.failures
+        else "none"
+    )
     samples = [dict(s, rule=f.rule) for f in outcome.failures for s in f.sample]
     meta: dict[str, Any] = {
         "suite": outcome.name,
@@ -48,21 +63,24 @@ def suite_metadata(outcome: SuiteOutcome, quality: QualityResource) -> dict[str,
         "expectations": outcome.evaluated,
         "failed_rules": dg.MetadataValue.json(outcome.failed_rules),
         "failed_expectations": dg.MetadataValue.md(failures),
-        "offending_rows": dg.MetadataValue.md(frame_markdown(
-            pl.DataFrame(samples, infer_schema_length=None) if samples else None)),
+        "offending_rows": dg.MetadataValue.md(
+            frame_markdown(pl.DataFrame(samples, infer_schema_length=None) if samples else None)
+        ),
         **_links(quality),
     }
     if outcome.coverage is not None:
         meta["coverage"] = dg.MetadataValue.float(round(outcome.coverage, 6))
         meta["gaps"] = dg.MetadataValue.md(frame_markdown(outcome.gaps))
-        meta["series"] = dg.MetadataValue.md(frame_markdown(
-            outcome.series.drop("_row") if outcome.series is not None else None))
+        meta["series"] = dg.MetadataValue.md(
+            frame_markdown(outcome.series.drop("_row") if outcome.series is not None else None)
+        )
     return meta
 
 
 def reconciliation_metadata(result: Reconciliation, quality: QualityResource) -> dict[str, Any]:
     return {
-        "compared": result.compared, "agreed": result.agreed,
+        "compared": result.compared,
+        "agreed": result.agreed,
         "disagreements": dg.MetadataValue.md(frame_markdown(result.disagreements)),
         f"only_in_{result.left}": dg.MetadataValue.md(frame_markdown(result.only_left)),
         f"only_in_{result.right}": dg.MetadataValue.md(frame_markdown(result.only_right)),
@@ -70,26 +88,58 @@ def reconciliation_metadata(result: Reconciliation, quality: QualityResource) ->
     }
 
 
-async def record(conn: asyncpg.Connection, context: dg.AssetCheckExecutionContext,
-                 spec: CheckSpec, *, passed: bool, partition: str, rows: int,
-                 window: tuple[datetime, datetime] | None, coverage: float | None = None,
-                 failed: list[dict[str, Any]] | None = None) -> None:
-    await record_check_run(conn, CheckRun(
-        run_id=context.run.run_id, asset=spec.asset, check_name=spec.name, passed=passed,
-        severity=spec.severity, blocking=spec.blocking, partition=partition, rows_checked=rows,
-        coverage=coverage, failed=failed or [], window_start=window[0] if window else None,
-        window_end=window[1] if window else None))
+async def record(
+    conn: asyncpg.Connection,
+    context: dg.AssetCheckExecutionContext,
+    spec: CheckSpec,
+    *,
+    passed: bool,
+    partition: str,
+    rows: int,
+    window: tuple[datetime, datetime] | None,
+    coverage: float | None = None,
+    failed: list[dict[str, Any]] | None = None,
+) -> None:
+    await record_check_run(
+        conn,
+        CheckRun(
+            run_id=context.run.run_id,
+            asset=spec.asset,
+            check_name=spec.name,
+            passed=passed,
+            severity=spec.severity,
+            blocking=spec.blocking,
+            partition=partition,
+            rows_checked=rows,
+            coverage=coverage,
+            failed=failed or [],
+            window_start=window[0] if window else None,
+            window_end=window[1] if window else None,
+        ),
+    )
 
 
 def outcome_failures(outcome: SuiteOutcome) -> list[dict[str, Any]]:
-    return [{"rule": f.rule, "expectation": f.expectation, "columns": list(f.columns),
-             "rows": f.unexpected_count, "observed": f.observed} for f in outcome.failures]
+    return [
+        {
+            "rule": f.rule,
+            "expectation": f.expectation,
+            "columns": list(f.columns),
+            "rows": f.unexpected_count,
+            "observed": f.observed,
+        }
+        for f in outcome.failures
+    ]
 
 
-def suite_result(spec: CheckSpec, outcome: SuiteOutcome,
-                 quality: QualityResource) -> dg.AssetCheckResult:
+def suite_result(
+    spec: CheckSpec, outcome: SuiteOutcome, quality: QualityResource
+) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        passed=outcome.success, severity=severity(spec),
-        description=None if outcome.success else outcome.summary() + "; first: " +
-        outcome.failures[0].line(),
-        metadata=suite_metadata(outcome, quality))
+        passed=outcome.success,
+        severity=severity(spec),
+        description=None
+        if outcome.success
+        else outcome.summary() + "; first: " + outcome.failures[0].line(),
+        metadata=suite_metadata(outcome, quality),
+    )

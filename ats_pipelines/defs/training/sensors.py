@@ -33,41 +33,64 @@ def training_run_config(item: queue.QueueItem) -> dict:
     return {"ops": {"lgbm_model": {"config": config}}}
 
 
-@dg.sensor(job_name=TRAINING_JOB, minimum_interval_seconds=30, default_status=STOPPED,
-           description="Claims pending retrain requests (priority, then age; SKIP LOCKED) and "
-                       "launches one training run per request; reclaims crashed claims.")
-def retrain_queue_sensor(context: dg.SensorEvaluationContext, timescale: TimescaleResource,
-                         models: ModelsResource) -> dg.SensorResult:
+@dg.sensor(
+    job_name=TRAINING_JOB,
+    minimum_interval_seconds=30,
+    default_status=STOPPED,
+    description="Claims pending retrain requests (priority, then age; SKIP LOCKED) and "
+    "launches one training run per request; reclaims crashed claims.",
+)
+def retrain_queue_sensor(
+    context: dg.SensorEvaluationContext, timescale: TimescaleResource, models: ModelsResource
+) -> dg.SensorResult:
     """Pending retrain requests → training runs (run key = queue id)."""
 
-    async def body(conn: asyncpg.Connection) -> tuple[list[queue.Reclaimed],
-                                                      list[queue.QueueItem]]:
-        reclaimed = await queue.reclaim(conn, stale_after=timedelta(seconds=models.stale_after_s),
-                                        max_attempts=models.max_attempts)
+    async def body(conn: asyncpg.Connection) -> tuple[list[queue.Reclaimed], list[queue.QueueItem]]:
+        reclaimed = await queue.reclaim(
+            conn,
+            stale_after=timedelta(seconds=models.stale_after_s),
+            max_attempts=models.max_attempts,
+        )
         busy = await conn.fetchval(
-            "SELECT count(*) FROM ml.retrain_queue WHERE status = 'processing'")
+            "SELECT count(*) FROM ml.retrain_queue WHERE status = 'processing'"
+        )
         room = min(models.claims_per_tick, models.max_concurrent_runs - int(busy or 0))
         items = await queue.claim(conn, limit=room, claimed_by=f"sensor:{context.sensor_name}")
         for item in items:
             if item.scope not in models.scopes:
-                await queue.fail(conn, item.id, item.attempts,
-                                 f"unknown model scope {item.scope!r}; configured: "
-                                 f"{', '.join(sorted(models.scopes))}")
+                await queue.fail(
+                    conn,
+                    item.id,
+                    item.attempts,
+                    f"unknown model scope {item.scope!r}; configured: "
+                    f"{', '.join(sorted(models.scopes))}",
+                )
         return reclaimed, [i for i in items if i.scope in models.scopes]
 
     reclaimed, items = timescale.run(body)
     for r in reclaimed:
-        context.log.warning(f"event=retrain_reclaimed queue_id={r.id} scope={r.scope} "
-                            f"action={r.action} detail={r.detail!r}")
+        context.log.warning(
+            f"event=retrain_reclaimed queue_id={r.id} scope={r.scope} "
+            f"action={r.action} detail={r.detail!r}"
+        )
     requests = []
     for item in items:
-        context.log.info(f"event=retrain_claimed queue_id={item.id} scope={item.scope} "
-                         f"priority={item.priority} attempt={item.attempts} "
-                         f"run_key={item.run_key}")
-        requests.append(dg.RunRequest(
-            run_key=item.run_key, run_config=training_run_config(item),
-            tags={QUEUE_TAG: str(item.id), ATTEMPT_TAG: str(item.attempts),
-                  SCOPE_TAG: item.scope}))
+        context.log.info(
+            f"event=retrain_claimed queue_id={item.id} scope={item.scope} "
+            f"priority={item.priority} attempt={item.attempts} "
+            f"run_key={item.run_key}"
+        )
+        requests.append(
+            dg.RunRequest(
+                run_key=item.run_key,
+                run_config=training_run_config(item),
+                tags={
+                    QUEUE_TAG: str(item.id),
+                    ATTEMPT_TAG: str(item.attempts),
+                    SCOPE_TAG: item.scope,
+                },
+            )
+        )
     if requests:
         return dg.SensorResult(run_requests=requests)
     return dg.SensorResult(skip_reason="no pending retrain request (or the run limit is reached)")
@@ -84,11 +107,13 @@ def failure_message(context: dg.RunFailureSensorContext) -> str:
     return " | ".join(parts)
 
 
-@dg.run_failure_sensor(default_status=STOPPED,
-                       description="Marks the retrain request of a failed training run failed, "
-                                   "with the run's error.")
-def retrain_run_failure_sensor(context: dg.RunFailureSensorContext,
-                               timescale: TimescaleResource) -> None:
+@dg.run_failure_sensor(
+    default_status=STOPPED,
+    description="Marks the retrain request of a failed training run failed, with the run's error.",
+)
+def retrain_run_failure_sensor(
+    context: dg.RunFailureSensorContext, timescale: TimescaleResource
+) -> None:
     """A failed training run → its retrain request failed (unless already finished)."""
     tags = context.dagster_run.tags
     if QUEUE_TAG not in tags:
@@ -98,22 +123,27 @@ def retrain_run_failure_sensor(context: dg.RunFailureSensorContext,
 
     async def body(conn: asyncpg.Connection) -> bool:
         try:
-            await queue.fail(conn, queue_id, attempt, message,
-                             run_id=context.dagster_run.run_id)
+            await queue.fail(conn, queue_id, attempt, message, run_id=context.dagster_run.run_id)
             return True
         except queue.StaleClaim:
             return False  # the run recorded its own outcome (or a later attempt owns the row)
 
     if timescale.run(body):
-        context.log.info(f"event=retrain_failed queue_id={queue_id} attempt={attempt} "
-                         f"run_id={context.dagster_run.run_id}")
+        context.log.info(
+            f"event=retrain_failed queue_id={queue_id} attempt={attempt} "
+            f"run_id={context.dagster_run.run_id}"
+        )
 
 
-@dg.sensor(job=predictions_job, minimum_interval_seconds=60, default_status=STOPPED,
-           description="A new closed bar of a scope's timeframe → one predictions run.")
-def predictions_new_bars_sensor(context: dg.SensorEvaluationContext,
-                                timescale: TimescaleResource,
-                                models: ModelsResource) -> dg.SensorResult:
+@dg.sensor(
+    job=predictions_job,
+    minimum_interval_seconds=60,
+    default_status=STOPPED,
+    description="A new closed bar of a scope's timeframe → one predictions run.",
+)
+def predictions_new_bars_sensor(
+    context: dg.SensorEvaluationContext, timescale: TimescaleResource, models: ModelsResource
+) -> dg.SensorResult:
     """New bars → predictions (cursor: the newest bar seen per scope)."""
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
 
@@ -124,7 +154,10 @@ def predictions_new_bars_sensor(context: dg.SensorEvaluationContext,
             ts = await conn.fetchval(
                 "SELECT max(ts) FROM market.candles WHERE exchange = $1 "
                 "AND symbol = ANY($2::text[]) AND timeframe = $3",
-                scope.exchange, list(scope.symbols), scope.timeframe)
+                scope.exchange,
+                list(scope.symbols),
+                scope.timeframe,
+            )
             if ts is not None:
                 newest[name] = ts.isoformat()
         return newest
@@ -135,5 +168,6 @@ def predictions_new_bars_sensor(context: dg.SensorEvaluationContext,
     if not fresh:
         return dg.SensorResult(skip_reason="no new bar", cursor=cursor)
     key = "|".join(f"{k}@{v}" for k, v in sorted(fresh.items()))
-    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"predictions:{key}")],
-                           cursor=cursor)
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"predictions:{key}")], cursor=cursor
+    )
