@@ -297,15 +297,16 @@ def _quality(ctx: DemoContext) -> list[str]:
         k: v.value
         for k, v in result.asset_materializations_for_node("quality_report")[0].metadata.items()
     }
-    failing = meta["failing_checks"]
+    failing = [str(name) for name in meta["failing_checks"] or []]  # type: ignore[union-attr]
+    checks, failed = int(meta["checks"]), int(meta["failing"])  # type: ignore[arg-type]
     lines = [
         f"report: {meta['report']}",
         f"data docs: {meta.get('data_docs', '-')}",
         f"window: {meta['window']}",
-        f"{meta['checks'] - meta['failing']} of {meta['checks']} checks passing"
+        f"{checks - failed} of {checks} checks passing"
         + (f"; failing: {', '.join(failing)}" if failing else ""),
     ]
-    lines += _table_lines(str(meta["summary"]), int(meta["checks"]))
+    lines += _table_lines(str(meta["summary"]), checks)
     return lines
 
 
@@ -484,7 +485,7 @@ def _features(ctx: DemoContext) -> list[str]:
         f"feast apply: {len(meta['applied'].value)} objects written "  # type: ignore[arg-type]
         f"({meta['unchanged'].value} unchanged); online store materialised"
     )
-    store = ctx.defs.resources["feast"].store()
+    store = ctx.defs.resources["feast"].store()  # type: ignore[index]
     shown = ["ret_1", "rsi_14", "macd_hist", "tf1h_rsi_14", "tf4h_ret_1"]
     refs = [f"{cat.BASE_FAMILY.name}:{f}" for f in shown]
     entity = pd.DataFrame(

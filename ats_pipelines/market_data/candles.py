@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import asyncpg
 import polars as pl
@@ -128,8 +128,8 @@ async def ingest_window(
             checked.rejected_rows,
             ",".join(sorted(set(checked.rejected["rule"].to_list()))),
         )
-    first = frame["ts"].min() if frame.height else None
-    last = frame["ts"].max() if frame.height else None
+    first = cast("datetime | None", frame["ts"].min()) if frame.height else None
+    last = cast("datetime | None", frame["ts"].max()) if frame.height else None
     log.info(
         "event=candles_window exchange=%s symbol=%s start=%s end=%s fetched=%s inserted=%s "
         "updated=%s present=%s rejected=%s empty=%s",

@@ -39,7 +39,10 @@ def candles(n: int, exchange: str, start: int = 0, price: float = 100.0) -> pl.D
 
 
 async def count(conn: asyncpg.Connection, exchange: str) -> int:
-    return await conn.fetchval("SELECT count(*) FROM market.candles WHERE exchange = $1", exchange)
+    return int(
+        await conn.fetchval("SELECT count(*) FROM market.candles WHERE exchange = $1", exchange)
+        or 0
+    )
 
 
 @pytest.mark.parametrize("chunk_rows", [7, 1000])

@@ -14,11 +14,14 @@ def test_materialising_the_schema_reports_edition_and_tables(make_database) -> N
     first = dg.materialize([database_schema], resources={"timescale": resource})
     second = dg.materialize([database_schema], resources={"timescale": resource})
     assert first.success and second.success
-    meta = first.asset_materializations_for_node("database_schema")[0].metadata
+    meta = {
+        k: v.value
+        for k, v in first.asset_materializations_for_node("database_schema")[0].metadata.items()
+    }
     again = second.asset_materializations_for_node("database_schema")[0].metadata
-    assert meta["edition"].value == "apache"
-    assert "010_hypertables.timescaledb.sql" in meta["applied_now"].value
-    assert meta["tables"].value >= 20
-    assert "market.candles" in meta["table_inventory"].value
+    assert meta["edition"] == "apache"
+    assert "010_hypertables.timescaledb.sql" in list(meta["applied_now"])  # type: ignore[arg-type]
+    assert int(meta["tables"]) >= 20  # type: ignore[arg-type]
+    assert "market.candles" in str(meta["table_inventory"])
     assert again["applied_now"].value == []
-    assert "@" not in meta["server"].value  # no user or password in metadata
+    assert "@" not in str(meta["server"])  # no user or password in metadata
