@@ -23,23 +23,18 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ratio_line
+from _common import ratio_line, scratch_url
 
-from ats_pipelines.cli.db import ensure_up
-from ats_pipelines.config import load_settings
 from ats_pipelines.db.bulk import bulk_write
-from ats_pipelines.db.connect import connection, replace_database
-from ats_pipelines.db.migrate import migrate
-from ats_pipelines.db.sqlid import quote_ident
+from ats_pipelines.db.connect import connection
 from ats_pipelines.emulator.fixtures import FIXED_START_MS
 from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.market_data.backfill import backfill
@@ -65,25 +60,6 @@ def timed(fn: Callable[[], object], n: int, warmup: int = 20) -> list[float]:
         fn()
         out.append(time.perf_counter() - t0)
     return out
-
-
-@asynccontextmanager
-async def scratch_url(prefix: str = "ats_bench_md") -> AsyncIterator[str]:
-    """A freshly migrated database's URL (the read API connects on its own), dropped after."""
-    settings = load_settings({**os.environ, "ATS_ENV": "test"})
-    ensure_up(settings)
-    admin_url = replace_database(settings.database_url, "postgres")
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    async with connection(admin_url) as admin:
-        await admin.execute(f"CREATE DATABASE {quote_ident(name)}")
-    url = replace_database(settings.database_url, name)
-    try:
-        async with connection(url) as conn:
-            await migrate(conn)
-        yield url
-    finally:
-        async with connection(admin_url) as admin:
-            await admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
 
 
 async def write_side(url: str, rest_url: str, wanted: list[date]) -> None:
@@ -191,7 +167,7 @@ def emulator_process() -> Iterator[str]:
 async def main() -> None:
     days = int(os.environ.get("ATS_BENCH_DAYS", "30"))
     wanted = [FIRST_DAY + timedelta(days=i) for i in range(days)]
-    async with scratch_url() as url:
+    async with scratch_url("ats_bench_md") as url:
         with emulator_process() as rest_url:
             await write_side(url, rest_url, wanted)
         # statistics as autovacuum would leave them (fresh rows have none: the planner then

@@ -19,9 +19,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -30,14 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ratio_line
+from _common import ratio_line, scratch_url
 
-from ats_pipelines.cli.db import ensure_up
-from ats_pipelines.config import load_settings
 from ats_pipelines.db.bulk import copy_raw
-from ats_pipelines.db.connect import connection, replace_database
-from ats_pipelines.db.migrate import migrate
-from ats_pipelines.db.sqlid import quote_ident
+from ats_pipelines.db.connect import connection
 from ats_pipelines.migration.config import MigrationConfig
 from ats_pipelines.migration.markets import MarketCatalog
 from ats_pipelines.migration.runner import run_migration
@@ -95,25 +88,6 @@ def baseline_rows(symbol: str, table: pa.Table) -> pa.Table:
     )
 
 
-@asynccontextmanager
-async def scratch_url() -> AsyncIterator[str]:
-    """URL of a freshly migrated scratch database (the migration opens its own connections)."""
-    settings = load_settings({**os.environ, "ATS_ENV": "test"})
-    ensure_up(settings)
-    admin_url = replace_database(settings.database_url, "postgres")
-    name = f"ats_bench_mig_{uuid.uuid4().hex[:8]}"
-    async with connection(admin_url) as admin:
-        await admin.execute(f"CREATE DATABASE {quote_ident(name)}")
-    url = replace_database(settings.database_url, name)
-    try:
-        async with connection(url) as conn:
-            await migrate(conn)
-        yield url
-    finally:
-        async with connection(admin_url) as admin:
-            await admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
-
-
 async def checkpoint(conn: asyncpg.Connection) -> None:
     # not allowed for every role; then both phases run without it alike
     with contextlib.suppress(asyncpg.PostgresError):
@@ -133,7 +107,7 @@ async def main() -> None:
             f"in {time.perf_counter() - t0:.1f}s"
         )
         payloads = [baseline_rows(sym, t) for sym, t in generated]
-        async with scratch_url() as url, connection(url) as conn:
+        async with scratch_url("ats_bench_mig") as url, connection(url) as conn:
             await conn.execute(
                 "CREATE TABLE market.candles_baseline (LIKE market.candles INCLUDING ALL)"
             )

@@ -35,8 +35,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +43,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import scratch_url  # noqa: E402
 
 from ats_pipelines.emulator.synthetic import synthetic_symbols  # noqa: E402
 from ats_pipelines.exchange.client import build_exchange  # noqa: E402
@@ -60,29 +61,6 @@ STEPS = (5_000, 10_000, 15_000, 20_000, 30_000)
 STEP_S = 10.0
 LATENCY_S = 18.0
 WARMUP_S = 5.0
-
-
-@asynccontextmanager
-async def scratch_url(settings: Any) -> AsyncIterator[str]:
-    """A freshly migrated database on the project's server (its URL), dropped afterwards."""
-    from ats_pipelines.cli.db import ensure_up
-    from ats_pipelines.db.connect import connection, replace_database
-    from ats_pipelines.db.migrate import migrate
-    from ats_pipelines.db.sqlid import quote_ident
-
-    ensure_up(settings)
-    admin = replace_database(settings.database_url, "postgres")
-    name = f"ats_bench_stream_{uuid.uuid4().hex[:8]}"
-    async with connection(admin) as conn:
-        await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
-    url = replace_database(settings.database_url, name)
-    try:
-        async with connection(url) as conn:
-            await migrate(conn)
-        yield url
-    finally:
-        async with connection(admin) as conn:
-            await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
 
 
 def per_symbol_rates() -> list[tuple[str, float]]:
@@ -252,7 +230,7 @@ async def main() -> None:
         redis_url = None
     proc, base = start_emulator()
     try:
-        async with scratch_url(settings) as db_url:
+        async with scratch_url("ats_bench_stream", settings) as db_url:
             with tempfile.TemporaryDirectory() as tmp:
                 spill = Path(tmp) / "spill"
                 best_ours = best_base = 0.0
