@@ -197,3 +197,14 @@ async def test_encoder_round_trips_every_supported_type(conn: asyncpg.Connection
     assert got[3]["t"] == "" and got[3]["f"] == 1e300 and got[3]["d"] == dt.date(2000, 1, 1)
     assert got[1]["d"] == dt.date(1999, 12, 31)
     await conn.execute("DROP TABLE ops.encoder_probe")
+
+
+async def test_mixed_series_chunks_take_the_staged_path_correctly(conn: asyncpg.Connection) -> None:
+    """A chunk holding two series cannot be probed as one: it is staged and merged."""
+    ex = "bulk-mixed"
+    first = candles(10, ex)
+    second = candles(10, ex).with_columns(pl.lit("ETH/USDT").alias("symbol"))
+    await bulk_write(conn, "market.candles", first.head(4))
+    result = await bulk_write(conn, "market.candles", pl.concat([first, second]))
+    assert (result.inserted, result.skipped) == (16, 4)
+    assert await count(conn, ex) == 20
