@@ -20,6 +20,12 @@ if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check uv 2>/dev/null \
     || python3 -m pip install --quiet --user --break-system-packages uv
   export PATH="$HOME/.local/bin:$PATH"
+  if ! command -v uv >/dev/null 2>&1; then
+    # pip may put the binary where no PATH entry looks (pyenv before a rehash): link it to
+    # ~/.local/bin, which the Makefile puts on PATH
+    mkdir -p "$HOME/.local/bin"
+    ln -sf "$(python3 -c 'import uv; print(uv.find_uv_bin())')" "$HOME/.local/bin/uv"
+  fi
   say "installed uv $(uv --version | cut -d' ' -f2)"
 else
   say "uv $(uv --version | cut -d' ' -f2) present"
