@@ -188,22 +188,28 @@ async def bulk_write(
         # Encoding the next chunk (numpy, mostly outside the GIL) overlaps the server's work
         # on the current one.
         pending = asyncio.create_task(asyncio.to_thread(encode_bytes, columns, pieces[0]))
-        for i in range(len(pieces)):
-            payload = await pending
-            if i + 1 < len(pieces):
-                pending = asyncio.create_task(
-                    asyncio.to_thread(encode_bytes, columns, pieces[i + 1])
+        try:
+            for i in range(len(pieces)):
+                payload = await pending
+                if i + 1 < len(pieces):
+                    pending = asyncio.create_task(
+                        asyncio.to_thread(encode_bytes, columns, pieces[i + 1])
+                    )
+                args = _time_range(pieces[i], time_key)
+                series = _constant_series(pieces[i], key, time_key)
+                if series and await _copy_if_series_absent(conn, plan, series, args, payload):
+                    inserted += pieces[i].num_rows
+                    continue
+                await conn.copy_to_table(
+                    stage, source=_one(payload), columns=names, format="binary"
                 )
-            args = _time_range(pieces[i], time_key)
-            series = _constant_series(pieces[i], key, time_key)
-            if series and await _copy_if_series_absent(conn, plan, series, args, payload):
-                inserted += pieces[i].num_rows
-                continue
-            await conn.copy_to_table(stage, source=_one(payload), columns=names, format="binary")
-            ins, upd = await _merge(conn, plan, args, payload, pieces[i].num_rows)
-            inserted += ins
-            updated += upd
-            await conn.execute(f"TRUNCATE {quote_ident(stage)}")
+                ins, upd = await _merge(conn, plan, args, payload, pieces[i].num_rows)
+                inserted += ins
+                updated += upd
+                await conn.execute(f"TRUNCATE {quote_ident(stage)}")
+        finally:
+            if not pending.done():  # a failed chunk: don't leave the next encoding orphaned
+                pending.cancel()
     return WriteResult(received, inserted, updated, received - inserted - updated)
 
 
