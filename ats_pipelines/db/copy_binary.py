@@ -146,15 +146,22 @@ def _valid_mask(arr: pa.Array) -> np.ndarray:
     return np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def check_timestamp(col: PgColumn, arrow_type: pa.DataType) -> None:
+    """Timestamp columns must be Arrow timestamps, and time-zone aware for timestamptz."""
+    if col.typname not in ("timestamptz", "timestamp"):
+        return
+    if not pa.types.is_timestamp(arrow_type):
+        raise EncodeError(f"column {col.name!r}: expected a timestamp column, got {arrow_type}")
+    if col.typname == "timestamptz" and arrow_type.tz is None:  # pyright: ignore[reportAttributeAccessIssue]
+        raise EncodeError(
+            f"column {col.name!r}: timestamp has no time zone; timestamps must be UTC-aware"
+        )
+
+
 def _fixed_values(col: PgColumn, arr: pa.Array) -> np.ndarray:
     t = col.typname
     if t in ("timestamptz", "timestamp"):
-        if not pa.types.is_timestamp(arr.type):
-            raise EncodeError(f"column {col.name!r}: expected a timestamp column, got {arr.type}")
-        if t == "timestamptz" and arr.type.tz is None:
-            raise EncodeError(
-                f"column {col.name!r}: timestamp has no time zone; timestamps must be UTC-aware"
-            )
+        check_timestamp(col, arr.type)
         us = pc.cast(arr, pa.timestamp("us", tz=arr.type.tz)).cast(pa.int64())
         return (us.fill_null(0).to_numpy() - _PG_EPOCH_US).astype(">i8")
     if t == "date":

@@ -45,12 +45,20 @@ async def count(conn: asyncpg.Connection, exchange: str) -> int:
     )
 
 
-@pytest.mark.parametrize("chunk_rows", [7, 1000])
-async def test_counts_insert_then_skip(conn: asyncpg.Connection, chunk_rows: int) -> None:
-    ex = f"bulk-skip-{chunk_rows}"
+# small_batch_rows=0 forces the staged paths; the default sends these few rows in one
+# INSERT … SELECT FROM unnest.
+STAGED = {"small_batch_rows": 0}
+
+
+@pytest.mark.parametrize(("chunk_rows", "small"), [(7, 0), (1000, 0), (1000, 500)])
+async def test_counts_insert_then_skip(
+    conn: asyncpg.Connection, chunk_rows: int, small: int
+) -> None:
+    ex = f"bulk-skip-{chunk_rows}-{small}"
     rows = candles(50, ex)
-    first = await bulk_write(conn, "market.candles", rows, chunk_rows=chunk_rows)
-    again = await bulk_write(conn, "market.candles", rows, chunk_rows=chunk_rows)
+    opts = {"chunk_rows": chunk_rows, "small_batch_rows": small}
+    first = await bulk_write(conn, "market.candles", rows, **opts)
+    again = await bulk_write(conn, "market.candles", rows, **opts)
     assert (first.received, first.inserted, first.updated, first.skipped) == (50, 50, 0, 0)
     assert (again.inserted, again.updated, again.skipped) == (0, 0, 50)
     assert await count(conn, ex) == 50
@@ -59,7 +67,9 @@ async def test_counts_insert_then_skip(conn: asyncpg.Connection, chunk_rows: int
 async def test_overlapping_batch_inserts_only_new_keys(conn: asyncpg.Connection) -> None:
     ex = "bulk-overlap"
     await bulk_write(conn, "market.candles", candles(30, ex))
-    result = await bulk_write(conn, "market.candles", candles(30, ex, start=20), chunk_rows=8)
+    result = await bulk_write(
+        conn, "market.candles", candles(30, ex, start=20), chunk_rows=8, **STAGED
+    )
     assert (result.inserted, result.skipped) == (20, 10)
     assert await count(conn, ex) == 50
 
@@ -75,7 +85,7 @@ async def test_update_mode_rewrites_only_changed_rows(conn: asyncpg.Connection) 
         .alias("volume")
     )
     mixed = pl.concat([changed, candles(2, ex, start=10)])
-    result = await bulk_write(conn, "market.candles", mixed, on_conflict="update")
+    result = await bulk_write(conn, "market.candles", mixed, on_conflict="update", **STAGED)
     assert (result.inserted, result.updated, result.skipped) == (2, 3, 7)
     volumes = await conn.fetch(
         "SELECT volume FROM market.candles WHERE exchange = $1 ORDER BY ts LIMIT 4", ex
@@ -107,7 +117,7 @@ async def test_racing_writer_falls_back_to_on_conflict(db_url: str) -> None:
         tx = rival.transaction()
         await tx.start()
         await bulk_write(rival, "market.candles", candles(1, ex, start=5))
-        writer = asyncio.create_task(bulk_write(conn, "market.candles", candles(10, ex)))
+        writer = asyncio.create_task(bulk_write(conn, "market.candles", candles(10, ex), **STAGED))
         await asyncio.sleep(0.5)
         assert not writer.done()  # blocked on the rival's uncommitted key
         await tx.commit()
@@ -205,6 +215,25 @@ async def test_mixed_series_chunks_take_the_staged_path_correctly(conn: asyncpg.
     first = candles(10, ex)
     second = candles(10, ex).with_columns(pl.lit("ETH/USDT").alias("symbol"))
     await bulk_write(conn, "market.candles", first.head(4))
-    result = await bulk_write(conn, "market.candles", pl.concat([first, second]))
+    result = await bulk_write(conn, "market.candles", pl.concat([first, second]), **STAGED)
     assert (result.inserted, result.skipped) == (16, 4)
     assert await count(conn, ex) == 20
+
+
+async def test_small_batches_upsert_in_one_statement(conn: asyncpg.Connection) -> None:
+    """The few-rows path (a stream's closed bars) counts and updates like the staged one."""
+    ex = "bulk-small"
+    base = candles(6, ex)
+    first = await bulk_write(conn, "market.candles", base)
+    changed = base.with_columns(
+        pl.when(pl.int_range(pl.len()) < 2)
+        .then(pl.col("volume") * 3)
+        .otherwise(pl.col("volume"))
+        .alias("volume")
+    )
+    second = await bulk_write(
+        conn, "market.candles", pl.concat([changed, candles(1, ex, 6)]), on_conflict="update"
+    )
+    assert (first.inserted, first.skipped) == (6, 0)
+    assert (second.inserted, second.updated, second.skipped) == (1, 2, 4)
+    assert await count(conn, ex) == 7
