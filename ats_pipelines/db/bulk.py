@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import weakref
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import asyncpg
@@ -64,6 +65,9 @@ class WriteResult:
     inserted: int
     updated: int
     skipped: int
+    # chunks per write path: small (one unnest statement), copy (series absent: straight
+    # COPY), copy_conflict (a racer took the range after the probe), staged (staging + merge)
+    paths: Mapping[str, int] = field(default_factory=dict)
 
     def __add__(self, other: WriteResult) -> WriteResult:
         return WriteResult(
@@ -71,6 +75,7 @@ class WriteResult:
             self.inserted + other.inserted,
             self.updated + other.updated,
             self.skipped + other.skipped,
+            dict(Counter(self.paths) + Counter(other.paths)),
         )
 
     def as_metadata(self) -> dict[str, int]:
@@ -198,6 +203,7 @@ async def bulk_write(
     time_key = next((c for c in key if info.columns[c].typname == "timestamptz"), None)
     plan = _Plan(table, stage, names, key, targets, on_conflict, time_key)
     inserted = updated = 0
+    paths: Counter[str] = Counter()
     if data.num_rows <= small_batch_rows and all(
         info.columns[c].typname in _ARRAY_PARAM_TYPES for c in names
     ):
@@ -205,13 +211,10 @@ async def bulk_write(
     # Rows keep the caller's order: re-sorting by time interleaves series and costs B-tree
     # inserts their rightmost-leaf fast path (measured 1.6x slower COPY into candles).
     pieces = [data.slice(i, chunk_rows) for i in range(0, data.num_rows, chunk_rows)]
+    staged = False
     async with conn.transaction():
         # Custom plans let the planner prune hypertable chunks to the staged time range.
         await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        await conn.execute(
-            f"CREATE TEMP TABLE {quote_ident(stage)} ON COMMIT DROP AS "  # noqa: S608
-            f"SELECT {plan.col_sql} FROM {qualified(table)} WITH NO DATA"
-        )
         # Encoding the next chunk (numpy, mostly outside the GIL) overlaps the server's work
         # on the current one.
         pending = asyncio.create_task(asyncio.to_thread(encode_bytes, columns, pieces[0]))
@@ -224,9 +227,21 @@ async def bulk_write(
                     )
                 args = _time_range(pieces[i], time_key)
                 series = _constant_series(pieces[i], key, time_key)
-                if series and await _copy_if_series_absent(conn, plan, series, args, payload):
-                    inserted += pieces[i].num_rows
-                    continue
+                if series is not None:
+                    path = await _copy_if_series_absent(conn, plan, series, args, payload)
+                    if path == "copy":
+                        paths["copy"] += 1
+                        inserted += pieces[i].num_rows
+                        continue
+                    if path == "copy_conflict":
+                        paths["copy_conflict"] += 1
+                if not staged:  # created on first need: new data never touches staging
+                    await conn.execute(
+                        f"CREATE TEMP TABLE {quote_ident(stage)} ON COMMIT DROP AS "  # noqa: S608
+                        f"SELECT {plan.col_sql} FROM {qualified(table)} WITH NO DATA"
+                    )
+                    staged = True
+                paths["staged"] += 1
                 await conn.copy_to_table(
                     stage, source=_one(payload), columns=names, format="binary"
                 )
@@ -237,7 +252,7 @@ async def bulk_write(
         finally:
             if not pending.done():  # a failed chunk: don't leave the next encoding orphaned
                 pending.cancel()
-    return WriteResult(received, inserted, updated, received - inserted - updated)
+    return WriteResult(received, inserted, updated, received - inserted - updated, dict(paths))
 
 
 @dataclass(frozen=True)
@@ -330,33 +345,31 @@ async def _write_small(
     row = await conn.fetchrow(plan.upsert_sql(source), *values)
     assert row is not None
     inserted, updated = row["inserted"], row["updated"]
-    return WriteResult(received, inserted, updated, received - inserted - updated)
+    return WriteResult(received, inserted, updated, received - inserted - updated, {"small": 1})
 
 
 def _constant_series(
     piece: pa.Table, key: Sequence[str], time_key: str | None
 ) -> dict[str, Any] | None:
-    """The chunk's series (every key column but time) when it is a single one, else None."""
+    """The key columns (time aside) holding one value throughout the chunk, e.g. exchange and
+    symbol of a trades chunk whose trade ids vary; None when the key has no time column.
+    No stored row with these values in the chunk's time range means no key can conflict."""
     if time_key is None:
         return None
     series: dict[str, Any] = {}
     for name in key:
-        if name == time_key:
-            continue
         column = piece.column(name)
-        if column.null_count or pc.count_distinct(column).as_py() != 1:  # pyright: ignore[reportAttributeAccessIssue]
-            return None
-        series[name] = column[0].as_py()
+        if name == time_key or column.null_count:
+            continue
+        if pc.count_distinct(column).as_py() == 1:  # pyright: ignore[reportAttributeAccessIssue]
+            series[name] = column[0].as_py()
     return series
 
 
-async def _copy_if_series_absent(
-    conn: asyncpg.Connection, plan: _Plan, series: dict[str, Any], args: tuple, payload: bytes
+async def _series_absent(
+    conn: asyncpg.Connection, plan: _Plan, series: dict[str, Any], args: tuple
 ) -> bool:
-    """COPY the chunk straight into the target when the target holds nothing of its series in
-    its time range (one index probe), which is the common case of new data: no staging, no
-    merge. A writer racing us makes the COPY hit a unique violation; the savepoint undoes it
-    and the caller takes the staged path. Returns whether the chunk was written."""
+    """True when the target holds no row of ``series`` in the time range ``args``."""
     assert plan.time_key is not None
     conditions = [f"{quote_ident(c)} = ${i + 3}" for i, c in enumerate(series)]
     conditions.append(f"{quote_ident(plan.time_key)} BETWEEN $1 AND $2")
@@ -364,8 +377,19 @@ async def _copy_if_series_absent(
         f"SELECT EXISTS (SELECT 1 FROM {qualified(plan.table)} "  # noqa: S608
         f"WHERE {' AND '.join(conditions)})"
     )
-    if await conn.fetchval(probe, *args, *series.values()):
-        return False
+    return not await conn.fetchval(probe, *args, *series.values())
+
+
+async def _copy_if_series_absent(
+    conn: asyncpg.Connection, plan: _Plan, series: dict[str, Any], args: tuple, payload: bytes
+) -> str:
+    """COPY the chunk straight into the target when the target holds nothing of its series in
+    its time range (one index probe), which is the common case of new data: no staging, no
+    merge. A writer racing us makes the COPY hit a unique violation; the savepoint undoes it
+    and the caller takes the staged path. Returns "copy" (written), "taken" (the series has
+    rows in the range) or "copy_conflict" (a racer's rows made the COPY fail)."""
+    if not await _series_absent(conn, plan, series, args):
+        return "taken"
     schema, _, name = plan.table.rpartition(".")
     try:
         async with conn.transaction():
@@ -377,8 +401,8 @@ async def _copy_if_series_absent(
                 format="binary",
             )
     except asyncpg.UniqueViolationError:
-        return False
-    return True
+        return "copy_conflict"
+    return "copy"
 
 
 def _time_range(piece: pa.Table, time_key: str | None) -> tuple:

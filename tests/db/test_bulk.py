@@ -237,3 +237,30 @@ async def test_small_batches_upsert_in_one_statement(conn: asyncpg.Connection) -
     assert (first.inserted, first.skipped) == (6, 0)
     assert (second.inserted, second.updated, second.skipped) == (1, 2, 4)
     assert await count(conn, ex) == 7
+
+
+async def test_write_paths_are_reported(conn: asyncpg.Connection) -> None:
+    """New series go straight in by COPY; overlapping chunks are staged; few rows take one
+    statement. Trades vary in trade_id, yet their (exchange, symbol) still probes."""
+    ex = "bulk-paths"
+    fresh = await bulk_write(conn, "market.candles", candles(40, ex), **STAGED)
+    overlap = await bulk_write(conn, "market.candles", candles(40, ex, start=20), **STAGED)
+    small = await bulk_write(conn, "market.candles", candles(3, ex, start=100))
+    trades = [
+        {
+            "exchange": ex,
+            "symbol": "BTC/USDT",
+            "ts": T0 + dt.timedelta(seconds=i),
+            "trade_id": str(i),
+            "price": 1.0,
+            "amount": 1.0,
+            "source": "test",
+        }
+        for i in range(5)
+    ]
+    first_trades = await bulk_write(conn, "market.trades", trades, **STAGED)
+    assert fresh.paths == {"copy": 1}
+    assert overlap.paths == {"staged": 1} and overlap.inserted == 20
+    assert small.paths == {"small": 1}
+    assert first_trades.paths == {"copy": 1}
+    assert (fresh + overlap).paths == {"copy": 1, "staged": 1}
