@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -47,7 +48,7 @@ async def count(conn: asyncpg.Connection, exchange: str) -> int:
 
 # small_batch_rows=0 forces the staged paths; the default sends these few rows in one
 # INSERT … SELECT FROM unnest.
-STAGED = {"small_batch_rows": 0}
+STAGED: dict[str, Any] = {"small_batch_rows": 0}
 
 
 @pytest.mark.parametrize(("chunk_rows", "small"), [(7, 0), (1000, 0), (1000, 500)])
@@ -56,7 +57,7 @@ async def test_counts_insert_then_skip(
 ) -> None:
     ex = f"bulk-skip-{chunk_rows}-{small}"
     rows = candles(50, ex)
-    opts = {"chunk_rows": chunk_rows, "small_batch_rows": small}
+    opts: dict[str, Any] = {"chunk_rows": chunk_rows, "small_batch_rows": small}
     first = await bulk_write(conn, "market.candles", rows, **opts)
     again = await bulk_write(conn, "market.candles", rows, **opts)
     assert (first.received, first.inserted, first.updated, first.skipped) == (50, 50, 0, 0)
