@@ -116,14 +116,21 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
     return proc, match.group(1)
 
 
-async def clock_map(base: str) -> tuple[float, int]:
-    """(local wall time, emulator exchange ms) at one instant."""
+async def clock_map(base: str, samples: int = 7) -> tuple[float, int]:
+    """(local wall time, emulator exchange ms) at one instant: of several ``/api/v3/time``
+    round trips, the shortest (a reply delayed by a busy emulator would skew every lag)."""
+    best: tuple[float, float, int] | None = None
     async with aiohttp.ClientSession() as session:
-        before = time.time()
-        async with session.get(base + "/api/v3/time") as resp:
-            server = int((await resp.json())["serverTime"])
-        after = time.time()
-    return (before + after) / 2, server
+        for _ in range(samples):
+            before = time.time()
+            async with session.get(base + "/api/v3/time") as resp:
+                server = int((await resp.json())["serverTime"])
+            after = time.time()
+            if best is None or after - before < best[0]:
+                best = (after - before, (before + after) / 2, server)
+            await asyncio.sleep(0.01)
+    assert best is not None
+    return best[1], best[2]
 
 
 def wall_of(exchange_ms: int, anchor: tuple[float, int]) -> float:

@@ -310,6 +310,15 @@ class SyntheticMarket:
         if book is not None:
             book.pending = None
 
+    def prefetch_due(self, symbol_id: str, now: int) -> int | None:
+        """The chunk after ``now``'s, when it is not generated yet (see ``prefetch``)."""
+        chunk = now // CHUNK_MS + 1
+        return None if self.history(symbol_id).has_chunk(chunk) else chunk
+
+    def prefetch(self, symbol_id: str, chunk: int) -> None:
+        """Generate ``chunk`` of ``symbol_id`` ahead of the publisher (a worker thread)."""
+        self.history(symbol_id).prefetch(chunk)
+
     def drain_trades(self, symbol_id: str, now: int) -> TradeBatch:
         cursor = self._trade_cursor.get(symbol_id)
         if cursor is None or now <= cursor:

@@ -14,6 +14,7 @@ there are no empty bars to invent.
 from __future__ import annotations
 
 import math
+import threading
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -80,6 +81,10 @@ class SymbolHistory:
         self._minute_offsets: dict[int, np.ndarray] = {}
         self._trades: OrderedDict[int, TradeArrays] = OrderedDict()
         self._bars: OrderedDict[int, Bars] = OrderedDict()
+        # the publisher generates the next chunk in a thread (:meth:`prefetch`) while the
+        # loop publishes this one: the lock guards the caches (a chunk is pure in its inputs,
+        # so whichever thread generates it gets the same arrays)
+        self._lock = threading.RLock()
 
     @property
     def history_start(self) -> int:
@@ -93,11 +98,18 @@ class SymbolHistory:
         path = self._paths.get(day)
         if path is not None:
             return path
+        with self._lock:
+            return self._log_path(day)
+
+    def _log_path(self, day: int) -> np.ndarray:
+        path = self._paths.get(day)
+        if path is not None:
+            return path
         if day < self.anchor_day:  # before history the market has no moves
             return np.full(MINUTES_PER_DAY + 1, self._log0)
         known = max(d for d in self._day_start_log if d <= day)
         for d in range(known, day):  # walk forward from the nearest known day
-            self.log_path(d)
+            self._log_path(d)
         start = self._day_start_log[day]
         sigma = self.symbol.sigma_per_minute
         # A weak pull towards the start price keeps a month-long walk in a plausible range.
@@ -127,6 +139,13 @@ class SymbolHistory:
 
     def first_id(self, day: int) -> int:
         """Id of the first trade of ``day`` (ids run on without gaps across days)."""
+        known = self._first_ids.get(day)
+        if known is not None:
+            return known
+        with self._lock:
+            return self._first_id(day)
+
+    def _first_id(self, day: int) -> int:
         known = self._first_ids.get(day)
         if known is not None:
             return known
@@ -160,15 +179,29 @@ class SymbolHistory:
 
     def chunk_trades(self, chunk: int) -> TradeArrays:
         """Trades of ten-minute chunk number ``chunk`` (= time // CHUNK_MS)."""
-        cached = self._trades.get(chunk)
-        if cached is not None:
-            self._trades.move_to_end(chunk)
-            return cached
-        trades = self._generate(chunk)
-        self._trades[chunk] = trades
-        if len(self._trades) > _TRADE_CACHE_CHUNKS:
-            self._trades.popitem(last=False)
+        with self._lock:
+            cached = self._trades.get(chunk)
+            if cached is not None:
+                self._trades.move_to_end(chunk)
+                return cached
+        trades = self._generate(chunk)  # outside the lock: the other thread keeps publishing
+        with self._lock:
+            cached = self._trades.get(chunk)
+            if cached is not None:  # generated meanwhile by the other thread: same arrays
+                return cached
+            self._trades[chunk] = trades
+            if len(self._trades) > _TRADE_CACHE_CHUNKS:
+                self._trades.popitem(last=False)
         return trades
+
+    def has_chunk(self, chunk: int) -> bool:
+        return chunk in self._trades
+
+    def prefetch(self, chunk: int) -> None:
+        """Generate ``chunk`` now (from a worker thread), so publishing it later is a lookup:
+        at 60x a ten-minute chunk is ten wall seconds, and generating it inside a publisher
+        tick stalled every stream for ~100 ms each time."""
+        self.chunk_trades(chunk)
 
     def _generate(self, chunk: int) -> TradeArrays:
         sym = self.symbol
@@ -207,7 +240,8 @@ class SymbolHistory:
             return cached
         t = self.chunk_trades(chunk)
         bars = bars_from_trades(t.ts - t.ts % MINUTE_MS, t.ids, t.price, t.qty, t.buyer_maker)
-        self._bars[chunk] = bars
-        if len(self._bars) > _BAR_CACHE_CHUNKS:
-            self._bars.popitem(last=False)
+        with self._lock:
+            self._bars[chunk] = bars
+            if len(self._bars) > _BAR_CACHE_CHUNKS:
+                self._bars.popitem(last=False)
         return bars

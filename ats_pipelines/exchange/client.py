@@ -302,12 +302,20 @@ class ExchangeClient:
             out.append(trade)
         return out
 
-    async def watch_trades(self, symbol: str) -> list[dict[str, Any]]:
-        """New trades of ``symbol`` since the last call (ccxt unified), each id once."""
+    async def watch_trades(self, symbol: str, *, dedupe: bool = True) -> list[dict[str, Any]]:
+        """New trades of ``symbol`` since the last call (ccxt unified), each id once.
+
+        ``dedupe=False``: as ccxt delivers them, repeats included, for a caller that tracks
+        ids itself (the streaming service: one id check per trade instead of two).
+        """
         while True:
             trades = await self._watch(
                 f"{self.id} watch_trades {symbol}", lambda: self.exchange.watch_trades(symbol)
             )
+            if not dedupe:
+                if trades:
+                    return list(trades)
+                continue
             fresh = self._fresh(symbol, list(trades))
             if fresh:
                 return fresh

@@ -7,10 +7,11 @@ row number or websocket frame) and the rule. Callers quarantine what is rejected
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from ats_pipelines.exchange.errors import ExchangeDataError
 from ats_pipelines.exchange.rows import CandleRow, OrderBookRow, TradeRow
@@ -183,19 +184,70 @@ def check_binance_frame(
 
     Checked: ``trade``/``aggTrade`` (ids, times, positive price and quantity, maker flag),
     ``depthUpdate`` (``U <= u``, levels), ``kline``. Other events and control replies pass.
+    Parsed with orjson, as ccxt parses frames; the error's location (``where`` and the frame's
+    first characters) is only built for a frame that fails.
     """
+    try:
+        message = orjson.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ExchangeDataError(
+            _frame_where(text, where), "ws.json", f"not valid JSON ({exc})"
+        ) from None
+    try:
+        return _check_frame(message)
+    except ExchangeDataError as exc:
+        raise ExchangeDataError(_frame_where(text, where), exc.rule, exc.detail) from None
+
+
+def _frame_where(text: str | bytes, where: str) -> str:
     preview = (
         text[:_FRAME_PREVIEW]
         if isinstance(text, str)
         else text[:_FRAME_PREVIEW].decode(errors="replace")
     )
-    where = f"{where} {preview!r}"
-    try:
-        message = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ExchangeDataError(where, "ws.json", f"not valid JSON ({exc})") from None
+    return f"{where} {preview!r}"
+
+
+def _check_frame(message: Any) -> dict[str, Any] | list[Any]:
+    where = ""  # the caller names the frame
     if isinstance(message, list):
         return message
+    if not isinstance(message, dict):
+        raise ExchangeDataError(where, "ws.object", "frame is neither an object nor a list")
+    data = message.get("data", message) if "stream" in message else message
+    if not isinstance(data, dict):
+        raise ExchangeDataError(where, "ws.object", "combined frame's data is not an object")
+    event = data.get("e")
+    if event in ("trade", "aggTrade"):
+        _check_int(data, "E", where, "ws.trade_time")
+        _check_int(data, "T", where, "ws.trade_time")
+        _check_int(data, "t" if event == "trade" else "a", where, "ws.trade_id")
+        _check_decimal(data, "p", where, "ws.trade_price")
+        _check_decimal(data, "q", where, "ws.trade_qty")
+        if not isinstance(data.get("m"), bool):
+            raise ExchangeDataError(
+                where, "ws.trade_maker", f"m={data.get('m')!r} is not a boolean"
+            )
+        if not isinstance(data.get("s"), str):
+            raise ExchangeDataError(where, "ws.symbol", f"s={data.get('s')!r}")
+    elif event == "depthUpdate":
+        first = _check_int(data, "U", where, "ws.depth_ids")
+        last = _check_int(data, "u", where, "ws.depth_ids")
+        if first > last:
+            raise ExchangeDataError(where, "ws.depth_ids", f"U={first} > u={last}")
+        _check_int(data, "E", where, "ws.event_time")
+        _check_levels(data, "b", where)
+        _check_levels(data, "a", where)
+    elif event == "kline":
+        k = data.get("k")
+        if not isinstance(k, dict):
+            raise ExchangeDataError(where, "ws.kline", "k is not an object")
+        for key in ("t", "T"):
+            _check_int(k, key, where, "ws.kline")
+        for key in ("o", "h", "l", "c"):
+            _check_decimal(k, key, where, "ws.kline")
+        _check_decimal(k, "v", where, "ws.kline", positive=False)
+    return message
     if not isinstance(message, dict):
         raise ExchangeDataError(where, "ws.object", "frame is neither an object nor a list")
     data = message.get("data", message) if "stream" in message else message

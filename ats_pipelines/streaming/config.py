@@ -84,6 +84,10 @@ class StreamConfig:
     open_bar_interval_s: float = 1.0
     metrics_port: int | None = None  # Prometheus /metrics on 127.0.0.1; None: off, 0: any
     # exchange
+    # trades ccxt keeps per symbol between our reads; an overflow is a gap in trade ids, which
+    # is fetched from REST. Each kept trade is a few objects the garbage collector scans: 10,000
+    # per symbol made its passes the service's longest stalls (see ``runtime``)
+    trades_cache: int = 2_000
     ws_compression: bool = False  # permessage-deflate on the websockets (CPU for bandwidth)
     reconnect_base_s: float = 0.5
     reconnect_max_s: float = 30.0
@@ -108,6 +112,8 @@ class StreamConfig:
             raise ConfigError(f"shard {self.shard_index}/{self.shard_count}: need 0 <= i < n")
         if self.book_levels < 1:
             raise ConfigError(f"book_levels={self.book_levels} must be >= 1")
+        if self.trades_cache < 100:
+            raise ConfigError(f"trades_cache={self.trades_cache} must be >= 100")
         if self.max_pending_rows < 1 or self.buffer_rows < 1 or self.queue_items < 1:
             raise ConfigError("queue_items, max_pending_rows and buffer_rows must be >= 1")
 

@@ -263,10 +263,12 @@ class SymbolPipeline:
         backfill: bool = False,
     ) -> int:
         """Validate and apply ``trades``; returns how many were applied. ``latest_ms`` is the
-        latest believable exchange time (now + tolerance)."""
+        latest believable exchange time (now + tolerance); ``observe`` gets the streamed
+        trades' receive latencies (seconds) as one list."""
         agg_on_trade = self.agg.on_trade
         tracker = self.tracker
         applied = 0
+        latencies: list[float] = []
         for t in trades:
             ts, price, amount, side, tid = (
                 t.get("timestamp"),
@@ -321,13 +323,14 @@ class SymbolPipeline:
                     self.heal_wanted.append((ts, ts))
                     if self.coverage_from is None:
                         self.coverage_from = ts
-                if observe is not None and not backfill:
-                    observe(received - ts / 1000)
+                latencies.append(received - ts / 1000)
             elif status == DUPLICATE:
                 self.counts["duplicate"] += 1
         self.counts["applied"] += applied
         if applied and not backfill:
             self.last_received = received
+            if observe is not None:
+                observe(latencies)
         if backfill:
             self.counts["backfilled"] += applied
         for late in self.agg.drain_late():

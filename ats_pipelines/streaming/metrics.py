@@ -59,8 +59,8 @@ class Recent:
     def percentiles(self, *qs: float) -> list[float | None]:
         if not self.samples:
             return [None for _ in qs]
-        values = np.fromiter(self.samples, dtype=float)
-        return [float(np.percentile(values, q)) for q in qs]
+        values = np.fromiter(self.samples, dtype=float, count=len(self.samples))
+        return [float(v) for v in np.percentile(values, qs)]
 
 
 class StreamMetrics:
@@ -75,8 +75,13 @@ class StreamMetrics:
             "ats_stream_latency_seconds", "Per-hop latency", ["hop"], buckets=BUCKETS, registry=r
         )
         self._hop = {hop: self.latency.labels(hop=hop) for hop in HOPS}
-        self.recent = {hop: Recent() for hop in HOPS}
+        # per-trade samples are many: the last 20,000 give a p99 of the last seconds, and the
+        # heartbeat's percentiles over them stay a millisecond of the loop, not tens
+        self.recent = {
+            hop: Recent(20_000 if hop == "exchange_to_received" else 100_000) for hop in HOPS
+        }
         self._receive = self._hop["exchange_to_received"]
+        self._bounds = np.array([*BUCKETS, float("inf")])
         self._receive_recent = self.recent["exchange_to_received"].samples
         self.trades = Counter("ats_stream_trades", "Trades by outcome", ["status"], registry=r)
         self.bars = Counter("ats_stream_bars", "Final bars emitted", ["timeframe"], registry=r)
@@ -129,11 +134,23 @@ class StreamMetrics:
         self._hop[hop].observe(seconds)
         self.recent[hop].add(seconds)
 
-    def receive_latency(self, seconds: float) -> None:
-        """``exchange_to_received`` for one trade (the per-trade hot path)."""
-        self._receive.observe(seconds)
-        self._receive_recent.append(seconds)
-        self.recent["exchange_to_received"].count += 1
+    def receive_latencies(self, seconds: list[float]) -> None:
+        """``exchange_to_received`` for the trades of one message at once (the per-trade hot
+        path: one ``Histogram.observe`` per trade was 3 % of the service's CPU at 10k/s)."""
+        n = len(seconds)
+        if n < 8:
+            for value in seconds:
+                self._receive.observe(value)
+        else:
+            values = np.asarray(seconds, dtype=float)
+            counts = np.bincount(np.searchsorted(self._bounds, values), minlength=len(self._bounds))
+            # the child's own per-bucket counters (what ``observe`` increments one at a time)
+            buckets = self._receive._buckets  # pyright: ignore[reportAttributeAccessIssue]
+            for i in np.flatnonzero(counts).tolist():
+                buckets[i].inc(int(counts[i]))
+            self._receive._sum.inc(float(values.sum()))  # pyright: ignore[reportAttributeAccessIssue]
+        self._receive_recent.extend(seconds)
+        self.recent["exchange_to_received"].count += n
 
     def summary(self) -> dict[str, Any]:
         """p50/p99 (ms) per hop over recent samples, for heartbeats and logs."""

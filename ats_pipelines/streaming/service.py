@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
-import sys
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,19 +53,17 @@ from ats_pipelines.streaming.rows import (
     rejections_table,
     snapshots_table,
 )
+from ats_pipelines.streaming.runtime import GcPacer, freeze_heap, latency_tuning
 from ats_pipelines.streaming.spill import Batch
 from ats_pipelines.streaming.state import load_state, state_batch
 from ats_pipelines.streaming.writer import CONNECT_TIMEOUT_S, Lane, is_transient
 
 log = logging.getLogger(__name__)
 TRADE_BATCH_ROWS = 5_000
-TRADE_BATCH_S = 0.2
+TRADE_BATCH_S = 0.5
 RECOVER_AFTER_S = 0.5  # a reconnect the trade watcher has not processed by then: the tick does
 STARTUP_DB_WAIT_S = 30.0
 SHUTDOWN_FLUSH_S = 30.0
-# The bar lane's thread waits for the GIL each time a reply arrives while the ingest loop runs
-# Python; at the default 5 ms switch interval that was most of a commit's latency.
-SWITCH_INTERVAL_S = 0.0005
 
 
 class StreamServiceError(RuntimeError):
@@ -88,23 +83,6 @@ class BarCommit:
     committed: float
 
 
-@contextlib.contextmanager
-def latency_tuning() -> Iterator[None]:
-    """While streaming: a short GIL switch interval (the bar lane's thread gets its replies
-    read promptly), and the heap frozen once started (``run`` calls ``gc.freeze``, undone here).
-    Everything the process imported and built until then (ccxt's exchange classes, markets,
-    Arrow and polars internals: ~400k tracked objects) moves to the permanent generation, so a
-    full collection scans only what streaming itself keeps; measured before: full collections
-    of 140-270 ms every few seconds at 10,000 trades/s, each one a stall of every symbol."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        sys.setswitchinterval(interval)
-
-
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
@@ -116,6 +94,7 @@ class StreamService:
         self.config = config
         self.install_signal_handlers = install_signal_handlers
         self.metrics = StreamMetrics(config.shard)
+        self.gc_pacer = GcPacer()
         self.clock = ExchangeClock()
         self.validator = DataValidator(
             now=lambda: datetime.fromtimestamp(
@@ -143,9 +122,10 @@ class StreamService:
         self._resyncs_counted = 0
         self._base_ms = min(parse_timeframe(tf).ms or 60_000 for tf in config.timeframes)
         spill = Path(config.spill_dir) / _safe(config.shard)
-        # bars commit from their own thread: not gated by the ingest loop (see committer.py)
+        # each lane commits from its own thread: a bar's commit is not gated by the ingest
+        # loop's iterations, and a trade batch's encoding does not hold the loop (committer.py)
         self.bars_lane = LaneThread(self._lane("bars", spill, self._bars_committed))
-        self.bulk_lane = self._lane("bulk", spill, None)
+        self.bulk_lane = LaneThread(self._lane("bulk", spill, None))
         self.cache = (
             HotCache(config.redis_url, config.label, interval_s=config.hot_cache_interval_s)
             if config.redis_url
@@ -174,7 +154,9 @@ class StreamService:
         c = self.config
         # no permessage-deflate: inflating every small frame cost more CPU than anything
         # else the service does per trade (measured), and the loop's CPU is the bottleneck
-        options = None if c.ws_compression else {"ws": {"compress": 0}}
+        options: dict[str, Any] = {"tradesLimit": c.trades_cache}
+        if not c.ws_compression:
+            options["ws"] = {"compress": 0}
         exchange = build_exchange(
             c.exchange,
             api_key=c.api_key,
@@ -218,8 +200,6 @@ class StreamService:
         try:
             with latency_tuning():
                 await self._start()
-                gc.collect()
-                gc.freeze()  # see latency_tuning
                 self.ready.set()
                 await self.stopping.wait()
         except Exception as exc:
@@ -249,7 +229,9 @@ class StreamService:
         await self._resume_all()
         if self.cache is not None:
             self.cache.start()
+        freeze_heap()  # before the first trade: its full collection stalls nothing
         spawn = self._spawn
+        spawn(self.gc_pacer.run(), "gc")
         for symbol in c.symbols:
             spawn(self._trade_loop(symbol), f"trades-{symbol}")
             if self.books_client is not None:
@@ -417,7 +399,8 @@ class StreamService:
         p, lock = self.pipelines[symbol], self.locks[symbol]
         while True:
             try:
-                trades = await self.trades_client.watch_trades(symbol)
+                # ids are checked once, by the pipeline (its tracker and aggregator)
+                trades = await self.trades_client.watch_trades(symbol, dedupe=False)
             except RetriesExhausted as exc:
                 log.error("event=stream_trades_down symbol=%s error=%s", symbol, exc)
                 await asyncio.sleep(self.config.reconnect_max_s)
@@ -440,7 +423,7 @@ class StreamService:
     ) -> int:
         before = dict(p.counts)
         applied = p.ingest(
-            trades, received, self._latest_ms(), self.metrics.receive_latency, backfill=backfill
+            trades, received, self._latest_ms(), self.metrics.receive_latencies, backfill=backfill
         )
         for status in ("applied", "duplicate", "late", "invalid"):
             delta = p.counts[status] - before[status]
@@ -829,6 +812,7 @@ class StreamService:
                 "updated": self.heal_totals.updated,
             },
             "latency": self.metrics.summary(),
+            "gc": self.gc_pacer.stats(),
             "stopping": self.stopping.is_set(),
         }
 
