@@ -209,9 +209,10 @@ async def baseline_step(base: str, symbols: list[str], seconds: float) -> dict[s
         await asyncio.sleep(WARMUP_S)
         measuring["on"], t0 = True, time.time()
         await asyncio.sleep(seconds - WARMUP_S)
-        rate = counts["n"] / (time.time() - t0)
+        ended, last_ts = time.time(), counts["last_ts"]
+        rate = counts["n"] / (ended - t0)
         anchor = await clock_map(base)
-        lag = anchor[0] - wall_of(counts["last_ts"], anchor)
+        lag = ended - wall_of(last_ts, anchor)
     finally:
         for task in tasks:
             task.cancel()

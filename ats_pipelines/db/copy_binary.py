@@ -195,6 +195,23 @@ def _shape_keys(prepared: Sequence[_Prepared], n: int) -> np.ndarray:
     return np.stack(cols, axis=1) if cols else np.zeros((n, 0), np.int64)
 
 
+def _unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, axis=0, return_inverse=True)``, faster: the columns are small ranges
+    (lengths, validity), so each row packs into one int64 and a 1-D unique sorts plain
+    integers (``axis=0`` sorts a structured view: ~10x slower on a trades batch)."""
+    lo = keys.min(axis=0)
+    radix = keys.max(axis=0) - lo + 1
+    if float(np.prod(radix.astype(np.float64))) >= 2.0**62:
+        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    code = np.zeros(len(keys), np.int64)
+    for j in range(keys.shape[1]):
+        code = code * radix[j] + (keys[:, j] - lo[j])
+    codes, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    del codes
+    return keys[first], inverse.reshape(-1)
+
+
 def _group_dtype(prepared: Sequence[_Prepared], key: np.ndarray) -> np.dtype:
     fields: list[tuple] = [("nfields", ">i2")]
     for i, (p, k) in enumerate(zip(prepared, key, strict=True)):
@@ -241,8 +258,7 @@ def _encode_rows(columns: Sequence[PgColumn], table: pa.Table) -> Iterator[bytes
         if keys.shape[1] == 0 or bool((keys == keys[0]).all()):
             uniq, inverse = keys[:1], np.zeros(n, np.int64)
         elif n > 1:
-            uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-            inverse = inverse.reshape(-1)
+            uniq, inverse = _unique_rows(keys)
         else:
             uniq, inverse = keys[:1], np.zeros(n, np.int64)
         order = np.argsort(inverse, kind="stable") if len(uniq) > 1 else None
