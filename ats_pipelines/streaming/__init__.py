@@ -5,6 +5,8 @@ as a long-running job and watches its heartbeats.
 
 Modules: ``config`` (what to stream), ``service`` (the loop, shutdown), ``ingest`` (trades into
 the aggregator, trade-id gaps refilled from REST), ``orderbook`` (book metrics, sampled
-snapshots), ``writer`` (bounded queues, batched writes, spill files), ``heal`` (REST klines vs
-stored bars), ``state`` (open bars saved and resumed), ``hotcache``, ``metrics``, ``health``.
+snapshots), ``writer`` (bounded queues, batched writes, spill files), ``committer`` (the bar
+lane's own thread), ``runtime`` (GC pacing and the interpreter settings while streaming),
+``heal`` (REST klines vs stored bars), ``state`` (open bars saved and resumed), ``hotcache``,
+``metrics``, ``health``.
 """

@@ -185,3 +185,22 @@ def test_bulk_receive_latencies_match_one_by_one_observations() -> None:
         else:
             assert got[key] == value, key
     assert metrics.recent["exchange_to_received"].count == sum(len(b) for b in batches)
+
+
+def test_metrics_stay_in_process_after_feast_is_imported() -> None:
+    import subprocess
+    import sys as _sys
+
+    code = (
+        "import ats_pipelines, feast, prometheus_client.values as v, os;"
+        "from ats_pipelines.streaming.metrics import StreamMetrics;"
+        "a, b = StreamMetrics('a'), StreamMetrics('b'); a.receive_latencies([1.0] * 10);"
+        "n = [s.value for m in b.registry.collect() for s in m.samples"
+        " if s.name.endswith('_count') and s.labels.get('hop') == 'exchange_to_received'];"
+        "print(v.ValueClass.__name__, n)"
+    )
+    env = {**__import__("os").environ, "PROMETHEUS_MULTIPROCESS_DIR": "/tmp/feast_metrics_x1"}
+    out = subprocess.run(
+        [_sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout.strip()
+    assert out == "MutexValue [0.0]", out  # b saw nothing of a's observations
