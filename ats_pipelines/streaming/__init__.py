@@ -3,8 +3,9 @@ bars, book metrics and snapshots in TimescaleDB and the Redis hot cache. No Dags
 ``ats_pipelines.defs.streaming`` runs :class:`~ats_pipelines.streaming.service.StreamService`
 as a long-running job and watches its heartbeats.
 
-Modules: ``config`` (what to stream), ``service`` (the loop, shutdown), ``ingest`` (trades into
-the aggregator, trade-id gaps refilled from REST), ``orderbook`` (book metrics, sampled
+Modules: ``config`` (what to stream), ``service`` (the loop, shutdown; with ``recovery``: what
+a reconnect or resume missed, fetched over REST, and ``upkeep``: checkpoints, heartbeat, stats,
+the healing loop), ``ingest`` (trades into the aggregator, trade-id tracking), ``orderbook`` (book metrics, sampled
 snapshots), ``writer`` (bounded queues, batched writes, spill files), ``committer`` (the bar
 lane's own thread), ``runtime`` (GC pacing and the interpreter settings while streaming),
 ``heal`` (REST klines vs stored bars), ``state`` (open bars saved and resumed), ``hotcache``,

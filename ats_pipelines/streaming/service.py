@@ -37,15 +37,15 @@ from ats_pipelines.exchange.retry import RetryPolicy
 from ats_pipelines.lib.bars import Bar
 from ats_pipelines.lib.timeframes import bucket_end_ms, parse_timeframe
 from ats_pipelines.lib.validation import DataValidator
-from ats_pipelines.streaming import health
 from ats_pipelines.streaming.clock import ExchangeClock
 from ats_pipelines.streaming.committer import LaneThread
-from ats_pipelines.streaming.config import StreamConfig, host_name
-from ats_pipelines.streaming.heal import HealPlanner, HealResult, heal
+from ats_pipelines.streaming.config import StreamConfig
+from ats_pipelines.streaming.heal import HealPlanner, HealResult
 from ats_pipelines.streaming.hotcache import HotCache
 from ats_pipelines.streaming.ingest import FAR_PAST, SymbolPipeline, TradeGapFiller
 from ats_pipelines.streaming.metrics import StreamMetrics
 from ats_pipelines.streaming.orderbook import BookTracker
+from ats_pipelines.streaming.recovery import TradeRecovery
 from ats_pipelines.streaming.rows import (
     Precision,
     bar_values,
@@ -55,8 +55,9 @@ from ats_pipelines.streaming.rows import (
 )
 from ats_pipelines.streaming.runtime import GcPacer, freeze_heap, latency_tuning
 from ats_pipelines.streaming.spill import Batch
-from ats_pipelines.streaming.state import load_state, state_batch
-from ats_pipelines.streaming.writer import CONNECT_TIMEOUT_S, Lane, is_transient
+from ats_pipelines.streaming.state import load_state
+from ats_pipelines.streaming.upkeep import Upkeep
+from ats_pipelines.streaming.writer import Lane
 
 log = logging.getLogger(__name__)
 TRADE_BATCH_ROWS = 5_000
@@ -87,7 +88,7 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-class StreamService:
+class StreamService(TradeRecovery, Upkeep):
     """``await StreamService(config).run()`` streams until stopped; see the module docstring."""
 
     def __init__(self, config: StreamConfig, *, install_signal_handlers: bool = False) -> None:
@@ -446,129 +447,6 @@ class StreamService:
             self.metrics.last_trade_ts.labels(symbol=p.symbol).set(p.last_trade_ts / 1000)
         return applied
 
-    def _give_up(self, p: SymbolPipeline, lo: int, hi: int, why: str) -> None:
-        """Trades of ``[lo, hi]`` cannot be had: those bars come from REST klines instead."""
-        log.warning(
-            "event=stream_trades_lost symbol=%s from=%s to=%s reason=%s: bars "
-            "overlapping it will be healed from klines",
-            p.symbol,
-            lo,
-            hi,
-            why,
-        )
-        p.taint(lo, hi)
-
-    async def _recover(
-        self, p: SymbolPipeline, batch: list[dict[str, Any]], reconnects: int
-    ) -> None:
-        """After a reconnect (or a resume): fetch what the stream missed before applying
-        ``batch`` (which may be empty: then everything up to now)."""
-        p.seen_reconnects = reconnects
-        tracker = p.tracker
-        first_new = min(
-            (int(t["id"]) for t in batch if str(t.get("id", "")).isdigit()), default=None
-        )
-        first_ts = min(
-            (t["timestamp"] for t in batch if type(t.get("timestamp")) is int), default=None
-        )
-        before_ts = p.last_trade_ts
-        if p.integer_ids and tracker is not None and tracker.hi is not None:
-            upper = first_new - 1 if first_new is not None else None
-            if upper is None or upper > tracker.hi:
-                await self._backfill(p, tracker.hi + 1, upper, first_ts)
-        elif before_ts is not None and p.integer_ids is False:
-            self._give_up(
-                p,
-                before_ts,
-                first_ts or self.clock.now_ms(),
-                "trade ids are not consecutive: a disconnect's gap cannot be fetched",
-            )
-        if before_ts is not None:  # compare the disconnect's bars with REST once committed
-            self.healing.request(p.symbol, before_ts, first_ts or p.last_trade_ts or before_ts)
-        p.pending_reconnect = False
-
-    async def _backfill(
-        self, p: SymbolPipeline, first: int, last: int | None, next_ts: int | None
-    ) -> None:
-        """Fetch ids ``first..last`` (``last=None``: up to now) and apply them; ids REST no
-        longer serves are given up (their bars are healed)."""
-        tracker = p.tracker
-        assert tracker is not None
-        if last is not None and last - first + 1 > self.config.max_backfill_trades:
-            return  # the batch's own ids record the run as unfillable
-        try:
-            fetched = await self.filler.fetch(p.symbol, first, first if last is None else last)
-        except (PermanentExchangeError, RetriesExhausted) as exc:
-            log.warning("event=stream_backfill_failed symbol=%s error=%s", p.symbol, exc)
-            fetched = []
-        wanted = sorted(
-            (
-                (int(t["id"]), t)
-                for t in fetched
-                if str(t.get("id", "")).isdigit()
-                and int(t["id"]) >= first
-                and (last is None or int(t["id"]) <= last)
-            ),
-            key=lambda x: x[0],
-        )
-        lowest = wanted[0][0] if wanted else None
-        if (lowest is not None and lowest > first) or (lowest is None and last is not None):
-            lost_to = lowest - 1 if lowest is not None else last
-            assert lost_to is not None
-            upper_ts = wanted[0][1]["timestamp"] if wanted else (next_ts or self.clock.now_ms())
-            self._give_up(
-                p,
-                tracker.hi_ts if tracker.hi_ts is not None else upper_ts,
-                upper_ts,
-                f"trade ids {first}..{lost_to} are no longer served by REST",
-            )
-            tracker.hi, tracker.hi_ts = lost_to, upper_ts  # not waited for
-        applied = self._ingest(p, [t for _, t in wanted], time.time(), backfill=True)
-        self.metrics.backfilled.inc(applied)
-        log.info(
-            "event=stream_backfilled symbol=%s from_id=%s to_id=%s fetched=%s applied=%s",
-            p.symbol,
-            first,
-            last,
-            len(fetched),
-            applied,
-        )
-
-    async def _refill(self, p: SymbolPipeline) -> None:
-        """Missing ids that did not turn up within the patience: fetch, or give up on them."""
-        tracker = p.tracker
-        if tracker is None:
-            return
-        async with self.locks[p.symbol]:
-            for run in tracker.overdue(time.time(), self.config.gap_patience_s):
-                try:
-                    fetched = await self.filler.fetch(p.symbol, run.first, run.last)
-                except (PermanentExchangeError, RetriesExhausted) as exc:
-                    log.warning("event=stream_refill_failed symbol=%s error=%s", p.symbol, exc)
-                    fetched = []
-                wanted = [
-                    t
-                    for t in fetched
-                    if str(t.get("id", "")).isdigit() and run.first <= int(t["id"]) <= run.last
-                ]
-                applied = self._ingest(p, wanted, time.time(), backfill=True)
-                self.metrics.backfilled.inc(applied)
-                if any(i in tracker.missing for i in range(run.first, run.last + 1)):
-                    tracker.give_up(run)
-                    self._give_up(
-                        p,
-                        run.ts_lo,
-                        run.ts_hi,
-                        f"trade ids {run.first}..{run.last} missing from the stream and from REST",
-                    )
-            await self._emit(p, time.time())
-
-    async def _recover_later(self, p: SymbolPipeline) -> None:
-        async with self.locks[p.symbol]:
-            if p.pending_reconnect or self.trades_client.stats["reconnects"] != p.seen_reconnects:
-                await self._recover(p, [], self.trades_client.stats["reconnects"])
-            await self._emit(p, time.time())
-
     # -- bars ------------------------------------------------------------------------------
 
     async def _emit(
@@ -758,163 +636,3 @@ class StreamService:
             await self.bars_lane.put(
                 Batch("ops.quarantine", rejections_table(rejections), dataset="order_book")
             )
-
-    # -- state, health, clock, cache ---------------------------------------------------------
-
-    async def _every(self, seconds: float, fn: Any) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            await fn()
-
-    async def _checkpoint_all(self) -> None:
-        for symbol, p in self.pipelines.items():
-            async with self.locks[symbol]:
-                await self._emit(p, time.time(), flush_trades=True)
-                if p.agg.applied or p.tracker is not None or not p.fresh:
-                    await self.bars_lane.put(
-                        state_batch(
-                            p.exchange,
-                            symbol,
-                            self.config.shard,
-                            p.checkpoint(),
-                            p.closed_before if p.closed_before > FAR_PAST else None,
-                        )
-                    )
-
-    async def _sync_clock(self) -> None:
-        with contextlib.suppress(PermanentExchangeError, RetriesExhausted):
-            await self.clock.sync(self.trades_client.server_time_ms)
-
-    async def _cache_open_bars(self) -> None:
-        assert self.cache is not None
-        for symbol, p in self.pipelines.items():
-            latest: dict[str, Bar] = {}
-            for bar in p.agg.open_bars():
-                latest[bar.timeframe] = bar
-            for tf, bar in latest.items():
-                self.cache.open_bar(symbol, tf, bar_values(bar, self.precision[symbol]))
-
-    def stats(self) -> dict[str, Any]:
-        last = max(
-            (p.last_trade_ts for p in self.pipelines.values() if p.last_trade_ts is not None),
-            default=None,
-        )
-        counts: dict[str, int] = {}
-        for p in self.pipelines.values():
-            for k, v in p.counts.items():
-                counts[k] = counts.get(k, 0) + v
-        return {
-            "trades": counts,
-            "last_trade_age_s": (self.clock.now_ms() - last) / 1000 if last else None,
-            "reconnects": dict(self._reconnects_counted),
-            "book_resyncs": self._resyncs_counted,
-            "lanes": {"bars": self.bars_lane.stats(), "bulk": self.bulk_lane.stats()},
-            "heal": {
-                "passes": self.heal_passes,
-                "inserted": self.heal_totals.inserted,
-                "updated": self.heal_totals.updated,
-            },
-            "latency": self.metrics.summary(),
-            "gc": self.gc_pacer.stats(),
-            "stopping": self.stopping.is_set(),
-        }
-
-    def summary(self) -> dict[str, Any]:
-        out = self.stats()
-        out["shard"] = self.config.shard
-        out["stop_reason"] = self.stop_reason
-        return out
-
-    async def _heartbeat(self, final: bool = False) -> None:
-        c = self.config
-        stats = self.stats()
-        last = max(
-            (p.last_trade_ts for p in self.pipelines.values() if p.last_trade_ts is not None),
-            default=None,
-        )
-        if self.cache is not None:
-            self.cache.shard(
-                c.shard, {"last_beat": str(int(time.time() * 1000)), "symbols": ",".join(c.symbols)}
-            )
-        try:
-            conn = await connect(c.database_url, timeout=CONNECT_TIMEOUT_S)
-        except DatabaseUnavailable as exc:
-            log.warning("event=stream_heartbeat_skipped shard=%s error=%s", c.shard, exc)
-            return
-        try:
-            await health.beat(
-                conn,
-                shard=c.shard,
-                exchange=c.label,
-                symbols=c.symbols,
-                host=host_name(),
-                started_at=self.started_at,
-                last_trade_ts=datetime.fromtimestamp(last / 1000, UTC) if last else None,
-                stats=stats,
-            )
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            log.warning("event=stream_heartbeat_failed shard=%s error=%s", c.shard, exc)
-        finally:
-            await conn.close()
-
-    # -- healing ---------------------------------------------------------------------------
-
-    async def _heal_loop(self) -> None:
-        c = self.config
-        next_periodic = time.monotonic() + min(c.heal_interval_s, 5 * c.tick_s + 1.0)
-        while True:
-            await asyncio.sleep(min(1.0, c.heal_interval_s, max(c.tick_s, 0.05) * 4))
-            periodic = time.monotonic() >= next_periodic
-            if not periodic and not self.healing.requests:
-                continue
-            try:
-                await self._heal_pass(periodic)
-            except (PermanentExchangeError, RetriesExhausted) as exc:
-                log.warning("event=heal_failed shard=%s error=%s", c.shard, exc)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning("event=heal_postponed shard=%s error=%s", c.shard, exc)
-                continue
-            if periodic:
-                next_periodic = time.monotonic() + c.heal_interval_s
-
-    def _committed_to(self, symbol: str) -> int:
-        """Bars of ``symbol`` opening before this are final and committed."""
-        mark = self.committed.get(symbol, FAR_PAST)
-        if self.bars_lane.quiet and not self.locks[symbol].locked():
-            mark = max(mark, self.pipelines[symbol].closed_before)  # all emitted is committed
-        return mark
-
-    async def _heal_pass(self, periodic: bool) -> None:
-        c = self.config
-        committed = {symbol: self._committed_to(symbol) for symbol in c.symbols}
-        coverage = {symbol: p.coverage_from for symbol, p in self.pipelines.items()}
-        work = self.healing.plan(committed, coverage, periodic)
-        if not work:
-            return
-        conn = await connect(c.database_url, timeout=CONNECT_TIMEOUT_S)
-        try:
-            for item in work:
-                result = await heal(
-                    conn,
-                    self.trades_client,
-                    exchange=c.label,
-                    symbol=item.symbol,
-                    windows=item.windows,
-                )
-                self.healing.done(item)  # only now: a failed pass is planned again
-                self.heal_totals.merge(result)
-                for action in ("inserted", "updated"):
-                    n = sum(getattr(result, action).values())
-                    if n:
-                        self.metrics.heal_rows.labels(action=action).inc(n)
-                if self.cache is not None:  # the hot cache has no holes where the stream had
-                    for tf, values in result.written_bars:
-                        self.cache.final_bars(item.symbol, tf, [values], source="heal")
-        finally:
-            await conn.close()
-        if periodic:
-            self.heal_passes += 1
