@@ -5,9 +5,9 @@ as a long-running job and watches its heartbeats.
 
 Modules: ``config`` (what to stream), ``service`` (the loop, shutdown; with ``recovery``: what
 a reconnect or resume missed, fetched over REST, and ``upkeep``: checkpoints, heartbeat, stats,
-the healing loop), ``ingest`` (trades into the aggregator, trade-id tracking), ``orderbook`` (book metrics, sampled
-snapshots), ``writer`` (bounded queues, batched writes, spill files), ``committer`` (the bar
-lane's own thread), ``runtime`` (GC pacing and the interpreter settings while streaming),
-``heal`` (REST klines vs stored bars), ``state`` (open bars saved and resumed), ``hotcache``,
-``metrics``, ``health``.
+the healing loop), ``ingest`` (trades into the aggregator, trade-id tracking), ``orderbook``
+(book metrics, sampled snapshots), ``writer`` (bounded queues, batched writes, spill files),
+``committer`` (the bar lane's own thread), ``runtime`` (GC pacing and the interpreter settings
+while streaming), ``heal`` (REST klines vs stored bars), ``state`` (open bars saved and
+resumed), ``hotcache``, ``metrics``, ``health``.
 """
