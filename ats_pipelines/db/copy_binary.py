@@ -207,8 +207,7 @@ def _unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     code = np.zeros(len(keys), np.int64)
     for j in range(keys.shape[1]):
         code = code * radix[j] + (keys[:, j] - lo[j])
-    codes, first, inverse = np.unique(code, return_index=True, return_inverse=True)
-    del codes
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
     return keys[first], inverse.reshape(-1)
 
 

@@ -248,39 +248,3 @@ def _check_frame(message: Any) -> dict[str, Any] | list[Any]:
             _check_decimal(k, key, where, "ws.kline")
         _check_decimal(k, "v", where, "ws.kline", positive=False)
     return message
-    if not isinstance(message, dict):
-        raise ExchangeDataError(where, "ws.object", "frame is neither an object nor a list")
-    data = message.get("data", message) if "stream" in message else message
-    if not isinstance(data, dict):
-        raise ExchangeDataError(where, "ws.object", "combined frame's data is not an object")
-    event = data.get("e")
-    if event in ("trade", "aggTrade"):
-        _check_int(data, "E", where, "ws.trade_time")
-        _check_int(data, "T", where, "ws.trade_time")
-        _check_int(data, "t" if event == "trade" else "a", where, "ws.trade_id")
-        _check_decimal(data, "p", where, "ws.trade_price")
-        _check_decimal(data, "q", where, "ws.trade_qty")
-        if not isinstance(data.get("m"), bool):
-            raise ExchangeDataError(
-                where, "ws.trade_maker", f"m={data.get('m')!r} is not a boolean"
-            )
-        if not isinstance(data.get("s"), str):
-            raise ExchangeDataError(where, "ws.symbol", f"s={data.get('s')!r}")
-    elif event == "depthUpdate":
-        first = _check_int(data, "U", where, "ws.depth_ids")
-        last = _check_int(data, "u", where, "ws.depth_ids")
-        if first > last:
-            raise ExchangeDataError(where, "ws.depth_ids", f"U={first} > u={last}")
-        _check_int(data, "E", where, "ws.event_time")
-        _check_levels(data, "b", where)
-        _check_levels(data, "a", where)
-    elif event == "kline":
-        k = data.get("k")
-        if not isinstance(k, dict):
-            raise ExchangeDataError(where, "ws.kline", "k is not an object")
-        for key in ("t", "T"):
-            _check_int(k, key, where, "ws.kline")
-        for key in ("o", "h", "l", "c"):
-            _check_decimal(k, key, where, "ws.kline")
-        _check_decimal(k, "v", where, "ws.kline", positive=False)
-    return message
