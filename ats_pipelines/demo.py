@@ -200,8 +200,8 @@ def _market_data(ctx: DemoContext) -> list[str]:
     from ats_pipelines.emulator.server import EmulatorConfig
     from ats_pipelines.exchange.resource import ExchangeResource
     from ats_pipelines.lib.timeframes import sort_timeframes
-    from ats_pipelines.market_data.config import load_market_data_settings
-    from ats_pipelines.market_data.testing import EmulatorThread, install_kline_faults
+    from ats_pipelines.warehouse.config import load_market_data_settings
+    from ats_pipelines.warehouse.testing import EmulatorThread, install_kline_faults
 
     market = load_market_data_settings()
     symbols = list(market.symbols[:2])
@@ -260,8 +260,8 @@ def _market_data(ctx: DemoContext) -> list[str]:
 async def _gap_report(url: str, exchange: str, symbols: list[str], days: list[str]) -> str:
     from datetime import date
 
-    from ats_pipelines.market_data.backfill import gap_reports
-    from ats_pipelines.market_data.reports import coverage_markdown
+    from ats_pipelines.warehouse.backfill import gap_reports
+    from ats_pipelines.warehouse.reports import coverage_markdown
 
     async with connection(url) as conn:
         found = [
@@ -278,8 +278,8 @@ def _quality(ctx: DemoContext) -> list[str]:
     """Every quality check on the latest day of data; the report's path and its summary."""
     from ats_pipelines.emulator.server import EmulatorConfig
     from ats_pipelines.exchange.resource import ExchangeResource
-    from ats_pipelines.market_data.config import load_market_data_settings
-    from ats_pipelines.market_data.testing import EmulatorThread
+    from ats_pipelines.warehouse.config import load_market_data_settings
+    from ats_pipelines.warehouse.testing import EmulatorThread
 
     market = load_market_data_settings()
     assets = [
@@ -436,7 +436,7 @@ def _features(ctx: DemoContext) -> list[str]:
     import pandas as pd
 
     from ats_pipelines.features import catalog as cat
-    from ats_pipelines.market_data.config import load_market_data_settings
+    from ats_pipelines.warehouse.config import load_market_data_settings
 
     market = load_market_data_settings()
     symbols = list(market.symbols[:2])
@@ -525,7 +525,7 @@ def _streaming(ctx: DemoContext) -> list[str]:
     from ats_pipelines.defs.streaming.jobs import streaming_service_job
     from ats_pipelines.emulator.server import EmulatorConfig
     from ats_pipelines.exchange.resource import ExchangeResource
-    from ats_pipelines.market_data.testing import EmulatorThread
+    from ats_pipelines.warehouse.testing import EmulatorThread
 
     start = int((datetime.now(UTC) - timedelta(days=1)).timestamp() * 1000)  # in the past
     symbols = ["BTC/USDT", "ETH/USDT"]

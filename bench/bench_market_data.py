@@ -37,9 +37,9 @@ from ats_pipelines.db.bulk import bulk_write
 from ats_pipelines.db.connect import connection
 from ats_pipelines.emulator.fixtures import FIXED_START_MS
 from ats_pipelines.exchange.resource import ExchangeResource
-from ats_pipelines.market_data.backfill import backfill
-from ats_pipelines.market_data.rollups import rollup_incremental
-from ats_pipelines.marketdata import MarketData
+from ats_pipelines.reader import MarketData
+from ats_pipelines.warehouse.backfill import backfill
+from ats_pipelines.warehouse.rollups import rollup_incremental
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
 FIRST_DAY = date(2024, 4, 1)  # the emulator's market starts 2024-03-31, its clock 2024-05-01

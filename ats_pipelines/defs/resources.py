@@ -8,12 +8,12 @@ import dagster as dg
 from ats_pipelines.config import Settings, load_settings
 from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.features.resource import PROD_YAML, FeastResource, LakeResource
-from ats_pipelines.market_data.config import load_market_data_settings
 from ats_pipelines.migration.resource import LegacyCacheResource
 from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.resources.timescale import TimescaleResource
 from ats_pipelines.streaming.resource import StreamResource
 from ats_pipelines.training.resources import training_resources
+from ats_pipelines.warehouse.config import load_market_data_settings
 
 
 def _exchange(settings: Settings) -> ExchangeResource:

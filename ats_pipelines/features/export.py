@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 
 from ats_pipelines.features.catalog import EXPORT_TIMEFRAMES, TIMESTAMP
 from ats_pipelines.features.lake import SYMBOL_KEY, Lake, file_metadata, remove, write_if_changed
-from ats_pipelines.market_data.intervals import day_runs
-from ats_pipelines.market_data.rollups import BASE, CONTINUOUS, bars_relation, rollup_mode
+from ats_pipelines.warehouse.intervals import day_runs
+from ats_pipelines.warehouse.rollups import BASE, CONTINUOUS, bars_relation, rollup_mode
 
 log = logging.getLogger(__name__)
 

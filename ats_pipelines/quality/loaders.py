@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import polars as pl
 
-from ats_pipelines.market_data.coverage import CONFIRM_AFTER
+from ats_pipelines.warehouse.coverage import CONFIRM_AFTER
 
 UTC_TS = pl.Datetime("us", "UTC")
 CANDLE_SCHEMA: dict[str, Any] = {

@@ -16,8 +16,8 @@ from datetime import datetime
 import asyncpg
 
 from ats_pipelines.lib.timeframes import parse_timeframe, timeframe_ms
-from ats_pipelines.market_data.coverage import CONFIRM_AFTER
 from ats_pipelines.quality.policy import QualityPolicy
+from ats_pipelines.warehouse.coverage import CONFIRM_AFTER
 
 _RULES_SQL = """
 WITH c AS (

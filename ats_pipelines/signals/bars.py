@@ -2,7 +2,7 @@
 
 1m bars, and the rolled-up timeframes on the incremental path, are rows of ``market.candles``;
 under the TimescaleDB ``timescale`` licence the higher timeframes are continuous aggregates
-(``market.candles_5m`` …), see ``ats_pipelines.market_data.rollups``. A bar is *closed* when its
+(``market.candles_5m`` …), see ``ats_pipelines.warehouse.rollups``. A bar is *closed* when its
 interval is over, ``ts + timeframe <= now`` (the rollups only ever write finished buckets; the
 1m ingestion and the stream may hold the open bar, which this filter leaves out).
 """
@@ -17,8 +17,8 @@ import numpy as np
 
 from ats_pipelines.db.sqlid import qualified
 from ats_pipelines.lib.timeframes import to_timedelta
-from ats_pipelines.market_data.rollups import bars_relation, rollup_mode
 from ats_pipelines.signals.trend import BarArrays
+from ats_pipelines.warehouse.rollups import bars_relation, rollup_mode
 
 FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 

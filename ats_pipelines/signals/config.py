@@ -25,7 +25,7 @@ from datetime import timedelta
 
 from ats_pipelines.config import ConfigError
 from ats_pipelines.lib.timeframes import TimeframeError, parse_timeframe, sort_timeframes
-from ats_pipelines.market_data.config import load_market_data_settings
+from ats_pipelines.warehouse.config import load_market_data_settings
 
 DEFAULT_ANALYZER_ID = "trend_v1"
 DEFAULT_COORDINATOR_ID = "confluence_v1"

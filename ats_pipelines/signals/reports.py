@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from ats_pipelines.lib.timeframes import sort_timeframes
-from ats_pipelines.market_data.reports import markdown_table
+from ats_pipelines.warehouse.reports import markdown_table
 
 
 async def signal_counts(

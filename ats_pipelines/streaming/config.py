@@ -3,7 +3,7 @@ rows go, and the knobs of latency versus safety.
 
 Defaults come from the environment through :func:`load_stream_config` (nothing is read at
 import): ``ATS_EXCHANGE``, ``ATS_SYMBOLS``, ``ATS_EXCHANGE_URL`` as for market data (see
-``ats_pipelines.market_data.config``), the database and Redis from ``ats_pipelines.config``,
+``ats_pipelines.warehouse.config``), the database and Redis from ``ats_pipelines.config``,
 ``ATS_EXCHANGE_API_KEY``/``ATS_EXCHANGE_SECRET`` (optional; with a key, trade gaps are refilled
 from Binance's ``historicalTrades``, without one from the latest 1000 trades).
 """
@@ -142,7 +142,7 @@ def load_stream_config(
 
     ``symbols`` in ``overrides`` is the full list before sharding.
     """
-    from ats_pipelines.market_data.config import load_market_data_settings
+    from ats_pipelines.warehouse.config import load_market_data_settings
 
     env = os.environ if environ is None else environ
     base = load_settings(env)

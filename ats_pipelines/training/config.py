@@ -125,7 +125,7 @@ def default_threads() -> int:
 
 
 def load_training_settings(environ: Mapping[str, str] | None = None) -> TrainingSettings:
-    from ats_pipelines.market_data.config import load_market_data_settings
+    from ats_pipelines.warehouse.config import load_market_data_settings
 
     env = os.environ if environ is None else environ
     base = load_settings(env)

@@ -18,8 +18,8 @@ from ats_pipelines.features import catalog as cat
 from ats_pipelines.features.labels import LabelSpec
 from ats_pipelines.features.lake import Lake, file_sha256
 from ats_pipelines.features.resource import FeastResource, LakeResource
-from ats_pipelines.market_data.config import MarketDataSettings
 from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.warehouse.config import MarketDataSettings
 from tests.features.conftest import (
     SYMBOL,
     all_timeframes,

@@ -21,10 +21,10 @@ from ats_pipelines.emulator.fixtures import FIXED_START_MS
 from ats_pipelines.emulator.server import EmulatorConfig
 from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.features.resource import LakeResource
-from ats_pipelines.market_data.config import MarketDataSettings
-from ats_pipelines.market_data.testing import EmulatorThread, install_kline_faults
 from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.warehouse.config import MarketDataSettings
+from ats_pipelines.warehouse.testing import EmulatorThread, install_kline_faults
 
 DAY = "2024-04-23"  # over on the synthetic market's clock (it starts 2024-05-01 12:00 UTC)
 PARTITION = f"{DAY}|BTC/USDT"

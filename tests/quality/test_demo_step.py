@@ -13,9 +13,9 @@ from ats_pipelines.defs.quality.assets import build_quality_report
 from ats_pipelines.demo import DemoContext, _quality
 from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.features.resource import LakeResource
-from ats_pipelines.market_data.config import MarketDataSettings
 from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.warehouse.config import MarketDataSettings
 from tests.quality.conftest import migrated_database, run_sync
 from tests.quality.test_checkset import store
 

@@ -16,11 +16,11 @@ from ats_pipelines.emulator.server import EmulatorConfig
 from ats_pipelines.emulator.testing import running_emulator
 from ats_pipelines.exchange.client import ExchangeClient, build_exchange
 from ats_pipelines.lib.bars import aggregate_trades
-from ats_pipelines.market_data.testing import install_kline_faults
 from ats_pipelines.quality.freshness import judge, stream_freshness
 from ats_pipelines.quality.policy import QualityPolicy
 from ats_pipelines.quality.reconcile import asset_of
 from ats_pipelines.quality.reconcile_sources import cex_vs_dex, history_vs_rest, stream_vs_rest
+from ats_pipelines.warehouse.testing import install_kline_faults
 from tests.quality.conftest import NOW, migrated_database
 
 POLICY = QualityPolicy()

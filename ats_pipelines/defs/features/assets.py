@@ -24,10 +24,10 @@ from ats_pipelines.features.builder import BuildReport, build_features, build_la
 from ats_pipelines.features.export import ExportReport, export_partitions
 from ats_pipelines.features.labels import LabelSpec
 from ats_pipelines.features.resource import FeastResource, LakeResource
-from ats_pipelines.market_data.backfill import partition_days
-from ats_pipelines.market_data.config import MarketDataSettings
-from ats_pipelines.market_data.reports import markdown_table
 from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.warehouse.backfill import partition_days
+from ats_pipelines.warehouse.config import MarketDataSettings
+from ats_pipelines.warehouse.reports import markdown_table
 
 GROUP = "features"
 EXPORT = "market_parquet"

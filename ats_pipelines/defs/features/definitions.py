@@ -6,7 +6,7 @@ import dagster as dg
 
 from ats_pipelines.config import load_settings
 from ats_pipelines.defs.features.assets import GROUP, ONLINE, REGISTRY, build_assets
-from ats_pipelines.market_data.config import MarketDataSettings, load_market_data_settings
+from ats_pipelines.warehouse.config import MarketDataSettings, load_market_data_settings
 
 
 def build_features_defs(settings: MarketDataSettings, lake_root: Path) -> dg.Definitions:

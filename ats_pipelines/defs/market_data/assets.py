@@ -1,7 +1,7 @@
 """Market-data assets: 1-minute candles from REST, their rollups, order-book and trade history.
 
 Built by :func:`build_assets` from the market-data settings (symbols, exchange, first day), so
-the partitions exist when the definitions load; the logic lives in ``ats_pipelines.market_data``.
+the partitions exist when the definitions load; the logic lives in ``ats_pipelines.warehouse``.
 """
 
 from collections.abc import Iterator
@@ -12,18 +12,18 @@ import dagster as dg
 
 from ats_pipelines.defs.market_data.partitions import day_symbol_pairs, market_partitions
 from ats_pipelines.exchange.resource import ExchangeResource
-from ats_pipelines.market_data import reports
-from ats_pipelines.market_data.backfill import BackfillReport, backfill, partition_days
-from ats_pipelines.market_data.config import MarketDataSettings
-from ats_pipelines.market_data.flows import (
+from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.warehouse import reports
+from ats_pipelines.warehouse.backfill import BackfillReport, backfill, partition_days
+from ats_pipelines.warehouse.config import MarketDataSettings
+from ats_pipelines.warehouse.flows import (
     AggregateResult,
     aggregate_order_books,
     aggregate_trade_flow,
 )
-from ats_pipelines.market_data.intervals import day_runs
-from ats_pipelines.market_data.rollups import RollupResult, levels, rollup, rollup_mode
-from ats_pipelines.market_data.rollups import server_edition as detect_server_edition
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.warehouse.intervals import day_runs
+from ats_pipelines.warehouse.rollups import RollupResult, levels, rollup, rollup_mode
+from ats_pipelines.warehouse.rollups import server_edition as detect_server_edition
 
 GROUP = "market_data"
 

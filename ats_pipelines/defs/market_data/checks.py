@@ -10,11 +10,11 @@ from ats_pipelines.defs.market_data.partitions import (
     market_partitions,
     run_partition_keys,
 )
-from ats_pipelines.market_data import reports
-from ats_pipelines.market_data.backfill import gap_reports, partition_days
-from ats_pipelines.market_data.config import MarketDataSettings
-from ats_pipelines.market_data.coverage import CONFIRM_AFTER, GapReport
 from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.warehouse import reports
+from ats_pipelines.warehouse.backfill import gap_reports, partition_days
+from ats_pipelines.warehouse.config import MarketDataSettings
+from ats_pipelines.warehouse.coverage import CONFIRM_AFTER, GapReport
 
 
 def build_gap_check(settings: MarketDataSettings) -> dg.AssetChecksDefinition:

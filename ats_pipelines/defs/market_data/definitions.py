@@ -1,7 +1,7 @@
 """The market-data domain's definitions, built from the settings when the code location loads.
 
 Symbols, exchange and the first partition day come from the environment
-(``ats_pipelines.market_data.config``); reading them here rather than at import keeps tests
+(``ats_pipelines.warehouse.config``); reading them here rather than at import keeps tests
 free to build the same definitions from their own settings.
 """
 
@@ -11,7 +11,7 @@ from ats_pipelines.defs.market_data.assets import build_assets
 from ats_pipelines.defs.market_data.checks import build_gap_check
 from ats_pipelines.defs.market_data.jobs import build_jobs
 from ats_pipelines.defs.market_data.schedules import build_schedules
-from ats_pipelines.market_data.config import MarketDataSettings, load_market_data_settings
+from ats_pipelines.warehouse.config import MarketDataSettings, load_market_data_settings
 
 
 def build_market_data_defs(settings: MarketDataSettings) -> dg.Definitions:

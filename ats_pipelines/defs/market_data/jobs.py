@@ -7,10 +7,10 @@ import asyncpg
 import dagster as dg
 
 from ats_pipelines.defs.market_data.partitions import market_partitions
-from ats_pipelines.market_data.config import MarketDataSettings
-from ats_pipelines.market_data.reports import markdown_table
-from ats_pipelines.market_data.retention import TableAction, apply_retention
 from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.warehouse.config import MarketDataSettings
+from ats_pipelines.warehouse.reports import markdown_table
+from ats_pipelines.warehouse.retention import TableAction, apply_retention
 
 CANDLES = dg.AssetKey("candles_1m")
 HISTORY = ("order_book_1s_agg", "order_book_1m_agg", "trade_flow_1m")

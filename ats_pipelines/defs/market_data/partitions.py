@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from ats_pipelines.market_data.config import MarketDataSettings
+from ats_pipelines.warehouse.config import MarketDataSettings
 
 DATE = "date"
 SYMBOL = "symbol"

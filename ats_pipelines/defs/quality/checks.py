@@ -18,13 +18,13 @@ from ats_pipelines.defs.market_data.partitions import (
 )
 from ats_pipelines.defs.quality.results import outcome_failures, record, suite_result
 from ats_pipelines.lib.timeframes import floor_datetime
-from ats_pipelines.market_data.config import MarketDataSettings
 from ats_pipelines.quality import catalog, loaders, validate
 from ats_pipelines.quality.catalog import CheckSpec
 from ats_pipelines.quality.checkset import data_window, grid_window
 from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.quality.runner import SuiteOutcome
 from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.warehouse.config import MarketDataSettings
 
 
 def partition_window(days: Sequence[str], now: datetime) -> tuple[datetime, datetime]:

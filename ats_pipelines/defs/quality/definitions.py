@@ -9,7 +9,7 @@ from ats_pipelines.defs.quality.jobs import build_jobs
 from ats_pipelines.defs.quality.ml_checks import build_ml_checks
 from ats_pipelines.defs.quality.reconciliation import build_reconciliation_checks
 from ats_pipelines.defs.quality.schedules import build_schedules
-from ats_pipelines.market_data.config import MarketDataSettings, load_market_data_settings
+from ats_pipelines.warehouse.config import MarketDataSettings, load_market_data_settings
 
 
 def build_quality_checks(settings: MarketDataSettings) -> list[dg.AssetChecksDefinition]:

@@ -14,14 +14,14 @@ from ats_pipelines.defs.market_data.partitions import (
 from ats_pipelines.defs.quality.results import outcome_failures, record, suite_result
 from ats_pipelines.features.catalog import FAMILIES, Family
 from ats_pipelines.features.resource import LakeResource
-from ats_pipelines.market_data.backfill import partition_days
-from ats_pipelines.market_data.config import MarketDataSettings
 from ats_pipelines.quality import catalog, loaders, validate
 from ats_pipelines.quality.features_spec import LABEL_SPEC
 from ats_pipelines.quality.lake_checks import check_feature_days, check_label_days, day_window
 from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.quality.runner import SuiteOutcome
 from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.warehouse.backfill import partition_days
+from ats_pipelines.warehouse.config import MarketDataSettings
 
 
 def _label(keys: list[str]) -> str:

@@ -10,7 +10,6 @@ import asyncpg
 import dagster as dg
 from pydantic import Field
 
-from ats_pipelines.market_data.reports import markdown_table
 from ats_pipelines.resources.timescale import TimescaleResource
 from ats_pipelines.signals import reports
 from ats_pipelines.signals.analyzer import AnalyzerRunResult, analyze
@@ -18,6 +17,7 @@ from ats_pipelines.signals.config import SignalsSettings
 from ats_pipelines.signals.coordinator import CoordinatorRunResult, run_coordinator
 from ats_pipelines.signals.replay import Comparison, ReplayResult, compare_with_live, replay
 from ats_pipelines.signals.replay import store_replay as store_replay_rows
+from ats_pipelines.warehouse.reports import markdown_table
 
 GROUP = "signals"
 DETECTED = "detected_signals"

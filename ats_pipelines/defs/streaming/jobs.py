@@ -38,7 +38,7 @@ def stream_config(
     exchange: ExchangeResource,
     stream: StreamResource,
 ) -> StreamConfig:
-    from ats_pipelines.market_data.config import load_market_data_settings
+    from ats_pipelines.warehouse.config import load_market_data_settings
 
     symbols = config.symbols or list(load_market_data_settings().symbols)
     index, count = parse_shard(config.shard)

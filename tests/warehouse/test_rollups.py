@@ -21,10 +21,10 @@ from ats_pipelines.emulator.server import Emulator, EmulatorConfig
 from ats_pipelines.emulator.testing import ccxt_binance
 from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.lib.timeframes import to_timedelta
-from ats_pipelines.market_data.backfill import backfill
-from ats_pipelines.market_data.rollups import levels, rollup_incremental, rollup_mode
-from ats_pipelines.market_data.testing import EmulatorThread
-from tests.market_data.conftest import (
+from ats_pipelines.warehouse.backfill import backfill
+from ats_pipelines.warehouse.rollups import levels, rollup_incremental, rollup_mode
+from ats_pipelines.warehouse.testing import EmulatorThread
+from tests.warehouse.conftest import (
     DAY1,
     DAY2,
     DAY3,

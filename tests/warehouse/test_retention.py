@@ -15,10 +15,10 @@ from ats_pipelines.db.connect import connection
 from ats_pipelines.db.migrate import migrate
 from ats_pipelines.defs.market_data.definitions import build_market_data_defs
 from ats_pipelines.exchange.resource import ExchangeResource
-from ats_pipelines.market_data.config import MarketDataSettings
-from ats_pipelines.market_data.retention import _retain, apply_retention
 from ats_pipelines.resources.timescale import TimescaleResource
-from tests.market_data.conftest import run_sync
+from ats_pipelines.warehouse.config import MarketDataSettings
+from ats_pipelines.warehouse.retention import _retain, apply_retention
+from tests.warehouse.conftest import run_sync
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 RETENTION = {"market.trades": timedelta(days=90), "market.order_book_snapshots": timedelta(days=30)}

@@ -11,13 +11,13 @@ from ats_pipelines.config import ConfigError, load_settings
 from ats_pipelines.defs.market_data.definitions import build_market_data_defs
 from ats_pipelines.defs.resources import RESOURCES_BY_ENV, build_resources
 from ats_pipelines.exchange.resource import ExchangeResource
-from ats_pipelines.market_data.config import (
+from ats_pipelines.warehouse.config import (
     EMULATOR_URL,
     MarketDataSettings,
     load_market_data_settings,
     parse_ages,
 )
-from ats_pipelines.market_data.intervals import Interval, day_runs, minute_runs, split_days
+from ats_pipelines.warehouse.intervals import Interval, day_runs, minute_runs, split_days
 
 ENV = {"ATS_ENV": "test"}
 

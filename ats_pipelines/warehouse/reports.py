@@ -6,9 +6,9 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from ats_pipelines.market_data.backfill import BackfillReport
-from ats_pipelines.market_data.coverage import GapReport
-from ats_pipelines.market_data.rollups import RollupResult
+from ats_pipelines.warehouse.backfill import BackfillReport
+from ats_pipelines.warehouse.coverage import GapReport
+from ats_pipelines.warehouse.rollups import RollupResult
 
 MAX_ROWS = 50
 

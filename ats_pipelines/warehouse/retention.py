@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from ats_pipelines.db.sqlid import qualified
-from ats_pipelines.market_data.config import RETENTION_TABLES
-from ats_pipelines.market_data.coverage import server_now
-from ats_pipelines.market_data.rollups import server_edition
+from ats_pipelines.warehouse.config import RETENTION_TABLES
+from ats_pipelines.warehouse.coverage import server_now
+from ats_pipelines.warehouse.rollups import server_edition
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from datetime import datetime
 
 import asyncpg
 
-from ats_pipelines.market_data.intervals import MINUTE, Interval, floor_minute, minute_runs
+from ats_pipelines.warehouse.intervals import MINUTE, Interval, floor_minute, minute_runs
 
 CONFIRM_AFTER = 2
 TIMEFRAME = "1m"

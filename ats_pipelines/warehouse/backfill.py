@@ -16,9 +16,9 @@ import asyncpg
 
 from ats_pipelines.db.bulk import EMPTY_RESULT, WriteResult
 from ats_pipelines.lib.validation import DataValidator
-from ats_pipelines.market_data.candles import CandleSource, WindowResult, ingest_window
-from ats_pipelines.market_data.coverage import GapReport, find_gaps
-from ats_pipelines.market_data.intervals import DAY, Interval, day_runs, day_start
+from ats_pipelines.warehouse.candles import CandleSource, WindowResult, ingest_window
+from ats_pipelines.warehouse.coverage import GapReport, find_gaps
+from ats_pipelines.warehouse.intervals import DAY, Interval, day_runs, day_start
 
 log = logging.getLogger(__name__)
 

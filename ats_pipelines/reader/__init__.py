@@ -8,7 +8,7 @@
     data = md.get_inference_data("BTC/USDT")                             # latest, hot cache first
 
 Every function takes ``exchange=`` (default: ``ATS_EXCHANGE``) and ``arrow=True`` for a
-``pyarrow.Table`` instead of a polars frame; schemas are in :mod:`ats_pipelines.marketdata.schemas`.
+``pyarrow.Table`` instead of a polars frame; schemas are in :mod:`ats_pipelines.reader.schemas`.
 The module-level functions share one :class:`MarketData` built from the environment on first use
 (``ATS_DATABASE_URL`` or the managed database, ``ATS_REDIS_URL`` or the managed Redis); build
 your own ``MarketData(database_url, exchange=..., redis_url=...)`` to choose.
@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 import polars as pl
 import pyarrow as pa
 
-from ats_pipelines.marketdata.provider import Aggregation, InferenceContext, MarketData
+from ats_pipelines.reader.provider import Aggregation, InferenceContext, MarketData
 
 __all__ = [
     "Aggregation",

@@ -1,4 +1,4 @@
-"""The market-data provider behind ``ats_pipelines.marketdata``: bars, aligned multi-timeframe
+"""The market-data provider behind ``ats_pipelines.reader``: bars, aligned multi-timeframe
 views, order books and inference inputs, as typed polars frames (Arrow on request).
 
 One :class:`MarketData` keeps one synchronous database connection (psycopg, statements prepared
@@ -36,9 +36,9 @@ from ats_pipelines.lib.timeframes import (
     sort_timeframes,
     to_timedelta,
 )
-from ats_pipelines.market_data.config import load_market_data_settings
-from ats_pipelines.market_data.rollups import CAGG_MIGRATION, CONTINUOUS, INCREMENTAL
-from ats_pipelines.marketdata import schemas
+from ats_pipelines.reader import schemas
+from ats_pipelines.warehouse.config import load_market_data_settings
+from ats_pipelines.warehouse.rollups import CAGG_MIGRATION, CONTINUOUS, INCREMENTAL
 
 log = logging.getLogger(__name__)
 

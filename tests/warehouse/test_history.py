@@ -16,9 +16,9 @@ import pytest
 from ats_pipelines.db.connect import connection
 from ats_pipelines.emulator.replay_data import load_cryptofeed_binance
 from ats_pipelines.lib.book import L2Book
-from ats_pipelines.market_data.config import MarketDataSettings
-from ats_pipelines.market_data.flows import StoreResult, store_order_books, store_trades
-from tests.market_data.conftest import MarketDefs, run_sync
+from ats_pipelines.warehouse.config import MarketDataSettings
+from ats_pipelines.warehouse.flows import StoreResult, store_order_books, store_trades
+from tests.warehouse.conftest import MarketDefs, run_sync
 
 BOOK_SYMBOLS = {
     "NKNUSDT": "NKN/USDT",

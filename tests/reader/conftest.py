@@ -23,9 +23,9 @@ from ats_pipelines.db.bulk import bulk_write
 from ats_pipelines.db.connect import connection
 from ats_pipelines.emulator.replay_data import load_cryptofeed_binance
 from ats_pipelines.lib.book import L2Book
-from ats_pipelines.market_data.flows import aggregate_order_books, store_order_books
-from ats_pipelines.market_data.rollups import rollup_incremental
-from ats_pipelines.marketdata import MarketData
+from ats_pipelines.reader import MarketData
+from ats_pipelines.warehouse.flows import aggregate_order_books, store_order_books
+from ats_pipelines.warehouse.rollups import rollup_incremental
 
 SYMBOL = "XRP/ETH"
 BOOK_SYMBOL = "NKN/USDT"

@@ -11,8 +11,8 @@ import dagster as dg
 
 from ats_pipelines.emulator.server import Emulator
 from ats_pipelines.emulator.testing import ccxt_binance
-from ats_pipelines.market_data.testing import install_kline_faults
-from tests.market_data.conftest import DAY1, DAY2, DAY3, MarketDefs, key, run_sync
+from ats_pipelines.warehouse.testing import install_kline_faults
+from tests.warehouse.conftest import DAY1, DAY2, DAY3, MarketDefs, key, run_sync
 
 MINUTES = 1440
 

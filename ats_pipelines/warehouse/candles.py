@@ -19,8 +19,8 @@ import polars as pl
 
 from ats_pipelines.db.bulk import EMPTY_RESULT, WriteResult, bulk_write
 from ats_pipelines.lib.validation import DataValidator, quarantine
-from ats_pipelines.market_data.coverage import EmptyAnswers, record_answers, record_fetch
-from ats_pipelines.market_data.intervals import Interval, floor_minute, split_days
+from ats_pipelines.warehouse.coverage import EmptyAnswers, record_answers, record_fetch
+from ats_pipelines.warehouse.intervals import Interval, floor_minute, split_days
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from ats_pipelines.defs.market_data.definitions import build_market_data_defs
 from ats_pipelines.emulator.fixtures import FIXED_START_MS
 from ats_pipelines.emulator.server import Emulator, EmulatorConfig
 from ats_pipelines.exchange.resource import ExchangeResource
-from ats_pipelines.market_data.config import MarketDataSettings
-from ats_pipelines.market_data.testing import EmulatorThread
 from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.warehouse.config import MarketDataSettings
+from ats_pipelines.warehouse.testing import EmulatorThread
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

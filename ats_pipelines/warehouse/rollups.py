@@ -25,9 +25,9 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from ats_pipelines.lib.timeframes import divides, floor_datetime, sort_timeframes, to_timedelta
-from ats_pipelines.market_data.config import ROLLUP_TIMEFRAMES
-from ats_pipelines.market_data.coverage import server_now
-from ats_pipelines.market_data.rollup_sql import bucket, rollup_upsert_sql
+from ats_pipelines.warehouse.config import ROLLUP_TIMEFRAMES
+from ats_pipelines.warehouse.coverage import server_now
+from ats_pipelines.warehouse.rollup_sql import bucket, rollup_upsert_sql
 
 log = logging.getLogger(__name__)
 

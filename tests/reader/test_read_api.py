@@ -12,10 +12,10 @@ import pyarrow as pa
 import pytest
 import redis
 
-from ats_pipelines import marketdata
+from ats_pipelines import marketdata, reader
 from ats_pipelines.cache.keys import bars_key, encode_bar
-from ats_pipelines.marketdata import InferenceContext, MarketData, schemas
-from tests.marketdata.conftest import BOOK_SYMBOL, SYMBOL, Stored
+from ats_pipelines.reader import InferenceContext, MarketData, schemas
+from tests.reader.conftest import BOOK_SYMBOL, SYMBOL, Stored
 
 START = datetime(2019, 10, 11, tzinfo=UTC)
 
@@ -122,7 +122,7 @@ def test_inference_without_a_hot_cache_reads_the_database_and_says_so(
     provider: MarketData, caplog: pytest.LogCaptureFixture
 ) -> None:
     context = InferenceContext(timeframes=("5m", "1m", "1h"), bars=3)
-    with caplog.at_level(logging.WARNING, logger="ats_pipelines.marketdata.provider"):
+    with caplog.at_level(logging.WARNING, logger="ats_pipelines.reader.provider"):
         data = provider.get_inference_data(SYMBOL, context=context)
     assert "event=hot_cache_fallback reason=redis_not_configured" in caplog.text
     assert data.schema == pl.Schema(schemas.INFERENCE)
@@ -171,7 +171,7 @@ def test_inference_reads_the_hot_cache_first(
     client.zadd(key, {encode_bar(b): b["ts"] for b in newest})
     with (
         MarketData(db_url, exchange=stored.exchange, redis_url=redis_url) as md,
-        caplog.at_level(logging.WARNING, logger="ats_pipelines.marketdata.provider"),
+        caplog.at_level(logging.WARNING, logger="ats_pipelines.reader.provider"),
     ):
         data = md.get_inference_data(SYMBOL, context=InferenceContext(("1m", "5m"), bars=3))
         assert md.stats.cache_hits == 1
@@ -197,7 +197,8 @@ def test_module_functions_use_a_shared_provider(
 ) -> None:
     monkeypatch.setenv("ATS_DATABASE_URL", db_url)
     monkeypatch.setenv("ATS_EXCHANGE", stored.exchange)
-    monkeypatch.setattr(marketdata, "_default", None)
+    # The shared provider is the reader's; ``marketdata`` is the analysts' name for it.
+    monkeypatch.setattr(reader, "_default", None)
     bars = marketdata.get_bars(SYMBOL, "1d", START, START + timedelta(days=3))
     assert bars["ts"].to_list() == [START + timedelta(days=i) for i in range(3)]
     assert marketdata.default_provider() is marketdata.default_provider()
