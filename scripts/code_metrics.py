@@ -88,7 +88,7 @@ def long_functions(path: str, text: str) -> list[LongFunction]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description="Median module size and functions over 80 lines.")
     parser.add_argument("--rev", help="measure this commit instead of the work tree")
     parser.add_argument("--list", action="store_true", help="name the long functions")
     options = parser.parse_args()
