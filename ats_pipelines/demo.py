@@ -197,11 +197,12 @@ def _market_data(ctx: DemoContext) -> list[str]:
     by the check and repaired), rolled up; rows per timeframe and the gap report."""
     from datetime import UTC, datetime, timedelta
 
+    from ats_pipelines.emulator.kline_faults import install_kline_faults
     from ats_pipelines.emulator.server import EmulatorConfig
+    from ats_pipelines.emulator.testing import emulator_in_thread
     from ats_pipelines.exchange.resource import ExchangeResource
     from ats_pipelines.lib.timeframes import sort_timeframes
     from ats_pipelines.warehouse.config import load_market_data_settings
-    from ats_pipelines.warehouse.testing import EmulatorThread, install_kline_faults
 
     market = load_market_data_settings()
     symbols = list(market.symbols[:2])
@@ -209,7 +210,7 @@ def _market_data(ctx: DemoContext) -> list[str]:
     days = [(today - timedelta(days=n)).date().isoformat() for n in (2, 1)]
     withheld = [today - timedelta(days=2) + timedelta(hours=13, minutes=m) for m in range(3)]
     lines = []
-    with EmulatorThread(EmulatorConfig(birdeye=None)) as emulator:
+    with emulator_in_thread(EmulatorConfig(birdeye=None)) as emulator:
         resources = {
             **(ctx.defs.resources or {}),
             "exchange": ExchangeResource(exchange_id=market.exchange, rest_url=emulator.rest_url),
@@ -277,9 +278,9 @@ async def _gap_report(url: str, exchange: str, symbols: list[str], days: list[st
 def _quality(ctx: DemoContext) -> list[str]:
     """Every quality check on the latest day of data; the report's path and its summary."""
     from ats_pipelines.emulator.server import EmulatorConfig
+    from ats_pipelines.emulator.testing import emulator_in_thread
     from ats_pipelines.exchange.resource import ExchangeResource
     from ats_pipelines.warehouse.config import load_market_data_settings
-    from ats_pipelines.warehouse.testing import EmulatorThread
 
     market = load_market_data_settings()
     assets = [
@@ -287,7 +288,7 @@ def _quality(ctx: DemoContext) -> list[str]:
         for a in ctx.defs.assets or []
         if isinstance(a, dg.AssetsDefinition) and dg.AssetKey("quality_report") in a.keys
     ]
-    with EmulatorThread(EmulatorConfig(birdeye=None)) as emulator:  # REST for reconciliation
+    with emulator_in_thread(EmulatorConfig(birdeye=None)) as emulator:  # REST for reconciliation
         resources = {
             **(ctx.defs.resources or {}),
             "exchange": ExchangeResource(exchange_id=market.exchange, rest_url=emulator.rest_url),
@@ -524,8 +525,8 @@ def _streaming(ctx: DemoContext) -> list[str]:
     (a minute of bars every wall second), stored under its own exchange name."""
     from ats_pipelines.defs.streaming.jobs import streaming_service_job
     from ats_pipelines.emulator.server import EmulatorConfig
+    from ats_pipelines.emulator.testing import emulator_in_thread
     from ats_pipelines.exchange.resource import ExchangeResource
-    from ats_pipelines.warehouse.testing import EmulatorThread
 
     start = int((datetime.now(UTC) - timedelta(days=1)).timestamp() * 1000)  # in the past
     symbols = ["BTC/USDT", "ETH/USDT"]
@@ -541,7 +542,7 @@ def _streaming(ctx: DemoContext) -> list[str]:
             }
         }
     }
-    with EmulatorThread(EmulatorConfig(birdeye=None, speed=60.0, start_ms=start)) as emulator:
+    with emulator_in_thread(EmulatorConfig(birdeye=None, speed=60.0, start_ms=start)) as emulator:
         resources = {
             **(ctx.defs.resources or {}),
             "exchange": ExchangeResource(rest_url=emulator.rest_url),

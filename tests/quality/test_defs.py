@@ -18,13 +18,14 @@ from ats_pipelines.defs.features.definitions import build_features_defs
 from ats_pipelines.defs.market_data.definitions import build_market_data_defs
 from ats_pipelines.defs.quality.definitions import build_quality_defs
 from ats_pipelines.emulator.fixtures import FIXED_START_MS
+from ats_pipelines.emulator.kline_faults import install_kline_faults
 from ats_pipelines.emulator.server import EmulatorConfig
+from ats_pipelines.emulator.testing import emulator_in_thread
 from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.features.resource import LakeResource
 from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse.config import MarketDataSettings
-from ats_pipelines.warehouse.testing import EmulatorThread, install_kline_faults
 
 DAY = "2024-04-23"  # over on the synthetic market's clock (it starts 2024-05-01 12:00 UTC)
 PARTITION = f"{DAY}|BTC/USDT"
@@ -58,7 +59,7 @@ def test_blocking_candle_failure_stops_features(
     db_url: str, tmp_path: Path, exchange_name: str
 ) -> None:
     lake = tmp_path / "lake"
-    with EmulatorThread(EmulatorConfig(start_ms=FIXED_START_MS, birdeye=None)) as emulator:
+    with emulator_in_thread(EmulatorConfig(start_ms=FIXED_START_MS, birdeye=None)) as emulator:
         settings = MarketDataSettings(
             exchange=exchange_name,
             symbols=("BTC/USDT",),
@@ -174,7 +175,7 @@ def test_unpartitioned_checks_run_as_a_job_and_record_history(
         if any((k.asset_key.to_user_string(), k.name) in wanted for k in c.check_keys)
     ]  # type: ignore[union-attr]
     config = EmulatorConfig(replay_dir=testdata, synthetic=None, birdeye=None)
-    with EmulatorThread(config) as emulator:
+    with emulator_in_thread(config) as emulator:
         defs = dg.Definitions(
             asset_checks=checks,  # type: ignore[arg-type]
             jobs=[dg.define_asset_job("checks", selection=dg.AssetSelection.checks(*checks))],

@@ -12,6 +12,7 @@ import pytest
 
 from ats_pipelines.db.bulk import bulk_write
 from ats_pipelines.db.connect import connection
+from ats_pipelines.emulator.kline_faults import install_kline_faults
 from ats_pipelines.emulator.server import EmulatorConfig
 from ats_pipelines.emulator.testing import running_emulator
 from ats_pipelines.exchange.client import ExchangeClient, build_exchange
@@ -20,7 +21,6 @@ from ats_pipelines.quality.freshness import judge, stream_freshness
 from ats_pipelines.quality.policy import QualityPolicy
 from ats_pipelines.quality.reconcile import asset_of
 from ats_pipelines.quality.reconcile_sources import cex_vs_dex, history_vs_rest, stream_vs_rest
-from ats_pipelines.warehouse.testing import install_kline_faults
 from tests.quality.conftest import NOW, migrated_database
 
 POLICY = QualityPolicy()

@@ -22,10 +22,10 @@ from ats_pipelines.db.connect import connection
 from ats_pipelines.defs.market_data.definitions import build_market_data_defs
 from ats_pipelines.emulator.fixtures import FIXED_START_MS
 from ats_pipelines.emulator.server import Emulator, EmulatorConfig
+from ats_pipelines.emulator.testing import emulator_in_thread
 from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse.config import MarketDataSettings
-from ats_pipelines.warehouse.testing import EmulatorThread
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,14 +51,14 @@ def run_sync(coro: Any) -> Any:
 @pytest.fixture(scope="session")
 def synthetic_emulator() -> Iterator[Emulator]:
     """One synthetic market for the tests that inject no faults (its days are cached)."""
-    with EmulatorThread(EmulatorConfig(start_ms=FIXED_START_MS, birdeye=None)) as emulator:
+    with emulator_in_thread(EmulatorConfig(start_ms=FIXED_START_MS, birdeye=None)) as emulator:
         yield emulator
 
 
 @pytest.fixture
 def fresh_emulator() -> Iterator[Emulator]:
     """An emulator of the same market for a test that changes what it serves."""
-    with EmulatorThread(EmulatorConfig(start_ms=FIXED_START_MS, birdeye=None)) as emulator:
+    with emulator_in_thread(EmulatorConfig(start_ms=FIXED_START_MS, birdeye=None)) as emulator:
         yield emulator
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import dagster as dg
 
+from ats_pipelines.emulator.kline_faults import install_kline_faults
 from ats_pipelines.emulator.server import Emulator
 from ats_pipelines.emulator.testing import ccxt_binance
-from ats_pipelines.warehouse.testing import install_kline_faults
 from tests.warehouse.conftest import DAY1, DAY2, DAY3, MarketDefs, key, run_sync
 
 MINUTES = 1440

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from ats_pipelines.emulator.kline_faults import install_kline_faults
 from ats_pipelines.emulator.server import Emulator
 from ats_pipelines.warehouse.intervals import Interval, minute_runs
-from ats_pipelines.warehouse.testing import install_kline_faults
 from tests.warehouse.conftest import DAY1, DAY2, MarketDefs, key
 
 MINUTE = timedelta(minutes=1)

@@ -18,12 +18,11 @@ import pytest
 from ats_pipelines.db.bulk import bulk_write
 from ats_pipelines.db.connect import connection
 from ats_pipelines.emulator.server import Emulator, EmulatorConfig
-from ats_pipelines.emulator.testing import ccxt_binance
+from ats_pipelines.emulator.testing import ccxt_binance, emulator_in_thread
 from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.lib.timeframes import to_timedelta
 from ats_pipelines.warehouse.backfill import backfill
 from ats_pipelines.warehouse.rollups import levels, rollup_incremental, rollup_mode
-from ats_pipelines.warehouse.testing import EmulatorThread
 from tests.warehouse.conftest import (
     DAY1,
     DAY2,
@@ -404,7 +403,7 @@ def test_real_xrp_eth_minutes_roll_up_to_the_recorded_5m_file(
     query: Callable[..., list[Any]],
 ) -> None:
     config = EmulatorConfig(replay_dir=testdata, synthetic=None, birdeye=None)
-    with EmulatorThread(config) as emulator:
+    with emulator_in_thread(config) as emulator:
         md = make_defs(exchange_name, emulator, symbols=("XRP/ETH",), start_date="2019-10-01")
         result = md.materialize(
             ["candles_1m"], first=key("2019-10-11", "XRP/ETH"), last=key("2019-10-13", "XRP/ETH")

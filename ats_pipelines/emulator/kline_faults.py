@@ -1,63 +1,21 @@
-"""Emulator plumbing for market-data tests, the demo and the benchmark.
+"""Kline faults for gap and repair tests, the demo and the benchmark.
 
-* :class:`EmulatorThread` runs an emulator on its own event loop in a background thread, so
-  synchronous callers (``dg.materialize``, whose assets call ``asyncio.run``) can talk to it.
-* :class:`KlineFaults` wraps one symbol's market source: it withholds 1-minute klines of chosen
-  minutes (a gap in the exchange's answers, healed by ``heal``) or serves them corrupted. The
-  emulator's own fault set has no kline gaps yet; this belongs there eventually.
+:class:`KlineFaults` wraps one symbol's market source: it withholds 1-minute klines of chosen
+minutes (a gap in the exchange's answers, healed by ``heal``) or serves them corrupted. The
+emulator's connection-level fault set (:mod:`ats_pipelines.emulator.faults`) has no kline gaps;
+this is that missing piece, kept next to it. Run an emulator for synchronous callers with
+:func:`ats_pipelines.emulator.testing.emulator_in_thread`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 from ats_pipelines.emulator.model import KlineRow
-from ats_pipelines.emulator.server import Emulator, EmulatorConfig
+from ats_pipelines.emulator.server import Emulator
 from ats_pipelines.emulator.source import MarketSource
-
-
-class EmulatorThread:
-    """``with EmulatorThread(config) as emulator:`` — an emulator served from another thread."""
-
-    def __init__(self, config: EmulatorConfig | None = None) -> None:
-        self.config = config
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="emulator", daemon=True)
-        self.emulator: Emulator | None = None
-
-    def _call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
-
-    def __enter__(self) -> Emulator:
-        self._thread.start()
-
-        async def start() -> Emulator:
-            emulator = Emulator(self.config)
-            await emulator.start()
-            return emulator
-
-        emulator: Emulator = self._call(start())
-        self.emulator = emulator
-        return emulator
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if self.emulator is not None:
-                self._call(self.emulator.stop())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=10)
-            self.loop.close()
 
 
 def _ms(moment: datetime | int) -> int:
