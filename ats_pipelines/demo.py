@@ -200,8 +200,8 @@ def _market_data(ctx: DemoContext) -> list[str]:
     from ats_pipelines.emulator.kline_faults import install_kline_faults
     from ats_pipelines.emulator.server import EmulatorConfig
     from ats_pipelines.emulator.testing import emulator_in_thread
-    from ats_pipelines.exchange.resource import ExchangeResource
     from ats_pipelines.lib.timeframes import sort_timeframes
+    from ats_pipelines.orchestration.resources.exchange import ExchangeResource
     from ats_pipelines.warehouse.config import load_market_data_settings
 
     market = load_market_data_settings()
@@ -279,7 +279,7 @@ def _quality(ctx: DemoContext) -> list[str]:
     """Every quality check on the latest day of data; the report's path and its summary."""
     from ats_pipelines.emulator.server import EmulatorConfig
     from ats_pipelines.emulator.testing import emulator_in_thread
-    from ats_pipelines.exchange.resource import ExchangeResource
+    from ats_pipelines.orchestration.resources.exchange import ExchangeResource
     from ats_pipelines.warehouse.config import load_market_data_settings
 
     market = load_market_data_settings()
@@ -319,8 +319,8 @@ def _training(ctx: DemoContext) -> list[str]:
     walk holds nothing learnable, so a model of it would (rightly) never pass the gates.
     """
     from ats_pipelines.defs.training import sensors
+    from ats_pipelines.orchestration.resources.models import ScopeConfig
     from ats_pipelines.training import queue, registry
-    from ats_pipelines.training.resources import ScopeConfig
 
     demo_scope = ScopeConfig(
         source="synthetic:planted",
@@ -526,7 +526,7 @@ def _streaming(ctx: DemoContext) -> list[str]:
     from ats_pipelines.defs.streaming.jobs import streaming_service_job
     from ats_pipelines.emulator.server import EmulatorConfig
     from ats_pipelines.emulator.testing import emulator_in_thread
-    from ats_pipelines.exchange.resource import ExchangeResource
+    from ats_pipelines.orchestration.resources.exchange import ExchangeResource
 
     start = int((datetime.now(UTC) - timedelta(days=1)).timestamp() * 1000)  # in the past
     symbols = ["BTC/USDT", "ETH/USDT"]

@@ -36,7 +36,7 @@ from _common import ratio_line, scratch_url
 from ats_pipelines.db.bulk import bulk_write
 from ats_pipelines.db.connect import connection
 from ats_pipelines.emulator.fixtures import FIXED_START_MS
-from ats_pipelines.exchange.resource import ExchangeResource
+from ats_pipelines.orchestration.resources.exchange import ExchangeResource
 from ats_pipelines.reader import MarketData
 from ats_pipelines.warehouse.backfill import backfill
 from ats_pipelines.warehouse.rollups import rollup_incremental

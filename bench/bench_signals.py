@@ -47,7 +47,7 @@ from ats_pipelines.db.bulk import bulk_write
 from ats_pipelines.defs.signals.definitions import build_signals_defs
 from ats_pipelines.defs.signals.jobs import TREND_ANALYSIS
 from ats_pipelines.defs.signals.sensors import analyzer_sensor_name
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.signals.analyzer import AnalyzerTarget, run_analyzer
 from ats_pipelines.signals.config import (
     DEFAULT_SENSOR_INTERVAL_S,

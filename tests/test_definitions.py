@@ -7,7 +7,7 @@ import pytest
 
 from ats_pipelines.config import load_settings
 from ats_pipelines.defs.resources import RESOURCES_BY_ENV, build_resources
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ from typing import Any
 import dagster as dg
 
 from ats_pipelines.config import Settings, load_settings
-from ats_pipelines.exchange.resource import ExchangeResource
-from ats_pipelines.features.resource import PROD_YAML, FeastResource, LakeResource
-from ats_pipelines.migration.resource import LegacyCacheResource
-from ats_pipelines.quality.resource import QualityResource
-from ats_pipelines.resources.timescale import TimescaleResource
-from ats_pipelines.streaming.resource import StreamResource
-from ats_pipelines.training.resources import training_resources
+from ats_pipelines.orchestration.resources.exchange import ExchangeResource
+from ats_pipelines.orchestration.resources.features import PROD_YAML, FeastResource, LakeResource
+from ats_pipelines.orchestration.resources.legacy_cache import LegacyCacheResource
+from ats_pipelines.orchestration.resources.quality import QualityResource
+from ats_pipelines.orchestration.resources.stream import StreamResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.training import training_resources
 from ats_pipelines.warehouse.config import load_market_data_settings
 
 

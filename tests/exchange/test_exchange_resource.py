@@ -13,9 +13,9 @@ from ats_pipelines.emulator.fixtures import FIXED_START_MS
 from ats_pipelines.emulator.server import EmulatorConfig
 from ats_pipelines.emulator.synthetic import SyntheticConfig
 from ats_pipelines.emulator.testing import emulator_in_thread
-from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.exchange.rows import CandleRow
 from ats_pipelines.exchange.urls import urls_not_on
+from ats_pipelines.orchestration.resources.exchange import ExchangeResource
 
 
 def test_secrets_come_from_env_vars_and_every_url_is_rehosted(

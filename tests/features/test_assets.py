@@ -17,8 +17,8 @@ from ats_pipelines.defs.features.definitions import build_features_defs
 from ats_pipelines.features import catalog as cat
 from ats_pipelines.features.labels import LabelSpec
 from ats_pipelines.features.lake import Lake, file_sha256
-from ats_pipelines.features.resource import FeastResource, LakeResource
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.features import FeastResource, LakeResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse.config import MarketDataSettings
 from tests.features.conftest import (
     SYMBOL,

@@ -11,8 +11,8 @@ import pytest
 from ats_pipelines.config import Settings
 from ats_pipelines.defs.features.definitions import build_features_defs
 from ats_pipelines.demo import STEPS, DemoContext
-from ats_pipelines.features.resource import FeastResource, LakeResource
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.features import FeastResource, LakeResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse.config import load_market_data_settings
 from tests.features.conftest import all_timeframes, load_market, run_sync, synthetic_minutes
 

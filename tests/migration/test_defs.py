@@ -11,9 +11,9 @@ import pytest
 from ats_pipelines.defs.migration.assets import legacy_cache_inventory, migrated_cache_files
 from ats_pipelines.defs.migration.partitions import legacy_cache_files
 from ats_pipelines.defs.migration.sensors import legacy_cache_sensor
-from ats_pipelines.migration.orchestration import PARTITIONS
-from ats_pipelines.migration.resource import LegacyCacheResource
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.migration import PARTITIONS
+from ats_pipelines.orchestration.resources.legacy_cache import LegacyCacheResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ats_pipelines.defs.platform.assets import database_schema
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 
 
 def test_materialising_the_schema_reports_edition_and_tables(make_database) -> None:

@@ -21,10 +21,10 @@ from ats_pipelines.emulator.fixtures import FIXED_START_MS
 from ats_pipelines.emulator.kline_faults import install_kline_faults
 from ats_pipelines.emulator.server import EmulatorConfig
 from ats_pipelines.emulator.testing import emulator_in_thread
-from ats_pipelines.exchange.resource import ExchangeResource
-from ats_pipelines.features.resource import LakeResource
-from ats_pipelines.quality.resource import QualityResource
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.exchange import ExchangeResource
+from ats_pipelines.orchestration.resources.features import LakeResource
+from ats_pipelines.orchestration.resources.quality import QualityResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse.config import MarketDataSettings
 
 DAY = "2024-04-23"  # over on the synthetic market's clock (it starts 2024-05-01 12:00 UTC)

@@ -11,10 +11,10 @@ import polars as pl
 from ats_pipelines.config import Settings
 from ats_pipelines.defs.quality.assets import build_quality_report
 from ats_pipelines.demo import DemoContext, _quality
-from ats_pipelines.exchange.resource import ExchangeResource
-from ats_pipelines.features.resource import LakeResource
-from ats_pipelines.quality.resource import QualityResource
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.exchange import ExchangeResource
+from ats_pipelines.orchestration.resources.features import LakeResource
+from ats_pipelines.orchestration.resources.quality import QualityResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse.config import MarketDataSettings
 from tests.quality.conftest import migrated_database, run_sync
 from tests.quality.test_checkset import store

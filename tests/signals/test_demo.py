@@ -8,7 +8,7 @@ import pytest
 
 from ats_pipelines.defs.signals.definitions import build_signals_defs
 from ats_pipelines.demo import STEPS, DemoContext
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from tests.signals.conftest import make_settings, roll_up, run_sync, write_bars
 
 pytestmark = pytest.mark.integration

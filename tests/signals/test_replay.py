@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from ats_pipelines.defs.signals.assets import REPLAYED, build_signal_assets
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.signals.analyzer import AnalyzerTarget, run_analyzer
 from ats_pipelines.signals.config import SignalsSettings
 from ats_pipelines.signals.coordinator import CONFLICT, CONFLUENCE, SINGLE, run_coordinator

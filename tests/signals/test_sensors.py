@@ -15,7 +15,7 @@ import pytest
 from ats_pipelines.defs.signals.definitions import build_signals_defs
 from ats_pipelines.defs.signals.jobs import COORDINATION, TREND_ANALYSIS
 from ats_pipelines.defs.signals.sensors import analyzer_sensor_name
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.signals.config import SignalsSettings
 from tests.signals.conftest import make_settings, run_sync, write_bars
 

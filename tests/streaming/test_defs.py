@@ -20,9 +20,9 @@ from ats_pipelines.emulator.fixtures import FIXED_START_MS
 from ats_pipelines.emulator.server import EmulatorConfig
 from ats_pipelines.emulator.synthetic import SyntheticConfig
 from ats_pipelines.emulator.testing import emulator_in_thread
-from ats_pipelines.exchange.resource import ExchangeResource
-from ats_pipelines.resources.timescale import TimescaleResource
-from ats_pipelines.streaming.resource import StreamResource
+from ats_pipelines.orchestration.resources.exchange import ExchangeResource
+from ats_pipelines.orchestration.resources.stream import StreamResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 
 
 def _resources(db_url: str, emu: Any, tmp_path: Path) -> dict[str, Any]:

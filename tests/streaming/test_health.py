@@ -16,7 +16,7 @@ from ats_pipelines.db.connect import connection
 from ats_pipelines.db.migrate import migrate
 from ats_pipelines.defs.streaming.checks import stream_fresh
 from ats_pipelines.defs.streaming.sensors import stream_freshness_sensor
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.streaming.health import Heartbeat, beat, freshness
 
 NOW = datetime(2024, 5, 1, 12, tzinfo=UTC)

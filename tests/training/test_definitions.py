@@ -7,8 +7,9 @@ import pytest
 
 from ats_pipelines.config import ConfigError
 from ats_pipelines.defs.training.jobs import build_training_job, executor_for
+from ats_pipelines.orchestration.resources.models import ModelsResource
+from ats_pipelines.orchestration.resources.training import FeastTrainingData
 from ats_pipelines.training.config import load_training_settings
-from ats_pipelines.training.resources import FeastTrainingData, ModelsResource
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,11 @@ import pytest
 from ats_pipelines.db.connect import replace_database
 from ats_pipelines.db.sqlid import quote_ident
 from ats_pipelines.defs.training import assets, checks, jobs, schedules, sensors
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.models import ModelsResource, ScopeConfig
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.training import SyntheticTrainingData
 from ats_pipelines.training import queue, registry
 from ats_pipelines.training.config import sqlalchemy_url
-from ats_pipelines.training.resources import ModelsResource, ScopeConfig, SyntheticTrainingData
 
 SCOPE = ScopeConfig(
     exchange="synthetic",

@@ -10,10 +10,11 @@ import dagster as dg
 from ats_pipelines.config import Settings
 from ats_pipelines.defs.training import assets, checks
 from ats_pipelines.demo import DemoContext, _training
-from ats_pipelines.features.resource import FeastResource
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.features import FeastResource
+from ats_pipelines.orchestration.resources.models import ModelsResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.training import FeastTrainingData
 from ats_pipelines.training import queue
-from ats_pipelines.training.resources import FeastTrainingData, ModelsResource
 
 
 def test_the_demo_step_trains_promotes_and_predicts(

@@ -17,15 +17,16 @@ from ats_pipelines.features import catalog as cat
 from ats_pipelines.features.builder import build_features, build_labels
 from ats_pipelines.features.labels import LabelSpec
 from ats_pipelines.features.lake import Lake
-from ats_pipelines.features.resource import FeastResource
 from ats_pipelines.features.store import apply_repo, materialize_views
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.features import FeastResource
+from ats_pipelines.orchestration.resources.models import ScopeConfig
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.training import FeastTrainingData
 from ats_pipelines.training import queue, registry
 from ats_pipelines.training.dataset import CLASSES, TrainingDataError, utc_datetime
 from ats_pipelines.training.pipeline import train_request
 from ats_pipelines.training.predict import score, write_signals
 from ats_pipelines.training.promotion import PromotionPolicy
-from ats_pipelines.training.resources import FeastTrainingData, ScopeConfig
 from ats_pipelines.training.trainer import TrainerConfig
 from tests.features.conftest import (
     START,

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.training import drift, registry
 from ats_pipelines.training.promotion import Gate
 from ats_pipelines.training.report import report_data, summary_lines, write_report

@@ -23,8 +23,8 @@ from ats_pipelines.defs.market_data.definitions import build_market_data_defs
 from ats_pipelines.emulator.fixtures import FIXED_START_MS
 from ats_pipelines.emulator.server import Emulator, EmulatorConfig
 from ats_pipelines.emulator.testing import emulator_in_thread
-from ats_pipelines.exchange.resource import ExchangeResource
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.exchange import ExchangeResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse.config import MarketDataSettings
 
 

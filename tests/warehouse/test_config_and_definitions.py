@@ -10,7 +10,7 @@ import pytest
 from ats_pipelines.config import ConfigError, load_settings
 from ats_pipelines.defs.market_data.definitions import build_market_data_defs
 from ats_pipelines.defs.resources import RESOURCES_BY_ENV, build_resources
-from ats_pipelines.exchange.resource import ExchangeResource
+from ats_pipelines.orchestration.resources.exchange import ExchangeResource
 from ats_pipelines.warehouse.config import (
     EMULATOR_URL,
     MarketDataSettings,

@@ -14,8 +14,8 @@ from ats_pipelines.db.bulk import bulk_write
 from ats_pipelines.db.connect import connection
 from ats_pipelines.db.migrate import migrate
 from ats_pipelines.defs.market_data.definitions import build_market_data_defs
-from ats_pipelines.exchange.resource import ExchangeResource
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.exchange import ExchangeResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse.config import MarketDataSettings
 from ats_pipelines.warehouse.retention import _retain, apply_retention
 from tests.warehouse.conftest import run_sync

@@ -19,8 +19,8 @@ from ats_pipelines.db.bulk import bulk_write
 from ats_pipelines.db.connect import connection
 from ats_pipelines.emulator.server import Emulator, EmulatorConfig
 from ats_pipelines.emulator.testing import ccxt_binance, emulator_in_thread
-from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.lib.timeframes import to_timedelta
+from ats_pipelines.orchestration.resources.exchange import ExchangeResource
 from ats_pipelines.warehouse.backfill import backfill
 from ats_pipelines.warehouse.rollups import levels, rollup_incremental, rollup_mode
 from tests.warehouse.conftest import (

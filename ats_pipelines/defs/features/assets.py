@@ -13,18 +13,18 @@ from typing import Any
 import asyncpg
 import dagster as dg
 
-from ats_pipelines.defs.market_data.partitions import (
+from ats_pipelines.features import catalog as cat
+from ats_pipelines.features.builder import BuildReport, build_features, build_labels
+from ats_pipelines.features.export import ExportReport, export_partitions
+from ats_pipelines.features.labels import LabelSpec
+from ats_pipelines.orchestration.partitions import (
     DATE,
     SYMBOL,
     day_symbol_pairs,
     market_partitions,
 )
-from ats_pipelines.features import catalog as cat
-from ats_pipelines.features.builder import BuildReport, build_features, build_labels
-from ats_pipelines.features.export import ExportReport, export_partitions
-from ats_pipelines.features.labels import LabelSpec
-from ats_pipelines.features.resource import FeastResource, LakeResource
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.features import FeastResource, LakeResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse.backfill import partition_days
 from ats_pipelines.warehouse.config import MarketDataSettings
 from ats_pipelines.warehouse.reports import markdown_table

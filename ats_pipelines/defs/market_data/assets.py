@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 import dagster as dg
 
-from ats_pipelines.defs.market_data.partitions import day_symbol_pairs, market_partitions
-from ats_pipelines.exchange.resource import ExchangeResource
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.partitions import day_symbol_pairs, market_partitions
+from ats_pipelines.orchestration.resources.exchange import ExchangeResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse import reports
 from ats_pipelines.warehouse.backfill import BackfillReport, backfill, partition_days
 from ats_pipelines.warehouse.config import MarketDataSettings

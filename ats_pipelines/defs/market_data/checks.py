@@ -5,12 +5,12 @@ from datetime import date
 import asyncpg
 import dagster as dg
 
-from ats_pipelines.defs.market_data.partitions import (
+from ats_pipelines.orchestration.partitions import (
     day_symbol_pairs,
     market_partitions,
     run_partition_keys,
 )
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse import reports
 from ats_pipelines.warehouse.backfill import gap_reports, partition_days
 from ats_pipelines.warehouse.config import MarketDataSettings

@@ -6,16 +6,15 @@ from typing import Any
 import asyncpg
 import dagster as dg
 
-from ats_pipelines.defs.market_data.partitions import market_partitions
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.jobs import JobLike
+from ats_pipelines.orchestration.partitions import market_partitions
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse.config import MarketDataSettings
 from ats_pipelines.warehouse.reports import markdown_table
 from ats_pipelines.warehouse.retention import TableAction, apply_retention
 
 CANDLES = dg.AssetKey("candles_1m")
 HISTORY = ("order_book_1s_agg", "order_book_1m_agg", "trade_flow_1m")
-# define_asset_job returns a job resolved later; its class is not part of Dagster's public API
-JobLike = Any
 
 
 def build_retention_job(settings: MarketDataSettings) -> dg.JobDefinition:

@@ -5,7 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-from ats_pipelines.defs.market_data.jobs import JobLike
+from ats_pipelines.orchestration.jobs import JobLike
 from ats_pipelines.warehouse.config import MarketDataSettings
 
 REPAIR_LOOKBACK_DAYS = 7

@@ -7,7 +7,7 @@ import dagster as dg
 
 from ats_pipelines.defs.migration.partitions import legacy_cache_files
 from ats_pipelines.migration import ledger
-from ats_pipelines.migration.orchestration import (
+from ats_pipelines.orchestration.migration import (
     PARTITIONS,
     PartitionResult,
     inventory_markdown,
@@ -16,8 +16,8 @@ from ats_pipelines.migration.orchestration import (
     partition_keys,
     root_report,
 )
-from ats_pipelines.migration.resource import LegacyCacheResource
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.legacy_cache import LegacyCacheResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 
 
 @dg.asset(group_name="migration", kinds={"parquet"})

@@ -2,6 +2,6 @@
 
 import dagster as dg
 
-from ats_pipelines.migration.orchestration import PARTITIONS
+from ats_pipelines.orchestration.migration import PARTITIONS
 
 legacy_cache_files = dg.DynamicPartitionsDefinition(name=PARTITIONS)

@@ -6,8 +6,8 @@ import dagster as dg
 
 from ats_pipelines.defs.migration.assets import migrated_cache_files
 from ats_pipelines.defs.migration.partitions import legacy_cache_files
-from ats_pipelines.migration.orchestration import PARTITIONS, file_signature, partition_keys
-from ats_pipelines.migration.resource import LegacyCacheResource
+from ats_pipelines.orchestration.migration import PARTITIONS, file_signature, partition_keys
+from ats_pipelines.orchestration.resources.legacy_cache import LegacyCacheResource
 
 migrate_cache_files_job = dg.define_asset_job(
     "migrate_cache_files_job",

@@ -5,7 +5,7 @@ import dagster as dg
 
 from ats_pipelines.db.inventory import markdown_table, table_summaries
 from ats_pipelines.db.migrate import MigrationReport, migrate
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 
 
 @dg.asset(group_name="platform", kinds={"postgres", "timescaledb"})

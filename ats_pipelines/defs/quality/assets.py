@@ -7,12 +7,12 @@ from typing import Any
 import asyncpg
 import dagster as dg
 
-from ats_pipelines.defs.quality.results import frame_markdown
-from ats_pipelines.exchange.resource import ExchangeResource
-from ats_pipelines.features.resource import LakeResource
+from ats_pipelines.orchestration.check_results import frame_markdown
+from ats_pipelines.orchestration.resources.exchange import ExchangeResource
+from ats_pipelines.orchestration.resources.features import LakeResource
+from ats_pipelines.orchestration.resources.quality import QualityResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.quality.build import ReportData, gather_report, write_report
-from ats_pipelines.quality.resource import QualityResource
-from ats_pipelines.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse.config import MarketDataSettings
 
 GROUP = "quality"

@@ -11,19 +11,19 @@ from datetime import UTC, date, datetime, time, timedelta
 import asyncpg
 import dagster as dg
 
-from ats_pipelines.defs.market_data.partitions import (
+from ats_pipelines.lib.timeframes import floor_datetime
+from ats_pipelines.orchestration.check_results import outcome_failures, record, suite_result
+from ats_pipelines.orchestration.partitions import (
     day_symbol_pairs,
     market_partitions,
     run_partition_keys,
 )
-from ats_pipelines.defs.quality.results import outcome_failures, record, suite_result
-from ats_pipelines.lib.timeframes import floor_datetime
+from ats_pipelines.orchestration.resources.quality import QualityResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.quality import catalog, loaders, validate
 from ats_pipelines.quality.catalog import CheckSpec
 from ats_pipelines.quality.checkset import data_window, grid_window
-from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.quality.runner import SuiteOutcome
-from ats_pipelines.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse.config import MarketDataSettings
 
 

@@ -1,14 +1,11 @@
 """Jobs of the quality domain: the report, stream quality checks, and reconciliation."""
 
-from typing import Any
-
 import dagster as dg
 
+from ats_pipelines.orchestration.jobs import JobLike
 from ats_pipelines.quality import catalog
 
 REPORT = dg.AssetKey("quality_report")
-# define_asset_job returns a job resolved later; its class is not part of Dagster's public API
-JobLike = Any
 
 
 def _checks(

@@ -6,20 +6,20 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import dagster as dg
 
-from ats_pipelines.defs.market_data.partitions import (
+from ats_pipelines.features.catalog import FAMILIES, Family
+from ats_pipelines.orchestration.check_results import outcome_failures, record, suite_result
+from ats_pipelines.orchestration.partitions import (
     day_symbol_pairs,
     market_partitions,
     run_partition_keys,
 )
-from ats_pipelines.defs.quality.results import outcome_failures, record, suite_result
-from ats_pipelines.features.catalog import FAMILIES, Family
-from ats_pipelines.features.resource import LakeResource
+from ats_pipelines.orchestration.resources.features import LakeResource
+from ats_pipelines.orchestration.resources.quality import QualityResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.quality import catalog, loaders, validate
 from ats_pipelines.quality.features_spec import LABEL_SPEC
 from ats_pipelines.quality.lake_checks import check_feature_days, check_label_days, day_window
-from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.quality.runner import SuiteOutcome
-from ats_pipelines.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse.backfill import partition_days
 from ats_pipelines.warehouse.config import MarketDataSettings
 

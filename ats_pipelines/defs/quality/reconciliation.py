@@ -11,16 +11,16 @@ from datetime import UTC, datetime
 import asyncpg
 import dagster as dg
 
-from ats_pipelines.defs.quality.results import reconciliation_metadata, record, severity
-from ats_pipelines.exchange.resource import ExchangeResource
+from ats_pipelines.orchestration.check_results import reconciliation_metadata, record, severity
+from ats_pipelines.orchestration.resources.exchange import ExchangeResource
+from ats_pipelines.orchestration.resources.quality import QualityResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.quality import catalog
 from ats_pipelines.quality.catalog import CheckSpec
 from ats_pipelines.quality.checkset import data_window
 from ats_pipelines.quality.freshness import StreamFreshness, stream_freshness
 from ats_pipelines.quality.reconcile import Reconciliation
 from ats_pipelines.quality.reconcile_sources import cex_vs_dex, history_vs_rest, stream_vs_rest
-from ats_pipelines.quality.resource import QualityResource
-from ats_pipelines.resources.timescale import TimescaleResource
 from ats_pipelines.warehouse.config import MarketDataSettings
 from ats_pipelines.warehouse.reports import markdown_table
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ats_pipelines.defs.quality.jobs import JobLike
+from ats_pipelines.orchestration.jobs import JobLike
 
 STOPPED = dg.DefaultScheduleStatus.STOPPED
 

@@ -10,7 +10,7 @@ import asyncpg
 import dagster as dg
 from pydantic import Field
 
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.signals import reports
 from ats_pipelines.signals.analyzer import AnalyzerRunResult, analyze
 from ats_pipelines.signals.config import SignalsSettings

@@ -1,13 +1,9 @@
 """Jobs of the signals domain: one analyzer run, one coordinator run, one replay."""
 
-from typing import Any
-
 import dagster as dg
 
 from ats_pipelines.defs.signals.assets import COORDINATED, DETECTED, REPLAYED
-
-# define_asset_job returns a job resolved later; its class is not part of Dagster's public API
-JobLike = Any
+from ats_pipelines.orchestration.jobs import JobLike
 
 TREND_ANALYSIS = "trend_analysis_job"
 COORDINATION = "signal_coordination_job"

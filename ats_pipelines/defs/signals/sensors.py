@@ -14,8 +14,9 @@ import asyncpg
 import dagster as dg
 
 from ats_pipelines.defs.signals.assets import analyzer_run_config
-from ats_pipelines.defs.signals.jobs import COORDINATION, TREND_ANALYSIS, JobLike
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.defs.signals.jobs import COORDINATION, TREND_ANALYSIS
+from ats_pipelines.orchestration.jobs import JobLike
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.signals.analyzer import PendingAnalysis, pending_analyses
 from ats_pipelines.signals.config import SignalsSettings
 from ats_pipelines.signals.coordinator import Backlog, backlog

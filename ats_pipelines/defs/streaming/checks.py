@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.streaming.health import Freshness, freshness, read_heartbeats
 
 stream_bars = dg.AssetSpec(

@@ -11,11 +11,11 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from ats_pipelines.exchange.resource import ExchangeResource
 from ats_pipelines.lib.timeframes import DEFAULT_TIMEFRAMES
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.exchange import ExchangeResource
+from ats_pipelines.orchestration.resources.stream import StreamResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.streaming.config import StreamConfig, parse_shard, shard_symbols
-from ats_pipelines.streaming.resource import StreamResource
 from ats_pipelines.streaming.service import StreamService, StreamServiceError
 
 

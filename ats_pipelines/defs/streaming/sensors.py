@@ -16,7 +16,7 @@ from ats_pipelines.defs.streaming.checks import (
     freshness_metadata,
     stream_bars,
 )
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.streaming.health import freshness, read_heartbeats
 
 REASSERT_S = 600

@@ -12,7 +12,9 @@ from typing import Any
 import asyncpg
 import dagster as dg
 
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.models import ModelsResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.training import TrainingDataResource
 from ats_pipelines.training import queue, registry
 from ats_pipelines.training.backends import final_fit_for
 from ats_pipelines.training.drift import psi
@@ -20,7 +22,6 @@ from ats_pipelines.training.outcomes import degradation, fill_outcomes, live_per
 from ats_pipelines.training.pipeline import TrainedModel, train_request
 from ats_pipelines.training.predict import score, write_signals
 from ats_pipelines.training.report import markdown, summary_lines
-from ats_pipelines.training.resources import ModelsResource, TrainingDataResource
 
 GROUP = "training"
 

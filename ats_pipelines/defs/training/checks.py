@@ -10,7 +10,9 @@ from typing import Any
 import asyncpg
 import dagster as dg
 
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.models import ModelsResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.training import TrainingDataResource
 from ats_pipelines.training import registry
 from ats_pipelines.training.promotion import (
     Gate,
@@ -18,7 +20,6 @@ from ats_pipelines.training.promotion import (
     beats_champion,
     no_feature_missing,
 )
-from ats_pipelines.training.resources import ModelsResource, TrainingDataResource
 
 
 def _result(gate: Gate, model_id: str, timescale: TimescaleResource) -> dg.AssetCheckResult:

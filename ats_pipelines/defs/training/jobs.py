@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from ats_pipelines.config import ConfigError
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.training import queue
 
 TRAINING_JOB = "training_job"

@@ -10,7 +10,7 @@ from ats_pipelines.defs.training.jobs import (
     retrain_request_job,
     signal_outcomes_job,
 )
-from ats_pipelines.training.resources import ModelsResource
+from ats_pipelines.orchestration.resources.models import ModelsResource
 
 
 @dg.schedule(

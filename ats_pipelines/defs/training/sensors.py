@@ -17,9 +17,9 @@ import asyncpg
 import dagster as dg
 
 from ats_pipelines.defs.training.jobs import TRAINING_JOB, predictions_job
-from ats_pipelines.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.resources.models import ModelsResource
+from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.training import queue
-from ats_pipelines.training.resources import ModelsResource
 
 STOPPED = dg.DefaultSensorStatus.STOPPED
 QUEUE_TAG, ATTEMPT_TAG, SCOPE_TAG = "ats/queue_id", "ats/attempt", "ats/scope"

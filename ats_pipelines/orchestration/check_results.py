@@ -8,10 +8,10 @@ import asyncpg
 import dagster as dg
 import polars as pl
 
+from ats_pipelines.orchestration.resources.quality import QualityResource
 from ats_pipelines.quality.catalog import ERROR, CheckSpec
 from ats_pipelines.quality.history import CheckRun, record_check_run
 from ats_pipelines.quality.reconcile import Reconciliation
-from ats_pipelines.quality.resource import QualityResource
 from ats_pipelines.quality.runner import SuiteOutcome
 from ats_pipelines.warehouse.reports import markdown_table
 

@@ -15,8 +15,8 @@ from ats_pipelines.migration import ledger
 from ats_pipelines.migration.discovery import DiscoveredFile, Discovery
 from ats_pipelines.migration.loader import FileMigrator, FileOutcome
 from ats_pipelines.migration.report import ReportData, md_table, to_markdown, write_report
-from ats_pipelines.migration.resource import LegacyCacheResource
 from ats_pipelines.migration.runner import ensure_schema
+from ats_pipelines.orchestration.resources.legacy_cache import LegacyCacheResource
 
 PARTITIONS = "legacy_cache_files"
 _INVALID = ("...", "\n", "\r", "\t", "\0")
