@@ -114,41 +114,33 @@ def _champion_predictor(record: registry.ModelRecord | None) -> tuple[Any, list[
     return loaded.predict_proba, loaded.features
 
 
-def train_request(
-    run_db: RunDb,
-    *,
-    queue_id: int,
-    attempt: int,
-    scope: ModelScope,
-    source: TrainingSetSource,
-    served_features: list[str] | None,
-    cfg: TrainerConfig,
-    storage: str | optuna.storages.BaseStorage | None,
-    models_dir: Path,
-    reports_dir: Path,
-    policy: PromotionPolicy,
-    run_id: str | None = None,
-    now: datetime | None = None,
-    final_fit: Callable[[dict[str, Any], TrainingSet, int], lgb.Booster] | None = None,
-) -> TrainedModel:
+FinalFit = Callable[[dict[str, Any], TrainingSet, int], lgb.Booster]
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """Everything one training run of a claimed request needs, passed as one value."""
+
+    queue_id: int
+    attempt: int
+    scope: ModelScope
+    source: TrainingSetSource
+    served_features: list[str] | None
+    cfg: TrainerConfig
+    storage: str | optuna.storages.BaseStorage | None
+    models_dir: Path
+    reports_dir: Path
+    policy: PromotionPolicy
+    run_id: str | None = None
+    now: datetime | None = None  # None: when the run starts
+    final_fit: FinalFit | None = None
+
+
+def train_request(run_db: RunDb, run: TrainingRun) -> TrainedModel:
     """Serve one claimed request (see the module docstring); failures mark it failed."""
+    queue_id, attempt, run_id = run.queue_id, run.attempt, run.run_id
     try:
-        return _train(
-            run_db,
-            queue_id,
-            attempt,
-            scope,
-            source,
-            served_features,
-            cfg,
-            storage,
-            models_dir,
-            reports_dir,
-            policy,
-            run_id,
-            now or datetime.now(UTC),
-            final_fit,
-        )
+        return _train(run_db, run, run.now or datetime.now(UTC))
     except queue.StaleClaim:
         raise  # not ours any more: the current holder owns the row's status
     except BaseException as exc:
@@ -161,28 +153,15 @@ def train_request(
         raise
 
 
-def _train(
-    run_db: RunDb,
-    queue_id: int,
-    attempt: int,
-    scope: ModelScope,
-    source: TrainingSetSource,
-    served: list[str] | None,
-    cfg: TrainerConfig,
-    storage: str | optuna.storages.BaseStorage | None,
-    models_dir: Path,
-    reports_dir: Path,
-    policy: PromotionPolicy,
-    run_id: str | None,
-    now: datetime,
-    final_fit: Callable[[dict[str, Any], TrainingSet, int], lgb.Booster] | None,
-) -> TrainedModel:
+def _training_set(run_db: RunDb, run: TrainingRun, now: datetime) -> TrainingSet:
+    """Check the claim and beat; fix the window on the first attempt; load the rows."""
+    queue_id, scope = run.queue_id, run.scope
     item = run_db(lambda c: queue.get(c, queue_id))
     if item is None:
         raise queue.StaleClaim(f"retrain request {queue_id} does not exist")
     if item.scope != scope.name:
         raise TrainingDataError(f"request {queue_id} is for scope {item.scope}, not {scope.name}")
-    run_db(lambda c: queue.heartbeat(c, queue_id, attempt, run_id=run_id))
+    run_db(lambda c: queue.heartbeat(c, queue_id, run.attempt, run_id=run.run_id))
     start, end = data_window(item, scope, now)
     if "window" not in item.config:
         run_db(
@@ -190,40 +169,26 @@ def _train(
                 c, queue_id, {"window": [start.isoformat(), end.isoformat()]}
             )
         )
-    data = source.load(scope.name, start, end)
+    data = run.source.load(scope.name, start, end)
     if not len(data):
         raise TrainingDataError(
             f"no training rows for scope {scope.name} in [{start}, {end}) "
             f"from feature service {scope.feature_service}"
         )
-    champion = run_db(lambda c: registry.champion(c, scope.name))
-    champion_id = champion.model_id if champion else None
-    request = f"q{queue_id}"
-    study = open_study(scope.name, storage, request=request, cfg=cfg)
-    result = train_model(
-        data,
-        cfg,
-        study,
-        request=request,
-        champion=_champion_predictor(champion),
-        on_trial=lambda: run_db(lambda c: queue.heartbeat(c, queue_id, attempt)),
-        final_fit=final_fit,
-    )
-    model_id = registry.model_id_for(scope.name, queue_id)
-    metrics = {
-        **result.metrics,
-        "study": result.study.as_dict(),
-        "null_share": null_shares(data.X),
-        "served_features": served,
-        "champion_at_training": champion_id,
-        "best_iteration": result.best_iteration,
-        "seconds": result.seconds,
-        "policy": policy.as_dict(),
-        "queue_id": queue_id,
-    }
-    gates = gates_for(metrics, result.features, policy, champion_id)
+    return data
+
+
+def _register(
+    run_db: RunDb,
+    run: TrainingRun,
+    model_id: str,
+    data: TrainingSet,
+    result: TrainResult,
+    metrics: dict[str, Any],
+) -> registry.ModelRecord:
+    """Write the artifact and register the challenger."""
     path = registry.save_artifact(
-        models_dir,
+        run.models_dir,
         model_id,
         result.booster,
         result.features,
@@ -232,11 +197,11 @@ def _train(
         result.drift_reference,
     )
     windows = [utc_datetime(t) for t in (*result.train_window, *result.holdout_window)]
-    record = run_db(
+    return run_db(
         lambda c: registry.register(
             c,
             model_id=model_id,
-            scope=scope.name,
+            scope=run.scope.name,
             feature_service=data.feature_service,
             features=result.features,
             artifact_path=path,
@@ -244,13 +209,45 @@ def _train(
             metrics=metrics,
             train_window=(windows[0], windows[1]),
             holdout_window=(windows[2], windows[3]),
-            queue_id=queue_id,
+            queue_id=run.queue_id,
         )
     )
+
+
+def _train(run_db: RunDb, run: TrainingRun, now: datetime) -> TrainedModel:
+    queue_id, attempt, scope, cfg = run.queue_id, run.attempt, run.scope, run.cfg
+    data = _training_set(run_db, run, now)
+    champion = run_db(lambda c: registry.champion(c, scope.name))
+    champion_id = champion.model_id if champion else None
+    request = f"q{queue_id}"
+    study = open_study(scope.name, run.storage, request=request, cfg=cfg)
+    result = train_model(
+        data,
+        cfg,
+        study,
+        request=request,
+        champion=_champion_predictor(champion),
+        on_trial=lambda: run_db(lambda c: queue.heartbeat(c, queue_id, attempt)),
+        final_fit=run.final_fit,
+    )
+    model_id = registry.model_id_for(scope.name, queue_id)
+    metrics = {
+        **result.metrics,
+        "study": result.study.as_dict(),
+        "null_share": null_shares(data.X),
+        "served_features": run.served_features,
+        "champion_at_training": champion_id,
+        "best_iteration": result.best_iteration,
+        "seconds": result.seconds,
+        "policy": run.policy.as_dict(),
+        "queue_id": queue_id,
+    }
+    gates = gates_for(metrics, result.features, run.policy, champion_id)
+    record = _register(run_db, run, model_id, data, result, metrics)
     report = report_data(result, model_id, scope.name, data.feature_service, cfg.momentum_feature)
     report.gates = gates
-    paths = write_report(report, reports_dir)
-    run_db(lambda c: queue.complete(c, queue_id, attempt, run_id=run_id))
+    paths = write_report(report, run.reports_dir)
+    run_db(lambda c: queue.complete(c, queue_id, attempt, run_id=run.run_id))
     log.info(
         "event=model_registered model=%s scope=%s queue_id=%s report=%s",
         model_id,

@@ -24,7 +24,7 @@ from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.orchestration.resources.training import FeastTrainingData
 from ats_pipelines.training import queue, registry
 from ats_pipelines.training.dataset import CLASSES, TrainingDataError, utc_datetime
-from ats_pipelines.training.pipeline import train_request
+from ats_pipelines.training.pipeline import TrainingRun, train_request
 from ats_pipelines.training.predict import score, write_signals
 from ats_pipelines.training.promotion import PromotionPolicy
 from ats_pipelines.training.trainer import TrainerConfig
@@ -146,17 +146,19 @@ def test_a_request_trained_from_feast_is_registered_and_scores_the_online_store(
     )
     trained = train_request(
         db.run,
-        queue_id=item.id,
-        attempt=item.attempts,
-        scope=SCOPE,
-        source=data.training_source(SCOPE),
-        served_features=data.served_features(SCOPE),
-        cfg=cfg,
-        storage=None,
-        models_dir=tmp_path / "models",
-        reports_dir=tmp_path / "reports",
-        policy=PromotionPolicy(),
-        now=end,
+        TrainingRun(
+            queue_id=item.id,
+            attempt=item.attempts,
+            scope=SCOPE,
+            source=data.training_source(SCOPE),
+            served_features=data.served_features(SCOPE),
+            cfg=cfg,
+            storage=None,
+            models_dir=tmp_path / "models",
+            reports_dir=tmp_path / "reports",
+            policy=PromotionPolicy(),
+            now=end,
+        ),
     )
     record = db.run(lambda c: registry.get_model(c, trained.model_id))
     assert record is not None and record.feature_service == "signals_v1"

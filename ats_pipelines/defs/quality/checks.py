@@ -6,24 +6,23 @@ records its evaluation in ``ops.quality_check_runs`` and links the quality repor
 """
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
 import dagster as dg
 
 from ats_pipelines.lib.timeframes import floor_datetime
-from ats_pipelines.orchestration.check_results import outcome_failures, record, suite_result
-from ats_pipelines.orchestration.partitions import (
-    day_symbol_pairs,
-    market_partitions,
-    run_partition_keys,
+from ats_pipelines.orchestration.checks import (
+    CheckInputs,
+    Evaluation,
+    quality_check,
+    suite_evaluation,
 )
-from ats_pipelines.orchestration.resources.quality import QualityResource
-from ats_pipelines.orchestration.resources.timescale import TimescaleResource
+from ats_pipelines.orchestration.partitions import market_partitions
 from ats_pipelines.quality import catalog, loaders, validate
 from ats_pipelines.quality.catalog import CheckSpec
 from ats_pipelines.quality.checkset import data_window, grid_window
-from ats_pipelines.quality.runner import SuiteOutcome
 from ats_pipelines.warehouse.config import MarketDataSettings
 
 
@@ -35,170 +34,81 @@ def partition_window(days: Sequence[str], now: datetime) -> tuple[datetime, date
     return start, max(start, min(end, floor_datetime(now, "1m")))
 
 
-def _label(keys: Sequence[str]) -> str:
-    return keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
-
-
 def build_candles_1m_check(settings: MarketDataSettings) -> dg.AssetChecksDefinition:
-    partitions = market_partitions(settings)
+    """Great Expectations suite on the partition's 1m candles; blocks downstream on fail."""
     spec = catalog.CANDLES_1M
 
-    @dg.asset_check(
-        asset=dg.AssetKey(spec.asset),
-        name=spec.name,
-        blocking=spec.blocking,
-        partitions_def=partitions,
-        description=spec.description,
-    )
-    def candles_suite(
-        context: dg.AssetCheckExecutionContext,
-        timescale: TimescaleResource,
-        quality: QualityResource,
-    ) -> dg.AssetCheckResult:
-        """Great Expectations suite on the partition's 1m candles; blocks downstream on fail."""
-        keys = run_partition_keys(context, partitions)
-        pairs = day_symbol_pairs(partitions, keys)
-        symbols = sorted({s for _, s in pairs})
-        now = datetime.now(UTC)
-        window = partition_window([d for d, _ in pairs], now)
-
-        async def body(conn: asyncpg.Connection) -> SuiteOutcome:
-            frame = await loaders.load_candles(conn, settings.exchange, symbols, "1m", *window)
-            empty = await loaders.load_confirmed_empty(
-                conn, settings.exchange, symbols, "1m", *window
-            )
-            outcome = validate.check_candles(
-                frame.drop("source", "trade_count"),
-                timeframe="1m",
-                policy=quality.policy(),
-                now=now,
-                window=window,
-                confirmed_empty=empty,
-                series=[(settings.exchange, s) for s in symbols],
-            )
-            await record(
-                conn,
-                context,
-                spec,
-                passed=outcome.success,
-                partition=_label(keys),
-                rows=outcome.rows,
-                window=window,
-                coverage=outcome.coverage,
-                failed=outcome_failures(outcome),
-            )
-            return outcome
-
-        outcome = timescale.run(body)
-        context.log.info(
+    async def evaluate(run: CheckInputs, conn: asyncpg.Connection) -> Evaluation:
+        symbols, now = run.symbols, run.now
+        window = partition_window([d for d, _ in run.pairs], now)
+        frame = await loaders.load_candles(conn, settings.exchange, symbols, "1m", *window)
+        empty = await loaders.load_confirmed_empty(conn, settings.exchange, symbols, "1m", *window)
+        outcome = validate.check_candles(
+            frame.drop("source", "trade_count"),
+            timeframe="1m",
+            policy=run.quality.policy(),
+            now=now,
+            window=window,
+            confirmed_empty=empty,
+            series=[(settings.exchange, s) for s in symbols],
+        )
+        evaluation = suite_evaluation(spec, outcome, run.quality, window, outcome.coverage)
+        log = (
             f"event=quality_check check={spec.name} asset={spec.asset} "
-            f"partitions={len(keys)} passed={outcome.success} rows={outcome.rows} "
+            f"partitions={len(run.keys)} passed={outcome.success} rows={outcome.rows} "
             f"failed_rules={','.join(outcome.failed_rules) or '-'}"
         )
-        return suite_result(spec, outcome, quality)
+        return replace(evaluation, log=log)
 
-    return candles_suite
+    return quality_check(spec, evaluate, partitions=market_partitions(settings))
 
 
 def build_rollup_check(settings: MarketDataSettings, timeframe: str) -> dg.AssetChecksDefinition:
+    """Great Expectations suite on the rollup's latest days; blocks downstream on fail."""
     spec = catalog.ROLLUPS[timeframe]
 
-    @dg.asset_check(
-        asset=dg.AssetKey(spec.asset),
-        name=spec.name,
-        blocking=spec.blocking,
-        description=spec.description,
-    )
-    def candles_suite(
-        context: dg.AssetCheckExecutionContext,
-        timescale: TimescaleResource,
-        quality: QualityResource,
-    ) -> dg.AssetCheckResult:
-        """Great Expectations suite on the rollup's latest days; blocks downstream on fail."""
-        now = datetime.now(UTC)
+    async def evaluate(run: CheckInputs, conn: asyncpg.Connection) -> Evaluation:
+        latest = await data_window(
+            conn, now=run.now, days=run.quality.rollup_window_days, exchange=settings.exchange
+        )
+        window = grid_window(latest, timeframe)
+        frame = await loaders.load_candles(
+            conn, settings.exchange, settings.symbols, timeframe, *window
+        )
+        outcome = validate.check_candles(
+            frame.drop("source", "trade_count"),
+            timeframe=timeframe,
+            policy=run.quality.policy(),
+            now=run.now,
+            window=window,
+            series=[(settings.exchange, s) for s in settings.symbols],
+        )
+        return suite_evaluation(spec, outcome, run.quality, window, outcome.coverage)
 
-        async def body(conn: asyncpg.Connection) -> SuiteOutcome:
-            latest = await data_window(
-                conn, now=now, days=quality.rollup_window_days, exchange=settings.exchange
-            )
-            window = grid_window(latest, timeframe)
-            frame = await loaders.load_candles(
-                conn, settings.exchange, settings.symbols, timeframe, *window
-            )
-            outcome = validate.check_candles(
-                frame.drop("source", "trade_count"),
-                timeframe=timeframe,
-                policy=quality.policy(),
-                now=now,
-                window=window,
-                series=[(settings.exchange, s) for s in settings.symbols],
-            )
-            await record(
-                conn,
-                context,
-                spec,
-                passed=outcome.success,
-                partition="",
-                window=window,
-                rows=outcome.rows,
-                coverage=outcome.coverage,
-                failed=outcome_failures(outcome),
-            )
-            return outcome
-
-        return suite_result(spec, timescale.run(body), quality)
-
-    return candles_suite
+    return quality_check(spec, evaluate)
 
 
 def _bucketed_check(
     settings: MarketDataSettings, spec: CheckSpec, timeframe: str
 ) -> dg.AssetChecksDefinition:
-    partitions = market_partitions(settings)
+    """Order-book aggregates or trade flow of the run's partitions."""
 
-    @dg.asset_check(
-        asset=dg.AssetKey(spec.asset),
-        name=spec.name,
-        blocking=spec.blocking,
-        partitions_def=partitions,
-        description=spec.description,
-    )
-    def suite(
-        context: dg.AssetCheckExecutionContext,
-        timescale: TimescaleResource,
-        quality: QualityResource,
-    ) -> dg.AssetCheckResult:
-        keys = run_partition_keys(context, partitions)
-        pairs = day_symbol_pairs(partitions, keys)
-        symbols = sorted({s for _, s in pairs})
-        window = partition_window([d for d, _ in pairs], datetime.now(UTC))
-
-        async def body(conn: asyncpg.Connection) -> SuiteOutcome:
-            if spec is catalog.TRADE_FLOW:
-                frame = await loaders.load_trade_flow(conn, settings.exchange, symbols, *window)
-                outcome = validate.check_trade_flow(frame, policy=quality.policy())
-            else:
-                frame = await loaders.load_book_aggregates(
-                    conn, timeframe, settings.exchange, symbols, *window
-                )
-                outcome = validate.check_order_book_aggregates(
-                    frame, timeframe=timeframe, policy=quality.policy()
-                )
-            await record(
-                conn,
-                context,
-                spec,
-                passed=outcome.success,
-                partition=_label(keys),
-                rows=outcome.rows,
-                window=window,
-                failed=outcome_failures(outcome),
+    async def evaluate(run: CheckInputs, conn: asyncpg.Connection) -> Evaluation:
+        symbols, policy = run.symbols, run.quality.policy()
+        window = partition_window([d for d, _ in run.pairs], run.now)
+        if spec is catalog.TRADE_FLOW:
+            frame = await loaders.load_trade_flow(conn, settings.exchange, symbols, *window)
+            outcome = validate.check_trade_flow(frame, policy=policy)
+        else:
+            frame = await loaders.load_book_aggregates(
+                conn, timeframe, settings.exchange, symbols, *window
             )
-            return outcome
+            outcome = validate.check_order_book_aggregates(
+                frame, timeframe=timeframe, policy=policy
+            )
+        return suite_evaluation(spec, outcome, run.quality, window)
 
-        return suite_result(spec, timescale.run(body), quality)
-
-    return suite
+    return quality_check(spec, evaluate, partitions=market_partitions(settings))
 
 
 def build_market_checks(settings: MarketDataSettings) -> list[dg.AssetChecksDefinition]:

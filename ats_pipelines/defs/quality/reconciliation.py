@@ -6,134 +6,72 @@
   (DEX prices vs the CEX price of the minute), both WARN, over the latest day of data.
 """
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 
 import asyncpg
 import dagster as dg
 
-from ats_pipelines.orchestration.check_results import reconciliation_metadata, record, severity
+from ats_pipelines.orchestration.check_results import severity
+from ats_pipelines.orchestration.checks import (
+    CheckInputs,
+    Evaluation,
+    quality_check,
+    reconciliation_evaluation,
+)
 from ats_pipelines.orchestration.resources.exchange import ExchangeResource
-from ats_pipelines.orchestration.resources.quality import QualityResource
-from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.quality import catalog
 from ats_pipelines.quality.catalog import CheckSpec
 from ats_pipelines.quality.checkset import data_window
 from ats_pipelines.quality.freshness import StreamFreshness, stream_freshness
-from ats_pipelines.quality.reconcile import Reconciliation
 from ats_pipelines.quality.reconcile_sources import cex_vs_dex, history_vs_rest, stream_vs_rest
 from ats_pipelines.warehouse.config import MarketDataSettings
 from ats_pipelines.warehouse.reports import markdown_table
 
 
-def _reconciled(
-    spec: CheckSpec, result: Reconciliation, quality: QualityResource
-) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=result.passed,
-        severity=severity(spec),
-        description=result.summary(),
-        metadata=reconciliation_metadata(result, quality),
-    )
-
-
 def build_rest_reconciliation(
     settings: MarketDataSettings, spec: CheckSpec
 ) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=dg.AssetKey(spec.asset), name=spec.name, blocking=False, description=spec.description
-    )
-    def reconciliation(
-        context: dg.AssetCheckExecutionContext,
-        timescale: TimescaleResource,
-        exchange: ExchangeResource,
-        quality: QualityResource,
-    ) -> dg.AssetCheckResult:
-        now = datetime.now(UTC)
+    """Stored bars (streamed or migrated) against the exchange's REST klines of the minutes."""
 
-        async def body(conn: asyncpg.Connection) -> Reconciliation:
-            window = await data_window(
-                conn, now=now, days=quality.reconcile_window_days, exchange=settings.exchange
-            )
-            async with exchange.open() as client:
-                if spec is catalog.STREAM_REST:
-                    result = await stream_vs_rest(
-                        conn,
-                        client,
-                        exchange=settings.exchange,
-                        symbols=settings.symbols,
-                        start=window[0],
-                        end=window[1],
-                        now=now,
-                        policy=quality.policy(),
-                    )
-                else:
-                    result = await history_vs_rest(
-                        conn,
-                        client,
-                        exchange=settings.exchange,
-                        symbols=settings.symbols,
-                        start=window[0],
-                        end=window[1],
-                        policy=quality.policy(),
-                    )
-            await record(
+    async def evaluate(run: CheckInputs, conn: asyncpg.Connection) -> Evaluation:
+        start, end = await data_window(
+            conn, now=run.now, days=run.quality.reconcile_window_days, exchange=settings.exchange
+        )
+        exchange: ExchangeResource = run.resource("exchange")
+        compare = (
+            partial(stream_vs_rest, now=run.now) if spec is catalog.STREAM_REST else history_vs_rest
+        )
+        async with exchange.open() as client:
+            result = await compare(
                 conn,
-                context,
-                spec,
-                passed=result.passed,
-                partition="",
-                rows=result.compared,
-                window=window,
-                failed=[]
-                if result.passed
-                else [{"rule": result.rule, "rows": result.disagreements.height}],
+                client,
+                exchange=settings.exchange,
+                symbols=settings.symbols,
+                start=start,
+                end=end,
+                policy=run.quality.policy(),
             )
-            return result
+        evaluation = reconciliation_evaluation(spec, result, run.quality, (start, end))
+        log = f"event=quality_reconcile check={spec.name} {result.summary()}"
+        return replace(evaluation, log=log)
 
-        result = timescale.run(body)
-        context.log.info(f"event=quality_reconcile check={spec.name} {result.summary()}")
-        return _reconciled(spec, result, quality)
-
-    return reconciliation
+    return quality_check(spec, evaluate, resources=("exchange",), blocking=False)
 
 
 def build_cex_dex_check() -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=dg.AssetKey(catalog.CEX_DEX.asset),
-        name=catalog.CEX_DEX.name,
-        blocking=False,
-        description=catalog.CEX_DEX.description,
-    )
-    def cex_matches_dex(
-        context: dg.AssetCheckExecutionContext,
-        timescale: TimescaleResource,
-        quality: QualityResource,
-    ) -> dg.AssetCheckResult:
-        """DEX minute VWAPs within tolerance (bps) of the CEX price of the same asset and minute."""
-        spec = catalog.CEX_DEX
+    """DEX minute VWAPs within tolerance (bps) of the CEX price of the same asset and minute."""
+    spec = catalog.CEX_DEX
 
-        async def body(conn: asyncpg.Connection) -> Reconciliation:
-            window = await data_window(
-                conn, now=datetime.now(UTC), days=quality.reconcile_window_days
-            )
-            result = await cex_vs_dex(conn, start=window[0], end=window[1], policy=quality.policy())
-            await record(
-                conn,
-                context,
-                spec,
-                passed=result.passed,
-                partition="",
-                rows=result.compared,
-                window=window,
-                failed=[]
-                if result.passed
-                else [{"rule": result.rule, "rows": result.disagreements.height}],
-            )
-            return result
+    async def evaluate(run: CheckInputs, conn: asyncpg.Connection) -> Evaluation:
+        window = await data_window(
+            conn, now=datetime.now(UTC), days=run.quality.reconcile_window_days
+        )
+        result = await cex_vs_dex(conn, start=window[0], end=window[1], policy=run.quality.policy())
+        return reconciliation_evaluation(spec, result, run.quality, window)
 
-        return _reconciled(spec, timescale.run(body), quality)
-
-    return cex_matches_dex
+    return quality_check(spec, evaluate, blocking=False)
 
 
 def freshness_metadata(verdict: StreamFreshness) -> dict[str, dg.MetadataValue]:
@@ -172,45 +110,26 @@ def freshness_metadata(verdict: StreamFreshness) -> dict[str, dg.MetadataValue]:
 
 
 def build_freshness_check() -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=dg.AssetKey(catalog.FRESHNESS.asset),
-        name=catalog.FRESHNESS.name,
-        blocking=False,
-        description=catalog.FRESHNESS.description,
-    )
-    def bars_fresh(
-        context: dg.AssetCheckExecutionContext,
-        timescale: TimescaleResource,
-        quality: QualityResource,
-    ) -> dg.AssetCheckResult:
-        """Each streamed symbol: recent heartbeat and 1m bar (unless the market is quiet)."""
-        spec = catalog.FRESHNESS
+    """Each streamed symbol: recent heartbeat and 1m bar (unless the market is quiet)."""
+    spec = catalog.FRESHNESS
 
-        async def body(conn: asyncpg.Connection) -> StreamFreshness:
-            verdict = await stream_freshness(conn, now=datetime.now(UTC), policy=quality.policy())
-            await record(
-                conn,
-                context,
-                spec,
+    async def evaluate(run: CheckInputs, conn: asyncpg.Connection) -> Evaluation:
+        verdict = await stream_freshness(conn, now=datetime.now(UTC), policy=run.quality.policy())
+        return Evaluation(
+            result=dg.AssetCheckResult(
                 passed=verdict.passed,
-                partition="",
-                rows=len(verdict.symbols),
-                window=None,
-                failed=[
-                    {"rule": s.rule, "symbol": s.symbol, "reason": s.reason} for s in verdict.stale
-                ],
-            )
-            return verdict
-
-        verdict = timescale.run(body)
-        return dg.AssetCheckResult(
-            passed=verdict.passed,
-            severity=severity(spec),
-            description=verdict.summary,
-            metadata=freshness_metadata(verdict),
+                severity=severity(spec),
+                description=verdict.summary,
+                metadata=freshness_metadata(verdict),
+            ),
+            rows=len(verdict.symbols),
+            window=None,
+            failed=[
+                {"rule": s.rule, "symbol": s.symbol, "reason": s.reason} for s in verdict.stale
+            ],
         )
 
-    return bars_fresh
+    return quality_check(spec, evaluate, blocking=False)
 
 
 def build_reconciliation_checks(settings: MarketDataSettings) -> list[dg.AssetChecksDefinition]:

@@ -19,7 +19,7 @@ from ats_pipelines.training import queue, registry
 from ats_pipelines.training.backends import final_fit_for
 from ats_pipelines.training.drift import psi
 from ats_pipelines.training.outcomes import degradation, fill_outcomes, live_performance
-from ats_pipelines.training.pipeline import TrainedModel, train_request
+from ats_pipelines.training.pipeline import TrainedModel, TrainingRun, train_request
 from ats_pipelines.training.predict import score, write_signals
 from ats_pipelines.training.report import markdown, summary_lines
 
@@ -87,18 +87,20 @@ def lgbm_model(
     scope = models.scope(config.scope)
     trained = train_request(
         timescale.run,
-        queue_id=config.queue_id,
-        attempt=config.attempt,
-        scope=scope,
-        source=training_data.training_source(scope),
-        served_features=training_data.served_features(scope),
-        cfg=models.trainer_config(scope, config.n_trials, config.timeout_s),
-        storage=models.storage(),
-        models_dir=models.models_path,
-        reports_dir=models.reports_path,
-        policy=models.promotion_policy(),
-        run_id=context.run_id,
-        final_fit=final_fit_for(models.backend, models.dask_scheduler),
+        TrainingRun(
+            queue_id=config.queue_id,
+            attempt=config.attempt,
+            scope=scope,
+            source=training_data.training_source(scope),
+            served_features=training_data.served_features(scope),
+            cfg=models.trainer_config(scope, config.n_trials, config.timeout_s),
+            storage=models.storage(),
+            models_dir=models.models_path,
+            reports_dir=models.reports_path,
+            policy=models.promotion_policy(),
+            run_id=context.run_id,
+            final_fit=final_fit_for(models.backend, models.dask_scheduler),
+        ),
     )
     for line in summary_lines(trained.report):
         context.log.info(f"event=model_trained {line}")
