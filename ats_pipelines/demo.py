@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ import dagster as dg
 from ats_pipelines.config import Settings
 from ats_pipelines.db.connect import connection
 from ats_pipelines.db.inventory import markdown_table, table_summaries
+from ats_pipelines.universe import Universe, load_universe
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class DemoContext:
     settings: Settings
     defs: dg.Definitions
     instance: dg.DagsterInstance
+    universe: Universe = field(default_factory=load_universe)  # read once, shared by the steps
 
     def materialize(
         self, selection: str, partition_key: str | None = None
@@ -202,9 +204,8 @@ def _market_data(ctx: DemoContext) -> list[str]:
     from ats_pipelines.emulator.testing import emulator_in_thread
     from ats_pipelines.lib.timeframes import sort_timeframes
     from ats_pipelines.orchestration.resources.exchange import ExchangeResource
-    from ats_pipelines.warehouse.config import load_market_data_settings
 
-    market = load_market_data_settings()
+    market = ctx.universe
     symbols = list(market.symbols[:2])
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     days = [(today - timedelta(days=n)).date().isoformat() for n in (2, 1)]
@@ -280,9 +281,8 @@ def _quality(ctx: DemoContext) -> list[str]:
     from ats_pipelines.emulator.server import EmulatorConfig
     from ats_pipelines.emulator.testing import emulator_in_thread
     from ats_pipelines.orchestration.resources.exchange import ExchangeResource
-    from ats_pipelines.warehouse.config import load_market_data_settings
 
-    market = load_market_data_settings()
+    market = ctx.universe
     assets = [
         a
         for a in ctx.defs.assets or []
@@ -437,9 +437,8 @@ def _features(ctx: DemoContext) -> list[str]:
     import pandas as pd
 
     from ats_pipelines.features import catalog as cat
-    from ats_pipelines.warehouse.config import load_market_data_settings
 
-    market = load_market_data_settings()
+    market = ctx.universe
     symbols = list(market.symbols[:2])
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     days = [(today - timedelta(days=n)).date().isoformat() for n in (2, 1)]

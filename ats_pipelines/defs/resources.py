@@ -13,13 +13,13 @@ from ats_pipelines.orchestration.resources.quality import QualityResource
 from ats_pipelines.orchestration.resources.stream import StreamResource
 from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.orchestration.resources.training import training_resources
-from ats_pipelines.warehouse.config import load_market_data_settings
+from ats_pipelines.universe import load_universe
 
 
 def _exchange(settings: Settings) -> ExchangeResource:
     # local/test default to the emulator (no machine here reaches an exchange), prod to the
     # exchange's own hosts; ATS_EXCHANGE_URL overrides either.
-    market = load_market_data_settings({**os.environ, "ATS_ENV": settings.ats_env})
+    market = load_universe({**os.environ, "ATS_ENV": settings.ats_env})
     return ExchangeResource(exchange_id=market.exchange, rest_url=market.exchange_url)
 
 

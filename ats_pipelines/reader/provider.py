@@ -37,7 +37,7 @@ from ats_pipelines.lib.timeframes import (
     to_timedelta,
 )
 from ats_pipelines.reader import schemas
-from ats_pipelines.warehouse.config import load_market_data_settings
+from ats_pipelines.universe import load_universe
 from ats_pipelines.warehouse.rollups import CAGG_MIGRATION, CONTINUOUS, INCREMENTAL
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class MarketData:
     ) -> None:
         settings = load_settings()
         self.database_url = database_url or settings.database_url
-        self.exchange = exchange or load_market_data_settings().exchange
+        self.exchange = exchange or load_universe().exchange
         self.redis_url: str | None = settings.redis_url if redis_url is _UNSET else redis_url
         self.stats = _Stats()
         self._lock = threading.RLock()

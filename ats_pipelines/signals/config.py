@@ -25,7 +25,7 @@ from datetime import timedelta
 
 from ats_pipelines.config import ConfigError
 from ats_pipelines.lib.timeframes import TimeframeError, parse_timeframe, sort_timeframes
-from ats_pipelines.warehouse.config import load_market_data_settings
+from ats_pipelines.universe import Universe, load_universe
 
 DEFAULT_ANALYZER_ID = "trend_v1"
 DEFAULT_COORDINATOR_ID = "confluence_v1"
@@ -215,10 +215,13 @@ def _duration(text: str, variable: str) -> timedelta:
         raise ConfigError(f"{variable}={text!r} is not a duration like 4h or 90m") from None
 
 
-def load_signals_settings(environ: Mapping[str, str] | None = None) -> SignalsSettings:
-    """Resolve the signals settings from ``environ`` (default: the process environment)."""
+def load_signals_settings(
+    environ: Mapping[str, str] | None = None, universe: Universe | None = None
+) -> SignalsSettings:
+    """Resolve the signals settings from ``environ`` (default: the process environment);
+    ``universe`` if the caller loaded it already."""
     env = os.environ if environ is None else environ
-    market = load_market_data_settings(env)
+    market = universe or load_universe(env)
     timeframes = (
         _timeframes(env.get("ATS_SIGNAL_TIMEFRAMES", ""), "ATS_SIGNAL_TIMEFRAMES")
         or DEFAULT_SIGNAL_TIMEFRAMES

@@ -3,7 +3,7 @@ rows go, and the knobs of latency versus safety.
 
 Defaults come from the environment through :func:`load_stream_config` (nothing is read at
 import): ``ATS_EXCHANGE``, ``ATS_SYMBOLS``, ``ATS_EXCHANGE_URL`` as for market data (see
-``ats_pipelines.warehouse.config``), the database and Redis from ``ats_pipelines.config``,
+``ats_pipelines.universe``), the database and Redis from ``ats_pipelines.config``,
 ``ATS_EXCHANGE_API_KEY``/``ATS_EXCHANGE_SECRET`` (optional; with a key, trade gaps are refilled
 from Binance's ``historicalTrades``, without one from the latest 1000 trades).
 """
@@ -21,6 +21,7 @@ from typing import Any
 
 from ats_pipelines.config import ConfigError, load_settings
 from ats_pipelines.lib.timeframes import DEFAULT_TIMEFRAMES, TimeframeError, parse_timeframe
+from ats_pipelines.universe import Universe, load_universe
 
 _SHARD = re.compile(r"^(\d+)/(\d+)$")
 
@@ -136,17 +137,19 @@ def host_name() -> str:
 
 
 def load_stream_config(
-    environ: Mapping[str, str] | None = None, *, shard: str = "0/1", **overrides: Any
+    environ: Mapping[str, str] | None = None,
+    *,
+    shard: str = "0/1",
+    universe: Universe | None = None,
+    **overrides: Any,
 ) -> StreamConfig:
     """The environment's stream config for shard ``"i/n"``; ``overrides`` win (CLI options).
 
     ``symbols`` in ``overrides`` is the full list before sharding.
     """
-    from ats_pipelines.warehouse.config import load_market_data_settings
-
     env = os.environ if environ is None else environ
     base = load_settings(env)
-    market = load_market_data_settings(env)
+    market = universe or load_universe(env)
     index, count = parse_shard(shard)
     symbols = tuple(overrides.pop("symbols", None) or market.symbols)
     values: dict[str, Any] = {

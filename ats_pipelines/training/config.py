@@ -22,7 +22,7 @@ optional):
   stop, 0.002) and ``ATS_LABEL_REWARD`` (take-profit in multiples of the stop, 2.0) — the
   features build's label spec, checked against the label files —, ``ATS_MOMENTUM_FEATURE``
   (``ret_15``, the momentum baseline's input) and ``ATS_VOLATILITY_FEATURE`` (``natr_14``);
-  exchange and symbols come from the market-data settings (``ATS_EXCHANGE``, ``ATS_SYMBOLS``).
+  exchange and symbols come from the universe (``ATS_EXCHANGE``, ``ATS_SYMBOLS``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from pathlib import Path
 
 from ats_pipelines.config import ConfigError, load_settings
 from ats_pipelines.training.labels import Barriers
+from ats_pipelines.universe import Universe, load_universe
 
 BACKENDS = ("local", "dask")
 DEFAULT_FEATURE_SERVICE = "signals_v1"
@@ -124,12 +125,12 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def load_training_settings(environ: Mapping[str, str] | None = None) -> TrainingSettings:
-    from ats_pipelines.warehouse.config import load_market_data_settings
-
+def load_training_settings(
+    environ: Mapping[str, str] | None = None, universe: Universe | None = None
+) -> TrainingSettings:
     env = os.environ if environ is None else environ
     base = load_settings(env)
-    market = load_market_data_settings(env)
+    market = universe or load_universe(env)
     backend = env.get("ATS_TRAINING_BACKEND") or "local"
     if backend not in BACKENDS:
         raise ConfigError(f"ATS_TRAINING_BACKEND={backend!r}: use one of {', '.join(BACKENDS)}")

@@ -1,17 +1,14 @@
 """Settings of the market-data domain, read from the environment once per call.
 
 The database and the hot cache (Redis) are the platform's settings
-(:func:`ats_pipelines.config.load_settings`). Like it, nothing is read at import time: the Dagster
-definitions call :func:`load_market_data_settings` when they load (partitions must exist then),
-and tests build their own :class:`MarketDataSettings`.
+(:func:`ats_pipelines.config.load_settings`); exchange, symbols, first day and exchange URL are
+the universe every domain shares (:mod:`ats_pipelines.universe`, which documents their
+variables). Like them, nothing is read at import time: the Dagster definitions call
+:func:`load_market_data_settings` when they load (partitions must exist then), and tests build
+their own :class:`MarketDataSettings`.
 
-Variables (all optional):
+Variables of this domain (all optional):
 
-* ``ATS_EXCHANGE`` — ccxt id of the exchange, also the name rows are stored under (``binance``);
-* ``ATS_SYMBOLS`` — comma-separated ccxt unified symbols (``BTC/USDT,ETH/USDT``);
-* ``ATS_MARKET_DATA_START`` — first day of the daily partitions (``2024-01-01``);
-* ``ATS_EXCHANGE_URL`` — REST base replacing the exchange's hosts (the emulator); local and
-  test default to the ``ats emulator`` address, prod to the real exchange;
 * ``ATS_RETENTION`` — ``table=age`` pairs (``market.trades=90d,market.order_book_snapshots=30d``),
   ``off`` as an age keeps a table forever;
 * ``ATS_COMPRESSION`` — the same form: compress chunks older than the age (``timescale`` licence).
@@ -23,14 +20,19 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 
-from ats_pipelines.config import ConfigError, load_settings
+from ats_pipelines.config import ConfigError
+from ats_pipelines.universe import (
+    DEFAULT_EXCHANGE,
+    DEFAULT_START,
+    DEFAULT_SYMBOLS,
+    EMULATOR_URL,
+    Universe,
+    check_universe,
+    load_universe,
+)
 
-DEFAULT_EXCHANGE = "binance"
-DEFAULT_SYMBOLS = ("BTC/USDT", "ETH/USDT")
-DEFAULT_START = "2024-01-01"
-EMULATOR_URL = "http://127.0.0.1:8765"  # `ats emulator`'s default address
 ROLLUP_TIMEFRAMES = ("5m", "15m", "1h", "4h", "1d")
 
 # Candles keep every timeframe in one table, so dropping its chunks would drop daily bars with
@@ -55,14 +57,16 @@ RETENTION_TABLES = (
     "market.funding_rates",
 )
 
-_SYMBOL = re.compile(r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+(:[A-Za-z0-9._-]+)?$")
 _AGE = re.compile(r"^(\d+)([mhdw])$")
 _AGE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 @dataclass(frozen=True)
 class MarketDataSettings:
-    """What the market-data assets ingest, from where, and how long tables keep rows."""
+    """What the market-data assets ingest, from where, and how long tables keep rows.
+
+    The first four fields are the :class:`~ats_pipelines.universe.Universe`'s.
+    """
 
     exchange: str = DEFAULT_EXCHANGE
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
@@ -73,28 +77,16 @@ class MarketDataSettings:
     compression: Mapping[str, timedelta] = field(default_factory=lambda: dict(DEFAULT_COMPRESSION))
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[a-z0-9_]+", self.exchange):
-            raise ConfigError(f"ATS_EXCHANGE={self.exchange!r}: use a ccxt id (lowercase, _)")
-        if not self.symbols:
-            raise ConfigError("ATS_SYMBOLS is empty: name at least one symbol (BTC/USDT)")
-        for symbol in self.symbols:
-            if not _SYMBOL.match(symbol):
-                raise ConfigError(
-                    f"ATS_SYMBOLS: {symbol!r} is not a ccxt unified symbol such as BTC/USDT"
-                )
-        if len(set(self.symbols)) != len(self.symbols):
-            raise ConfigError(f"ATS_SYMBOLS repeats a symbol: {','.join(self.symbols)}")
-        try:
-            date.fromisoformat(self.start_date)
-        except ValueError:
-            raise ConfigError(
-                f"ATS_MARKET_DATA_START={self.start_date!r} is not a date (YYYY-MM-DD)"
-            ) from None
+        check_universe(self.exchange, self.symbols, self.start_date)
         for table in (*self.retention, *self.compression):
             if table not in RETENTION_TABLES:
                 raise ConfigError(
                     f"retention/compression: {table!r} is not one of {', '.join(RETENTION_TABLES)}"
                 )
+
+    @property
+    def universe(self) -> Universe:
+        return Universe(self.exchange, self.symbols, self.start_date, self.exchange_url)
 
 
 def parse_ages(text: str, variable: str) -> dict[str, timedelta | None]:
@@ -124,19 +116,18 @@ def _merged(
     return {k: v for k, v in merged.items() if v is not None}
 
 
-def load_market_data_settings(environ: Mapping[str, str] | None = None) -> MarketDataSettings:
-    """Resolve the market-data settings from ``environ`` (default: the process environment)."""
+def load_market_data_settings(
+    environ: Mapping[str, str] | None = None, universe: Universe | None = None
+) -> MarketDataSettings:
+    """Resolve the market-data settings from ``environ`` (default: the process environment);
+    ``universe`` if the caller loaded it already."""
     env = os.environ if environ is None else environ
-    base = load_settings(env)
-    symbols = tuple(
-        s.strip() for s in env.get("ATS_SYMBOLS", ",".join(DEFAULT_SYMBOLS)).split(",") if s.strip()
-    )
-    default_url = None if base.ats_env == "prod" else EMULATOR_URL
+    universe = universe or load_universe(env)
     return MarketDataSettings(
-        exchange=env.get("ATS_EXCHANGE", DEFAULT_EXCHANGE).strip(),
-        symbols=symbols,
-        start_date=env.get("ATS_MARKET_DATA_START", DEFAULT_START).strip(),
-        exchange_url=env.get("ATS_EXCHANGE_URL", default_url) or None,
+        exchange=universe.exchange,
+        symbols=universe.symbols,
+        start_date=universe.start_date,
+        exchange_url=universe.exchange_url,
         retention=_merged(DEFAULT_RETENTION, env.get("ATS_RETENTION"), "ATS_RETENTION"),
         compression=_merged(DEFAULT_COMPRESSION, env.get("ATS_COMPRESSION"), "ATS_COMPRESSION"),
     )

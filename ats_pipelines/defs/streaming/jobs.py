@@ -17,6 +17,7 @@ from ats_pipelines.orchestration.resources.stream import StreamResource
 from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.streaming.config import StreamConfig, parse_shard, shard_symbols
 from ats_pipelines.streaming.service import StreamService, StreamServiceError
+from ats_pipelines.universe import load_universe
 
 
 class StreamRunConfig(dg.Config):
@@ -38,9 +39,7 @@ def stream_config(
     exchange: ExchangeResource,
     stream: StreamResource,
 ) -> StreamConfig:
-    from ats_pipelines.warehouse.config import load_market_data_settings
-
-    symbols = config.symbols or list(load_market_data_settings().symbols)
+    symbols = config.symbols or list(load_universe().symbols)
     index, count = parse_shard(config.shard)
     return StreamConfig(
         database_url=timescale.database_url,
