@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -19,6 +19,9 @@ from ats_pipelines.config import Settings
 from ats_pipelines.db.connect import connection
 from ats_pipelines.db.inventory import markdown_table, table_summaries
 from ats_pipelines.universe import Universe, load_universe
+
+if TYPE_CHECKING:
+    from ats_pipelines.orchestration.resources.models import ScopeConfig
 
 
 @dataclass(frozen=True)
@@ -311,18 +314,11 @@ def _quality(ctx: DemoContext) -> list[str]:
     return lines
 
 
-def _training(ctx: DemoContext) -> list[str]:
-    """A retrain request claimed by the queue sensor and trained with a small trial budget,
-    promoted through the blocking checks, then predictions and the model report's summary.
-
-    The ``demo`` scope trains on the synthetic planted-signal stand-in: the emulator's random
-    walk holds nothing learnable, so a model of it would (rightly) never pass the gates.
-    """
-    from ats_pipelines.defs.training import sensors
+def _demo_scope() -> ScopeConfig:
+    """The ``demo`` scope: the synthetic planted-signal stand-in, hourly, three symbols."""
     from ats_pipelines.orchestration.resources.models import ScopeConfig
-    from ats_pipelines.training import queue, registry
 
-    demo_scope = ScopeConfig(
+    return ScopeConfig(
         source="synthetic:planted",
         exchange="synthetic",
         timeframe="1h",
@@ -334,28 +330,32 @@ def _training(ctx: DemoContext) -> list[str]:
         volatility_feature="f05",
         feature_service="synthetic",
     )
-    project: dict[str, Any] = dict(ctx.defs.resources or {})
-    base = project["models"]
-    models = base.with_overrides(
-        n_trials=6,
-        max_rounds=150,
-        max_concurrent_runs=100,
-        scopes={**base.model_dump()["scopes"], "demo": demo_scope},
-    )
-    resources = {**project, "models": models}
+
+
+def _model_lines(meta: Any) -> list[str]:
+    """The trained model's summary from the ``lgbm_model`` materialisation's metadata."""
+    return [
+        f"model {meta['model_id'].value}: {meta['trials'].value} trials "
+        f"({meta['pruned_trials'].value} pruned) on "
+        f"{meta['train_rows'].value:,} rows",
+        f"holdout log-loss {meta['holdout_log_loss'].value:.4f} (prior "
+        f"{meta['prior_log_loss'].value:.4f}, momentum "
+        f"{meta['momentum_log_loss'].value:.4f}), AUC "
+        f"{meta['holdout_auc'].value:.3f}",
+        f"signals {meta['signals'].value:,}: hit rate "
+        f"{meta['hit_rate'].value:.1%}, mean realised R "
+        f"{meta['mean_realized_rr'].value:+.3f}",
+        f"report: {meta['report_html'].value}",
+    ]
+
+
+def _train_queued(ctx: DemoContext, resources: dict[str, Any], request_id: int) -> list[str]:
+    """Tick the queue sensor and run what it requests until ``request_id`` is done."""
+    from ats_pipelines.defs.training import sensors
+    from ats_pipelines.training import queue
+
     db = resources["timescale"]
-    db.run(lambda c: registry.retire_champion(c, "demo", "make demo starts its scope afresh"))
-    request = db.run(
-        lambda c: queue.enqueue(
-            c,
-            scope="demo",
-            reason="make demo",
-            priority=1,
-            requested_by="demo",
-            config={"n_trials": 6},
-        )
-    )
-    lines = [f"enqueued retrain request {request.id} (scope demo, priority 1, 6 trials)"]
+    lines: list[str] = []
     keys = {dg.AssetKey("lgbm_model"), dg.AssetKey("champion_model")}
     assets: list[Any] = [
         a for a in ctx.defs.assets or [] if isinstance(a, dg.AssetsDefinition) and a.keys & keys
@@ -388,28 +388,52 @@ def _training(ctx: DemoContext) -> list[str]:
                 f"sensor: request {run_request.tags[sensors.QUEUE_TAG]} -> run "
                 f"{run.run_id[:8]} (run key {run_request.run_key}); checks: {checks}"
             )
-            if run_request.tags[sensors.QUEUE_TAG] == str(request.id):
+            if run_request.tags[sensors.QUEUE_TAG] == str(request_id):
                 meta = run.asset_materializations_for_node("lgbm_model")[0].metadata
-                lines += [
-                    f"model {meta['model_id'].value}: {meta['trials'].value} trials "
-                    f"({meta['pruned_trials'].value} pruned) on "
-                    f"{meta['train_rows'].value:,} rows",
-                    f"holdout log-loss {meta['holdout_log_loss'].value:.4f} (prior "
-                    f"{meta['prior_log_loss'].value:.4f}, momentum "
-                    f"{meta['momentum_log_loss'].value:.4f}), AUC "
-                    f"{meta['holdout_auc'].value:.3f}",
-                    f"signals {meta['signals'].value:,}: hit rate "
-                    f"{meta['hit_rate'].value:.1%}, mean realised R "
-                    f"{meta['mean_realized_rr'].value:+.3f}",
-                    f"report: {meta['report_html'].value}",
-                ]
-        done = db.run(lambda c: queue.get(c, request.id))
+                lines += _model_lines(meta)
+        done = db.run(lambda c: queue.get(c, request_id))
         if done is not None and done.status in ("completed", "failed"):
             break
     else:
-        raise RuntimeError(f"demo step failed: request {request.id} was never trained")
+        raise RuntimeError(f"demo step failed: request {request_id} was never trained")
     if done.status == "failed":
         raise RuntimeError(f"demo step failed: training failed: {done.error_message}")
+    return lines
+
+
+def _training(ctx: DemoContext) -> list[str]:
+    """A retrain request claimed by the queue sensor and trained with a small trial budget,
+    promoted through the blocking checks, then predictions and the model report's summary.
+
+    The ``demo`` scope trains on the synthetic planted-signal stand-in: the emulator's random
+    walk holds nothing learnable, so a model of it would (rightly) never pass the gates.
+    """
+    from ats_pipelines.training import queue, registry
+
+    demo_scope = _demo_scope()
+    project: dict[str, Any] = dict(ctx.defs.resources or {})
+    base = project["models"]
+    models = base.with_overrides(
+        n_trials=6,
+        max_rounds=150,
+        max_concurrent_runs=100,
+        scopes={**base.model_dump()["scopes"], "demo": demo_scope},
+    )
+    resources = {**project, "models": models}
+    db = resources["timescale"]
+    db.run(lambda c: registry.retire_champion(c, "demo", "make demo starts its scope afresh"))
+    request = db.run(
+        lambda c: queue.enqueue(
+            c,
+            scope="demo",
+            reason="make demo",
+            priority=1,
+            requested_by="demo",
+            config={"n_trials": 6},
+        )
+    )
+    lines = [f"enqueued retrain request {request.id} (scope demo, priority 1, 6 trials)"]
+    lines += _train_queued(ctx, resources, request.id)
     champion = db.run(lambda c: registry.champion(c, "demo"))
     if champion is None:
         raise RuntimeError("demo step failed: the demo model was not promoted")

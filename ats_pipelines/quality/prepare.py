@@ -137,15 +137,25 @@ def prepare_candles(
     largest = gaps.group_by(keys).agg(
         pl.col("bars").max().alias("largest_gap_bars"), pl.len().alias("gap_runs")
     )
+    table = _coverage_table(spans.join(present, on=keys, how="left"), confirmed, largest, timeframe)
+    table = table.with_row_index("_row")
+    return Prepared({"rows": rows, "series": table}, gaps)
+
+
+def _coverage_table(
+    spans: pl.DataFrame, confirmed: pl.DataFrame, largest: pl.DataFrame, timeframe: str
+) -> pl.DataFrame:
+    """Per series: expected, present, confirmed-empty and missing bars, coverage, the window
+    and the largest gap (``spans`` carries each series' window, expected and present bars)."""
+    keys = ["exchange", "symbol"]
     table = (
-        spans.join(present, on=keys, how="left")
-        .join(confirmed, on=keys, how="left")
+        spans.join(confirmed, on=keys, how="left")
         .join(largest, on=keys, how="left")
         .with_columns(
             pl.col("present", "confirmed_empty", "largest_gap_bars", "gap_runs").fill_null(0)
         )
     )
-    table = (
+    return (
         table.with_columns(
             pl.lit(timeframe).alias("timeframe"),
             (pl.col("expected") - pl.col("present") - pl.col("confirmed_empty"))
@@ -174,8 +184,6 @@ def prepare_candles(
         )
         .sort(keys)
     )
-    table = table.with_row_index("_row")
-    return Prepared({"rows": rows, "series": table}, gaps)
 
 
 def _confirmed(frame: pl.DataFrame | None, keys: list[str]) -> pl.DataFrame:

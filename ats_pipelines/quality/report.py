@@ -193,31 +193,26 @@ def _score_rows(scores: Iterable[dict[str, Any]]) -> list[tuple[object, ...]]:
     return rows
 
 
-def render_html(
-    *,
-    generated_at: datetime,
-    window: tuple[datetime, datetime],
-    rows: Sequence[SummaryRow],
-    scores: Sequence[dict[str, Any]],
-    entries: Sequence[Entry],
-    data_docs_href: str | None,
-) -> str:
-    failing = sum(r.status == "FAIL" for r in rows)
-    summary = (
+_SUMMARY_COLUMNS = (
+    "asset",
+    "check",
+    "severity",
+    "status",
+    "last run",
+    "scope",
+    "rows",
+    "coverage",
+    "failing rules",
+    "passed",
+    "trend",
+)
+
+
+def _summary_table(rows: Sequence[SummaryRow]) -> str:
+    """One row per check, its status cell coloured."""
+    return (
         _table(
-            (
-                "asset",
-                "check",
-                "severity",
-                "status",
-                "last run",
-                "scope",
-                "rows",
-                "coverage",
-                "failing rules",
-                "passed",
-                "trend",
-            ),
+            _SUMMARY_COLUMNS,
             [
                 (
                     r.asset,
@@ -240,6 +235,19 @@ def render_html(
         .replace("<td>PASS</td>", '<td class="PASS">PASS</td>')
         .replace("<td>FAIL</td>", '<td class="FAIL">FAIL</td>')
     )
+
+
+def render_html(
+    *,
+    generated_at: datetime,
+    window: tuple[datetime, datetime],
+    rows: Sequence[SummaryRow],
+    scores: Sequence[dict[str, Any]],
+    entries: Sequence[Entry],
+    data_docs_href: str | None,
+) -> str:
+    failing = sum(r.status == "FAIL" for r in rows)
+    summary = _summary_table(rows)
     score_table = _table(
         (
             "dataset",
