@@ -48,6 +48,7 @@ def _free_port() -> int:
 class Server:
     cluster: LocalCluster
     url: str
+    database: str
 
     def restart_as(self, licence: str) -> None:
         self.cluster.stop()
@@ -72,10 +73,11 @@ def servers(settings: Settings) -> Iterator[dict[str, Server]]:
             cluster = LocalCluster(own, preload_timescaledb=preload, timescale_licence=licence)
             cluster.start()
             cluster.create_database(own.db_name)
-            out[name] = Server(cluster, own.database_url)
+            out[name] = Server(cluster, own.database_url, own.db_name)
         yield out
     finally:
         for server in out.values():
+            server.cluster.drop_database(server.database)
             server.cluster.stop()
 
 
