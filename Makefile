@@ -7,7 +7,7 @@ export FEAST_USAGE := False
 export GX_ANALYTICS_ENABLED := False
 UV := uv run --frozen
 
-.PHONY: setup demo test ui lint fmt bench db-up db-down
+.PHONY: setup demo test test-community ui lint fmt bench db-up db-down
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +27,19 @@ demo: db-up
 
 test: db-up
 	@$(UV) pytest
+
+# The suite on TimescaleDB Community (the production edition), from a build made by
+# ../shared/tools/timescale-community.sh; its own cluster, ports and state dir (.ats-community/).
+ATS_COMMUNITY_PREFIX ?= /opt/ats-pg-community
+COMMUNITY_ENV = ATS_PG_BINDIR=$$bindir ATS_STATE_DIR=$(CURDIR)/.ats-community \
+	ATS_DB_PORT=$${ATS_COMMUNITY_DB_PORT:-55533} ATS_REDIS_PORT=$${ATS_COMMUNITY_REDIS_PORT:-56480}
+test-community: setup
+	@bindir=$$(ls -d $(ATS_COMMUNITY_PREFIX)/usr/lib/postgresql/*/bin 2>/dev/null | tail -1); \
+	if [ -z "$$bindir" ] || ! ls $$bindir/../lib/timescaledb-tsl-*.so >/dev/null 2>&1; then \
+	  echo "test-community: no TimescaleDB Community build under $(ATS_COMMUNITY_PREFIX); build one with ../shared/tools/timescale-community.sh (or set ATS_COMMUNITY_PREFIX)"; exit 1; fi; \
+	$(COMMUNITY_ENV) $(UV) pytest $(PYTEST_ARGS); status=$$?; \
+	$(COMMUNITY_ENV) $(UV) ats db down >/dev/null; $(COMMUNITY_ENV) $(UV) ats cache down >/dev/null; \
+	exit $$status
 
 ui: db-up
 	@$(UV) ats dagster ui

@@ -24,32 +24,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ats_pipelines.lib.tables import BOOK_METRICS, CANDLES
+
 PREFIX = "ats"
 BARS_KEPT = 1_000
-BAR_FIELDS = (
-    "ts",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "trade_count",
-    "vwap",
-    "taker_buy_volume",
-)
-BOOK_FIELDS = (
-    "ts",
-    "sequence",
-    "mid",
-    "spread",
-    "spread_bps",
-    "imbalance_1",
-    "imbalance_5",
-    "imbalance_10",
-    "bid_depth_5pct",
-    "ask_depth_5pct",
-)
+BAR_FIELDS = ("ts", *CANDLES.values)  # a bar's stored values (lib/tables.py)
+BOOK_FIELDS = ("ts", "sequence", *BOOK_METRICS)
 
 
 def bars_key(exchange: str, symbol: str, timeframe: str) -> str:

@@ -73,6 +73,13 @@ class PgInstall:
     def has_timescaledb(self) -> bool:
         return (self.sharedir / "extension" / "timescaledb.control").exists()
 
+    @property
+    def has_timescale_licence(self) -> bool:
+        """The build carries TimescaleDB's ``timescale``-licensed module (Community edition)."""
+        # the server finds its libraries relative to its binaries (a relocated build under /opt)
+        libdirs = (self.bindir.parent / "lib", self.libdir)
+        return any(any(d.glob("timescaledb-tsl-*.so")) for d in libdirs)
+
 
 def find_pg_install(environ: dict[str, str] | None = None) -> PgInstall:
     """The newest installed server (or ``ATS_PG_BINDIR``), with its share and lib dirs."""
@@ -158,10 +165,13 @@ class LocalCluster:
         install: PgInstall | None = None,
         *,
         preload_timescaledb: bool = True,
+        timescale_licence: str | None = None,
     ) -> None:
         self.settings = settings
         self._install = install
         self.preload_timescaledb = preload_timescaledb
+        # "apache" runs a Community build as the Apache edition (an upgrade test switches it)
+        self.timescale_licence = timescale_licence
         self.user = _server_user()
 
     @property
@@ -248,6 +258,8 @@ class LocalCluster:
         settings["unix_socket_directories"] = f"'{self.base / 'run'}'"
         if self.install.has_timescaledb and self.preload_timescaledb:
             settings.update(TIMESCALE_SETTINGS)
+            if self.timescale_licence is not None:
+                settings["timescaledb.license"] = f"'{self.timescale_licence}'"
         lines = ["# written by `ats db up`; edit ats_pipelines/db/cluster.py instead"]
         lines += [f"{key} = {value}" for key, value in settings.items()]
         conf = self.data_dir / "ats.conf"

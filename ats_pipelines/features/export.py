@@ -6,10 +6,10 @@ count and latest change time), and a run exports only the days whose fingerprint
 database differs — new days, and days whose rows changed or were deleted (a day with no rows
 left loses its file). Re-running an unchanged day writes nothing.
 
-Higher timeframes come from wherever the rollup keeps them: ``market.candles`` on the
-incremental path, the continuous aggregates ``market.candles_<tf>`` under the ``timescale``
-licence (their fingerprint is the day's 1-minute fingerprint plus their row count: an
-aggregate is a function of the minutes under it).
+Bars come from :func:`ats_pipelines.warehouse.bar_location.bars_relation`. Where they are
+not simply rows of ``market.candles`` (continuous aggregates, timeframes computed on demand)
+their fingerprint is a digest of the bars served that day: an aggregate changes when it is
+refreshed, not when a minute under it changes.
 """
 
 from __future__ import annotations
@@ -23,56 +23,26 @@ import asyncpg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ats_pipelines.features.catalog import EXPORT_TIMEFRAMES, TIMESTAMP
+from ats_pipelines.features.catalog import EXPORT_TIMEFRAMES
 from ats_pipelines.features.lake import SYMBOL_KEY, Lake, file_metadata, remove, write_if_changed
+from ats_pipelines.lib.tables import CANDLES, ORDER_BOOK_1M_AGG
+from ats_pipelines.warehouse.bar_location import bars_relation, table_backed
 from ats_pipelines.warehouse.intervals import day_runs
-from ats_pipelines.warehouse.rollups import BASE, CONTINUOUS, bars_relation, rollup_mode
+from ats_pipelines.warehouse.rollups import rollup_mode
 
 log = logging.getLogger(__name__)
 
 FINGERPRINT_KEY = "ats.fingerprint"
 BOOK_DATASET = "order_book_1m"
 
-CANDLE_SCHEMA = pa.schema(
-    [
-        pa.field("exchange", pa.string(), nullable=False),
-        pa.field("symbol", pa.string(), nullable=False),
-        pa.field("timeframe", pa.string(), nullable=False),
-        pa.field("ts", TIMESTAMP, nullable=False),
-        pa.field("open", pa.float64(), nullable=False),
-        pa.field("high", pa.float64(), nullable=False),
-        pa.field("low", pa.float64(), nullable=False),
-        pa.field("close", pa.float64(), nullable=False),
-        pa.field("volume", pa.float64(), nullable=False),
-        pa.field("quote_volume", pa.float64()),
-        pa.field("trade_count", pa.int64()),
-        pa.field("vwap", pa.float64()),
-        pa.field("taker_buy_volume", pa.float64()),
-    ]
-)
+CANDLE_SCHEMA = CANDLES.arrow_schema(("exchange", "symbol", "timeframe", "ts", *CANDLES.values))
+# snapshots widened to int64 as the lake's files have always had it
 BOOK_SCHEMA = pa.schema(
     [
-        pa.field("exchange", pa.string(), nullable=False),
-        pa.field("symbol", pa.string(), nullable=False),
-        pa.field("ts", TIMESTAMP, nullable=False),
-        pa.field("snapshots", pa.int64(), nullable=False),
-        *(
-            pa.field(f"mid_{p}", pa.float64(), nullable=False)
-            for p in ("open", "high", "low", "close")
-        ),
-        *(
-            pa.field(name, pa.float64())
-            for name in (
-                "spread_mean",
-                "spread_max",
-                "spread_bps_mean",
-                "imbalance_1_mean",
-                "imbalance_5_mean",
-                "imbalance_10_mean",
-                "bid_depth_5pct_mean",
-                "ask_depth_5pct_mean",
-            )
-        ),
+        f.with_type(pa.int64()) if f.name == "snapshots" else f
+        for f in ORDER_BOOK_1M_AGG.arrow_schema(
+            ("exchange", "symbol", "ts", *ORDER_BOOK_1M_AGG.values)
+        )
     ]
 )
 
@@ -129,29 +99,32 @@ async def _candle_fingerprints(
     days: Sequence[date],
 ) -> dict[date, str]:
     start, end = _day_bounds(days)
-    base = await conn.fetch(
-        f"SELECT {_DAY} AS day, count(*) AS n, max(ingested_at) AS changed "  # noqa: S608
-        "FROM market.candles WHERE exchange = $1 AND symbol = $2 AND timeframe = $3 "
-        "AND ts >= $4 AND ts < $5 GROUP BY 1",
-        exchange,
-        symbol,
-        BASE if mode == CONTINUOUS else timeframe,
-        start,
-        end,
-    )
-    prints = {r["day"]: _fingerprint(r["n"], r["changed"]) for r in base}
-    relation, by_timeframe = bars_relation(timeframe, mode)
-    if by_timeframe:
-        return prints
-    counts = await conn.fetch(
-        f"SELECT {_DAY} AS day, count(*) AS n FROM {relation} "  # noqa: S608
+    if table_backed(timeframe, mode):
+        base = await conn.fetch(
+            f"SELECT {_DAY} AS day, count(*) AS n, max(ingested_at) AS changed "  # noqa: S608
+            "FROM market.candles WHERE exchange = $1 AND symbol = $2 AND timeframe = $3 "
+            "AND ts >= $4 AND ts < $5 GROUP BY 1",
+            exchange,
+            symbol,
+            timeframe,
+            start,
+            end,
+        )
+        return {r["day"]: _fingerprint(r["n"], r["changed"]) for r in base}
+    # aggregates and computed bars have no change time of their own: a digest of the bars
+    # served (they change when a refresh or a native bar changes them, not before)
+    row = ", ".join(("ts", *CANDLES.values))
+    digests = await conn.fetch(
+        f"SELECT {_DAY} AS day, count(*) AS n, "  # noqa: S608
+        f"md5(string_agg(ROW({row})::text, ',' ORDER BY ts)) AS digest "
+        f"FROM {bars_relation(timeframe, mode)} "
         "WHERE exchange = $1 AND symbol = $2 AND ts >= $3 AND ts < $4 GROUP BY 1",
         exchange,
         symbol,
         start,
         end,
     )
-    return {r["day"]: f"{r['n']}|{prints.get(r['day'], '-')}" for r in counts}
+    return {r["day"]: f"{r['n']}|{r['digest']}" for r in digests}
 
 
 async def _book_fingerprints(
@@ -185,13 +158,11 @@ async def _fetch_candles(
     timeframe: str,
     days: Sequence[date],
 ) -> pa.Table:
-    relation, by_timeframe = bars_relation(timeframe, mode)
     rest = ", ".join(f.name for f in CANDLE_SCHEMA)[len("exchange, symbol, timeframe, ") :]
     sql = (
-        f"SELECT exchange, symbol, $5::text AS timeframe, {rest} FROM {relation} "  # noqa: S608
-        "WHERE exchange = $1 AND symbol = $2 AND ts >= $3 AND ts < $4"
-        + (" AND timeframe = $5" if by_timeframe else "")
-        + " ORDER BY ts"
+        f"SELECT exchange, symbol, $5::text AS timeframe, {rest} "  # noqa: S608
+        f"FROM {bars_relation(timeframe, mode)} "
+        "WHERE exchange = $1 AND symbol = $2 AND ts >= $3 AND ts < $4 ORDER BY ts"
     )
     records: list[asyncpg.Record] = []
     for run in day_runs(days):

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
+from ats_pipelines.lib.tables import CANDLES
 from ats_pipelines.lib.timeframes import (
     DEFAULT_TIMEFRAMES,
     TimeframeError,
@@ -45,20 +46,11 @@ APPLIED, DUPLICATE, LATE = 0, 1, 2
 LATE_RULE = "bars.late_trade"
 _FAR_PAST = -(2**62)
 
+# the stored candle columns (lib/tables.py), with ts in epoch-ms precision and trade-id bounds
 BAR_SCHEMA: dict[str, Any] = {
-    "exchange": pl.String,
-    "symbol": pl.String,
-    "timeframe": pl.String,
+    **CANDLES.polars_schema(("exchange", "symbol", "timeframe")),
     "ts": pl.Datetime("ms", "UTC"),
-    "open": pl.Float64,
-    "high": pl.Float64,
-    "low": pl.Float64,
-    "close": pl.Float64,
-    "volume": pl.Float64,
-    "quote_volume": pl.Float64,
-    "trade_count": pl.Int64,
-    "vwap": pl.Float64,
-    "taker_buy_volume": pl.Float64,
+    **CANDLES.polars_schema(CANDLES.values),
     "first_trade_id": pl.String,
     "last_trade_id": pl.String,
 }

@@ -16,6 +16,8 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from ats_pipelines.lib.tables import CANDLES, TRADES
+
 TS = "ts"
 ROW = "_src_row"  # 0-based row number in the source file, for error locations
 LOCATION = "_src_loc"  # "relative/path:row N" (1-based), where a quarantined row came from
@@ -90,20 +92,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "trades": ("trade_id", "price", "amount"),
 }
 OUTPUT: dict[str, tuple[str, ...]] = {
-    "candles": (
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "quote_volume",
-        "trade_count",
-        "vwap",
-        "taker_buy_volume",
-    ),
+    "candles": CANDLES.values,
     "reference_candles": ("open", "high", "low", "close", "volume"),
     "funding_rates": ("rate", "mark_price"),
-    "trades": ("trade_id", "price", "amount", "cost", "side"),
+    "trades": ("trade_id", *TRADES.values),
 }
 _INTEGER = {"trade_count"}
 _TEXT = {"trade_id", "side"}

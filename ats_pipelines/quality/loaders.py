@@ -14,22 +14,15 @@ from typing import Any
 import asyncpg
 import polars as pl
 
+from ats_pipelines.lib.tables import CANDLES
+from ats_pipelines.warehouse.bar_location import bars_from
 from ats_pipelines.warehouse.coverage import CONFIRM_AFTER
 
 UTC_TS = pl.Datetime("us", "UTC")
-CANDLE_SCHEMA: dict[str, Any] = {
-    "exchange": pl.String,
-    "symbol": pl.String,
-    "timeframe": pl.String,
-    "ts": UTC_TS,
-    "open": pl.Float64,
-    "high": pl.Float64,
-    "low": pl.Float64,
-    "close": pl.Float64,
-    "volume": pl.Float64,
-    "trade_count": pl.Int64,
-    "source": pl.String,
-}
+_CANDLE_COLUMNS = ("exchange", "symbol", "timeframe", "ts", "open", "high", "low", "close")
+CANDLE_SCHEMA: dict[str, Any] = CANDLES.polars_schema(
+    (*_CANDLE_COLUMNS, "volume", "trade_count", "source")
+)
 TRADE_SCHEMA: dict[str, Any] = {
     "exchange": pl.String,
     "symbol": pl.String,
@@ -151,14 +144,13 @@ async def load_candles(
     start: datetime,
     end: datetime,
 ) -> pl.DataFrame:
+    """Bars of ``timeframe`` from wherever they live (``warehouse.bar_location``)."""
+    bars = await bars_from(conn, timeframe)
     sql = (
-        f"SELECT {_epoch_select(CANDLE_SCHEMA)} FROM market.candles WHERE exchange = $1 "  # noqa: S608 - constants
-        "AND symbol = ANY($2::text[]) AND timeframe = $3 AND ts >= $4 AND ts < $5 "
-        "ORDER BY symbol, ts"
+        f"SELECT {_epoch_select(CANDLE_SCHEMA)} FROM {bars} WHERE exchange = $1 "  # noqa: S608 - constants
+        "AND symbol = ANY($2::text[]) AND ts >= $3 AND ts < $4 ORDER BY symbol, ts"
     )
-    return await copy_frame(
-        conn, sql, (exchange, list(symbols), timeframe, start, end), CANDLE_SCHEMA
-    )
+    return await copy_frame(conn, sql, (exchange, list(symbols), start, end), CANDLE_SCHEMA)
 
 
 async def load_confirmed_empty(
@@ -257,13 +249,12 @@ async def candle_counts(
     start: datetime,
     end: datetime,
 ) -> dict[str, int]:
+    bars = await bars_from(conn, timeframe)
     rows = await conn.fetch(
-        "SELECT symbol, count(*) AS n FROM market.candles WHERE exchange = $1 "
-        "AND symbol = ANY($2::text[]) AND timeframe = $3 AND ts >= $4 "
-        "AND ts < $5 GROUP BY symbol",
+        f"SELECT symbol, count(*) AS n FROM {bars} WHERE exchange = $1 "  # noqa: S608 - constants
+        "AND symbol = ANY($2::text[]) AND ts >= $3 AND ts < $4 GROUP BY symbol",
         exchange,
         list(symbols),
-        timeframe,
         start,
         end,
     )
@@ -281,13 +272,13 @@ async def bars_before(
 ) -> dict[str, int]:
     """How many bars (up to ``limit``) each series has before ``start`` (an index scan)."""
     out = {}
+    bars = await bars_from(conn, timeframe)
     for symbol in symbols:
         n = await conn.fetchval(
-            "SELECT count(*) FROM (SELECT 1 FROM market.candles WHERE exchange = $1 "
-            "AND symbol = $2 AND timeframe = $3 AND ts < $4 ORDER BY ts DESC LIMIT $5) b",
+            f"SELECT count(*) FROM (SELECT 1 FROM {bars} WHERE exchange = $1 "  # noqa: S608 - constants
+            "AND symbol = $2 AND ts < $3 ORDER BY ts DESC LIMIT $4) n",
             exchange,
             symbol,
-            timeframe,
             start,
             limit,
         )
@@ -299,10 +290,10 @@ async def candle_series(
     conn: asyncpg.Connection, timeframe: str, start: datetime, end: datetime
 ) -> list[tuple[str, str]]:
     """(exchange, symbol) pairs with candles of ``timeframe`` in the window."""
+    bars = await bars_from(conn, timeframe)
     rows = await conn.fetch(
-        "SELECT DISTINCT exchange, symbol FROM market.candles "
-        "WHERE timeframe = $1 AND ts >= $2 AND ts < $3 ORDER BY 1, 2",
-        timeframe,
+        f"SELECT DISTINCT exchange, symbol FROM {bars} "  # noqa: S608 - constants
+        "WHERE ts >= $1 AND ts < $2 ORDER BY 1, 2",
         start,
         end,
     )

@@ -6,19 +6,12 @@ from typing import Any
 
 import polars as pl
 
+from ats_pipelines.lib import tables
+from ats_pipelines.lib.tables import CANDLES, ORDER_BOOK_1M_AGG, ORDER_BOOK_SNAPSHOTS
+
 UTC_TS = pl.Datetime("us", "UTC")
 
-BAR_VALUES: dict[str, Any] = {
-    "open": pl.Float64,
-    "high": pl.Float64,
-    "low": pl.Float64,
-    "close": pl.Float64,
-    "volume": pl.Float64,
-    "quote_volume": pl.Float64,
-    "trade_count": pl.Int64,
-    "vwap": pl.Float64,
-    "taker_buy_volume": pl.Float64,
-}
+BAR_VALUES: dict[str, Any] = CANDLES.polars_schema(CANDLES.values)
 
 # get_bars: one row per bar, ts = open time, close_time = ts + timeframe (exclusive end)
 BARS: dict[str, Any] = {
@@ -33,16 +26,7 @@ BARS: dict[str, Any] = {
 # get_inference_data: the bars of every context timeframe, and where they were read from
 INFERENCE: dict[str, Any] = {**BARS, "source": pl.String}
 
-BOOK_METRICS: dict[str, Any] = {
-    "mid": pl.Float64,
-    "spread": pl.Float64,
-    "spread_bps": pl.Float64,
-    "imbalance_1": pl.Float64,
-    "imbalance_5": pl.Float64,
-    "imbalance_10": pl.Float64,
-    "bid_depth_5pct": pl.Float64,
-    "ask_depth_5pct": pl.Float64,
-}
+BOOK_METRICS: dict[str, Any] = ORDER_BOOK_SNAPSHOTS.polars_schema(tables.BOOK_METRICS)
 
 # get_order_book(aggregation="raw"): the latest snapshot at or before ``at``
 BOOK_RAW: dict[str, Any] = {
@@ -64,19 +48,8 @@ BOOK_AGG: dict[str, Any] = {
     "aggregation": pl.String,
     "ts": UTC_TS,
     "close_time": UTC_TS,
-    "snapshots": pl.Int64,
-    "mid_open": pl.Float64,
-    "mid_high": pl.Float64,
-    "mid_low": pl.Float64,
-    "mid_close": pl.Float64,
-    "spread_mean": pl.Float64,
-    "spread_max": pl.Float64,
-    "spread_bps_mean": pl.Float64,
-    "imbalance_1_mean": pl.Float64,
-    "imbalance_5_mean": pl.Float64,
-    "imbalance_10_mean": pl.Float64,
-    "bid_depth_5pct_mean": pl.Float64,
-    "ask_depth_5pct_mean": pl.Float64,
+    **ORDER_BOOK_1M_AGG.polars_schema(ORDER_BOOK_1M_AGG.values),
+    "snapshots": pl.Int64,  # widened: the frame's type since the API's first version
 }
 
 MULTI_BAR_FIELDS = ("ts", "open", "high", "low", "close", "volume")

@@ -1,8 +1,7 @@
 """Closed bars of one timeframe, read from wherever the market-data domain keeps them.
 
-1m bars, and the rolled-up timeframes on the incremental path, are rows of ``market.candles``;
-under the TimescaleDB ``timescale`` licence the higher timeframes are continuous aggregates
-(``market.candles_5m`` …), see ``ats_pipelines.warehouse.rollups``. A bar is *closed* when its
+Where bars of a timeframe live is :func:`ats_pipelines.warehouse.bar_location.bars_relation`
+(the same answer on every edition). A bar is *closed* when its
 interval is over, ``ts + timeframe <= now`` (the rollups only ever write finished buckets; the
 1m ingestion and the stream may hold the open bar, which this filter leaves out).
 """
@@ -15,38 +14,34 @@ from datetime import UTC, datetime
 import asyncpg
 import numpy as np
 
-from ats_pipelines.db.sqlid import qualified
 from ats_pipelines.lib.timeframes import to_timedelta
 from ats_pipelines.signals.trend import BarArrays
-from ats_pipelines.warehouse.rollups import bars_relation, rollup_mode
+from ats_pipelines.warehouse.bar_location import bars_relation
+from ats_pipelines.warehouse.rollups import rollup_mode
 
 FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
 class BarSource:
-    """Where ``timeframe`` bars live (a relation, filtered on ``timeframe`` or not)."""
+    """Where ``timeframe`` bars live: a relation holding only that timeframe's bars."""
 
     timeframe: str
     relation: str
-    by_timeframe: bool
 
     def where(self, first_param: int) -> str:
-        """``exchange = $n AND symbol = $n+1 [AND timeframe = $n+2]``."""
-        clause = f"exchange = ${first_param} AND symbol = ${first_param + 1}"
-        if self.by_timeframe:
-            clause += f" AND timeframe = ${first_param + 2}"
-        return clause
+        """``exchange = $n AND symbol = $n+1``."""
+        return f"exchange = ${first_param} AND symbol = ${first_param + 1}"
 
     def args(self, exchange: str, symbol: str) -> list[str]:
-        return [exchange, symbol, self.timeframe] if self.by_timeframe else [exchange, symbol]
+        return [exchange, symbol]
 
 
 async def bar_source(
     conn: asyncpg.Connection, timeframe: str, mode: str | None = None
 ) -> BarSource:
-    relation, by_timeframe = bars_relation(timeframe, mode or await rollup_mode(conn))
-    return BarSource(timeframe, qualified(relation), by_timeframe)
+    relation = bars_relation(timeframe, mode or await rollup_mode(conn))
+    return BarSource(timeframe, relation)
 
 
 async def db_now(conn: asyncpg.Connection) -> datetime:
@@ -63,7 +58,7 @@ def closed_cutoff(now: datetime, timeframe: str) -> datetime:
 async def newest_closed(
     conn: asyncpg.Connection, source: BarSource, exchange: str, symbol: str, cutoff: datetime
 ) -> datetime | None:
-    n = 3 if source.by_timeframe else 2
+    n = 2
     sql = (
         f"SELECT max(ts) FROM {source.relation} "  # noqa: S608 - relation quoted
         f"WHERE {source.where(1)} AND ts <= ${n + 1}"
@@ -84,7 +79,7 @@ async def read_bars(
 ) -> tuple[BarArrays, int]:
     """``history`` bars opened at or before ``after`` and the closed bars after it (at most
     ``limit``), in time order; returns the bars and how many of them are new."""
-    n = 3 if source.by_timeframe else 2
+    n = 2
     after = after or FAR_PAST
     cols = "(extract(epoch FROM ts) * 1000)::bigint AS ms, high, low, close"
     where = source.where(1)

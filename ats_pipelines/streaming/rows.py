@@ -25,19 +25,10 @@ import pyarrow as pa
 
 from ats_pipelines.lib.bars import Bar
 from ats_pipelines.lib.book import METRIC_NAMES, BookMetrics
+from ats_pipelines.lib.tables import BOOK_LEVELS, BOOK_METRICS, CANDLES, ORDER_BOOK_SNAPSHOTS
 from ats_pipelines.lib.validation import payload_json
 
-CANDLE_VALUES = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "trade_count",
-    "vwap",
-    "taker_buy_volume",
-)
+CANDLE_VALUES = CANDLES.values
 _TS = pa.timestamp("us", tz="UTC")
 
 
@@ -124,9 +115,7 @@ def candles_table(
             "timeframe": pa.array(list(timeframes), pa.string()),
             "ts": pa.array([utc(v["ts"]) for v in values], _TS),
             **{
-                name: pa.array(
-                    [v[name] for v in values], pa.int64() if name == "trade_count" else pa.float64()
-                )
+                name: pa.array([v[name] for v in values], CANDLES.column(name).arrow)
                 for name in CANDLE_VALUES
             },
             "source": pa.array([source] * n, pa.string()),
@@ -208,19 +197,8 @@ def snapshot_row(
     }
 
 
-_SNAPSHOT_SCHEMA = pa.schema(
-    [
-        ("exchange", pa.string()),
-        ("symbol", pa.string()),
-        ("ts", _TS),
-        ("sequence", pa.int64()),
-        ("bid_prices", pa.list_(pa.float64())),
-        ("bid_sizes", pa.list_(pa.float64())),
-        ("ask_prices", pa.list_(pa.float64())),
-        ("ask_sizes", pa.list_(pa.float64())),
-        *[(name, pa.float64()) for name in METRIC_NAMES],
-        ("source", pa.string()),
-    ]
+_SNAPSHOT_SCHEMA = ORDER_BOOK_SNAPSHOTS.arrow_schema(
+    ("exchange", "symbol", "ts", "sequence", *BOOK_LEVELS, *BOOK_METRICS, "source"), strict=False
 )
 
 

@@ -1,12 +1,13 @@
 """Closing the loop: realised outcomes of emitted signals, and the live model's degradation.
 
 Once a signal's label horizon has passed, :func:`fill_outcomes` reads the bars that followed it
-from ``market.candles`` and applies the scope's barriers (:mod:`ats_pipelines.training.labels`,
-the same definition the labels of training use): ``label`` is the realised class, ``outcome``
-``win`` when it equals a BUY/SELL prediction, ``loss`` when it is the opposite, ``neutral``
-when the horizon ran out (and for HOLD predictions, which open no position); ``realized_rr`` is
-the reward-to-risk the signal's position earned. Signals whose following bars are not all
-stored yet stay pending. Updates only touch rows whose outcome is still empty (idempotent).
+(from wherever bars of its timeframe live, :mod:`ats_pipelines.warehouse.bar_location`) and
+applies the scope's barriers (:mod:`ats_pipelines.training.labels`, the same definition the
+labels of training use): ``label`` is the realised class, ``outcome`` ``win`` when it equals a
+BUY/SELL prediction, ``loss`` when it is the opposite, ``neutral`` when the horizon ran out (and
+for HOLD predictions, which open no position); ``realized_rr`` is the reward-to-risk the
+signal's position earned. Signals whose following bars are not all stored yet stay pending.
+Updates only touch rows whose outcome is still empty (idempotent).
 
 :func:`live_performance` and :func:`degradation` read the latest outcomes of a model: the
 degradation trigger enqueues a retrain when its win rate or mean realised R falls below the
@@ -25,6 +26,7 @@ import numpy as np
 from ats_pipelines.lib.timeframes import to_timedelta
 from ats_pipelines.training.dataset import BUY, CLASSES, HOLD, SELL
 from ats_pipelines.training.labels import Barriers, triple_barrier
+from ats_pipelines.warehouse.bar_location import bars_from
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,12 @@ async def _evaluate_series(
     signals: list[asyncpg.Record],
 ) -> tuple[list[tuple[int, str, str, float | None]], int]:
     first, last = signals[0]["ts"], signals[-1]["ts"] + bar * barriers.horizon
+    bars = await bars_from(conn, tf)
     candles = await conn.fetch(
-        "SELECT ts, high, low, close FROM market.candles WHERE exchange = $1 AND symbol = $2 "
-        "AND timeframe = $3 AND ts >= $4 AND ts <= $5 ORDER BY ts",
+        f"SELECT ts, high, low, close FROM {bars} WHERE exchange = $1 AND symbol = $2 "  # noqa: S608 - validated
+        "AND ts >= $3 AND ts <= $4 ORDER BY ts",
         exchange,
         symbol,
-        tf,
         first,
         last,
     )

@@ -13,19 +13,10 @@ aggregates; a test runs both and compares them bar for bar.
 
 from __future__ import annotations
 
+from ats_pipelines.lib.tables import CANDLES
 from ats_pipelines.lib.timeframes import TimeframeError, parse_timeframe
 
-CANDLE_VALUES = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "trade_count",
-    "vwap",
-    "taker_buy_volume",
-)
+CANDLE_VALUES = CANDLES.values
 ROLLUP_SOURCE = "rollup"
 _EPOCH = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
 _UNIT_WORDS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

@@ -4,7 +4,8 @@
   ``sql/041_candle_rollups.timescale.sql`` defines hierarchical continuous aggregates
   (``market.candles_5m`` from 1m, ``candles_15m`` from 5m, …). We refresh them ourselves over
   the range touched since the watermark, ending at the last bucket whose interval is over; the
-  scheduler's policies are not relied on (DESIGN.md).
+  scheduler's policies are not relied on (DESIGN.md). History stored before the aggregates
+  existed (an edition upgrade) is filled once first (:mod:`.history_fill`).
 * ``incremental`` — everywhere else: rolled bars live in ``market.candles`` next to the minutes
   (timeframe ``5m`` …, source ``rollup``). A run recomputes only buckets holding a minute whose
   ``ingested_at`` is after the watermark (``sql/040`` moves ``ingested_at`` on every change),
@@ -27,6 +28,7 @@ import asyncpg
 from ats_pipelines.lib.timeframes import divides, floor_datetime, sort_timeframes, to_timedelta
 from ats_pipelines.warehouse.config import ROLLUP_TIMEFRAMES
 from ats_pipelines.warehouse.coverage import server_now
+from ats_pipelines.warehouse.history_fill import fill_history
 from ats_pipelines.warehouse.rollup_sql import bucket, rollup_upsert_sql
 
 log = logging.getLogger(__name__)
@@ -64,13 +66,6 @@ async def rollup_mode(conn: asyncpg.Connection) -> str:
             INCREMENTAL,
         )
     return INCREMENTAL
-
-
-def bars_relation(timeframe: str, mode: str) -> tuple[str, bool]:
-    """``(relation, filter on timeframe?)`` holding ``timeframe`` bars for readers."""
-    if mode == CONTINUOUS and timeframe != BASE:
-        return f"market.candles_{timeframe}", False
-    return "market.candles", True
 
 
 def levels(timeframes: tuple[str, ...] | list[str] = ROLLUP_TIMEFRAMES) -> list[tuple[str, str]]:
@@ -318,5 +313,7 @@ async def rollup(
     """Roll one symbol up on the active path."""
     mode = mode or await rollup_mode(conn)
     if mode == CONTINUOUS:
+        # history stored before the aggregates existed (an edition upgrade) first, once
+        await fill_history(conn, [t for _, t in levels(timeframes)], now=now)
         return await refresh_continuous(conn, exchange, symbol, timeframes, now=now)
     return await rollup_incremental(conn, exchange, symbol, timeframes, now=now)

@@ -22,7 +22,15 @@ from ats_pipelines.emulator.testing import ccxt_binance, emulator_in_thread
 from ats_pipelines.lib.timeframes import to_timedelta
 from ats_pipelines.orchestration.resources.exchange import ExchangeResource
 from ats_pipelines.warehouse.backfill import backfill
-from ats_pipelines.warehouse.rollups import levels, rollup_incremental, rollup_mode
+from ats_pipelines.warehouse.bar_location import bars_relation
+from ats_pipelines.warehouse.rollups import (
+    CONTINUOUS,
+    INCREMENTAL,
+    levels,
+    rollup_incremental,
+    rollup_mode,
+    server_edition,
+)
 from tests.warehouse.conftest import (
     DAY1,
     DAY2,
@@ -73,15 +81,26 @@ def rolled(rolled_run: tuple[MarketDefs, dict]) -> MarketDefs:
     return rolled_run[0]
 
 
+@pytest.fixture(scope="module")
+def mode(db_url: str) -> str:
+    """This server's rollup path (continuous aggregates under the timescale licence)."""
+
+    async def body() -> str:
+        async with connection(db_url) as conn:
+            return await rollup_mode(conn)
+
+    return run_sync(body())
+
+
 def _stored(
-    query: Callable[..., list[Any]], exchange: str, symbol: str, timeframe: str
+    query: Callable[..., list[Any]], exchange: str, symbol: str, timeframe: str, mode: str
 ) -> list[list[Any]]:
+    """Bars as every reader sees them (:mod:`ats_pipelines.warehouse.bar_location`)."""
     rows = query(
-        "SELECT ts, open, high, low, close, volume FROM market.candles WHERE "
-        "exchange = $1 AND symbol = $2 AND timeframe = $3 ORDER BY ts",
+        "SELECT ts, open, high, low, close, volume FROM "
+        f"{bars_relation(timeframe, mode)} WHERE exchange = $1 AND symbol = $2 ORDER BY ts",
         exchange,
         symbol,
-        timeframe,
     )
     return [
         [int(r["ts"].timestamp() * 1000), r["open"], r["high"], r["low"], r["close"], r["volume"]]
@@ -110,21 +129,27 @@ def test_rolled_bars_equal_the_exchanges_own_klines(
     rolled_run: tuple[MarketDefs, dict],
     synthetic_emulator: Emulator,
     query: Callable[..., list[Any]],
+    mode: str,
 ) -> None:
     rolled, meta = rolled_run
-    assert {m["path"] for m in meta.values()} == {"incremental"}
-    assert meta["5m"]["rows_inserted"] == 2 * 2 * 288 and meta["1d"]["rows_inserted"] == 4
+    assert {m["path"] for m in meta.values()} == {mode}
+    if mode == INCREMENTAL:
+        assert meta["5m"]["rows_inserted"] == 2 * 2 * 288 and meta["1d"]["rows_inserted"] == 4
+    else:  # the aggregates are refreshed, not written row by row
+        assert meta["5m"]["buckets_recomputed"] > 0 and meta["1d"]["buckets_recomputed"] > 0
     wanted = [(symbol, tf) for symbol in SYMBOLS for tf in TIMEFRAMES]
     expected = run_sync(_klines(synthetic_emulator, wanted, _ms(DAY1), _ms(DAY3)))
     for symbol, tf in wanted:
-        assert _stored(query, rolled.settings.exchange, symbol, tf) == expected[(symbol, tf)], (
+        assert (
+            _stored(query, rolled.settings.exchange, symbol, tf, mode) == expected[(symbol, tf)]
+        ), (
             symbol,
             tf,
         )
 
 
-def test_fallback_equals_a_plain_group_by_reference(
-    rolled: MarketDefs, query: Callable[..., list[Any]]
+def test_rolled_bars_equal_a_plain_group_by_reference(
+    rolled: MarketDefs, query: Callable[..., list[Any]], mode: str
 ) -> None:
     for tf in TIMEFRAMES:
         width = to_timedelta(tf)
@@ -140,11 +165,10 @@ def test_fallback_equals_a_plain_group_by_reference(
             width,
         )
         stored = query(
-            f"SELECT {COLUMNS} FROM market.candles WHERE exchange = $1 AND "
-            "symbol = $2 AND timeframe = $3 ORDER BY ts",
+            f"SELECT {COLUMNS} FROM {bars_relation(tf, mode)} WHERE exchange = $1 AND "
+            "symbol = $2 ORDER BY ts",
             rolled.settings.exchange,
             "BTC/USDT",
-            tf,
         )
         assert [tuple(r) for r in stored] == [tuple(r) for r in reference], tf
 
@@ -165,8 +189,8 @@ def _cagg_selects() -> dict[str, tuple[str, str | None]]:
     return out
 
 
-def test_continuous_aggregate_sql_gives_the_fallbacks_bars(
-    rolled: MarketDefs, query: Callable[..., list[Any]]
+def test_continuous_aggregate_sql_gives_the_rolled_bars(
+    rolled: MarketDefs, query: Callable[..., list[Any]], mode: str
 ) -> None:
     selects = _cagg_selects()
     assert list(selects) == list(TIMEFRAMES)
@@ -185,21 +209,20 @@ def test_continuous_aggregate_sql_gives_the_fallbacks_bars(
             "ETH/USDT",
         )
         stored = query(
-            f"SELECT {COLUMNS} FROM market.candles WHERE exchange = $1 AND "
-            "symbol = $2 AND timeframe = $3 ORDER BY ts",
+            f"SELECT {COLUMNS} FROM {bars_relation(tf, mode)} WHERE exchange = $1 AND "
+            "symbol = $2 ORDER BY ts",
             rolled.settings.exchange,
             "ETH/USDT",
-            tf,
         )
         assert len(stored) > 0 and [tuple(r) for r in cagg] == [tuple(r) for r in stored], tf
 
 
-def test_this_server_runs_the_incremental_path(db_url: str) -> None:
+def test_this_server_runs_the_path_of_its_edition(db_url: str, mode: str) -> None:
     async def body() -> str:
         async with connection(db_url) as conn:
-            return await rollup_mode(conn)
+            return await server_edition(conn)
 
-    assert run_sync(body()) == "incremental"
+    assert mode == (CONTINUOUS if run_sync(body()) == "timescale" else INCREMENTAL)
 
 
 # --- incremental behaviour, through the Dagster-free functions ------------------------------
@@ -359,7 +382,9 @@ def test_rows_committed_after_a_run_by_an_older_transaction_are_not_missed(
     run_sync(body())
 
 
-def test_plain_postgresql_sql_rolls_up_to_the_same_bars(rolled: MarketDefs, db_url: str) -> None:
+def test_plain_postgresql_sql_rolls_up_to_the_same_bars(
+    rolled: MarketDefs, db_url: str, mode: str
+) -> None:
     copy = f"p{uuid.uuid4().hex[:10]}"
 
     async def body() -> list[tuple[str, list[Any], list[Any]]]:
@@ -375,15 +400,20 @@ def test_plain_postgresql_sql_rolls_up_to_the_same_bars(rolled: MarketDefs, db_u
             await rollup_incremental(conn, copy, "BTC/USDT", edition="postgresql")
             out = []
             for tf in TIMEFRAMES:
+                # the fallback's own output table against bars as this edition serves them
                 sql = (
                     f"SELECT {COLUMNS} FROM market.candles WHERE exchange = $1 AND "
                     "symbol = 'BTC/USDT' AND timeframe = $2 ORDER BY ts"
+                )
+                served = (
+                    f"SELECT {COLUMNS} FROM {bars_relation(tf, mode)} WHERE exchange = $1 "
+                    "AND symbol = 'BTC/USDT' ORDER BY ts"
                 )
                 out.append(
                     (
                         tf,
                         list(map(tuple, await conn.fetch(sql, copy, tf))),
-                        list(map(tuple, await conn.fetch(sql, rolled.settings.exchange, tf))),
+                        list(map(tuple, await conn.fetch(served, rolled.settings.exchange))),
                     )
                 )
             return out
@@ -401,6 +431,7 @@ def test_real_xrp_eth_minutes_roll_up_to_the_recorded_5m_file(
     make_defs: Callable[..., MarketDefs],
     exchange_name: str,
     query: Callable[..., list[Any]],
+    mode: str,
 ) -> None:
     config = EmulatorConfig(replay_dir=testdata, synthetic=None, birdeye=None)
     with emulator_in_thread(config) as emulator:
@@ -413,10 +444,10 @@ def test_real_xrp_eth_minutes_roll_up_to_the_recorded_5m_file(
 
     minutes = pl.read_ipc(testdata / "freqtrade" / "XRP_ETH-1m.feather")
     five = pl.read_ipc(testdata / "freqtrade" / "XRP_ETH-5m.feather")
-    stored_1m = _stored(query, exchange_name, "XRP/ETH", "1m")
+    stored_1m = _stored(query, exchange_name, "XRP/ETH", "1m", mode)
     assert len(stored_1m) == minutes.height == 2469
     expected = [[int(r[0].timestamp() * 1000), *r[1:]] for r in five.rows()]
-    assert _stored(query, exchange_name, "XRP/ETH", "5m") == expected
+    assert _stored(query, exchange_name, "XRP/ETH", "5m", mode) == expected
     # quiet minutes of the real market were recorded as empty answers, not as gaps never asked
     empties = query(
         "SELECT count(*) AS n FROM market.empty_intervals WHERE exchange = $1", exchange_name

@@ -20,6 +20,7 @@ from ats_pipelines.defs.training.jobs import TRAINING_JOB, predictions_job
 from ats_pipelines.orchestration.resources.models import ModelsResource
 from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.training import queue
+from ats_pipelines.warehouse.bar_location import bars_from
 
 STOPPED = dg.DefaultSensorStatus.STOPPED
 QUEUE_TAG, ATTEMPT_TAG, SCOPE_TAG = "ats/queue_id", "ats/attempt", "ats/scope"
@@ -151,12 +152,12 @@ def predictions_new_bars_sensor(
         newest = {}
         for name in models.scopes:
             scope = models.scope(name)
+            bars = await bars_from(conn, scope.timeframe)
             ts = await conn.fetchval(
-                "SELECT max(ts) FROM market.candles WHERE exchange = $1 "
-                "AND symbol = ANY($2::text[]) AND timeframe = $3",
+                f"SELECT max(ts) FROM {bars} WHERE exchange = $1 "  # noqa: S608 - validated
+                "AND symbol = ANY($2::text[])",
                 scope.exchange,
                 list(scope.symbols),
-                scope.timeframe,
             )
             if ts is not None:
                 newest[name] = ts.isoformat()
