@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import asyncpg
 import polars as pl
 
+from ats_pipelines.db.quarantine import quarantine as write_quarantine
 from ats_pipelines.lib.validation import REJECT_SCHEMA, DataValidator, payload_json
-from ats_pipelines.lib.validation import quarantine as write_quarantine
 from ats_pipelines.migration.discovery import DiscoveredFile
 from ats_pipelines.migration.normalise import LOCATION, ROW, TS
 
