@@ -258,7 +258,7 @@ class LocalCluster:
         settings = dict(SERVER_SETTINGS)
         settings["port"] = str(self.settings.db_port)
         settings["unix_socket_directories"] = f"'{self.base / 'run'}'"
-        if self.install.has_timescaledb and self.preload_timescaledb:
+        if self.preloads_timescaledb:
             settings.update(TIMESCALE_SETTINGS)
         lines = ["# written by `ats db up`; edit ats_pipelines/db/cluster.py instead"]
         lines += [f"{key} = {value}" for key, value in settings.items()]
@@ -291,6 +291,10 @@ class LocalCluster:
             if self.user is not None:
                 subprocess.run(["chown", f"{self.user}:", str(path)], check=True)
         return changed
+
+    @property
+    def preloads_timescaledb(self) -> bool:
+        return self.install.has_timescaledb and self.preload_timescaledb
 
     def hba_is_current(self) -> bool:
         hba = self.data_dir / "pg_hba.conf"
@@ -352,7 +356,7 @@ class LocalCluster:
         )
         return True
 
-    def psql(self, role: str = ADMIN_DB_USER) -> list[str]:
+    def psql(self, role: str = ADMIN_DB_USER, dbname: str = "postgres") -> list[str]:
         """psql over the server's socket as ``role`` (the owner's peer login for the admin)."""
         return [
             self._bin("psql"),
@@ -363,7 +367,7 @@ class LocalCluster:
             "-U",
             role,
             "-d",
-            "postgres",
+            dbname,
             "-tA",
             "-v",
             "ON_ERROR_STOP=1",

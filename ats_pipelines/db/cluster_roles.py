@@ -4,8 +4,8 @@
   logs in as it, by peer authentication over the 0700 socket directory. It creates roles and
   databases, nothing else.
 * ``ats`` — the platform: LOGIN, CREATEDB (test sessions and Dagster make their own
-  databases), no superuser; it owns the databases and therefore its schemas, and creates the
-  TimescaleDB extension itself (a trusted extension since 2.x).
+  databases), no superuser; it owns the databases and therefore its schemas. TimescaleDB is
+  installed in ``template1`` by the owner, so every database it creates has the extension.
 * ``ats_reader`` — analysts and BI tools: SELECT on the platform's schemas (granted by the
   migration runner, ``db.migrate``), nothing else.
 
@@ -58,5 +58,14 @@ def ensure_roles(cluster: LocalCluster) -> None:
         f"\\set reader_password '{ensure_secret(state, READER_DB_USER)}'\n"
     )
     cluster.run(cluster.psql(ADMIN_DB_USER), "setting up roles", stdin=passwords + _ROLES_SQL)
+    if cluster.preloads_timescaledb:
+        # New databases (the platform's, each test session's, Dagster's) come from template1:
+        # with the extension there, a non-superuser owner never has to create it. (Creating a
+        # trusted extension runs as the bootstrap superuser, which a converted cluster lacks.)
+        cluster.run(
+            cluster.psql(ADMIN_DB_USER, "template1"),
+            "installing timescaledb in template1",
+            stdin="CREATE EXTENSION IF NOT EXISTS timescaledb;\n",
+        )
     if cluster.write_hba():
         cluster.reload()

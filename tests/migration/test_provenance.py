@@ -19,8 +19,6 @@ from ats_pipelines.emulator.server import EmulatorConfig
 from ats_pipelines.emulator.testing import running_emulator
 from ats_pipelines.exchange.client import ExchangeClient, build_exchange
 from ats_pipelines.lib.validation import DataValidator
-from ats_pipelines.market_data.candles import ingest_window
-from ats_pipelines.market_data.intervals import Interval
 from ats_pipelines.migration.config import MigrationConfig
 from ats_pipelines.migration.markets import MarketCatalog
 from ats_pipelines.migration.rollback import rollback_target
@@ -29,6 +27,8 @@ from ats_pipelines.streaming.heal import fetch_klines
 from ats_pipelines.streaming.rows import candles_table
 from ats_pipelines.streaming.spill import Batch
 from ats_pipelines.streaming.writer import write_batches
+from ats_pipelines.warehouse.candles import ingest_window
+from ats_pipelines.warehouse.intervals import Interval
 
 pytestmark = pytest.mark.integration
 
