@@ -12,10 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ats_pipelines.local_secrets import read_secret
+
 ATS_ENVS = ("local", "test", "prod")
 DEFAULT_DB_PORT = 55432
 DEFAULT_DB_NAME = "ats"
-DEFAULT_DB_USER = "ats"
+DEFAULT_DB_USER = "ats"  # the platform's role: owns its schemas, no superuser
+ADMIN_DB_USER = "ats_admin"  # the managed cluster's superuser: roles and databases only
+READER_DB_USER = "ats_reader"  # analysts and BI tools: SELECT only
+REDIS_SECRET = "redis"
 DEFAULT_REDIS_PORT = 56379
 
 
@@ -74,7 +79,11 @@ class Settings:
     @property
     def redis_url(self) -> str:
         """The hot cache: ATS_REDIS_URL, or the project's own Redis started by `ats cache up`."""
-        return self.external_redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+        if self.external_redis_url:
+            return self.external_redis_url
+        password = read_secret(self.state_dir, REDIS_SECRET)
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}127.0.0.1:{self.redis_port}/0"
 
     @property
     def managed_database(self) -> bool:
@@ -98,7 +107,14 @@ class Settings:
         """Where the platform's data lives: the external server, or the managed cluster."""
         if self.external_database_url:
             return self.external_database_url
-        return f"postgresql://{DEFAULT_DB_USER}@127.0.0.1:{self.db_port}/{self.db_name}"
+        return self.managed_url(DEFAULT_DB_USER)
+
+    def managed_url(self, role: str, dbname: str | None = None) -> str:
+        """The managed cluster as ``role`` over loopback, with the password generated for it
+        (``ats db up`` writes it under ``<state_dir>/secrets``)."""
+        password = read_secret(self.state_dir, role)
+        auth = f"{role}:{password}" if password else role
+        return f"postgresql://{auth}@127.0.0.1:{self.db_port}/{dbname or self.db_name}"
 
     def database_url_for(self, dbname: str) -> str:
         """The same server, another database (Dagster storage, Optuna, test databases)."""

@@ -10,7 +10,7 @@ import asyncio
 import concurrent.futures
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -18,7 +18,8 @@ import pytest
 
 from ats_pipelines.cache.server import ensure_redis
 from ats_pipelines.cli.db import ensure_up
-from ats_pipelines.config import Settings, load_settings
+from ats_pipelines.config import ADMIN_DB_USER, Settings, load_settings
+from ats_pipelines.db.cluster import LocalCluster
 from ats_pipelines.db.connect import connection, replace_database
 from ats_pipelines.db.migrate import MigrationReport, migrate
 from ats_pipelines.db.sqlid import quote_ident
@@ -62,6 +63,20 @@ def server_url(settings: Settings) -> str:
     """URL of the maintenance database on the test server, started if it is ours."""
     ensure_up(settings)
     return replace_database(settings.database_url, "postgres")
+
+
+@pytest.fixture(scope="session")
+def admin_sql(settings: Settings, server_url: str) -> Callable[..., str]:
+    """``admin_sql(sql, dbname="postgres")`` runs SQL as the managed cluster's superuser (its
+    owner's peer login over the socket) and returns psql's output: what only an administrator
+    may do, such as creating roles. The platform's own role cannot."""
+    cluster = LocalCluster(settings)
+
+    def run(sql: str, dbname: str = "postgres") -> str:
+        assert settings.managed_database, "admin_sql needs the managed cluster (no superuser URL)"
+        return cluster.run(cluster.psql(ADMIN_DB_USER, dbname), "test admin SQL", stdin=sql).stdout
+
+    return run
 
 
 async def _create_database(server_url: str, name: str) -> None:

@@ -1,29 +1,58 @@
 """The project-managed Redis for the hot cache (port 56379, state under .ats/redis).
 
-It keeps nothing on disk: the hot cache is rebuilt from the database and the stream.
+It keeps nothing on disk: the hot cache is rebuilt from the database and the stream. Clients
+authenticate with a password generated into ``<state_dir>/secrets/redis.password`` (0600; the
+URL in ``Settings.redis_url`` carries it); the server reads it from a 0600 config file, never
+from its command line, where any local user could read it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 
-from ats_pipelines.config import Settings
+from ats_pipelines.config import REDIS_SECRET, Settings
+from ats_pipelines.local_secrets import ensure_secret, read_secret
 
 
 class CacheServerError(RuntimeError):
     """Redis could not be started or reached; the message names the port."""
 
 
-def _answers(port: int) -> bool:
+def _command(*args: str) -> bytes:
+    """One command in RESP (bulk strings: a password may hold any byte)."""
+    parts = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _answers(port: int, password: str | None) -> bool:
+    """True when a Redis on ``port`` answers PING after authenticating with ``password``."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
+            if password is not None:
+                sock.sendall(_command("AUTH", password))
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False
+            sock.sendall(_command("PING"))
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+def _write_conf(state: Path, password: str) -> Path:
+    conf = state / "redis.conf"
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f'requirepass "{password}"\n')
+    os.chmod(conf, 0o600)
+    return conf
 
 
 def ensure_redis(settings: Settings) -> str:
@@ -31,16 +60,24 @@ def ensure_redis(settings: Settings) -> str:
     if not settings.managed_redis:
         return "ATS_REDIS_URL is set: using an external Redis; nothing to start"
     port = settings.redis_port
-    if _answers(port):
+    password = ensure_secret(settings.state_dir, REDIS_SECRET)
+    if _answers(port, password):
         return f"Redis already running on 127.0.0.1:{port}"
+    if _answers(port, None):
+        raise CacheServerError(
+            f"a Redis without a password answers on 127.0.0.1:{port} (started before "
+            "passwords?): stop it (`redis-cli -p PORT shutdown nosave`) and run `ats cache up`"
+        )
     binary = shutil.which("redis-server")
     if binary is None:
         raise CacheServerError("redis-server is not installed; run `make setup`")
     state = settings.state_dir / "redis"
     state.mkdir(parents=True, exist_ok=True)
+    os.chmod(state, 0o700)
     proc = subprocess.run(
         [
             binary,
+            str(_write_conf(state, password)),
             "--port",
             str(port),
             "--bind",
@@ -65,7 +102,7 @@ def ensure_redis(settings: Settings) -> str:
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if _answers(port):
+        if _answers(port, password):
             return f"started Redis on 127.0.0.1:{port}"
         time.sleep(0.05)
     raise CacheServerError(
@@ -75,8 +112,12 @@ def ensure_redis(settings: Settings) -> str:
 
 
 def stop_redis(settings: Settings) -> bool:
-    if not settings.managed_redis or not _answers(settings.redis_port):
+    password = read_secret(settings.state_dir, REDIS_SECRET)
+    if not settings.managed_redis or not _answers(settings.redis_port, password):
         return False
     with socket.create_connection(("127.0.0.1", settings.redis_port), timeout=2) as sock:
-        sock.sendall(b"SHUTDOWN NOSAVE\r\n")
+        if password is not None:
+            sock.sendall(_command("AUTH", password))
+            sock.recv(64)
+        sock.sendall(_command("SHUTDOWN", "NOSAVE"))
     return True

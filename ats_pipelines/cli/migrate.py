@@ -126,6 +126,14 @@ def run_cmd(
         list[str] | None,
         typer.Option(help="Extra file-name regex with named groups; repeatable, tried first."),
     ] = None,
+    max_rejected: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Refuse a file whose rejected rows exceed this share (default 0.01).",
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Discover, load, verify (and optionally archive) every cache file under ROOT."""
@@ -138,6 +146,7 @@ def run_cmd(
         naive_timezone=naive_tz,
         archive_dir=archive,
         workers=workers,
+        max_rejected_fraction=max_rejected,
     )
     if pattern:
         config = config.with_overrides(

@@ -17,7 +17,7 @@ import itertools
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import asyncpg
@@ -32,6 +32,7 @@ from ats_pipelines.db.copy_binary import (
     encode_bytes,
     supported,
 )
+from ats_pipelines.db.provenance import BOOKKEEPING, PROVENANCE, Provenance
 from ats_pipelines.db.sqlid import qualified, quote_ident
 
 OnConflict = Literal["nothing", "update"]
@@ -202,6 +203,8 @@ async def bulk_write(
     stage = f"_ats_stage_{next(_stage_counter)}"
     time_key = next((c for c in key if info.columns[c].typname == "timestamptz"), None)
     plan = _Plan(table, stage, names, key, targets, on_conflict, time_key)
+    if PROVENANCE in info.columns and "source" in names:
+        plan = plan.tracked()
     inserted = updated = 0
     paths: Counter[str] = Counter()
     if data.num_rows <= small_batch_rows and all(
@@ -266,6 +269,17 @@ class _Plan:
     targets: Sequence[str]
     on_conflict: OnConflict
     time_key: str | None
+    provenance: Provenance | None = None
+
+    def tracked(self) -> _Plan:
+        """This plan recording assertions: the writer's identity (source, batch_id) is set by
+        value-changing writes, never as an update column of its own."""
+        values = self.targets if self.on_conflict == "update" else self.names
+        values = [c for c in values if c not in self.key and c not in BOOKKEEPING]
+        targets = [c for c in self.targets if c not in BOOKKEEPING]
+        return replace(
+            self, targets=targets, provenance=Provenance(values, "batch_id" in self.names)
+        )
 
     @property
     def col_sql(self) -> str:
@@ -282,6 +296,8 @@ class _Plan:
         if self.on_conflict != "update" or not self.targets:
             return None
         sets = ", ".join(f"{quote_ident(c)} = s.{quote_ident(c)}" for c in self.targets)
+        if self.provenance is not None:
+            sets += ", " + self.provenance.takeover("s")
         old = ", ".join(f"t.{quote_ident(c)}" for c in self.targets)
         new = ", ".join(f"s.{quote_ident(c)}" for c in self.targets)
         return (
@@ -290,7 +306,24 @@ class _Plan:
             f"AND ROW({old}) IS DISTINCT FROM ROW({new})"
         )
 
+    def corroborate_sql(self) -> str:
+        """Present rows holding exactly the staged values, written by another writer: add
+        this writer to ``asserted_by`` (once)."""
+        assert self.provenance is not None
+        return (
+            f"UPDATE {qualified(self.table)} AS t "  # noqa: S608
+            f"SET {self.provenance.corroborate('s')} FROM {quote_ident(self.stage)} AS s "
+            f"WHERE {self._key_match()} AND {self.provenance.corroborates('s')}"
+        )
+
     def count_present_sql(self) -> str:
+        if self.provenance is not None:  # also: how many were written by someone else
+            return (
+                "SELECT count(*) AS present, "  # noqa: S608
+                f"count(*) FILTER (WHERE NOT ({self.provenance.same_writer('s')})) AS foreign "
+                f"FROM {quote_ident(self.stage)} AS s JOIN {qualified(self.table)} AS t "
+                f"ON {self._key_match()}"
+            )
         return (
             f"SELECT count(*) FROM {quote_ident(self.stage)} AS s "  # noqa: S608
             f"WHERE EXISTS (SELECT 1 FROM {qualified(self.table)} AS t WHERE {self._key_match()})"
@@ -310,19 +343,27 @@ class _Plan:
         source = source or f"SELECT {self.col_sql} FROM {quote_ident(self.stage)}"  # noqa: S608
         key_sql = ", ".join(quote_ident(c) for c in self.key)
         update = self.update_sql()
-        if update is None:
+        changed = "NOT fresh"
+        if self.provenance is not None:
+            action = self.provenance.on_conflict(self.targets if update is not None else [])
+            # a corroboration leaves asserted_by set; a value change clears it
+            changed = "NOT fresh AND asserted IS NULL"
+        elif update is None:
             action = "DO NOTHING"
         else:
             sets = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in self.targets)
             old = ", ".join(f"t.{quote_ident(c)}" for c in self.targets)
             new = ", ".join(f"EXCLUDED.{quote_ident(c)}" for c in self.targets)
             action = f"DO UPDATE SET {sets} WHERE ROW({old}) IS DISTINCT FROM ROW({new})"
+        returning = "(xmax = 0) AS fresh"
+        if self.provenance is not None:
+            returning += f", t.{quote_ident(PROVENANCE)} AS asserted"
         return (
             f"WITH w AS (INSERT INTO {qualified(self.table)} AS t ({self.col_sql}) "  # noqa: S608
             f"{source} "
-            f"ON CONFLICT ({key_sql}) {action} RETURNING (xmax = 0) AS fresh) "
+            f"ON CONFLICT ({key_sql}) {action} RETURNING {returning}) "
             "SELECT count(*) FILTER (WHERE fresh) AS inserted, "
-            "count(*) FILTER (WHERE NOT fresh) AS updated FROM w"
+            f"count(*) FILTER (WHERE {changed}) AS updated FROM w"
         )
 
 
@@ -435,7 +476,14 @@ async def _merge(
             update = plan.update_sql()
             if update is not None:
                 updated = _count(await conn.execute(update, *args))
-            present = await conn.fetchval(plan.count_present_sql(), *args)
+            if plan.provenance is None:
+                present = await conn.fetchval(plan.count_present_sql(), *args)
+            else:
+                counts = await conn.fetchrow(plan.count_present_sql(), *args)
+                assert counts is not None
+                present = counts["present"]
+                if counts["foreign"]:  # rows another writer stored: do we assert them too?
+                    await conn.execute(plan.corroborate_sql(), *args)
             if present == 0:
                 schema, _, name = plan.table.rpartition(".")
                 await conn.copy_to_table(

@@ -17,7 +17,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ats_pipelines.config import DEFAULT_DB_USER, Settings
+from ats_pipelines.config import ADMIN_DB_USER, DEFAULT_DB_USER, Settings
+from ats_pipelines.db.cluster_roles import ensure_roles
 
 FALLBACK_SERVER_USER = "atsdb"
 
@@ -47,11 +48,12 @@ TIMESCALE_SETTINGS = {
 }
 
 
-# The project's own user needs no password on loopback (the server listens on 127.0.0.1 only);
-# any other role authenticates with a password, as on a production server.
+# Only the cluster's owner (the OS user running the server, mapped in pg_ident.conf) connects
+# without a password, as the superuser, over the socket (its directory is 0700): it creates the
+# roles and databases. Every role, the platform's own included, authenticates with a password.
 HBA = f"""# written by `ats db up`
-local all all trust
-host  all {DEFAULT_DB_USER} 127.0.0.1/32 trust
+local all {ADMIN_DB_USER} peer map=owner
+local all all scram-sha-256
 host  all all 127.0.0.1/32 scram-sha-256
 """
 
@@ -195,7 +197,7 @@ class LocalCluster:
     def _bin(self, name: str) -> str:
         return str(self.install.bindir / name)
 
-    def _run(
+    def run(
         self, cmd: list[str], what: str, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
@@ -206,6 +208,13 @@ class LocalCluster:
             tail = " | ".join(detail[-3:]) if detail else f"exit {proc.returncode}"
             raise ClusterError(f"{what} failed: {tail} (log: {self.log_file})")
         return proc
+
+    def try_run(self, cmd: list[str], stdin: str | None = None) -> bool:
+        """Run a server command as the server user; True when it succeeded."""
+        proc = subprocess.run(
+            _as_server_user(cmd, self.user), capture_output=True, text=True, input=stdin
+        )
+        return proc.returncode == 0
 
     def _prepare_base(self) -> None:
         """Create ``.ats/pg``; when the server user cannot reach the checkout, keep the
@@ -226,6 +235,7 @@ class LocalCluster:
         if self.user is not None:
             subprocess.run(["chown", "-R", f"{self.user}:", str(self.base.resolve())], check=True)
         os.chmod(self.data_dir, 0o700)
+        os.chmod(self.base / "run", 0o700)
 
     def is_initialised(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
@@ -235,14 +245,15 @@ class LocalCluster:
         self._prepare_base()
         if self.is_initialised():
             return False
-        self._run(
+        self.run(
             [
                 self._bin("initdb"),
                 "-D",
                 str(self.data_dir),
                 "-U",
-                DEFAULT_DB_USER,
-                "--auth=trust",
+                ADMIN_DB_USER,
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256",
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
                 "--no-instructions",
@@ -250,13 +261,14 @@ class LocalCluster:
             "initdb",
         )
         self.write_config()
+        self.write_hba()
         return True
 
     def write_config(self) -> None:
         settings = dict(SERVER_SETTINGS)
         settings["port"] = str(self.settings.db_port)
         settings["unix_socket_directories"] = f"'{self.base / 'run'}'"
-        if self.install.has_timescaledb and self.preload_timescaledb:
+        if self.preloads_timescaledb:
             settings.update(TIMESCALE_SETTINGS)
             if self.timescale_licence is not None:
                 settings["timescaledb.license"] = f"'{self.timescale_licence}'"
@@ -268,10 +280,40 @@ class LocalCluster:
         text = main.read_text()
         if "include_if_exists = 'ats.conf'" not in text:
             main.write_text(text + "\ninclude_if_exists = 'ats.conf'\n")
-        hba = self.data_dir / "pg_hba.conf"
-        hba.write_text(HBA)
         if self.user is not None:
-            subprocess.run(["chown", f"{self.user}:", str(conf), str(main), str(hba)], check=True)
+            subprocess.run(["chown", f"{self.user}:", str(conf), str(main)], check=True)
+
+    @property
+    def os_user(self) -> str:
+        """The OS user the server runs as: the cluster's owner."""
+        return self.user or pwd.getpwuid(os.geteuid()).pw_name
+
+    def write_hba(self) -> bool:
+        """Write pg_hba.conf and pg_ident.conf; True when one changed (reload needed)."""
+        ident = f"# written by `ats db up`\nowner {self.os_user} {ADMIN_DB_USER}\n"
+        changed = False
+        for path, text in (
+            (self.data_dir / "pg_hba.conf", HBA),
+            (self.data_dir / "pg_ident.conf", ident),
+        ):
+            if path.exists() and path.read_text() == text:
+                continue
+            path.write_text(text)
+            changed = True
+            if self.user is not None:
+                subprocess.run(["chown", f"{self.user}:", str(path)], check=True)
+        return changed
+
+    @property
+    def preloads_timescaledb(self) -> bool:
+        return self.install.has_timescaledb and self.preload_timescaledb
+
+    def hba_is_current(self) -> bool:
+        hba = self.data_dir / "pg_hba.conf"
+        return hba.exists() and hba.read_text() == HBA
+
+    def reload(self) -> None:
+        self.run([self._bin("pg_ctl"), "reload", "-D", str(self.data_dir)], "reloading")
 
     def is_running(self) -> bool:
         if not self.is_initialised():
@@ -284,17 +326,25 @@ class LocalCluster:
         return proc.returncode == 0
 
     def start(self) -> bool:
-        """Start the server if it is not running; True when it started it now."""
+        """Start the server if it is not running, and make sure of its roles and access rules
+        (also on a running cluster made before them); True when it started it now."""
         self.init()
-        if self.is_running():
-            return False
+        os.chmod(self.base / "run", 0o700)
+        started = False
+        if not self.is_running():
+            self._start()
+            started = True
+        ensure_roles(self)
+        return started
+
+    def _start(self) -> None:
         if _port_in_use(self.settings.db_port):
             raise ClusterError(
                 f"port 127.0.0.1:{self.settings.db_port} is taken by another server (another "
                 "checkout's cluster?); stop it or choose another port with ATS_DB_PORT"
             )
         self.write_config()  # a changed port or settings take effect at start
-        self._run(
+        self.run(
             [
                 self._bin("pg_ctl"),
                 "start",
@@ -308,16 +358,32 @@ class LocalCluster:
             ],
             f"starting PostgreSQL on 127.0.0.1:{self.settings.db_port}",
         )
-        return True
 
     def stop(self) -> bool:
         if not self.is_running():
             return False
-        self._run(
+        self.run(
             [self._bin("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"],
             "stopping PostgreSQL",
         )
         return True
+
+    def psql(self, role: str = ADMIN_DB_USER, dbname: str = "postgres") -> list[str]:
+        """psql over the server's socket as ``role`` (the owner's peer login for the admin)."""
+        return [
+            self._bin("psql"),
+            "-h",
+            str(self.base / "run"),
+            "-p",
+            str(self.settings.db_port),
+            "-U",
+            role,
+            "-d",
+            dbname,
+            "-tA",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ]
 
     def _psql_with_dbname(self, name: str) -> list[str]:
         return [
@@ -327,7 +393,7 @@ class LocalCluster:
             "-p",
             str(self.settings.db_port),
             "-U",
-            DEFAULT_DB_USER,
+            ADMIN_DB_USER,
             "-d",
             "postgres",
             "-tA",
@@ -341,19 +407,23 @@ class LocalCluster:
         """CREATE DATABASE when missing, through the server's own socket. The name travels
         as a psql variable (quoted by psql), never pasted into SQL."""
         psql = self._psql_with_dbname(name)
-        found = self._run(
+        found = self.run(
             psql,
             "looking up the database",
             stdin="SELECT 1 FROM pg_database WHERE datname = :'dbname';\n",
         )
         if found.stdout.strip() == "1":
             return False
-        self._run(psql, f"creating database {name}", stdin='CREATE DATABASE :"dbname";\n')
+        self.run(
+            psql,
+            f"creating database {name}",
+            stdin=f'CREATE DATABASE :"dbname" OWNER {DEFAULT_DB_USER};\n',
+        )
         return True
 
     def drop_database(self, name: str) -> None:
         psql = self._psql_with_dbname(name)
-        self._run(
+        self.run(
             psql,
             f"dropping database {name}",
             stdin='DROP DATABASE IF EXISTS :"dbname" WITH (FORCE);\n',

@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 
 from ats_pipelines.config import project_root
+from ats_pipelines.db.reader import grant_reader
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,7 @@ async def detect_edition(conn: asyncpg.Connection) -> tuple[str, str | None]:
     installed = await conn.fetchval(
         "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
     )
-    preload = await conn.fetchval("SELECT current_setting('shared_preload_libraries')")
-    if installed is None and "timescaledb" not in (preload or ""):
+    if installed is None and not await _preloaded(conn):
         # CREATE EXTENSION without the preload makes TimescaleDB end the session (FATAL).
         log.warning(
             "event=timescaledb_not_preloaded edition=postgresql "
@@ -157,6 +157,18 @@ async def detect_edition(conn: asyncpg.Connection) -> tuple[str, str | None]:
     )
     license_ = await conn.fetchval("SELECT current_setting('timescaledb.license', true)")
     return ("timescale" if license_ == "timescale" else "apache"), version
+
+
+async def _preloaded(conn: asyncpg.Connection) -> bool:
+    """Whether TimescaleDB's loader is in shared_preload_libraries. A role that is neither
+    superuser nor pg_read_all_settings may not read that setting; the loader's own setting
+    ``timescaledb.disable_load`` exists exactly when the loader is loaded."""
+    try:
+        preload = await conn.fetchval("SELECT current_setting('shared_preload_libraries')")
+        return "timescaledb" in (preload or "")
+    except asyncpg.InsufficientPrivilegeError:
+        probe = "SELECT current_setting('timescaledb.disable_load', true)"
+        return await conn.fetchval(probe) is not None
 
 
 def supports(edition: str, requires: str | None) -> bool:
@@ -192,6 +204,7 @@ async def migrate(conn: asyncpg.Connection, sql_dir: Path | None = None) -> Migr
         }
         for mf in files:
             await _migrate_one(conn, mf, recorded.get(mf.version), edition, report)
+        await grant_reader(conn)
         return report
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)

@@ -33,6 +33,10 @@ DEFAULT_TIMEFRAMES: tuple[str, ...] = ("1m", "5m", "15m", "1h", "4h", "1d")
 
 _UNIT_MS = {"s": SECOND_MS, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS, "w": WEEK_MS}
 _PATTERN = re.compile(r"^([1-9][0-9]*)(s|m|h|d|w|M|Mo)$")
+# Time is 64-bit microseconds in polars, Arrow and PostgreSQL: a longer "timeframe" cannot bucket
+# any timestamp, and arithmetic with it overflows (a file named ...-99999999999999999999999m
+# died with OverflowError at load), so parsing refuses it.
+MAX_TIMEFRAME_MS = (2**63 - 1) // 1000
 
 
 class TimeframeError(ValueError):
@@ -71,6 +75,11 @@ def _parse(value: str) -> Timeframe:
             "s, m, h, d, w, M (e.g. '1m', '4h', '1M')"
         )
     count, unit = int(match.group(1)), match.group(2)
+    length = count * (30 * DAY_MS if unit in ("M", "Mo") else _UNIT_MS[unit])
+    if length > MAX_TIMEFRAME_MS:
+        raise TimeframeError(
+            f"invalid timeframe {value!r}: longer than 64-bit microsecond time can represent"
+        )
     if unit in ("M", "Mo"):
         return Timeframe(f"{count}M", count, "M", None)
     offset = _WEEK_OFFSET_MS if unit == "w" else 0

@@ -6,9 +6,11 @@ Nothing here reads the environment: the CLI and the Dagster resource decide wher
 
 from __future__ import annotations
 
+import importlib.util
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,6 +20,9 @@ DEFAULT_CHUNK_ROWS = 250_000
 # are small, and a larger one is refused with this limit named rather than exhausting memory.
 DEFAULT_JSON_MAX_BYTES = 512 * 1024 * 1024
 DEFAULT_SOURCE = "legacy_cache"
+# More than this share of a file's rows rejected refuses the whole file (nothing of it is kept):
+# a file that bad is the wrong file, or is read wrongly, and its few "good" rows are suspect too.
+DEFAULT_MAX_REJECTED_FRACTION = 0.01
 
 
 class MigrationConfigError(ValueError):
@@ -49,6 +54,7 @@ class MigrationConfig:
     spill_memory_limit: str = "512MB"
     source: str = DEFAULT_SOURCE
     workers: int = 1
+    max_rejected_fraction: float = DEFAULT_MAX_REJECTED_FRACTION
 
     def with_overrides(self, **values: Any) -> MigrationConfig:
         """A copy with the given non-None values replaced (CLI options override the file)."""
@@ -67,6 +73,15 @@ class MigrationConfig:
             raise MigrationConfigError(f"workers={self.workers} must be at least 1")
         if not self.source:
             raise MigrationConfigError("source must not be empty")
+        if self.default_exchange not in ccxt_exchange_ids():
+            raise MigrationConfigError(
+                f"exchange {self.default_exchange!r} is not a ccxt exchange id "
+                "(such as binance, kraken, okx)"
+            )
+        if not 0 <= self.max_rejected_fraction <= 1:
+            raise MigrationConfigError(
+                f"max_rejected_fraction={self.max_rejected_fraction} is not between 0 and 1"
+            )
         return self
 
 
@@ -82,8 +97,20 @@ _KNOWN = {
     "spill_memory_limit",
     "source",
     "workers",
+    "max_rejected_fraction",
 }
 _PATHS = {"root", "archive_dir", "markets_file"}
+
+
+@lru_cache(maxsize=1)
+def ccxt_exchange_ids() -> frozenset[str]:
+    """ccxt's exchange ids (what ``exchange`` columns hold), read from its package folder:
+    importing ccxt costs ~2 s."""
+    spec = importlib.util.find_spec("ccxt")
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return frozenset(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
 
 
 def config_from_mapping(

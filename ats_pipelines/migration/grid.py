@@ -79,3 +79,30 @@ class GridTracker:
                 {"missing": n, "after": _iso(a), "before": _iso(b)} for n, a, b in self.gaps
             ],
         }
+
+
+@dataclass
+class SpacingTracker:
+    """How far apart a file's own timestamps are: the most common step between consecutive
+    distinct times, counted before validation, so that a file whose name lies about its
+    timeframe (1-minute rows in a ``-1h`` file) is told apart from one with a few bad rows."""
+
+    steps: dict[int, int] = field(default_factory=dict)  # step in µs -> how often
+    last: int | None = None
+
+    def push(self, ts_us: np.ndarray) -> None:
+        values = np.unique(ts_us)
+        if self.last is not None and values.size and self.last < values[0]:
+            values = np.concatenate(([self.last], values))
+        if values.size:
+            self.last = int(values[-1])
+        steps, counts = np.unique(np.diff(values), return_counts=True)
+        for step, count in zip(steps.tolist(), counts.tolist(), strict=True):
+            self.steps[step] = self.steps.get(step, 0) + count
+
+    def dominant_ms(self) -> int | None:
+        """The most common step in ms (the smaller one on a tie), or None below two times."""
+        if not self.steps:
+            return None
+        step = min(self.steps, key=lambda s: (-self.steps[s], s))
+        return step // 1000

@@ -34,6 +34,7 @@ from ats_pipelines.migration.datasets import SPECS
 from ats_pipelines.migration.dedupe import Unsorted
 from ats_pipelines.migration.discovery import DiscoveredFile
 from ats_pipelines.migration.pipeline import SourcePipeline, SourceStats
+from ats_pipelines.migration.refusal import rejection_refusal, spacing_refusal
 from ats_pipelines.migration.rollback import delete_batch_rows
 from ats_pipelines.migration.sink import DatabaseSink, ProgressFn
 from ats_pipelines.migration.verify import reset_keys, verify_file
@@ -132,6 +133,11 @@ class FileMigrator:
         except FILE_ERRORS as exc:  # any failure fails this file only
             reason = f"load failed: {type(exc).__name__}: {exc}"
             return await self._fail(file, batch_id, reason)
+        refused = spacing_refusal(file, stats.spacing) or rejection_refusal(
+            stats.rows_read, stats.rows_quarantined, self.config
+        )
+        if refused is not None:
+            return await self._fail(file, batch_id, refused)
         t0 = time.perf_counter()
         try:
             result = await verify_file(

@@ -8,6 +8,7 @@ collected in ``assumptions`` and ends up in the ledger.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +22,10 @@ from ats_pipelines.lib.tables import CANDLES, TRADES
 TS = "ts"
 ROW = "_src_row"  # 0-based row number in the source file, for error locations
 LOCATION = "_src_loc"  # "relative/path:row N" (1-based), where a quarantined row came from
+# JSON object {column: text} of the values a row holds that could not be read as their column's
+# type ('1,234.5' as a price, 'not a date' as a time), null when every value was read: the
+# quarantine keeps the offending text instead of the null it would have become.
+RAW = "_src_raw"
 
 # canonical column -> accepted spellings (normalised: lower case, spaces and dashes as '_')
 _TIME_ALIASES = (
@@ -180,7 +185,9 @@ class ColumnPlan:
         # contiguous columns: string functions in polars 2.1 can panic on multi-chunk ones
         frame = pl.from_arrow(chunk, rechunk=True)
         assert isinstance(frame, pl.DataFrame)
-        columns: list[pl.Series] = [self._time(frame[self.time_column])]
+        time = self._time(frame[self.time_column])
+        unread = {TS: _unread(frame[self.time_column], time)}
+        columns: list[pl.Series] = [time]
         for name in OUTPUT[self.dataset]:
             if name == "side" and "side" not in self.mapping and "buyer_maker" in self.mapping:
                 columns.append(_side_from_buyer_maker(frame[self.mapping["buyer_maker"]]))
@@ -188,7 +195,10 @@ class ColumnPlan:
                 continue
             source = self.mapping.get(name)
             columns.append(_convert(name, frame[source] if source else None, frame.height))
+            if source is not None:
+                unread[name] = _unread(frame[source], columns[-1])
         columns.append(pl.Series(ROW, range(first_row, first_row + frame.height), pl.Int64))
+        columns.append(_raw_column(unread, frame.height))
         return pl.DataFrame(columns)
 
     def _time(self, series: pl.Series) -> pl.Series:
@@ -286,6 +296,30 @@ def _convert(name: str, series: pl.Series | None, height: int) -> pl.Series:
     if dtype == pl.Int64:
         out = out.cast(pl.Int64, strict=False)
     return out.alias(name)
+
+
+def _unread(source: pl.Series, converted: pl.Series) -> pl.Series | None:
+    """The source text where a non-empty string became null, else null (None: no such row)."""
+    if source.dtype != pl.String:
+        return None
+    lost = source.str.strip_chars().ne("").fill_null(False) & converted.is_null()
+    if not lost.any():
+        return None
+    return pl.select(pl.when(lost).then(source)).to_series()
+
+
+def _raw_column(unread: dict[str, pl.Series | None], height: int) -> pl.Series:
+    """The :data:`RAW` column: per row, the unreadable texts as a JSON object, or null."""
+    found = {k: v for k, v in unread.items() if v is not None}
+    if not found:
+        return pl.Series(RAW, [None] * height, pl.String)
+    rows: dict[int, dict[str, str]] = {}
+    for name, values in found.items():
+        for i, text in enumerate(values.to_list()):
+            if text is not None:
+                rows.setdefault(i, {})[name] = text
+    texts = [json.dumps(rows[i], sort_keys=True) if i in rows else None for i in range(height)]
+    return pl.Series(RAW, texts, pl.String)
 
 
 def _side_from_buyer_maker(series: pl.Series) -> pl.Series:

@@ -8,15 +8,13 @@ without its extension (``futures/XRP_USDT_USDT-1h-futures``).
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from ats_pipelines.lib.timeframes import TimeframeError, from_duration, parse_timeframe
-from ats_pipelines.migration.config import UserPattern
+from ats_pipelines.migration.config import UserPattern, ccxt_exchange_ids
 
 FORMATS = {
     ".parquet": "parquet",
@@ -119,16 +117,6 @@ def normalise_timeframe(text: str) -> str:
     if tf.ms is None:
         return tf.value
     return from_duration(tf.ms)
-
-
-@lru_cache(maxsize=1)
-def ccxt_exchange_ids() -> frozenset[str]:
-    """ccxt's exchange ids, read from its package folder: importing ccxt costs ~2 s."""
-    spec = importlib.util.find_spec("ccxt")
-    if spec is None or not spec.submodule_search_locations:
-        return frozenset()
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    return frozenset(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
 
 
 def _exchange_in(parts: Sequence[str], known: frozenset[str]) -> str | None:

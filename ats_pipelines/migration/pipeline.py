@@ -21,7 +21,7 @@ from ats_pipelines.migration.config import MigrationConfig
 from ats_pipelines.migration.datasets import SPECS, DatasetSpec
 from ats_pipelines.migration.dedupe import SortedStream
 from ats_pipelines.migration.discovery import DiscoveredFile
-from ats_pipelines.migration.grid import GridTracker
+from ats_pipelines.migration.grid import GridTracker, SpacingTracker
 from ats_pipelines.migration.normalise import TS, ColumnPlan
 from ats_pipelines.migration.readers import open_source
 from ats_pipelines.migration.spill import SpillSorter
@@ -46,6 +46,7 @@ class SourceStats:
     rows_unique: int = 0
     digest: Digest = field(default_factory=Digest)
     grid: GridTracker | None = None
+    spacing: SpacingTracker = field(default_factory=SpacingTracker)  # before validation
     assumptions: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, Any] = field(default_factory=dict)
     sorted_externally: bool = False
@@ -95,6 +96,7 @@ class SourcePipeline:
         for chunk in reader.chunks():
             t0 = time.perf_counter()
             frame = self.validator.with_location(plan.apply(chunk, offset))
+            self.stats.spacing.push(frame[TS].drop_nulls().dt.epoch("us").to_numpy())
             offset += chunk.num_rows
             self.stats.rows_read += chunk.num_rows
             self.stats.add_time("normalise_s", time.perf_counter() - t0)

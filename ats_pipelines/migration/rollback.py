@@ -1,5 +1,7 @@
-"""Removing a file's batch again: only the rows its batch inserted (``batch_id`` tags them);
-rows that were already there from other sources carry their own batch id and stay."""
+"""Removing a file's batch again: only what nobody but the batch asserted. Rows whose values the
+batch set and no other writer asserted are deleted; rows another writer also asserted (the
+exchange's backfill writing the same values, another file) are handed over to that writer;
+rows whose values came from elsewhere stay untouched (see ``db.provenance``)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from ats_pipelines.db.sqlid import qualified
+from ats_pipelines.db.provenance import retract_batch
 from ats_pipelines.migration import ledger
 from ats_pipelines.migration.datasets import SPECS
 
@@ -36,16 +38,19 @@ async def delete_batch_rows(
     """Delete the market rows and quarantine rows of ``batch_id``; returns both counts."""
     rows = 0
     if dataset in SPECS:
-        table = qualified(SPECS[dataset].table)
-        # exchange/symbol narrow the scan to the file's series; batch_id alone decides
-        status = await conn.execute(
-            f"DELETE FROM {table} WHERE batch_id = $1 "  # noqa: S608
-            "AND ($2::text IS NULL OR exchange = $2) AND ($3::text IS NULL OR symbol = $3)",
-            batch_id,
-            exchange,
-            symbol,
+        span = await conn.fetchrow(
+            "SELECT first_ts, last_ts FROM ops.migration_ledger WHERE batch_id = $1", batch_id
         )
-        rows = int(status.split()[-1])
+        between = (span["first_ts"], span["last_ts"]) if span and span["last_ts"] else None
+        series = {"exchange": exchange, "symbol": symbol}
+        rows, handed = await retract_batch(conn, SPECS[dataset].table, batch_id, series, between)
+        if handed:
+            log.info(
+                "event=migration_rows_handed_over batch=%d rows=%d reason='other writers "
+                "asserted the same values'",
+                batch_id,
+                handed,
+            )
     status = await conn.execute("DELETE FROM ops.quarantine WHERE batch_id = $1", batch_id)
     return rows, int(status.split()[-1])
 

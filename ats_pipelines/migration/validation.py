@@ -14,15 +14,18 @@ the validator's so the same quarantine writer takes them.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import asyncpg
 import polars as pl
 
+from ats_pipelines.db.quarantine import quarantine as write_quarantine
 from ats_pipelines.lib.validation import REJECT_SCHEMA, DataValidator, payload_json
-from ats_pipelines.lib.validation import quarantine as write_quarantine
 from ats_pipelines.migration.discovery import DiscoveredFile
-from ats_pipelines.migration.normalise import LOCATION, ROW, TS
+from ats_pipelines.migration.normalise import LOCATION, RAW, ROW, TS
+
+UNREADABLE_RULE = "migration.unreadable"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,22 @@ class FileValidator:
         return frame.with_columns(where.alias(LOCATION))
 
     def check(self, frame: pl.DataFrame) -> Checked:
+        """Rows holding text their column cannot read are rejected as such (raw text kept);
+        the rest go through the dataset's rules."""
+        if RAW not in frame.columns:
+            return self._rules(frame)
+        unread = frame.filter(pl.col(RAW).is_not_null())
+        checked = self._rules(frame.filter(pl.col(RAW).is_null()).drop(RAW))
+        if unread.is_empty():
+            return checked
+        return Checked(
+            checked.accepted,
+            pl.concat([_unreadable(unread, self.file), checked.quarantine]),
+            checked.rows_rejected + unread.height,
+            checked.duplicates,
+        )
+
+    def _rules(self, frame: pl.DataFrame) -> Checked:
         if frame.is_empty():
             return Checked.empty(frame)
         f = self.file
@@ -78,6 +97,36 @@ class FileValidator:
         bad = result.quarantinable()
         same = result.duplicates.filter(pl.col("rule").str.ends_with("duplicate_key"))
         return Checked(result.accepted, bad, bad["row"].n_unique(), same.height)
+
+
+def _unreadable(unread: pl.DataFrame, file: DiscoveredFile) -> pl.DataFrame:
+    """One rejection per row whose source held unreadable text; the payload is the row with
+    that text in place of the null it became, so the quarantine shows what the file said."""
+    rows = unread.to_dicts()
+    reasons, payloads = [], []
+    for row in rows:
+        texts: dict[str, str] = json.loads(row.pop(RAW))
+        named = "; ".join(
+            f"{col} {text!r} is not a {'timestamp' if col == TS else 'number'}"
+            for col, text in texts.items()
+        )
+        reasons.append(f"{row[LOCATION]}: {named}")
+        payloads.append(payload_json({**row, **texts}))
+    return pl.DataFrame(
+        {
+            "rule": [UNREADABLE_RULE] * len(rows),
+            "reason": reasons,
+            "location": unread[LOCATION],
+            "exchange": [file.exchange] * len(rows),
+            "symbol": [file.symbol] * len(rows),
+            "timeframe": [file.timeframe] * len(rows),
+            "ts": unread[TS],
+            "payload": payloads,
+            "row_hash": [hashlib.sha256(p.encode()).hexdigest() for p in payloads],
+            "row": unread[ROW],
+        },
+        schema=REJECT_SCHEMA,
+    )
 
 
 def _funding(frame: pl.DataFrame, file: DiscoveredFile) -> Checked:

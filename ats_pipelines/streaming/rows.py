@@ -241,7 +241,7 @@ _REJECT_SCHEMA = pa.schema(
 
 
 def rejections_table(rejections: Iterable[Rejection]) -> pa.Table:
-    """Rejections as the frame ``lib.validation.quarantine`` takes (as Arrow, for spilling)."""
+    """Rejections as the frame ``db.quarantine.quarantine`` takes (as Arrow, for spilling)."""
     rows = []
     for i, r in enumerate(rejections):
         payload = payload_json(r.payload)

@@ -38,7 +38,8 @@ import pyarrow as pa
 
 from ats_pipelines.db.bulk import bulk_write
 from ats_pipelines.db.connect import DatabaseUnavailable, connect
-from ats_pipelines.lib.validation import payload_json, quarantine
+from ats_pipelines.db.quarantine import quarantine
+from ats_pipelines.lib.validation import payload_json
 from ats_pipelines.streaming.metrics import StreamMetrics
 from ats_pipelines.streaming.spill import Batch, SpillStore
 

@@ -18,7 +18,8 @@ import asyncpg
 import polars as pl
 
 from ats_pipelines.db.bulk import EMPTY_RESULT, WriteResult, bulk_write
-from ats_pipelines.lib.validation import DataValidator, quarantine
+from ats_pipelines.db.quarantine import quarantine
+from ats_pipelines.lib.validation import DataValidator
 from ats_pipelines.warehouse.coverage import EmptyAnswers, record_answers, record_fetch
 from ats_pipelines.warehouse.intervals import Interval, floor_minute, split_days
 

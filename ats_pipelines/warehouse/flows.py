@@ -20,9 +20,10 @@ import asyncpg
 import polars as pl
 
 from ats_pipelines.db.bulk import WriteResult, bulk_write
+from ats_pipelines.db.quarantine import quarantine
 from ats_pipelines.db.sqlid import qualified
 from ats_pipelines.lib.book import book_metrics_frame
-from ats_pipelines.lib.validation import DataValidator, quarantine
+from ats_pipelines.lib.validation import DataValidator
 from ats_pipelines.warehouse.rollup_sql import bucket, uses_timescaledb
 
 BOOK_TABLES = {"1s": "market.order_book_1s_agg", "1m": "market.order_book_1m_agg"}

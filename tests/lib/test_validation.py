@@ -13,12 +13,12 @@ import asyncpg
 import polars as pl
 import pytest
 
+from ats_pipelines.db.quarantine import quarantine
 from ats_pipelines.lib.validation import (
     REJECT_SCHEMA,
     RULES,
     DataValidator,
     ValidationResult,
-    quarantine,
 )
 
 CLOCK = datetime(2026, 1, 1, tzinfo=UTC)

@@ -315,9 +315,17 @@ async def test_rollback_of_an_ambiguous_relative_path_is_refused(
         [done] = await rollback_target(
             conn, str(tmp_path / "one" / "XRP_ETH-5m.feather"), "this one"
         )
-        assert done.rows_deleted == 706
-        # file two had found those rows present: it is reopened, and migrates again
-        assert done.reopened == (str(tmp_path / "two" / "XRP_ETH-5m.feather"),)
-    [again] = (await run_migration(fresh_db, tmp_path / "two", config, catalog)).outcomes
-    assert again.status == "verified" and again.ledger_row is not None
-    assert again.ledger_row["rows_inserted"] == 706
+        # file two asserted the same rows: they are handed to its batch, not deleted, and
+        # file two needs no reload
+        assert (done.rows_deleted, done.reopened) == (0, ())
+        two = await conn.fetchval(
+            "SELECT batch_id FROM ops.migration_ledger WHERE file_path = $1",
+            str(tmp_path / "two" / "XRP_ETH-5m.feather"),
+        )
+        owners = await conn.fetch(
+            "SELECT batch_id, asserted_by, count(*) FROM market.candles "
+            "WHERE symbol = 'XRP/ETH' AND timeframe = '5m' GROUP BY 1, 2"
+        )
+        assert [tuple(r) for r in owners] == [(two, None, 706)]
+        [gone] = await rollback_target(conn, str(two), "and that one")
+        assert gone.rows_deleted == 706
