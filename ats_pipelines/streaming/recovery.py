@@ -74,7 +74,9 @@ class TradeRecovery:
         if last is not None and last - first + 1 > self.config.max_backfill_trades:
             return  # the batch's own ids record the run as unfillable
         try:
-            fetched = await self.filler.fetch(p.symbol, first, first if last is None else last)
+            fetched = await self.filler.fetch(
+                p.symbol, first, last, tracker.hi_ts, next_ts or self.clock.now_ms()
+            )
         except (PermanentExchangeError, RetriesExhausted) as exc:
             log.warning("event=stream_backfill_failed symbol=%s error=%s", p.symbol, exc)
             fetched = []
@@ -119,7 +121,9 @@ class TradeRecovery:
         async with self.symbols.locks[p.symbol]:
             for run in tracker.overdue(time.time(), self.config.gap_patience_s):
                 try:
-                    fetched = await self.filler.fetch(p.symbol, run.first, run.last)
+                    fetched = await self.filler.fetch(
+                        p.symbol, run.first, run.last, run.ts_lo, run.ts_hi
+                    )
                 except (PermanentExchangeError, RetriesExhausted) as exc:
                     log.warning("event=stream_refill_failed symbol=%s error=%s", p.symbol, exc)
                     fetched = []
@@ -132,6 +136,7 @@ class TradeRecovery:
                 self.metrics.backfilled.inc(applied)
                 if any(i in tracker.missing for i in range(run.first, run.last + 1)):
                     tracker.give_up(run)
+                    p.sync_hold()
                     self.intake.give_up(
                         p,
                         run.ts_lo,
