@@ -22,11 +22,10 @@ import logging
 import signal
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import ccxt
 
 from ats_pipelines.config import ConfigError
 from ats_pipelines.db.connect import DatabaseUnavailable, connect
@@ -48,6 +47,7 @@ from ats_pipelines.streaming.recovery import TradeRecovery
 from ats_pipelines.streaming.rows import Precision
 from ats_pipelines.streaming.runtime import GcPacer, freeze_heap, latency_tuning
 from ats_pipelines.streaming.state import load_state
+from ats_pipelines.streaming.supervisor import Backoff, Supervisor
 from ats_pipelines.streaming.symbols import SymbolRegistry
 from ats_pipelines.streaming.upkeep import Upkeep
 from ats_pipelines.streaming.writer import Lane
@@ -89,6 +89,11 @@ class StreamService(TradeRecovery, Upkeep):
         self.ready = asyncio.Event()
         self._crashed = False
         self._tasks: list[asyncio.Task[Any]] = []
+        self.supervisor = Supervisor(
+            self.metrics,
+            fatal=self._fatal,
+            backoff=Backoff(base_s=config.restart_base_s, max_s=config.restart_max_s),
+        )
         self._base_ms = min(parse_timeframe(tf).ms or 60_000 for tf in config.timeframes)
         spill = Path(config.spill_dir) / _safe(config.shard)
         self.emitter = Emitter(config, self.metrics, self.clock, self.symbols, spill)
@@ -221,32 +226,17 @@ class StreamService(TradeRecovery, Upkeep):
         if c.metrics_port is not None:
             port = self.metrics.serve(c.metrics_port)
             log.info("event=stream_metrics url=http://127.0.0.1:%s/metrics", port)
-        await self._load_markets()
-        await self.clock.sync(self.trades_client.server_time_ms)
+        await self._retrying("load_markets", self._load_markets)
+        await self._retrying("clock", lambda: self.clock.sync(self.trades_client.server_time_ms))
         for lane in self.emitter.lanes:  # connected before the load starts
             await lane.open()
-            lane.start()
+            lane.start(self.supervisor)
         self.symbols.build(c, self.validator, await self._load_saved(), self._base_ms)
         cache = self.emitter.cache
         if cache is not None:
             cache.start()
         freeze_heap()  # before the first trade: its full collection stalls nothing
-        spawn, upkeep = self._spawn, self.upkeep
-        spawn(self.gc_pacer.run(), "gc")
-        for symbol in c.symbols:
-            spawn(self._trade_loop(symbol), f"trades-{symbol}")
-            if self.books_client is not None:
-                spawn(self._book_loop(symbol), f"book-{symbol}")
-        spawn(self._tick_loop(), "tick")
-        spawn(upkeep.every(c.snapshot_interval_s, self.emitter.sample_books), "snapshots")
-        spawn(upkeep.every(c.checkpoint_interval_s, upkeep.checkpoint_all), "checkpoint")
-        spawn(upkeep.every(c.heartbeat_interval_s, upkeep.heartbeat), "heartbeat")
-        spawn(upkeep.every(c.clock_sync_s, upkeep.sync_clock), "clock")
-        spawn(upkeep.heal_loop(), "heal")
-        if cache is not None:
-            spawn(upkeep.every(c.open_bar_interval_s, self.emitter.cache_open_bars), "open-bars")
-        if c.duration_s is not None:
-            spawn(self._stop_after(c.duration_s), "duration")
+        self._start_tasks()
         log.info(
             "event=stream_started shard=%s exchange=%s symbols=%s timeframes=%s grace_ms=%s",
             c.shard,
@@ -256,24 +246,84 @@ class StreamService(TradeRecovery, Upkeep):
             c.grace_ms,
         )
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        task.add_done_callback(self._task_done)
-        self._tasks.append(task)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled() or self.stopping.is_set():
-            return
-        exc = task.exception()
-        if exc is not None:
-            self.error = exc
-            log.error(
-                "event=stream_task_failed task=%s error=%s: %s",
-                task.get_name(),
-                type(exc).__name__,
-                exc,
+    def _start_tasks(self) -> None:
+        """Every long-lived task, under the supervisor (see ``supervisor``)."""
+        c, upkeep, sup, emitter = self.config, self.upkeep, self.supervisor, self.emitter
+        keep = self._tasks.append
+        keep(sup.start("gc", "gc", self.gc_pacer.run))
+        for symbol in c.symbols:
+            keep(
+                sup.start(
+                    f"trades-{symbol}",
+                    "trades",
+                    lambda s=symbol: self._trade_loop(s),
+                    on_restart=lambda s=symbol: self._watcher_restarted(s),
+                    stall_s=c.stall_s,
+                    active=lambda s=symbol: self._market_traded(s),
+                )
             )
-            self.request_stop(f"task {task.get_name()} failed")
+            if self.books_client is not None:
+                keep(
+                    sup.start(
+                        f"book-{symbol}",
+                        "book",
+                        lambda s=symbol: self._book_loop(s),
+                        stall_s=c.stall_s,
+                        active=lambda s=symbol: self._trades_flowing(s),
+                    )
+                )
+        keep(sup.start("tick", "tick", self._tick_loop, stall_s=c.stall_s))
+        periodic: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = [
+            ("snapshots", c.snapshot_interval_s, emitter.sample_books),
+            ("checkpoint", c.checkpoint_interval_s, upkeep.checkpoint_all),
+            ("heartbeat", c.heartbeat_interval_s, upkeep.heartbeat),
+            ("clock", c.clock_sync_s, upkeep.sync_clock),
+        ]
+        if emitter.cache is not None:
+            periodic.append(("open-bars", c.open_bar_interval_s, emitter.cache_open_bars))
+        for name, seconds, fn in periodic:
+            keep(
+                sup.start(
+                    name,
+                    name,
+                    lambda n=name, t=seconds, f=fn: self._every(n, t, f),
+                    stall_s=max(c.stall_s, 3 * seconds),
+                )
+            )
+        keep(sup.start("heal", "heal", lambda: upkeep.heal_loop(lambda: sup.beat("heal"))))
+        keep(sup.start("watchdog", "watchdog", lambda: sup.watch(min(1.0, c.stall_s / 4))))
+        if c.duration_s is not None:
+            keep(asyncio.get_running_loop().create_task(self._stop_after(c.duration_s)))
+
+    def _fatal(self, exc: BaseException, task: str) -> None:
+        """A configuration error inside a task: the service stops with it."""
+        self.error = exc
+        log.error("event=stream_config_error task=%s error=%s", task, exc)
+        self.request_stop(f"configuration error in {task}")
+
+    async def _retrying(self, what: str, fn: Callable[[], Awaitable[Any]]) -> None:
+        """A start step retried with the supervisor's backoff until it succeeds; only a
+        configuration error (or a stop) ends it."""
+        failures = 0
+        while True:
+            try:
+                await fn()
+                return
+            except ConfigError:
+                raise
+            except Exception as exc:
+                failures += 1
+                delay = self.supervisor.backoff.delay_s(failures, self.supervisor.rng)
+                self.supervisor.record(f"start-{what}", "start", exc, delay)
+                if self.stopping.is_set():
+                    raise
+                await asyncio.sleep(delay)
+
+    async def _every(self, name: str, seconds: float, fn: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            self.supervisor.beat(name)
+            await fn()
 
     async def _stop_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -357,6 +407,7 @@ class StreamService(TradeRecovery, Upkeep):
 
     async def _trade_loop(self, symbol: str) -> None:
         p, lock = self.pipelines[symbol], self.symbols.locks[symbol]
+        beat, name = self.supervisor.beat, f"trades-{symbol}"
         while True:
             try:
                 # ids are checked once, by the pipeline (its tracker and aggregator)
@@ -366,6 +417,7 @@ class StreamService(TradeRecovery, Upkeep):
                 await asyncio.sleep(self.config.reconnect_max_s)
                 continue
             received = time.time()
+            beat(name)  # progress; where the chaos tests inject (a batch in hand is lost)
             async with lock:
                 reconnects = self.trades_client.stats["reconnects"]
                 if p.pending_reconnect or reconnects != p.seen_reconnects:
@@ -377,6 +429,7 @@ class StreamService(TradeRecovery, Upkeep):
         c = self.config
         while True:
             await asyncio.sleep(c.tick_s)
+            self.supervisor.beat("tick")
             self.upkeep.count_reconnects()
             now_wall = time.time()
             now_ms = self.clock.now_ms()
@@ -408,9 +461,10 @@ class StreamService(TradeRecovery, Upkeep):
     def _largest_tf_ms(self) -> int:
         return max(parse_timeframe(tf).ms or 31 * 86_400_000 for tf in self.config.timeframes)
 
-    def _background(self, symbol: str, make: Any) -> None:
-        """Run ``make()`` (a coroutine factory: created inside the task, so a task cancelled
-        before it starts leaves no coroutine un-awaited) with ``symbol`` marked recovering."""
+    def _background(self, symbol: str, make: Callable[[], Awaitable[None]]) -> None:
+        """Run ``make()`` once, supervised (a coroutine factory: created inside the task, so a
+        task cancelled before it starts leaves no coroutine un-awaited) with ``symbol`` marked
+        recovering; a failure is logged and counted, and the clock schedules it again."""
         recovering = self.symbols.recovering
         recovering.add(symbol)
 
@@ -420,7 +474,28 @@ class StreamService(TradeRecovery, Upkeep):
             finally:
                 recovering.discard(symbol)
 
-        self._spawn(run(), f"recover-{symbol}")
+        self._tasks.append(self.supervisor.once(f"recover-{symbol}", "recover", run))
+
+    def _watcher_restarted(self, symbol: str) -> None:
+        # the batch a failed watcher held may be lost: fetch from the last id seen, as after
+        # a reconnect
+        p = self.pipelines[symbol]
+        p.pending_reconnect, p.reconnect_noticed = True, time.time()
+
+    async def _market_traded(self, symbol: str) -> bool:
+        """The exchange has a trade of ``symbol`` newer than the last one applied."""
+        newest = await self.trades_client.fetch_trades(symbol, limit=1)
+        tracker = self.pipelines[symbol].tracker
+        if not newest:
+            return False
+        if tracker is None or tracker.hi is None or not str(newest[-1]["id"]).isdigit():
+            return True
+        return int(newest[-1]["id"]) > tracker.hi
+
+    async def _trades_flowing(self, symbol: str) -> bool:
+        """Trades of ``symbol`` arrive, so its book must be changing too."""
+        entry = self.supervisor.tasks.get(f"trades-{symbol}")
+        return entry is not None and time.monotonic() - entry.last_beat < self.config.stall_s
 
     # -- books -----------------------------------------------------------------------------
 
@@ -435,10 +510,7 @@ class StreamService(TradeRecovery, Upkeep):
                 log.error("event=stream_book_down symbol=%s error=%s", symbol, exc)
                 await asyncio.sleep(self.config.reconnect_max_s)
                 continue
-            except ccxt.BaseError as exc:  # a book ccxt cannot use: drop it, resubscribe
-                log.warning("event=stream_book_error symbol=%s error=%s", symbol, exc)
-                await asyncio.sleep(0.5)
-                continue
+            self.supervisor.beat(f"book-{symbol}")
             tracker.update(book, self.clock.now_ms())
             if cache is not None:
                 values = tracker.cache_values()

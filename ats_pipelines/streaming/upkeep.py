@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,11 +54,6 @@ class Upkeep:
         self.heal_passes = 0
         self.reconnects_counted = {"trades": 0, "books": 0}
         self.resyncs_counted = 0
-
-    async def every(self, seconds: float, fn: Callable[[], Awaitable[Any]]) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            await fn()
 
     async def checkpoint_all(self) -> None:
         for symbol, p in self.symbols.pipelines.items():
@@ -147,11 +142,12 @@ class Upkeep:
         finally:
             await conn.close()
 
-    async def heal_loop(self) -> None:
+    async def heal_loop(self, beat: Callable[[], None]) -> None:
         c = self.config
         next_periodic = time.monotonic() + min(c.heal_interval_s, 5 * c.tick_s + 1.0)
         while True:
             await asyncio.sleep(min(1.0, c.heal_interval_s, max(c.tick_s, 0.05) * 4))
+            beat()
             periodic = time.monotonic() >= next_periodic
             if not periodic and not self.healing.requests:
                 continue

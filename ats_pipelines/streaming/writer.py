@@ -41,6 +41,7 @@ from ats_pipelines.db.connect import DatabaseUnavailable, connect
 from ats_pipelines.lib.validation import payload_json, quarantine
 from ats_pipelines.streaming.metrics import StreamMetrics
 from ats_pipelines.streaming.spill import Batch, SpillStore
+from ats_pipelines.streaming.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 MAX_ROUND_ROWS = 100_000
@@ -186,6 +187,8 @@ class Lane:
         self._intake_done = False
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
+        self._in_hand: Batch | None = None
+        self.supervisor: Supervisor | None = None
 
     # -- producers -------------------------------------------------------------------------
 
@@ -195,12 +198,25 @@ class Lane:
             await self.queue.put(batch)
             self.metrics.queue_depth.labels(lane=self.name).set(self.queue.qsize())
 
-    def start(self) -> None:
+    def start(self, supervisor: Supervisor | None = None) -> None:
+        """Start the intake and commit tasks (under ``supervisor``: restarted on errors)."""
+        self.supervisor = supervisor
+        names = (f"writer-{self.name}-intake", f"writer-{self.name}")
+        if supervisor is not None:
+            self._tasks = [
+                supervisor.start(names[0], "writer-intake", self._intake),
+                supervisor.start(names[1], "writer", self._commit_loop),
+            ]
+            return
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._intake(), name=f"writer-{self.name}-intake"),
-            loop.create_task(self._commit_loop(), name=f"writer-{self.name}"),
+            loop.create_task(self._intake(), name=names[0]),
+            loop.create_task(self._commit_loop(), name=names[1]),
         ]
+
+    def _beat(self, task: str) -> None:
+        if self.supervisor is not None:
+            self.supervisor.beat(task)
 
     @property
     def started(self) -> bool:
@@ -229,8 +245,12 @@ class Lane:
     # -- intake ----------------------------------------------------------------------------
 
     async def _intake(self) -> None:
+        name = f"writer-{self.name}-intake"
         while True:
-            batch = await self.queue.get()
+            self._beat(name)
+            # a batch taken before a failure is still in hand when the task restarts
+            batch = self._in_hand if self._in_hand is not None else await self.queue.get()
+            self._in_hand = batch
             self.metrics.queue_depth.labels(lane=self.name).set(self.queue.qsize())
             if batch is None:
                 self._intake_done = True
@@ -248,6 +268,7 @@ class Lane:
             else:
                 self.pending.append(batch)
                 self.pending_rows += batch.rows
+            self._in_hand = None
             self.metrics.pending_rows.labels(lane=self.name).set(self.pending_rows)
             self._work.set()
 
@@ -348,7 +369,9 @@ class Lane:
         return counts
 
     async def _commit_loop(self) -> None:
+        name = f"writer-{self.name}"
         while True:
+            self._beat(name)
             if not self.pending and not self.spill:
                 self._idle.set()
                 if self._intake_done:
@@ -418,6 +441,10 @@ class Lane:
             if task not in done:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._in_hand is not None:  # taken by an intake cancelled before placing it
+            self.pending.append(self._in_hand)
+            self.pending_rows += self._in_hand.rows
+            self._in_hand = None
         while True:  # the intake may have stopped before the end marker (cancelled)
             try:
                 batch = self.queue.get_nowait()
