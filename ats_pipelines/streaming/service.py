@@ -380,7 +380,7 @@ class StreamService(TradeRecovery, Upkeep):
             for lane in lanes:
                 await lane.abandon()
         elif self.pipelines and self.bars_lane.started:
-            await self.upkeep.checkpoint_all()  # emits what each symbol holds, saves its state
+            await self.upkeep.checkpoint_all(final=True)  # emits what each holds, saves state
             await self.emitter.sample_books()
         for lane in lanes:
             if lane.started and not self._crashed:

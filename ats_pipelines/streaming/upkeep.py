@@ -28,6 +28,7 @@ from ats_pipelines.streaming.symbols import SymbolRegistry
 from ats_pipelines.streaming.writer import CONNECT_TIMEOUT_S, is_transient
 
 log = logging.getLogger("ats_pipelines.streaming.service")
+CHECKPOINT_WAIT_S = 10.0  # for the trades a state covers to be committed (else: next time)
 
 
 class Upkeep:
@@ -55,12 +56,17 @@ class Upkeep:
         self.reconnects_counted = {"trades": 0, "books": 0}
         self.resyncs_counted = 0
 
-    async def checkpoint_all(self) -> None:
+    async def checkpoint_all(self, final: bool = False) -> None:
+        """Save each symbol's state, once the trades it covers are committed: a state saved
+        ahead of them and a crash in between would claim trades nobody stored (the bulk and
+        bar lanes commit independently). ``final`` (shutdown): no wait, the lanes are drained
+        next."""
+        bulk, states = self.emitter.bulk_lane, []
         for symbol, p in self.symbols.pipelines.items():
             async with self.symbols.locks[symbol]:
                 await self.emitter.emit(p, time.time(), flush_trades=True)
                 if p.agg.applied or p.tracker is not None or not p.fresh:
-                    await self.emitter.bars_lane.put(
+                    states.append(
                         state_batch(
                             p.exchange,
                             symbol,
@@ -69,6 +75,11 @@ class Upkeep:
                             p.closed_before if p.closed_before > FAR_PAST else None,
                         )
                     )
+        if not final and not await bulk.wait_committed(bulk.accepted, CHECKPOINT_WAIT_S):
+            log.info("event=stream_checkpoint_deferred reason=its trades are not committed yet")
+            return
+        for batch in states:
+            await self.emitter.bars_lane.put(batch)
 
     async def sync_clock(self) -> None:
         with contextlib.suppress(PermanentExchangeError, RetriesExhausted):

@@ -188,6 +188,9 @@ class Lane:
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._in_hand: Batch | None = None
+        self.accepted = 0  # batches handed over so far
+        self.committed_batches = 0
+        self._committed = asyncio.Event()
         self.supervisor: Supervisor | None = None
 
     # -- producers -------------------------------------------------------------------------
@@ -196,6 +199,7 @@ class Lane:
         """Hand over a batch; waits while the lane is full (back-pressure)."""
         if batch.rows:
             await self.queue.put(batch)
+            self.accepted += 1
             self.metrics.queue_depth.labels(lane=self.name).set(self.queue.qsize())
 
     def start(self, supervisor: Supervisor | None = None) -> None:
@@ -240,6 +244,19 @@ class Lane:
             self._idle.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), 0.05)
+        return True
+
+    async def wait_committed(self, batches: int, timeout: float) -> bool:
+        """Wait until the first ``batches`` handed over are committed (commits keep the order
+        of ``put``); False after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.committed_batches < batches:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._committed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._committed.wait(), min(left, 0.5))
         return True
 
     # -- intake ----------------------------------------------------------------------------
@@ -337,6 +354,8 @@ class Lane:
         for table, n in counts.items():
             self.metrics.rows_written.labels(table=table).inc(n)
         self.committed_rows += sum(counts.values())
+        self.committed_batches += len(batches)  # in order: memory, then files, oldest first
+        self._committed.set()
         if self.on_commit is not None:
             self.on_commit(batches, committed)
 
