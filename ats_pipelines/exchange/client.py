@@ -262,14 +262,30 @@ class ExchangeClient:
                 failures += 1
                 if failures > 3:  # gaps back to back: slow down like any other failure
                     await self._stream_backoff(what, failures - 3, exc)
-            except ccxt.NetworkError as exc:
+            except (ccxt.NetworkError, OSError) as exc:
+                # OSError: ccxt's websocket client raises the built-in ConnectionError
+                # ("Cannot Send Message: Connection closed before send") when a socket closes
+                # under a subscription, and asyncio/aiohttp timeouts are TimeoutError (OSError)
                 self.stats["reconnects"] += 1
                 failures += 1
+                if not isinstance(exc, ccxt.NetworkError):
+                    self._forget_closed_sockets()
                 await self._stream_backoff(what, failures, exc)
             except ccxt.BaseError as exc:
                 raise PermanentExchangeError(
                     f"{what}: {type(exc).__name__}: {exc} (permanent, not retried)"
                 ) from exc
+
+    def _forget_closed_sockets(self) -> None:
+        """Drop ccxt's websocket clients whose socket is closed, so the next watch dials anew
+        (ccxt forgets a client on its own only when it noticed the close itself)."""
+        clients = getattr(self.exchange, "clients", None)
+        if not isinstance(clients, dict):
+            return
+        for url, ws_client in list(clients.items()):
+            closed = getattr(ws_client, "closed", None)
+            if callable(closed) and closed():
+                del clients[url]
 
     async def _stream_backoff(self, what: str, failures: int, exc: BaseException) -> None:
         policy = self.stream_policy

@@ -289,6 +289,7 @@ class BarAggregator:
         self._wm = _FAR_PAST
         self._closed_before = _FAR_PAST
         self._next_check = _FAR_PAST
+        self._hold: int | None = None  # no bucket from this one on is finalised
         self._out: list[Bar] = []
         self._late: list[LateTrade] = []
         self._refusal = LATE
@@ -389,9 +390,25 @@ class BarAggregator:
 
     on_clock = advance
 
+    def hold(self, ts: int | None) -> None:
+        """Finalise no bucket from the one holding ``ts`` on, whatever the watermark (trades
+        known to be missing there are on their way); ``None`` releases the hold and finalises
+        what the watermark allows."""
+        before = self._hold
+        self._hold = None if ts is None else ts - ts % self._base_ms
+        if before is not None and (self._hold is None or self._hold > before):
+            self._advance()
+
+    @property
+    def held_from(self) -> int | None:
+        """The first bucket a :meth:`hold` keeps open, if any."""
+        return self._hold
+
     def _advance(self) -> None:
         horizon = self._wm - self.grace_ms
         cb = horizon - horizon % self._base_ms
+        if self._hold is not None and cb > self._hold:
+            cb = self._hold
         if cb <= self._closed_before:
             return
         self._closed_before = cb

@@ -3,11 +3,14 @@ bars, book metrics and snapshots in TimescaleDB and the Redis hot cache. No Dags
 ``ats_pipelines.defs.streaming`` runs :class:`~ats_pipelines.streaming.service.StreamService`
 as a long-running job and watches its heartbeats.
 
-Modules: ``config`` (what to stream), ``service`` (the loop, shutdown; with ``recovery``: what
-a reconnect or resume missed, fetched over REST, and ``upkeep``: checkpoints, heartbeat, stats,
-the healing loop), ``ingest`` (trades into the aggregator, trade-id tracking), ``orderbook``
-(book metrics, sampled snapshots), ``writer`` (bounded queues, batched writes, spill files),
-``committer`` (the bar lane's own thread), ``runtime`` (GC pacing and the interpreter settings
-while streaming), ``heal`` (REST klines vs stored bars), ``state`` (open bars saved and
-resumed), ``hotcache``, ``metrics``, ``health``.
+Modules: ``config`` (what to stream), ``service`` (the loop, shutdown; it owns the parts
+below), ``symbols`` (per-symbol state), ``intake`` (trades in, with the service's bookkeeping),
+``emitter`` (bars, trades and snapshots to the writer lanes and the hot cache; commit listeners
+with the typed metadata of ``commits``), ``recovery`` (what a reconnect or resume missed,
+fetched over REST), ``upkeep`` (checkpoints, heartbeat, stats, the healing loop), ``ingest``
+(trades into the aggregator, trade-id tracking), ``orderbook`` (book metrics, sampled
+snapshots), ``writer`` (bounded queues, batched writes, spill files), ``committer`` (the bar
+lane's own thread), ``runtime`` (GC pacing and the interpreter settings while streaming),
+``heal`` (REST klines vs stored bars), ``state`` (open bars saved and resumed), ``hotcache``,
+``metrics``, ``health``.
 """

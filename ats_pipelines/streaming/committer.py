@@ -27,6 +27,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from ats_pipelines.streaming.spill import Batch
+from ats_pipelines.streaming.supervisor import Supervisor
 from ats_pipelines.streaming.writer import Lane
 
 MAX_IN_FLIGHT = 256
@@ -94,11 +95,11 @@ class LaneThread:
     async def open(self) -> None:
         await self._call(self.lane.open())
 
-    def start(self) -> None:
+    def start(self, supervisor: Supervisor | None = None) -> None:
         loop = self._ensure_thread()
 
         async def start() -> None:
-            self.lane.start()
+            self.lane.start(supervisor)  # supervised on this thread's loop
 
         asyncio.run_coroutine_threadsafe(start(), loop).result()
 

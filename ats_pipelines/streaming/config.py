@@ -96,6 +96,11 @@ class StreamConfig:
     clock_sync_s: float = 60.0
     future_tolerance_s: float = 5.0
     duration_s: float | None = None  # stop by itself after this long (demos, tests)
+    # supervision: a failed task restarts after restart_base_s * 2**n (capped, jittered); a
+    # task silent for stall_s while it should produce (its market trades) is restarted too
+    restart_base_s: float = 0.5
+    restart_max_s: float = 30.0
+    stall_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.symbols:
@@ -113,6 +118,8 @@ class StreamConfig:
             raise ConfigError(f"shard {self.shard_index}/{self.shard_count}: need 0 <= i < n")
         if self.book_levels < 1:
             raise ConfigError(f"book_levels={self.book_levels} must be >= 1")
+        if self.stall_s <= 0 or self.restart_base_s <= 0 or self.restart_max_s <= 0:
+            raise ConfigError("stall_s, restart_base_s and restart_max_s must be > 0")
         if self.trades_cache < 100:
             raise ConfigError(f"trades_cache={self.trades_cache} must be >= 100")
         if self.max_pending_rows < 1 or self.buffer_rows < 1 or self.queue_items < 1:

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from ats_pipelines.streaming.rows import Rejection, TradeColumns
 log = logging.getLogger(__name__)
 FAR_PAST = -(2**62)
 RECENT_TRADES = 1000  # what Binance's public /api/v3/trades gives at most
+AGG_WINDOW_MS = 3_600_000  # Binance's aggTrades: at most an hour between start and end
 
 
 @dataclass
@@ -60,6 +61,7 @@ class IdTracker:
         self.missing: set[int] = set(missing)
         self.runs: list[MissingRun] = [MissingRun(*r[:4], noticed=0.0) for r in runs]
         self.unfillable: list[MissingRun] = []  # gaps too long to track, for the caller
+        self.on_gap: Callable[[int], None] | None = None  # called with a new run's ts_lo
 
     def see(self, tid: int, ts: int, now: float, max_gap: int) -> bool:
         """Record ``tid``; True when it was not seen before."""
@@ -74,6 +76,8 @@ class IdTracker:
             else:
                 self.missing.update(range(hi + 1, tid))
                 self.runs.append(run)
+                if self.on_gap is not None:
+                    self.on_gap(run.ts_lo)
             self.hi, self.hi_ts = tid, ts
             return True
         if tid in self.missing:
@@ -118,32 +122,47 @@ class IdTracker:
 class TradeGapFiller:
     """Fetches the trades of a run of missing ids over REST.
 
-    With an API key, Binance's ``historicalTrades`` pages from the first missing id; without
-    one, the latest 1000 trades are all there is (enough for reconnects of busy symbols at
-    moderate rates; anything older is left to the healer).
+    With an API key, Binance's ``historicalTrades`` pages from the first missing id. Without
+    one, the latest 1000 trades come first (exact, one request); ids older than those are read
+    from the public aggregate trades of the run's time window: an aggregate of one trade
+    (``f == l``) is that trade exactly. Ids inside multi-trade aggregates cannot be split and
+    stay missing (their bars are healed from klines).
     """
 
     def __init__(self, client: ExchangeClient, *, use_history: bool) -> None:
         self.client = client
         self.use_history = use_history and client.id == "binance"
 
-    async def _fetch(self, symbol: str, params: dict[str, Any], limit: int) -> list[dict]:
-        exchange = self.client.exchange
+    async def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         return await call_with_retry(
-            lambda: exchange.fetch_trades(symbol, None, limit, params),
-            what=f"{self.client.id} fetch_trades {symbol} {params}",
+            fn,
+            what=f"{self.client.id} {what}",
             policy=self.client.policy,
             rng=self.client.rng,
             sleep=self.client.sleep,
         )
 
-    async def fetch(self, symbol: str, first: int, last: int) -> list[dict[str, Any]]:
-        """Trades with ids in ``first..last`` (may include later ones; never more than asked
-        pages)."""
+    async def _fetch(self, symbol: str, params: dict[str, Any], limit: int) -> list[dict]:
+        exchange = self.client.exchange
+        return await self._call(
+            f"fetch_trades {symbol} {params}",
+            lambda: exchange.fetch_trades(symbol, None, limit, params),
+        )
+
+    async def fetch(
+        self,
+        symbol: str,
+        first: int,
+        last: int | None,
+        ts_lo: int | None = None,
+        ts_hi: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Trades with ids in ``first..last`` (``None``: up to now; may include later ones);
+        ``[ts_lo, ts_hi]`` bounds their times, for the aggregate-trade fallback."""
         if self.use_history:
             out: list[dict[str, Any]] = []
             next_id = first
-            while next_id <= last:
+            while next_id <= (first if last is None else last):
                 page = await self._fetch(
                     symbol,
                     {"fetchTradesMethod": "publicGetHistoricalTrades", "fromId": str(next_id)},
@@ -154,11 +173,63 @@ class TradeGapFiller:
                 out.extend(page)
                 next_id = max(int(t["id"]) for t in page) + 1
             return out
-        if self.client.id == "binance":
-            return await self._fetch(
-                symbol, {"fetchTradesMethod": "publicGetTrades"}, RECENT_TRADES
+        if self.client.id != "binance":
+            return await self._fetch(symbol, {}, RECENT_TRADES)
+        recent = await self._fetch(symbol, {"fetchTradesMethod": "publicGetTrades"}, RECENT_TRADES)
+        ids = [int(t["id"]) for t in recent if str(t.get("id", "")).isdigit()]
+        oldest = min(ids, default=None)
+        if ts_lo is None or (oldest is not None and oldest <= first):
+            return recent
+        bound = last if last is not None else 2**62
+        older_last = bound if oldest is None else min(bound, oldest - 1)
+        return await self._aggregated(symbol, first, older_last, ts_lo, ts_hi) + recent
+
+    async def _aggregated(
+        self, symbol: str, first: int, last: int, ts_lo: int, ts_hi: int | None
+    ) -> list[dict[str, Any]]:
+        """Single-trade aggregates covering ids ``first..last`` from ``ts_lo`` on, as ccxt
+        unified trades."""
+        exchange = self.client.exchange
+        market_id = exchange.market(symbol)["id"]
+        params: dict[str, Any] = {
+            "symbol": market_id,
+            "startTime": ts_lo,
+            "endTime": ts_lo + AGG_WINDOW_MS - 1,
+            "limit": 1000,
+        }
+        out: list[dict[str, Any]] = []
+        while True:
+            page = await self._call(
+                f"aggTrades {symbol} {params}",
+                lambda p=dict(params): exchange.publicGetAggTrades(p),
             )
-        return await self._fetch(symbol, {}, RECENT_TRADES)
+            for agg in page:
+                if int(agg["f"]) == int(agg["l"]) and first <= int(agg["f"]) <= last:
+                    out.append(_agg_trade(symbol, agg))
+            if page:
+                newest = page[-1]
+                if int(newest["l"]) >= last or (ts_hi is not None and int(newest["T"]) > ts_hi):
+                    return out
+                params = {"symbol": market_id, "fromId": int(newest["a"]) + 1, "limit": 1000}
+                continue
+            if "fromId" in params:  # nothing newer yet
+                return out
+            params["startTime"] = params["endTime"] + 1  # an hour without trades: the next
+            params["endTime"] = params["startTime"] + AGG_WINDOW_MS - 1
+            if ts_hi is None or params["startTime"] > ts_hi:
+                return out
+
+
+def _agg_trade(symbol: str, agg: dict[str, Any]) -> dict[str, Any]:
+    """A single-trade Binance aggregate as a ccxt unified trade."""
+    return {
+        "id": str(agg["f"]),
+        "symbol": symbol,
+        "timestamp": int(agg["T"]),
+        "price": float(agg["p"]),
+        "amount": float(agg["q"]),
+        "side": "sell" if agg["m"] else "buy",
+    }
 
 
 @dataclass
@@ -238,6 +309,9 @@ class SymbolPipeline:
         self.agg = BarAggregator.from_state(AggregatorState.from_dict(data["aggregator"]))
         tracker = data.get("tracker")
         self.tracker = IdTracker.from_dict(tracker) if tracker is not None else None
+        if self.tracker is not None:
+            self.tracker.on_gap = self._gap_opened
+            self.sync_hold()
         self.integer_ids = data.get("integer_ids")
         self.tainted = [(int(a), int(b)) for a, b in data.get("tainted", [])]
         self.fresh = bool(data.get("fresh", False))
@@ -249,7 +323,28 @@ class SymbolPipeline:
     def closed_before(self) -> int:
         """Base buckets opening before this are final (emitted or about to be drained)."""
         horizon = self.agg.watermark - self.agg.grace_ms
-        return floor_ms(horizon, self.agg.base) if horizon > FAR_PAST else FAR_PAST
+        closed = floor_ms(horizon, self.agg.base) if horizon > FAR_PAST else FAR_PAST
+        held = self.agg.held_from
+        return closed if held is None else min(closed, held)
+
+    def _gap_opened(self, ts_lo: int) -> None:
+        # trades with ids in the gap lie at or after ts_lo: keep their buckets open until they
+        # are fetched or given up, however far later trades move the watermark (a stalled
+        # consumer otherwise finalises those bars and the fetched trades arrive "late")
+        held = self.agg.held_from
+        if held is None or ts_lo < held:
+            self.agg.hold(ts_lo)
+
+    def sync_hold(self) -> None:
+        """Hold bars open from the earliest run of ids still missing; release when none is."""
+        tracker = self.tracker
+        if self.agg.held_from is None and not (tracker and tracker.missing):
+            return
+        lo = None
+        if tracker is not None and tracker.missing:
+            tracker.prune()
+            lo = min((r.ts_lo for r in tracker.runs), default=None)
+        self.agg.hold(lo)
 
     # -- trades ----------------------------------------------------------------------------
 
@@ -295,6 +390,7 @@ class SymbolPipeline:
                 self.integer_ids = tid.isdigit() and not (len(tid) > 1 and tid[0] == "0")
                 if self.integer_ids:
                     self.tracker = tracker = IdTracker()
+                    tracker.on_gap = self._gap_opened
             if tracker is not None:
                 if not tid.isdigit():
                     self._reject(
@@ -333,6 +429,8 @@ class SymbolPipeline:
                 observe(latencies)
         if backfill:
             self.counts["backfilled"] += applied
+        if tracker is not None:
+            self.sync_hold()
         for late in self.agg.drain_late():
             self.counts["late"] += 1
             where = f"stream {self.exchange} {self.symbol} trade {late.trade_id}"

@@ -102,6 +102,12 @@ class StreamMetrics:
         self.heal_rows = Counter(
             "ats_stream_heal_rows", "Bars written by gap healing", ["action"], registry=r
         )
+        self.task_failures = Counter(
+            "ats_stream_task_failures",
+            "Supervised tasks that failed or stalled and were restarted, by kind and error",
+            ["task", "error"],
+            registry=r,
+        )
         self.db_errors = Counter(
             "ats_stream_db_errors", "Failed database writes", ["lane"], registry=r
         )

@@ -1,23 +1,20 @@
 """Trades the stream missed, fetched over REST, and what cannot be fetched handed to the
-healer: the part of :class:`~ats_pipelines.streaming.service.StreamService` that runs after a
-reconnect, a resume or a gap in trade ids (mixed into the service; see ``ingest`` for the id
-tracking itself)."""
+healer: what the service runs after a reconnect, a resume or a gap in trade ids (see ``ingest``
+for the id tracking itself)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
 
 from ats_pipelines.exchange.client import ExchangeClient
 from ats_pipelines.exchange.errors import PermanentExchangeError, RetriesExhausted
-from ats_pipelines.lib.bars import Bar
-from ats_pipelines.streaming.clock import ExchangeClock
 from ats_pipelines.streaming.config import StreamConfig
-from ats_pipelines.streaming.heal import HealPlanner
+from ats_pipelines.streaming.emitter import Emitter
 from ats_pipelines.streaming.ingest import SymbolPipeline, TradeGapFiller
-from ats_pipelines.streaming.metrics import StreamMetrics
+from ats_pipelines.streaming.intake import TradeIntake
+from ats_pipelines.streaming.symbols import SymbolRegistry
 
 log = logging.getLogger("ats_pipelines.streaming.service")
 
@@ -25,47 +22,20 @@ log = logging.getLogger("ats_pipelines.streaming.service")
 class TradeRecovery:
     """Backfill after reconnects and resumes, refills of overdue trade ids, giving up."""
 
-    config: StreamConfig
-    clock: ExchangeClock
-    healing: HealPlanner
-    filler: TradeGapFiller
-    metrics: StreamMetrics
-    locks: dict[str, asyncio.Lock]
-    trades_client: ExchangeClient
-
-    def _ingest(
+    def __init__(
         self,
-        p: SymbolPipeline,
-        trades: list[dict[str, Any]],
-        received: float,
-        *,
-        backfill: bool = False,
-    ) -> int:
-        raise NotImplementedError  # the service's
-
-    async def _emit(
-        self,
-        p: SymbolPipeline,
-        received: float,
-        advanced: list[Bar] | None = None,
-        *,
-        flush_trades: bool = False,
+        config: StreamConfig,
+        symbols: SymbolRegistry,
+        intake: TradeIntake,
+        emitter: Emitter,
+        trades_client: ExchangeClient,
+        filler: TradeGapFiller,
     ) -> None:
-        raise NotImplementedError  # the service's
+        self.config, self.symbols, self.intake, self.emitter = config, symbols, intake, emitter
+        self.trades_client, self.filler = trades_client, filler
+        self.clock, self.healing, self.metrics = intake.clock, intake.healing, intake.metrics
 
-    def _give_up(self, p: SymbolPipeline, lo: int, hi: int, why: str) -> None:
-        """Trades of ``[lo, hi]`` cannot be had: those bars come from REST klines instead."""
-        log.warning(
-            "event=stream_trades_lost symbol=%s from=%s to=%s reason=%s: bars "
-            "overlapping it will be healed from klines",
-            p.symbol,
-            lo,
-            hi,
-            why,
-        )
-        p.taint(lo, hi)
-
-    async def _recover(
+    async def recover(
         self, p: SymbolPipeline, batch: list[dict[str, Any]], reconnects: int
     ) -> None:
         """After a reconnect (or a resume): fetch what the stream missed before applying
@@ -84,7 +54,7 @@ class TradeRecovery:
             if upper is None or upper > tracker.hi:
                 await self._backfill(p, tracker.hi + 1, upper, first_ts)
         elif before_ts is not None and p.integer_ids is False:
-            self._give_up(
+            self.intake.give_up(
                 p,
                 before_ts,
                 first_ts or self.clock.now_ms(),
@@ -104,7 +74,9 @@ class TradeRecovery:
         if last is not None and last - first + 1 > self.config.max_backfill_trades:
             return  # the batch's own ids record the run as unfillable
         try:
-            fetched = await self.filler.fetch(p.symbol, first, first if last is None else last)
+            fetched = await self.filler.fetch(
+                p.symbol, first, last, tracker.hi_ts, next_ts or self.clock.now_ms()
+            )
         except (PermanentExchangeError, RetriesExhausted) as exc:
             log.warning("event=stream_backfill_failed symbol=%s error=%s", p.symbol, exc)
             fetched = []
@@ -123,14 +95,14 @@ class TradeRecovery:
             lost_to = lowest - 1 if lowest is not None else last
             assert lost_to is not None
             upper_ts = wanted[0][1]["timestamp"] if wanted else (next_ts or self.clock.now_ms())
-            self._give_up(
+            self.intake.give_up(
                 p,
                 tracker.hi_ts if tracker.hi_ts is not None else upper_ts,
                 upper_ts,
                 f"trade ids {first}..{lost_to} are no longer served by REST",
             )
             tracker.hi, tracker.hi_ts = lost_to, upper_ts  # not waited for
-        applied = self._ingest(p, [t for _, t in wanted], time.time(), backfill=True)
+        applied = self.intake.ingest(p, [t for _, t in wanted], time.time(), backfill=True)
         self.metrics.backfilled.inc(applied)
         log.info(
             "event=stream_backfilled symbol=%s from_id=%s to_id=%s fetched=%s applied=%s",
@@ -141,15 +113,17 @@ class TradeRecovery:
             applied,
         )
 
-    async def _refill(self, p: SymbolPipeline) -> None:
+    async def refill(self, p: SymbolPipeline) -> None:
         """Missing ids that did not turn up within the patience: fetch, or give up on them."""
         tracker = p.tracker
         if tracker is None:
             return
-        async with self.locks[p.symbol]:
+        async with self.symbols.locks[p.symbol]:
             for run in tracker.overdue(time.time(), self.config.gap_patience_s):
                 try:
-                    fetched = await self.filler.fetch(p.symbol, run.first, run.last)
+                    fetched = await self.filler.fetch(
+                        p.symbol, run.first, run.last, run.ts_lo, run.ts_hi
+                    )
                 except (PermanentExchangeError, RetriesExhausted) as exc:
                     log.warning("event=stream_refill_failed symbol=%s error=%s", p.symbol, exc)
                     fetched = []
@@ -158,20 +132,21 @@ class TradeRecovery:
                     for t in fetched
                     if str(t.get("id", "")).isdigit() and run.first <= int(t["id"]) <= run.last
                 ]
-                applied = self._ingest(p, wanted, time.time(), backfill=True)
+                applied = self.intake.ingest(p, wanted, time.time(), backfill=True)
                 self.metrics.backfilled.inc(applied)
                 if any(i in tracker.missing for i in range(run.first, run.last + 1)):
                     tracker.give_up(run)
-                    self._give_up(
+                    p.sync_hold()
+                    self.intake.give_up(
                         p,
                         run.ts_lo,
                         run.ts_hi,
                         f"trade ids {run.first}..{run.last} missing from the stream and from REST",
                     )
-            await self._emit(p, time.time())
+            await self.emitter.emit(p, time.time())
 
-    async def _recover_later(self, p: SymbolPipeline) -> None:
-        async with self.locks[p.symbol]:
+    async def recover_later(self, p: SymbolPipeline) -> None:
+        async with self.symbols.locks[p.symbol]:
             if p.pending_reconnect or self.trades_client.stats["reconnects"] != p.seen_reconnects:
-                await self._recover(p, [], self.trades_client.stats["reconnects"])
-            await self._emit(p, time.time())
+                await self.recover(p, [], self.trades_client.stats["reconnects"])
+            await self.emitter.emit(p, time.time())

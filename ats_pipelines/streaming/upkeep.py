@@ -1,5 +1,5 @@
-"""The service's upkeep: checkpoints of open bars, the clock, the hot cache's open bars, stats
-and the heartbeat, and the healing loop (mixed into
+"""The service's upkeep: checkpoints of open bars, the clock, stats and the heartbeat, the
+reconnect counters, and the healing loop (owned by
 :class:`~ats_pipelines.streaming.service.StreamService`)."""
 
 from __future__ import annotations
@@ -8,75 +8,65 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from ats_pipelines.db.connect import DatabaseUnavailable, connect
 from ats_pipelines.exchange.client import ExchangeClient
 from ats_pipelines.exchange.errors import PermanentExchangeError, RetriesExhausted
-from ats_pipelines.lib.bars import Bar
 from ats_pipelines.streaming import health
 from ats_pipelines.streaming.clock import ExchangeClock
-from ats_pipelines.streaming.committer import LaneThread
 from ats_pipelines.streaming.config import StreamConfig, host_name
+from ats_pipelines.streaming.emitter import Emitter
 from ats_pipelines.streaming.heal import HealPlanner, HealResult, heal
-from ats_pipelines.streaming.hotcache import HotCache
-from ats_pipelines.streaming.ingest import FAR_PAST, SymbolPipeline
+from ats_pipelines.streaming.ingest import FAR_PAST
 from ats_pipelines.streaming.metrics import StreamMetrics
-from ats_pipelines.streaming.rows import Precision, bar_values
 from ats_pipelines.streaming.runtime import GcPacer
 from ats_pipelines.streaming.state import state_batch
-from ats_pipelines.streaming.writer import CONNECT_TIMEOUT_S, Lane, is_transient
+from ats_pipelines.streaming.symbols import SymbolRegistry
+from ats_pipelines.streaming.writer import CONNECT_TIMEOUT_S, is_transient
 
 log = logging.getLogger("ats_pipelines.streaming.service")
+CHECKPOINT_WAIT_S = 10.0  # for the trades a state covers to be committed (else: next time)
 
 
 class Upkeep:
     """Periodic work beside the trade and book watchers."""
 
-    config: StreamConfig
-    pipelines: dict[str, SymbolPipeline]
-    precision: dict[str, Precision]
-    locks: dict[str, asyncio.Lock]
-    committed: dict[str, int]
-    bars_lane: LaneThread
-    bulk_lane: Lane
-    cache: HotCache | None
-    metrics: StreamMetrics
-    clock: ExchangeClock
-    healing: HealPlanner
-    heal_totals: HealResult
-    heal_passes: int
-    trades_client: ExchangeClient
-    started_at: datetime
-    stopping: asyncio.Event
-    stop_reason: str | None
-    gc_pacer: GcPacer
-    _reconnects_counted: dict[str, int]
-    _resyncs_counted: int
-
-    async def _emit(
+    def __init__(
         self,
-        p: SymbolPipeline,
-        received: float,
-        advanced: list[Bar] | None = None,
-        *,
-        flush_trades: bool = False,
+        config: StreamConfig,
+        symbols: SymbolRegistry,
+        emitter: Emitter,
+        metrics: StreamMetrics,
+        clock: ExchangeClock,
+        healing: HealPlanner,
+        clients: tuple[ExchangeClient, ExchangeClient | None],
+        gc_pacer: GcPacer,
+        stopping: asyncio.Event,
     ) -> None:
-        raise NotImplementedError  # the service's
+        self.config, self.symbols, self.emitter = config, symbols, emitter
+        self.metrics, self.clock, self.healing = metrics, clock, healing
+        self.trades_client, self.books_client = clients
+        self.gc_pacer, self.stopping = gc_pacer, stopping
+        self.started_at = datetime.now(UTC)
+        self.heal_totals = HealResult()
+        self.heal_passes = 0
+        self.reconnects_counted = {"trades": 0, "books": 0}
+        self.resyncs_counted = 0
 
-    async def _every(self, seconds: float, fn: Callable[[], Awaitable[Any]]) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            await fn()
-
-    async def _checkpoint_all(self) -> None:
-        for symbol, p in self.pipelines.items():
-            async with self.locks[symbol]:
-                await self._emit(p, time.time(), flush_trades=True)
+    async def checkpoint_all(self, final: bool = False) -> None:
+        """Save each symbol's state, once the trades it covers are committed: a state saved
+        ahead of them and a crash in between would claim trades nobody stored (the bulk and
+        bar lanes commit independently). ``final`` (shutdown): no wait, the lanes are drained
+        next."""
+        bulk, states = self.emitter.bulk_lane, []
+        for symbol, p in self.symbols.pipelines.items():
+            async with self.symbols.locks[symbol]:
+                await self.emitter.emit(p, time.time(), flush_trades=True)
                 if p.agg.applied or p.tracker is not None or not p.fresh:
-                    await self.bars_lane.put(
+                    states.append(
                         state_batch(
                             p.exchange,
                             symbol,
@@ -85,35 +75,28 @@ class Upkeep:
                             p.closed_before if p.closed_before > FAR_PAST else None,
                         )
                     )
+        if not final and not await bulk.wait_committed(bulk.accepted, CHECKPOINT_WAIT_S):
+            log.info("event=stream_checkpoint_deferred reason=its trades are not committed yet")
+            return
+        for batch in states:
+            await self.emitter.bars_lane.put(batch)
 
-    async def _sync_clock(self) -> None:
+    async def sync_clock(self) -> None:
         with contextlib.suppress(PermanentExchangeError, RetriesExhausted):
             await self.clock.sync(self.trades_client.server_time_ms)
 
-    async def _cache_open_bars(self) -> None:
-        assert self.cache is not None
-        for symbol, p in self.pipelines.items():
-            latest: dict[str, Bar] = {}
-            for bar in p.agg.open_bars():
-                latest[bar.timeframe] = bar
-            for tf, bar in latest.items():
-                self.cache.open_bar(symbol, tf, bar_values(bar, self.precision[symbol]))
-
     def stats(self) -> dict[str, Any]:
-        last = max(
-            (p.last_trade_ts for p in self.pipelines.values() if p.last_trade_ts is not None),
-            default=None,
-        )
+        last = self.symbols.last_trade_ts()
         counts: dict[str, int] = {}
-        for p in self.pipelines.values():
+        for p in self.symbols.pipelines.values():
             for k, v in p.counts.items():
                 counts[k] = counts.get(k, 0) + v
         return {
             "trades": counts,
             "last_trade_age_s": (self.clock.now_ms() - last) / 1000 if last else None,
-            "reconnects": dict(self._reconnects_counted),
-            "book_resyncs": self._resyncs_counted,
-            "lanes": {"bars": self.bars_lane.stats(), "bulk": self.bulk_lane.stats()},
+            "reconnects": dict(self.reconnects_counted),
+            "book_resyncs": self.resyncs_counted,
+            "lanes": {lane.name: lane.stats() for lane in self.emitter.lanes},
             "heal": {
                 "passes": self.heal_passes,
                 "inserted": self.heal_totals.inserted,
@@ -124,21 +107,27 @@ class Upkeep:
             "stopping": self.stopping.is_set(),
         }
 
-    def summary(self) -> dict[str, Any]:
-        out = self.stats()
-        out["shard"] = self.config.shard
-        out["stop_reason"] = self.stop_reason
-        return out
+    def count_reconnects(self) -> None:
+        """Carry the clients' reconnect and resync counts into the metrics."""
+        for name, client in (("trades", self.trades_client), ("books", self.books_client)):
+            if client is None:
+                continue
+            n = client.stats["reconnects"]
+            if n > self.reconnects_counted[name]:
+                self.metrics.reconnects.labels(stream=name).inc(n - self.reconnects_counted[name])
+                self.reconnects_counted[name] = n
+        if self.books_client is not None:
+            n = self.books_client.stats["resyncs"]
+            if n > self.resyncs_counted:
+                self.metrics.book_resyncs.inc(n - self.resyncs_counted)
+                self.resyncs_counted = n
 
-    async def _heartbeat(self, final: bool = False) -> None:
+    async def heartbeat(self, final: bool = False) -> None:
         c = self.config
         stats = self.stats()
-        last = max(
-            (p.last_trade_ts for p in self.pipelines.values() if p.last_trade_ts is not None),
-            default=None,
-        )
-        if self.cache is not None:
-            self.cache.shard(
+        last = self.symbols.last_trade_ts()
+        if self.emitter.cache is not None:
+            self.emitter.cache.shard(
                 c.shard, {"last_beat": str(int(time.time() * 1000)), "symbols": ",".join(c.symbols)}
             )
         try:
@@ -164,16 +153,17 @@ class Upkeep:
         finally:
             await conn.close()
 
-    async def _heal_loop(self) -> None:
+    async def heal_loop(self, beat: Callable[[], None]) -> None:
         c = self.config
         next_periodic = time.monotonic() + min(c.heal_interval_s, 5 * c.tick_s + 1.0)
         while True:
             await asyncio.sleep(min(1.0, c.heal_interval_s, max(c.tick_s, 0.05) * 4))
+            beat()
             periodic = time.monotonic() >= next_periodic
             if not periodic and not self.healing.requests:
                 continue
             try:
-                await self._heal_pass(periodic)
+                await self.heal_pass(periodic)
             except (PermanentExchangeError, RetriesExhausted) as exc:
                 log.warning("event=heal_failed shard=%s error=%s", c.shard, exc)
             except Exception as exc:
@@ -184,17 +174,11 @@ class Upkeep:
             if periodic:
                 next_periodic = time.monotonic() + c.heal_interval_s
 
-    def _committed_to(self, symbol: str) -> int:
-        """Bars of ``symbol`` opening before this are final and committed."""
-        mark = self.committed.get(symbol, FAR_PAST)
-        if self.bars_lane.quiet and not self.locks[symbol].locked():
-            mark = max(mark, self.pipelines[symbol].closed_before)  # all emitted is committed
-        return mark
-
-    async def _heal_pass(self, periodic: bool) -> None:
+    async def heal_pass(self, periodic: bool) -> None:
         c = self.config
-        committed = {symbol: self._committed_to(symbol) for symbol in c.symbols}
-        coverage = {symbol: p.coverage_from for symbol, p in self.pipelines.items()}
+        quiet = self.emitter.bars_lane.quiet
+        committed = {symbol: self.symbols.committed_to(symbol, quiet) for symbol in c.symbols}
+        coverage = {symbol: p.coverage_from for symbol, p in self.symbols.pipelines.items()}
         work = self.healing.plan(committed, coverage, periodic)
         if not work:
             return
@@ -214,9 +198,10 @@ class Upkeep:
                     n = sum(getattr(result, action).values())
                     if n:
                         self.metrics.heal_rows.labels(action=action).inc(n)
-                if self.cache is not None:  # the hot cache has no holes where the stream had
+                cache = self.emitter.cache
+                if cache is not None:  # the hot cache has no holes where the stream had
                     for tf, values in result.written_bars:
-                        self.cache.final_bars(item.symbol, tf, [values], source="heal")
+                        cache.final_bars(item.symbol, tf, [values], source="heal")
         finally:
             await conn.close()
         if periodic:

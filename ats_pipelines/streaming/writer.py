@@ -42,6 +42,7 @@ from ats_pipelines.db.quarantine import quarantine
 from ats_pipelines.lib.validation import payload_json
 from ats_pipelines.streaming.metrics import StreamMetrics
 from ats_pipelines.streaming.spill import Batch, SpillStore
+from ats_pipelines.streaming.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 MAX_ROUND_ROWS = 100_000
@@ -187,6 +188,11 @@ class Lane:
         self._intake_done = False
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
+        self._in_hand: Batch | None = None
+        self.accepted = 0  # batches handed over so far
+        self.committed_batches = 0
+        self._committed = asyncio.Event()
+        self.supervisor: Supervisor | None = None
 
     # -- producers -------------------------------------------------------------------------
 
@@ -194,14 +200,28 @@ class Lane:
         """Hand over a batch; waits while the lane is full (back-pressure)."""
         if batch.rows:
             await self.queue.put(batch)
+            self.accepted += 1
             self.metrics.queue_depth.labels(lane=self.name).set(self.queue.qsize())
 
-    def start(self) -> None:
+    def start(self, supervisor: Supervisor | None = None) -> None:
+        """Start the intake and commit tasks (under ``supervisor``: restarted on errors)."""
+        self.supervisor = supervisor
+        names = (f"writer-{self.name}-intake", f"writer-{self.name}")
+        if supervisor is not None:
+            self._tasks = [
+                supervisor.start(names[0], "writer-intake", self._intake),
+                supervisor.start(names[1], "writer", self._commit_loop),
+            ]
+            return
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._intake(), name=f"writer-{self.name}-intake"),
-            loop.create_task(self._commit_loop(), name=f"writer-{self.name}"),
+            loop.create_task(self._intake(), name=names[0]),
+            loop.create_task(self._commit_loop(), name=names[1]),
         ]
+
+    def _beat(self, task: str) -> None:
+        if self.supervisor is not None:
+            self.supervisor.beat(task)
 
     @property
     def started(self) -> bool:
@@ -227,11 +247,28 @@ class Lane:
                 await asyncio.wait_for(self._idle.wait(), 0.05)
         return True
 
+    async def wait_committed(self, batches: int, timeout: float) -> bool:
+        """Wait until the first ``batches`` handed over are committed (commits keep the order
+        of ``put``); False after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.committed_batches < batches:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._committed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._committed.wait(), min(left, 0.5))
+        return True
+
     # -- intake ----------------------------------------------------------------------------
 
     async def _intake(self) -> None:
+        name = f"writer-{self.name}-intake"
         while True:
-            batch = await self.queue.get()
+            self._beat(name)
+            # a batch taken before a failure is still in hand when the task restarts
+            batch = self._in_hand if self._in_hand is not None else await self.queue.get()
+            self._in_hand = batch
             self.metrics.queue_depth.labels(lane=self.name).set(self.queue.qsize())
             if batch is None:
                 self._intake_done = True
@@ -249,6 +286,7 @@ class Lane:
             else:
                 self.pending.append(batch)
                 self.pending_rows += batch.rows
+            self._in_hand = None
             self.metrics.pending_rows.labels(lane=self.name).set(self.pending_rows)
             self._work.set()
 
@@ -317,6 +355,8 @@ class Lane:
         for table, n in counts.items():
             self.metrics.rows_written.labels(table=table).inc(n)
         self.committed_rows += sum(counts.values())
+        self.committed_batches += len(batches)  # in order: memory, then files, oldest first
+        self._committed.set()
         if self.on_commit is not None:
             self.on_commit(batches, committed)
 
@@ -349,7 +389,9 @@ class Lane:
         return counts
 
     async def _commit_loop(self) -> None:
+        name = f"writer-{self.name}"
         while True:
+            self._beat(name)
             if not self.pending and not self.spill:
                 self._idle.set()
                 if self._intake_done:
@@ -419,6 +461,10 @@ class Lane:
             if task not in done:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._in_hand is not None:  # taken by an intake cancelled before placing it
+            self.pending.append(self._in_hand)
+            self.pending_rows += self._in_hand.rows
+            self._in_hand = None
         while True:  # the intake may have stopped before the end marker (cancelled)
             try:
                 batch = self.queue.get_nowait()

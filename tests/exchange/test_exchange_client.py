@@ -303,3 +303,36 @@ async def test_trades_range_pages_through_hours_exactly(
     assert len(trades) == len(oracle) > 1500
     assert [int(t["id"]) for t in trades] == oracle.ids.tolist()
     assert emu.rest.paths["/api/v3/aggTrades"] > 3
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionError("Cannot Send Message: Connection closed before send"),
+        ConnectionResetError("Cannot write to closing transport"),
+        TimeoutError(),
+    ],
+    ids=["ccxt-send-on-closed-socket", "aiohttp-closing-transport", "timeout"],
+)
+async def test_a_builtin_connection_error_in_a_watch_reconnects(
+    make_emulator: Any, make_client: Any, error: OSError
+) -> None:
+    """Issue 14, finding 2: ccxt's websocket client raises Python's built-in ConnectionError
+    (``client.send`` on a socket that closed under a subscription); the watch must treat it
+    like ccxt's NetworkError — back off, reconnect — instead of ending the caller's loop.
+    The closed-socket send is a stand-in (the race cannot be provoked reliably against the
+    emulator); the second call is ccxt's real watch."""
+    emu = await synthetic(make_emulator)
+    sleeps = Sleeps()
+    client = make_client(emu, sleeps)
+    calls = {"n": 0}
+
+    async def send_on_closed_socket_then_watch() -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise error
+        return await client.exchange.watch_order_book("ETH/USDT")
+
+    book = await client._watch("watch_order_book ETH/USDT", send_on_closed_socket_then_watch)
+    assert book["bids"] and calls["n"] == 2
+    assert client.stats["reconnects"] == 1 and sleeps == schedule(1, policy=STREAM_POLICY)

@@ -573,3 +573,17 @@ def test_batch_without_ids(testdata: Path) -> None:
     opening = got.filter(pl.col("timeframe") == "1m").row(0, named=True)
     assert opening["open"] == first["price"]
     assert opening["ts"].timestamp() * 1000 == floor_ms(first["ts"], "1m")
+
+
+def test_a_hold_keeps_buckets_open_past_the_watermark_until_released() -> None:
+    """Trades known to be missing (a gap in ids) keep their bucket open: later trades move
+    the watermark far ahead, the missing trade still applies, and the release finalises."""
+    agg = BarAggregator("x", "BTC/USDT", ("1m",), grace_ms=0)
+    agg.on_trade(10_000, 1.0, 1.0, "buy", "1")
+    agg.hold(10_000)  # id 2 (somewhere after ts 10,000) is missing
+    agg.on_trade(200_000, 3.0, 1.0, "buy", "3")  # three minutes later
+    assert agg.drain() == [] and agg.held_from == 0
+    assert agg.on_trade(20_000, 2.0, 1.0, "sell", "2") == APPLIED  # not late
+    agg.hold(None)
+    bars = agg.drain()
+    assert [(b.ts, b.trade_count, b.close) for b in bars] == [(0, 2, 2.0)]

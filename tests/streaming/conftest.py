@@ -14,7 +14,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from ats_pipelines.emulator.fixtures import FIXED_START_MS, make_emulator  # noq
 from ats_pipelines.emulator.server import Emulator
 from ats_pipelines.lib.timeframes import bucket_end_ms, floor_ms, parse_timeframe
 from ats_pipelines.streaming.config import StreamConfig
+from ats_pipelines.streaming.verify import Comparison, compare_bars, compare_trades
 
 MINUTE = 60_000
 START_1558 = FIXED_START_MS + (3 * 60 + 58) * MINUTE  # 2024-05-01 15:58 UTC
@@ -77,33 +78,6 @@ def make_config(db_url: str, tmp_path: Path) -> Callable[..., StreamConfig]:
     return make
 
 
-@dataclass
-class Comparison:
-    """Stored bars against the oracle's klines: every difference named."""
-
-    compared: int = 0
-    missing: list[tuple[str, str, int]] = field(default_factory=list)
-    wrong: list[tuple[str, str, int, tuple, tuple]] = field(default_factory=list)
-    extra: list[tuple[str, str, int]] = field(default_factory=list)
-    sources: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.wrong or self.extra)
-
-
-VALUES = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "trade_count",
-    "taker_buy_volume",
-)
-
-
 async def compare_with_oracle(
     conn: asyncpg.Connection,
     emu: Emulator,
@@ -115,101 +89,53 @@ async def compare_with_oracle(
 ) -> Comparison:
     """Every bucket of each timeframe from the one holding ``start_ms`` to those over by
     ``closed_before``: stored == kline, field for field (floats bit for bit)."""
-    assert emu.synthetic is not None
-    sid = SYMBOLS[symbol]
-    now = emu.clock.now_ms()
-    out = Comparison()
-    for tf in timeframes:
-        first = floor_ms(start_ms, tf)
-        last = floor_ms(closed_before, tf)  # buckets opening before this are over
-        klines = {
-            k.open_time: k
-            for k in emu.synthetic.klines(sid, tf, first, last - 1, 1000, now)
-            if k.open_time < last and k.trades > 0
-        }
-        rows = await conn.fetch(
-            "SELECT ts, open, high, low, close, volume, quote_volume, trade_count, "
-            "taker_buy_volume, source FROM market.candles WHERE exchange = $1 AND symbol = $2 "
-            "AND timeframe = $3 AND ts >= to_timestamp($4 / 1000.0) "
-            "AND ts < to_timestamp($5 / 1000.0)",
-            exchange,
-            symbol,
-            tf,
-            first,
-            last,
-        )
-        stored = {int(r["ts"].timestamp() * 1000): r for r in rows}
-        for ts, k in klines.items():
-            out.compared += 1
-            row = stored.get(ts)
-            if row is None:
-                out.missing.append((symbol, tf, ts))
-                continue
-            out.sources[row["source"]] = out.sources.get(row["source"], 0) + 1
-            got = tuple(row[name] for name in VALUES)
-            want = (
-                float(k.open),
-                float(k.high),
-                float(k.low),
-                float(k.close),
-                float(k.volume),
-                float(k.quote_volume),
-                k.trades,
-                float(k.taker_buy_base),
-            )
-            if got != want:
-                out.wrong.append((symbol, tf, ts, got, want))
-        out.extra += [(symbol, tf, ts) for ts in stored if ts not in klines]
-    return out
+    market = emu.synthetic_market
+    return await compare_bars(
+        conn,
+        market,
+        SYMBOLS[symbol],
+        (exchange, symbol),
+        timeframes,
+        (start_ms, closed_before),
+        emu.clock.now_ms(),
+    )
 
 
-async def compare_trades(
+async def compare_with_trades(
     conn: asyncpg.Connection, emu: Emulator, exchange: str, symbol: str
 ) -> tuple[int, list[int], list[int]]:
     """Stored trades against the oracle's over the stored id range: (count, missing, wrong)."""
-    assert emu.synthetic is not None
-    rows = await conn.fetch(
-        "SELECT trade_id::bigint AS id, (extract(epoch FROM ts) * 1000)::bigint AS ts, price, "
-        "amount, side FROM market.trades WHERE exchange = $1 AND symbol = $2 ORDER BY 1",
-        exchange,
-        symbol,
-    )
-    if not rows:
-        return 0, [], []
-    ids = [r["id"] for r in rows]
-    assert len(ids) == len(set(ids)), "a trade is stored twice"
-    truth = emu.synthetic.trades_between(
-        SYMBOLS[symbol], rows[0]["ts"], max(r["ts"] for r in rows) + 1
-    )
-    spec = emu.synthetic.history(SYMBOLS[symbol]).symbol.spec
-    expected = {
-        int(i): (
-            int(t),
-            p / 10**spec.price_decimals,
-            q / 10**spec.qty_decimals,
-            "sell" if m else "buy",
+    result = await compare_trades(conn, emu.synthetic_market, SYMBOLS[symbol], (exchange, symbol))
+    assert result.duplicated == 0, "a trade is stored twice"
+    return result.count, result.missing, result.wrong
+
+
+async def assert_exact(
+    conn: asyncpg.Connection, emu: Emulator, service: Any, timeframes: tuple[str, ...]
+) -> dict[str, int]:
+    """Every trade and every bar of ``timeframes`` the service stored, for each of its
+    symbols from its first trade's bucket to its last final one, equals the emulator's; returns
+    how many trades and bars were compared."""
+    label, out = service.config.label, {"trades": 0, "bars": 0}
+    for symbol, p in service.pipelines.items():
+        count, missing, wrong = await compare_with_trades(conn, emu, label, symbol)
+        assert missing == [] and wrong == [], (symbol, missing[:5], wrong[:5])
+        assert p.coverage_from is not None
+        result = await compare_with_oracle(
+            conn, emu, label, symbol, timeframes, p.coverage_from, p.closed_before
         )
-        for i, t, p, q, m in zip(
-            truth.ids.tolist(),
-            truth.ts.tolist(),
-            truth.price.tolist(),
-            truth.qty.tolist(),
-            truth.buyer_maker.tolist(),
-            strict=True,
-        )
-        if ids[0] <= int(i) <= ids[-1]
-    }
-    got = {r["id"]: (r["ts"], r["price"], r["amount"], r["side"]) for r in rows}
-    missing = sorted(set(expected) - set(got))
-    wrong = sorted(i for i in got if i in expected and got[i] != expected[i])
-    return len(rows), missing, wrong
+        assert result.ok, (symbol, result.missing[:5], result.wrong[:3], result.extra[:5])
+        out["trades"] += count
+        out["bars"] += result.compared
+    return out
 
 
 @pytest.fixture
 def oracle() -> Any:
     class Oracle:
         bars = staticmethod(compare_with_oracle)
-        trades = staticmethod(compare_trades)
+        trades = staticmethod(compare_with_trades)
+        exact = staticmethod(assert_exact)
 
     return Oracle
 

@@ -127,3 +127,19 @@ def test_sigterm_flushes_saves_state_and_ends_the_run_interrupted(
         _count(db_url, "SELECT count(*) FROM ops.stream_state WHERE exchange = %s", store_as) == 1
     )
     assert not list(tmp_path.rglob("*.arrow"))  # everything reached the database
+
+
+def test_a_run_whose_worker_died_is_relaunched_but_a_configuration_error_is_not() -> None:
+    """Dagster's run retries (instance-wide in dagster.yaml, opted into per job by tag):
+    the streaming job is retried when its run worker dies, never for an op failure (the
+    service fails only on a configuration error)."""
+    import yaml
+
+    from ats_pipelines.config import project_root
+
+    instance = yaml.safe_load((project_root() / "dagster.yaml").read_text())
+    assert instance["run_retries"]["enabled"] is True
+    assert instance["run_monitoring"]["enabled"] is True
+    tags = streaming_service_job.tags
+    assert int(tags["dagster/max_retries"]) >= 100
+    assert tags["dagster/retry_on_asset_or_op_failure"] == "false"

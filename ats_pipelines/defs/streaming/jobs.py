@@ -19,6 +19,8 @@ from ats_pipelines.streaming.config import StreamConfig, parse_shard, shard_symb
 from ats_pipelines.streaming.service import StreamService, StreamServiceError
 from ats_pipelines.universe import load_universe
 
+STREAM_RUN_RETRIES = 1000  # a long-running service: effectively "always restart"
+
 
 class StreamRunConfig(dg.Config):
     """What this run streams (the environment's ATS_SYMBOLS when ``symbols`` is empty)."""
@@ -108,7 +110,13 @@ def run_stream_service(
 @dg.job(
     description="The streaming service (`ats stream`) as a long-running run: websocket "
     "trades and books -> bars, book metrics, snapshots; until terminated.",
-    tags={"ats/long_running": "true"},
+    tags={
+        "ats/long_running": "true",
+        # a run whose worker died (killed, out of memory) is relaunched by Dagster's run
+        # retries; an op failure — the service ends only on a configuration error — is not
+        "dagster/max_retries": str(STREAM_RUN_RETRIES),
+        "dagster/retry_on_asset_or_op_failure": "false",
+    },
 )
 def streaming_service_job() -> None:
     run_stream_service()
