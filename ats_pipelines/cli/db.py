@@ -20,7 +20,7 @@ app = typer.Typer(
 
 def _external_note(settings: Settings) -> str:
     where = describe_url(settings.database_url)
-    return f"ATS_DATABASE_URL is set: using the external server {where}"
+    return f"{settings.database_url_variable} is set: using the external server {where}"
 
 
 def ensure_up(settings: Settings) -> list[str]:
@@ -132,7 +132,7 @@ def reset(yes: bool = typer.Option(False, "--yes", help="Do not ask for confirma
     """Drop and recreate the local database, then migrate it (local cluster only)."""
     settings = run(load_settings)
     if not settings.managed_database:
-        fail("refusing to reset an external server named by ATS_DATABASE_URL")
+        fail(f"refusing to reset an external server named by {settings.database_url_variable}")
     if not yes:
         typer.confirm(f"Drop database {settings.db_name} and everything in it?", abort=True)
 
