@@ -7,7 +7,7 @@ export FEAST_USAGE := False
 export GX_ANALYTICS_ENABLED := False
 UV := uv run --frozen
 
-.PHONY: setup demo test ui lint fmt bench db-up db-down
+.PHONY: setup demo test ui lint fmt bench db-up db-down prod-local prod-down
 
 setup:
 	@bash scripts/setup.sh
@@ -30,6 +30,12 @@ test: db-up
 
 ui: db-up
 	@$(UV) ats dagster ui
+
+prod-local: setup
+	@$(UV) ats prod up
+
+prod-down:
+	@$(UV) ats prod down
 
 lint:
 	@$(UV) ruff check .

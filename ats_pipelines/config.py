@@ -17,6 +17,8 @@ DEFAULT_DB_PORT = 55432
 DEFAULT_DB_NAME = "ats"
 DEFAULT_DB_USER = "ats"
 DEFAULT_REDIS_PORT = 56379
+DEFAULT_WEBSERVER_PORT = 3000
+DEFAULT_CODE_SERVER_PORT = 4266
 
 
 class ConfigError(ValueError):
@@ -43,6 +45,9 @@ class Settings:
     feast_registry_override: str | None = None  # ATS_FEAST_REGISTRY
     feast_online_store_override: str | None = None  # ATS_FEAST_ONLINE_STORE
     database_url_variable: str = "ATS_DATABASE_URL"  # the variable the external URL came from
+    webserver_port: int = DEFAULT_WEBSERVER_PORT  # ATS_WEBSERVER_PORT (or PORT, Railway's)
+    code_server_host: str = "127.0.0.1"  # ATS_CODE_SERVER_HOST
+    code_server_port: int = DEFAULT_CODE_SERVER_PORT  # ATS_CODE_SERVER_PORT
 
     @property
     def lake_dir(self) -> Path:
@@ -162,4 +167,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         feast_registry_override=env.get("ATS_FEAST_REGISTRY") or None,
         feast_online_store_override=env.get("ATS_FEAST_ONLINE_STORE") or None,
         database_url_variable=url_variable,
+        webserver_port=_port(env, "ATS_WEBSERVER_PORT", _port(env, "PORT", DEFAULT_WEBSERVER_PORT)),
+        code_server_host=env.get("ATS_CODE_SERVER_HOST") or "127.0.0.1",
+        code_server_port=_port(env, "ATS_CODE_SERVER_PORT", DEFAULT_CODE_SERVER_PORT),
     )

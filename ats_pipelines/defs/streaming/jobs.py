@@ -108,7 +108,18 @@ def run_stream_service(
 @dg.job(
     description="The streaming service (`ats stream`) as a long-running run: websocket "
     "trades and books -> bars, book metrics, snapshots; until terminated.",
-    tags={"ats/long_running": "true"},
+    # in-process: the service lives in the run worker itself, so the worker's death is the
+    # service's death (no orphaned step process streaming on); a dead worker fails the run and
+    # run retries start it again (dagster.yaml), resuming from the saved bars and healing the gap.
+    executor_def=dg.in_process_executor,
+    tags={
+        "ats/long_running": "true",
+        "ats/domain": "streaming",
+        # a retry chain per started stream; a stream failing for a reason that persists (bad
+        # symbols) stops after these, a worker dying now and then does not
+        "dagster/max_retries": "100",
+        "dagster/retry_strategy": "ALL_STEPS",
+    },
 )
 def streaming_service_job() -> None:
     run_stream_service()
