@@ -16,16 +16,17 @@ that own or were granted objects are listed in the manifest and must exist on th
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from ats_pipelines.db.cluster import find_pg_install
 from ats_pipelines.db.connect import connection, database_name, describe_url, replace_database
 from ats_pipelines.db.fingerprint import (
     SYSTEM_SCHEMA_SQL,
@@ -117,9 +118,25 @@ def _libpq_target(url: str) -> tuple[str, dict[str, str]]:
     return bare, env
 
 
+def client_tool(name: str) -> str:
+    """``pg_dump``/``pg_restore`` of the newest PostgreSQL installed (a dump needs a client at
+    least as new as the server), else from PATH (a container with only the client package)."""
+    found = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(Path(p).parent.parent.name),
+        reverse=True,
+    )
+    if found:
+        return found[0]
+    exe = shutil.which(name)
+    if exe is None:
+        raise BackupError(f"{name} not found: install the PostgreSQL client (postgresql-client)")
+    return exe
+
+
 async def _run_tool(name: str, args: list[str], url: str, what: str) -> str:
     target, env = _libpq_target(url)
-    exe = str(find_pg_install().bindir / name)
+    exe = client_tool(name)
     proc = await asyncio.create_subprocess_exec(
         exe,
         "--dbname",
