@@ -4,12 +4,12 @@ separate processes share one PostgreSQL study without duplicate or lost trials."
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import optuna
@@ -19,19 +19,12 @@ from distributed import LocalCluster
 from ats_pipelines.training.backends import final_fit_for
 from ats_pipelines.training.config import sqlalchemy_url
 from ats_pipelines.training.synthetic import make_training_set
-from ats_pipelines.training.trainer import TrainerConfig, open_study, train_model
+from ats_pipelines.training.trainer import open_study, train_model
+from tests.training.test_trainer import CFG as TRAINER_TEST_CFG
 
 pytestmark = pytest.mark.integration
-CFG = TrainerConfig(
-    n_trials=3,
-    max_rounds=80,
-    early_stopping_rounds=10,
-    num_threads=1,
-    tune_max_rows=None,
-    embargo=timedelta(hours=6),
-    n_startup_trials=2,
-    warmup_rounds=10,
-)
+# the trainer tests' small configuration, with fewer trials and rounds
+CFG = dataclasses.replace(TRAINER_TEST_CFG, n_trials=3, max_rounds=80, n_startup_trials=2)
 # Data-parallel LightGBM finds each split on histograms merged across workers, so its trees
 # can differ from the local ones in near-ties; the holdout scores must agree this closely.
 LOG_LOSS_TOLERANCE = 0.01
