@@ -7,7 +7,7 @@ export FEAST_USAGE := False
 export GX_ANALYTICS_ENABLED := False
 UV := uv run --frozen
 
-.PHONY: setup demo test test-community ui lint fmt bench db-up db-down
+.PHONY: setup demo test test-community ui lint fmt bench db-up db-down prod-local prod-down
 
 setup:
 	@bash scripts/setup.sh
@@ -43,6 +43,12 @@ test-community: setup
 
 ui: db-up
 	@$(UV) ats dagster ui
+
+prod-local: setup
+	@$(UV) ats prod up
+
+prod-down:
+	@$(UV) ats prod down
 
 lint:
 	@$(UV) ruff check .

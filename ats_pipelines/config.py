@@ -22,6 +22,8 @@ ADMIN_DB_USER = "ats_admin"  # the managed cluster's superuser: roles and databa
 READER_DB_USER = "ats_reader"  # analysts and BI tools: SELECT only
 REDIS_SECRET = "redis"
 DEFAULT_REDIS_PORT = 56379
+DEFAULT_WEBSERVER_PORT = 3000
+DEFAULT_CODE_SERVER_PORT = 4266
 
 
 class ConfigError(ValueError):
@@ -47,6 +49,10 @@ class Settings:
     lake_root: Path | None = None  # ATS_LAKE_DIR
     feast_registry_override: str | None = None  # ATS_FEAST_REGISTRY
     feast_online_store_override: str | None = None  # ATS_FEAST_ONLINE_STORE
+    database_url_variable: str = "ATS_DATABASE_URL"  # the variable the external URL came from
+    webserver_port: int = DEFAULT_WEBSERVER_PORT  # ATS_WEBSERVER_PORT (or PORT, Railway's)
+    code_server_host: str = "127.0.0.1"  # ATS_CODE_SERVER_HOST
+    code_server_port: int = DEFAULT_CODE_SERVER_PORT  # ATS_CODE_SERVER_PORT
 
     @property
     def lake_dir(self) -> Path:
@@ -134,6 +140,22 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return port
 
 
+DATABASE_URL_VARIABLES = ("ATS_DATABASE_URL", "DATABASE_URL")
+
+
+def _database_url(env: Mapping[str, str]) -> tuple[str, str | None]:
+    """The external server's URL and the variable it came from. ``ATS_DATABASE_URL`` wins;
+    ``DATABASE_URL`` is what Railway's and Heroku's PostgreSQL add-ons inject."""
+    for name in DATABASE_URL_VARIABLES:
+        url = env.get(name) or None
+        if url is None:
+            continue
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"{name} must start with postgresql:// (value not shown)")
+        return name, url
+    return DATABASE_URL_VARIABLES[0], None
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Resolve settings from ``environ`` (default: the process environment)."""
     env = os.environ if environ is None else environ
@@ -145,9 +167,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     db_name = env.get("ATS_DB_NAME", DEFAULT_DB_NAME)
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", db_name):
         raise ConfigError(f"ATS_DB_NAME={db_name!r}: use lowercase letters, digits and _")
-    url = env.get("ATS_DATABASE_URL") or None
-    if url is not None and not url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("ATS_DATABASE_URL must start with postgresql:// (value not shown)")
+    url_variable, url = _database_url(env)
     redis_url = env.get("ATS_REDIS_URL") or None
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("ATS_REDIS_URL must start with redis:// (value not shown)")
@@ -162,4 +182,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         lake_root=Path(env["ATS_LAKE_DIR"]) if env.get("ATS_LAKE_DIR") else None,
         feast_registry_override=env.get("ATS_FEAST_REGISTRY") or None,
         feast_online_store_override=env.get("ATS_FEAST_ONLINE_STORE") or None,
+        database_url_variable=url_variable,
+        webserver_port=_port(env, "ATS_WEBSERVER_PORT", _port(env, "PORT", DEFAULT_WEBSERVER_PORT)),
+        code_server_host=env.get("ATS_CODE_SERVER_HOST") or "127.0.0.1",
+        code_server_port=_port(env, "ATS_CODE_SERVER_PORT", DEFAULT_CODE_SERVER_PORT),
     )

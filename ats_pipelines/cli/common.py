@@ -11,6 +11,7 @@ from typing import NoReturn, TypeVar
 import typer
 
 from ats_pipelines.config import ConfigError
+from ats_pipelines.db.backup import BackupError
 from ats_pipelines.db.cluster import ClusterError
 from ats_pipelines.db.connect import DatabaseUnavailable
 from ats_pipelines.db.migrate import MigrationError
@@ -18,6 +19,7 @@ from ats_pipelines.db.migrate import MigrationError
 T = TypeVar("T")
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
+    BackupError,
     ClusterError,
     DatabaseUnavailable,
     MigrationError,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
 
+import asyncpg
 import typer
 
 from ats_pipelines.cli.common import run
@@ -35,20 +37,33 @@ def dagster_storage_url(settings: Settings) -> str:
     return "postgresql+psycopg2://" + url.split("://", 1)[1]
 
 
-async def prepare(settings: Settings) -> list[str]:
-    """Create Dagster's storage database, DAGSTER_HOME with dagster.yaml, and the .env file
-    Dagster's CLI reads, so `dagster …` commands find the instance from a plain shell."""
+async def prepare_instance(settings: Settings) -> list[str]:
+    """Create Dagster's storage database and DAGSTER_HOME with dagster.yaml (idempotent; what
+    every process of the production layout needs, in a container too)."""
     lines = []
     async with connection(settings.database_url_for(database_name(settings.database_url))) as c:
         exists = await c.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DAGSTER_DB)
         if not exists:
-            await c.execute(f"CREATE DATABASE {quote_ident(DAGSTER_DB)}")
-            lines.append(f"created database {DAGSTER_DB} for Dagster's runs, events and schedules")
+            try:
+                await c.execute(f"CREATE DATABASE {quote_ident(DAGSTER_DB)}")
+                lines.append(f"created database {DAGSTER_DB} for Dagster's runs and events")
+            except asyncpg.DuplicateDatabaseError:
+                pass  # the layout's processes start together; another one created it first
     home = dagster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     link = home / "dagster.yaml"
-    if not link.exists():
-        link.symlink_to(project_root() / "dagster.yaml")
+    # as above, a sibling process may have linked it in the meantime
+    with contextlib.suppress(FileExistsError):
+        if not link.exists():
+            link.symlink_to(project_root() / "dagster.yaml")
+    return lines
+
+
+async def prepare(settings: Settings) -> list[str]:
+    """:func:`prepare_instance`, and the .env file Dagster's CLI reads, so `dagster …` commands
+    find the instance from a plain shell."""
+    lines = await prepare_instance(settings)
+    home = dagster_home(settings)
     env_file = project_root() / ".env"
     wanted = {"ATS_DAGSTER_PG_URL": dagster_storage_url(settings), **NO_TELEMETRY}
     current = {}

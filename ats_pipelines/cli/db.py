@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
 from ats_pipelines.cli.common import fail, run
 from ats_pipelines.config import Settings, load_settings
+from ats_pipelines.db.backup import backup, manifest_path, restore
 from ats_pipelines.db.cluster import LocalCluster
-from ats_pipelines.db.connect import connection, describe_url
+from ats_pipelines.db.connect import connection, database_name, describe_url
 from ats_pipelines.db.migrate import MigrationReport, migrate
 from ats_pipelines.db.sqlid import quote_ident
 
@@ -20,7 +23,7 @@ app = typer.Typer(
 
 def _external_note(settings: Settings) -> str:
     where = describe_url(settings.database_url)
-    return f"ATS_DATABASE_URL is set: using the external server {where}"
+    return f"{settings.database_url_variable} is set: using the external server {where}"
 
 
 def ensure_up(settings: Settings) -> list[str]:
@@ -132,7 +135,7 @@ def reset(yes: bool = typer.Option(False, "--yes", help="Do not ask for confirma
     """Drop and recreate the local database, then migrate it (local cluster only)."""
     settings = run(load_settings)
     if not settings.managed_database:
-        fail("refusing to reset an external server named by ATS_DATABASE_URL")
+        fail(f"refusing to reset an external server named by {settings.database_url_variable}")
     if not yes:
         typer.confirm(f"Drop database {settings.db_name} and everything in it?", abort=True)
 
@@ -148,3 +151,38 @@ def reset(yes: bool = typer.Option(False, "--yes", help="Do not ask for confirma
         return await migrate_database(settings)
 
     print_report(run(body))
+
+
+@app.command("backup")
+def backup_cmd(
+    path: Annotated[Path, typer.Argument(help="Dump file to write (pg_dump custom format).")],
+) -> None:
+    """Dump the platform's database (TimescaleDB-aware) with a manifest of every table."""
+    settings = run(load_settings)
+    manifest = run(lambda: backup(settings.database_url, path))
+    rows = sum(t.rows for t in manifest.tables.values())
+    typer.echo(
+        f"wrote {path} and {manifest_path(path).name}: {len(manifest.tables)} tables, "
+        f"{rows} rows, timescaledb {manifest.timescaledb or '-'}"
+    )
+
+
+@app.command("restore")
+def restore_cmd(
+    path: Annotated[Path, typer.Argument(help="Dump written by `ats db backup`.")],
+    into: str | None = typer.Option(None, help="Target database (default: ATS_DB_NAME's)."),
+    replace: bool = typer.Option(False, "--replace", help="Drop the target database first."),
+    admin_url: str | None = typer.Option(
+        None, help="Connect as this role (the cluster owner); default: the platform's URL."
+    ),
+) -> None:
+    """Restore a backup into a fresh database and verify every table's rows and checksum."""
+    settings = run(load_settings)
+    target = into or database_name(settings.database_url)
+    manifest = run(
+        lambda: restore(admin_url or settings.database_url, path, target, replace=replace)
+    )
+    typer.echo(
+        f"restored {path} into {target}: {len(manifest.tables)} tables verified "
+        "(rows and checksums match the manifest)"
+    )

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from ats_pipelines.cli import cache, dagster_cmd, db, emulator, features, migrate, retrain, stream
+from ats_pipelines.cli import (
+    cache,
+    dagster_cmd,
+    db,
+    emulator,
+    features,
+    migrate,
+    prod,
+    retrain,
+    serve,
+    stream,
+)
 from ats_pipelines.cli.common import configure_logging, run
 from ats_pipelines.config import load_settings
 
@@ -19,6 +30,8 @@ app.add_typer(dagster_cmd.app, name="dagster")
 app.add_typer(migrate.app, name="migrate")
 app.add_typer(retrain.app, name="retrain")
 app.add_typer(features.app, name="features")
+app.add_typer(prod.app, name="prod")
+app.add_typer(serve.app, name="serve")
 app.command("emulator")(emulator.emulator)
 app.command("stream")(stream.stream)
 

@@ -70,7 +70,7 @@ def _local(settings: Settings) -> dict[str, Any]:
 
 def _prod(settings: Settings) -> dict[str, Any]:
     return {
-        "timescale": TimescaleResource(database_url=dg.EnvVar("ATS_DATABASE_URL")),
+        "timescale": TimescaleResource(database_url=dg.EnvVar(settings.database_url_variable)),
         "exchange": _exchange(settings),
         "stream": StreamResource(
             redis_url=dg.EnvVar("ATS_REDIS_URL"), state_dir=str(settings.state_dir)

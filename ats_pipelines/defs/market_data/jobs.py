@@ -15,6 +15,7 @@ from ats_pipelines.warehouse.retention import TableAction, apply_retention
 
 CANDLES = dg.AssetKey("candles_1m")
 HISTORY = ("order_book_1s_agg", "order_book_1m_agg", "trade_flow_1m")
+RUN_TAGS = {"ats/domain": "market_data"}  # the run queue's market-data limit (dagster.yaml)
 
 
 def build_retention_job(settings: MarketDataSettings) -> dg.JobDefinition:
@@ -50,6 +51,7 @@ def build_retention_job(settings: MarketDataSettings) -> dg.JobDefinition:
 
     @dg.job(
         name="market_data_retention_job",
+        tags=RUN_TAGS,
         description="Apply the configured retention (and, with the timescale licence, "
         "compression) to the market tables.",
     )
@@ -66,6 +68,7 @@ def build_jobs(settings: MarketDataSettings) -> list[JobLike]:
             "candles_1m_job",
             selection=dg.AssetSelection.assets(CANDLES),
             partitions_def=partitions,
+            tags=RUN_TAGS,
             description="Backfill 1-minute candles (one run per symbol range) and check gaps.",
         ),
         dg.define_asset_job(
@@ -73,6 +76,7 @@ def build_jobs(settings: MarketDataSettings) -> list[JobLike]:
             selection=dg.AssetSelection.assets(CANDLES),
             partitions_def=partitions,
             config={"ops": {"candles_1m": {"config": {"repair_only": True}}}},
+            tags=RUN_TAGS,
             description="Re-fetch exactly the missing minutes of candle partitions, then "
             "re-check them.",
         ),
@@ -80,12 +84,14 @@ def build_jobs(settings: MarketDataSettings) -> list[JobLike]:
             "candles_1m_gap_check_job",
             selection=dg.AssetSelection.checks_for_assets(CANDLES),
             partitions_def=partitions,
+            tags=RUN_TAGS,
             description="Run only the missing-minutes check of candle partitions.",
         ),
         dg.define_asset_job(
             "market_history_job",
             selection=dg.AssetSelection.assets(*HISTORY),
             partitions_def=partitions,
+            tags=RUN_TAGS,
             description="Aggregate stored order-book snapshots and trades of days × symbols.",
         ),
         build_retention_job(settings),

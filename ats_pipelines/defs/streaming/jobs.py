@@ -110,12 +110,18 @@ def run_stream_service(
 @dg.job(
     description="The streaming service (`ats stream`) as a long-running run: websocket "
     "trades and books -> bars, book metrics, snapshots; until terminated.",
+    # in-process: the service lives in the run worker itself, so the worker's death is the
+    # service's death (no orphaned step process streaming on); a dead worker fails the run and
+    # run retries start it again (dagster.yaml), resuming from the saved bars and healing the gap.
+    executor_def=dg.in_process_executor,
     tags={
         "ats/long_running": "true",
+        "ats/domain": "streaming",
         # a run whose worker died (killed, out of memory) is relaunched by Dagster's run
         # retries; an op failure — the service ends only on a configuration error — is not
         "dagster/max_retries": str(STREAM_RUN_RETRIES),
         "dagster/retry_on_asset_or_op_failure": "false",
+        "dagster/retry_strategy": "ALL_STEPS",
     },
 )
 def streaming_service_job() -> None:

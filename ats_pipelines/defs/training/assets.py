@@ -85,6 +85,7 @@ def lgbm_model(
 ) -> dg.Output[dict[str, Any]]:
     """A LightGBM challenger for one retrain request: tuned, fitted, evaluated, registered."""
     scope = models.scope(config.scope)
+    cfg = models.trainer_config(scope, config.n_trials, config.timeout_s)
     trained = train_request(
         timescale.run,
         TrainingRun(
@@ -93,13 +94,13 @@ def lgbm_model(
             scope=scope,
             source=training_data.training_source(scope),
             served_features=training_data.served_features(scope),
-            cfg=models.trainer_config(scope, config.n_trials, config.timeout_s),
+            cfg=cfg,
             storage=models.storage(),
             models_dir=models.models_path,
             reports_dir=models.reports_path,
             policy=models.promotion_policy(),
             run_id=context.run_id,
-            final_fit=final_fit_for(models.backend, models.dask_scheduler),
+            final_fit=final_fit_for(models.backend, models.dask_scheduler, cfg.max_bin),
         ),
     )
     for line in summary_lines(trained.report):

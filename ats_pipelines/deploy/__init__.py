@@ -1,0 +1,1 @@
+"""The production process layout (code server, webserver, daemon, streaming) and its supervisor."""
