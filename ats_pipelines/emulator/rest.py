@@ -17,6 +17,7 @@ from aiohttp import web
 from ats_pipelines.emulator import protocol
 from ats_pipelines.emulator.faults import Faults
 from ats_pipelines.emulator.intervals import is_interval
+from ats_pipelines.emulator.ratelimit import RateLimitConfig, WeightLimiter, request_weight
 from ats_pipelines.emulator.source import MarketSource
 from ats_pipelines.emulator.tickers import Tickers
 
@@ -60,8 +61,13 @@ class BinanceRest:
     """Route handlers; one instance per emulator."""
 
     def __init__(
-        self, sources: dict[str, MarketSource], clock: EmulatorClock, faults: Faults
+        self,
+        sources: dict[str, MarketSource],
+        clock: EmulatorClock,
+        faults: Faults,
+        rate_limit: RateLimitConfig | None = None,
     ) -> None:
+        self.limiter = WeightLimiter(rate_limit or RateLimitConfig())
         self.sources = sources
         self.clock = clock
         self.faults = faults
@@ -94,10 +100,26 @@ class BinanceRest:
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        """Injected faults, then the handler; Binance-shaped errors for everything."""
+        """Request weight, injected faults, then the handler; Binance-shaped errors for
+        everything; the used weight in the headers of every spot ``/api/`` answer."""
         if not request.path.startswith(("/api/", "/sapi/", "/fapi/", "/dapi/", "/eapi/")):
             return await handler(request)
         self.paths[request.path] += 1
+        weighed = self.limiter.enabled and request.path.startswith("/api/")
+        if weighed:
+            status, retry_after = self.limiter.admit(request_weight(request))
+            if retry_after is not None:
+                return self.limiter.refusal(status, retry_after)
+        response = await self._faulted(request, handler)
+        if weighed:
+            response.headers.update(self.limiter.headers())
+        return response
+
+    async def _faulted(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
         delay = self.faults.latency_s()
         if delay:
             await asyncio.sleep(delay)

@@ -23,6 +23,7 @@ from ats_pipelines.emulator.birdeye import BirdeyeConfig, BirdeyeEmulator
 from ats_pipelines.emulator.clock import EmulatorClock
 from ats_pipelines.emulator.faults import FaultConfig, Faults
 from ats_pipelines.emulator.publisher import Publisher
+from ats_pipelines.emulator.ratelimit import RateLimitConfig
 from ats_pipelines.emulator.replay import ReplayMarket
 from ats_pipelines.emulator.rest import BinanceRest
 from ats_pipelines.emulator.source import MarketSource
@@ -70,6 +71,7 @@ class EmulatorConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     birdeye: BirdeyeConfig | None = field(default_factory=BirdeyeConfig)
     tick_s: float = 0.01  # publisher period (wall seconds)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
 
 
 class Emulator:
@@ -100,7 +102,7 @@ class Emulator:
             )
         self.subs = Subscriptions()
         self.publisher = Publisher(self.sources, self.subs, self.clock, self.faults, config.tick_s)
-        self.rest = BinanceRest(self.sources, self.clock, self.faults)
+        self.rest = BinanceRest(self.sources, self.clock, self.faults, config.rate_limit)
         self.rest.stream_progress = self._depth_progress
         self.rest.tick_s = config.tick_s
         self.birdeye = BirdeyeEmulator(config.birdeye, self.clock) if config.birdeye else None
