@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from ats_pipelines.emulator.clock import EmulatorClock
 from ats_pipelines.emulator.faults import Faults
+from ats_pipelines.emulator.market_streams import ALL_MARKETS, SNAPSHOT_KINDS, SnapshotStreams
 from ats_pipelines.emulator.model import DepthDiff
 from ats_pipelines.emulator.protocol import (
     agg_trade_events,
@@ -48,6 +49,7 @@ class Publisher:
         self.diffs_published: Counter[str] = Counter()  # per symbol, gaps excluded
         self.trades_published: Counter[str] = Counter()
         self._slow_depth: dict[str, list[DepthDiff]] = defaultdict(list)
+        self.snapshots = SnapshotStreams(sources)
         self._prefetcher: ThreadPoolExecutor | None = None
         self._prefetching: dict[tuple[str, int], Future[None]] = {}
 
@@ -102,6 +104,7 @@ class Publisher:
         sent = 0
         for symbol_id in sorted(self.subs.symbols()):
             sent += self._publish_symbol(symbol_id, now)
+        sent += self._publish_snapshots(ALL_MARKETS, self.subs.streams_of(ALL_MARKETS), now)
         frames = self.faults.malformed_frames(sent)
         if frames:
             for conn in list(self.subs.connections):
@@ -152,6 +155,7 @@ class Publisher:
                     sent += self._send(stream, fast)
                 elif stream.kind == "depth" and slow:
                     sent += self._send(stream, slow)
+        sent += self._publish_snapshots(symbol_id, streams, now)
         for stream in streams:
             if stream.kind == "kline":
                 rows = source.drain_klines(symbol_id, stream.interval, now)
@@ -161,6 +165,12 @@ class Publisher:
                         [kline_event(symbol_id, stream.interval, now, r, x) for r, x in rows],
                     )
         return sent
+
+    def _publish_snapshots(self, symbol_id: str, streams: list[Stream], now: int) -> int:
+        wanted = [s for s in streams if s.kind in SNAPSHOT_KINDS]
+        if not wanted:
+            return 0
+        return sum(self._send(s, [f]) for s, f in self.snapshots.events(symbol_id, wanted, now))
 
     def _slow_batch(
         self, symbol_id: str, diffs: list[DepthDiff], now: int, wanted: bool

@@ -8,7 +8,6 @@ trades at 1000, depth at 5000 (default 100).
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -18,8 +17,9 @@ from aiohttp import web
 from ats_pipelines.emulator import protocol
 from ats_pipelines.emulator.faults import Faults
 from ats_pipelines.emulator.intervals import is_interval
-from ats_pipelines.emulator.model import float_to_str
+from ats_pipelines.emulator.ratelimit import RateLimitConfig, WeightLimiter, request_weight
 from ats_pipelines.emulator.source import MarketSource
+from ats_pipelines.emulator.tickers import Tickers
 
 if TYPE_CHECKING:
     from ats_pipelines.emulator.clock import EmulatorClock
@@ -61,12 +61,21 @@ class BinanceRest:
     """Route handlers; one instance per emulator."""
 
     def __init__(
-        self, sources: dict[str, MarketSource], clock: EmulatorClock, faults: Faults
+        self,
+        sources: dict[str, MarketSource],
+        clock: EmulatorClock,
+        faults: Faults,
+        rate_limit: RateLimitConfig | None = None,
     ) -> None:
+        self.limiter = WeightLimiter(rate_limit or RateLimitConfig())
         self.sources = sources
         self.clock = clock
         self.faults = faults
         self.paths: Counter[str] = Counter()  # requests served per path (tests read it)
+        # diffs published so far for a symbol whose depth stream runs, else None (server sets)
+        self.stream_progress: Callable[[str], int | None] = lambda symbol_id: None
+        self.tick_s = 0.01
+        self.tickers = Tickers(self)
 
     def routes(self) -> list[web.RouteDef]:
         get = web.get
@@ -82,9 +91,7 @@ class BinanceRest:
             get("/api/v3/trades", self.trades),
             get("/api/v3/historicalTrades", self.trades),
             get("/api/v3/aggTrades", self.agg_trades),
-            get("/api/v3/ticker/24hr", self.ticker_24hr),
-            get("/api/v3/ticker/price", self.ticker_price),
-            get("/api/v3/ticker/bookTicker", self.book_ticker),
+            *self.tickers.routes(),
         ]
 
     @web.middleware
@@ -93,10 +100,26 @@ class BinanceRest:
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        """Injected faults, then the handler; Binance-shaped errors for everything."""
+        """Request weight, injected faults, then the handler; Binance-shaped errors for
+        everything; the used weight in the headers of every spot ``/api/`` answer."""
         if not request.path.startswith(("/api/", "/sapi/", "/fapi/", "/dapi/", "/eapi/")):
             return await handler(request)
         self.paths[request.path] += 1
+        weighed = self.limiter.enabled and request.path.startswith("/api/")
+        if weighed:
+            status, retry_after = self.limiter.admit(request_weight(request))
+            if retry_after is not None:
+                return self.limiter.refusal(status, retry_after)
+        response = await self._faulted(request, handler)
+        if weighed:
+            response.headers.update(self.limiter.headers())
+        return response
+
+    async def _faulted(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
         delay = self.faults.latency_s()
         if delay:
             await asyncio.sleep(delay)
@@ -126,7 +149,7 @@ class BinanceRest:
                 status=404,
             )
 
-    def _source(self, request: web.Request) -> tuple[str, MarketSource]:
+    def source_of(self, request: web.Request) -> tuple[str, MarketSource]:
         symbol_id = request.query.get("symbol")
         if not symbol_id:
             raise BinanceError(
@@ -166,7 +189,7 @@ class BinanceRest:
         return web.json_response(protocol.exchange_info(chosen, self.clock.now_ms()))
 
     async def klines(self, request: web.Request) -> web.Response:
-        symbol_id, source = self._source(request)
+        symbol_id, source = self.source_of(request)
         interval = request.query.get("interval", "")
         if not is_interval(interval):
             raise BinanceError(400, -1120, "Invalid interval.")
@@ -178,20 +201,42 @@ class BinanceRest:
         return web.json_response([protocol.kline_rest(r) for r in rows])
 
     async def depth(self, request: web.Request) -> web.Response:
-        symbol_id, source = self._source(request)
+        symbol_id, source = self.source_of(request)
         limit = _limit(request, 100, DEPTH_MAX)
         snapshot = source.depth(symbol_id, limit, self.clock.market_ms())
+        await self._lag_behind_stream(symbol_id)
         return web.json_response(protocol.depth_rest(snapshot))
 
+    async def _lag_behind_stream(self, symbol_id: str) -> None:
+        """While the symbol's diff stream runs, answer a snapshot only once the stream has
+        moved past it. Binance's snapshots lag its stream, so a client that buffers diffs
+        while fetching one (as Binance tells it to) always holds diffs newer than the
+        snapshot; an emulator answering with the very latest book left the buffer stale, and
+        ccxt then handed out a book with no event time."""
+        tick = self.tick_s
+        published = self.stream_progress(symbol_id)
+        # ccxt asks for the snapshot as it sends SUBSCRIBE: the stream may start just after
+        quiet_ticks = 5
+        for n in range(int(1.0 / tick)):  # at most a second: a quiet book may not move
+            if published is None and n >= quiet_ticks:
+                return  # nobody streams this book: answer at once
+            await asyncio.sleep(tick)
+            now_published = self.stream_progress(symbol_id)
+            if published is None:
+                published = now_published
+            elif now_published != published:
+                await asyncio.sleep(tick)  # the diff's frame is on its way before the answer
+                return
+
     async def trades(self, request: web.Request) -> web.Response:
-        symbol_id, source = self._source(request)
+        symbol_id, source = self.source_of(request)
         limit = _limit(request, 500, TRADES_MAX)
         from_id = _int(request, "fromId")
         batch = source.trades(symbol_id, self.clock.market_ms(), limit, from_id=from_id)
         return web.json_response(protocol.trades_rest(batch))
 
     async def agg_trades(self, request: web.Request) -> web.Response:
-        symbol_id, source = self._source(request)
+        symbol_id, source = self.source_of(request)
         limit = _limit(request, 500, TRADES_MAX)
         from_id = _int(request, "fromId")
         start, end = _int(request, "startTime"), _int(request, "endTime")
@@ -206,70 +251,3 @@ class BinanceRest:
             symbol_id, self.clock.market_ms(), limit, from_id=from_id, start=start, end=end
         )
         return web.json_response(protocol.agg_trades_rest(batch))
-
-    def _ticker(self, symbol_id: str, source: MarketSource) -> dict[str, object]:
-        now = self.clock.market_ms()
-        rows = source.klines(symbol_id, "1h", None, None, 24, now)
-        book = source.depth(symbol_id, 1, now)
-        bid = book.bids[0] if book.bids else ("0.00000000", "0.00000000")
-        ask = book.asks[0] if book.asks else ("0.00000000", "0.00000000")
-        if rows:
-            first, last = rows[0], rows[-1]
-            volume = math.fsum(float(r.volume) for r in rows)
-            quote = math.fsum(float(r.quote_volume) for r in rows)
-            opened, closed = float(first.open), float(last.close)
-            stats = {
-                "priceChange": float_to_str(closed - opened),
-                "priceChangePercent": f"{(closed - opened) / opened * 100:.3f}" if opened else "0",
-                "weightedAvgPrice": float_to_str(quote / volume) if volume else last.close,
-                "prevClosePrice": first.open,
-                "lastPrice": last.close,
-                "lastQty": "0.00000000",
-                "openPrice": first.open,
-                "highPrice": float_to_str(max(float(r.high) for r in rows)),
-                "lowPrice": float_to_str(min(float(r.low) for r in rows)),
-                "volume": float_to_str(volume),
-                "quoteVolume": float_to_str(quote),
-                "openTime": first.open_time,
-                "closeTime": min(last.close_time, now),
-                "firstId": first.first_trade_id,
-                "lastId": last.last_trade_id,
-                "count": sum(r.trades for r in rows),
-            }
-        else:
-            stats = {"lastPrice": "0.00000000", "openTime": now, "closeTime": now, "count": 0}
-        return {
-            "symbol": symbol_id,
-            **stats,
-            "bidPrice": bid[0],
-            "bidQty": bid[1],
-            "askPrice": ask[0],
-            "askQty": ask[1],
-        }
-
-    async def ticker_24hr(self, request: web.Request) -> web.Response:
-        if "symbol" in request.query:
-            return web.json_response(self._ticker(*self._source(request)))
-        return web.json_response([self._ticker(s, src) for s, src in self.sources.items()])
-
-    async def ticker_price(self, request: web.Request) -> web.Response:
-        symbol_id, source = self._source(request)
-        rows = source.klines(symbol_id, "1m", None, None, 1, self.clock.market_ms())
-        return web.json_response(
-            {"symbol": symbol_id, "price": rows[-1].close if rows else "0.00000000"}
-        )
-
-    async def book_ticker(self, request: web.Request) -> web.Response:
-        symbol_id, source = self._source(request)
-        book = source.depth(symbol_id, 1, self.clock.market_ms())
-        bid = book.bids[0] if book.bids else ("0.00000000", "0.00000000")
-        ask = book.asks[0] if book.asks else ("0.00000000", "0.00000000")
-        return web.json_response(
-            {
-                "symbol": symbol_id,
-                "bidPrice": bid[0],
-                "bidQty": bid[1],
-                "askPrice": ask[0],
-                "askQty": ask[1],
-            }
-        )

@@ -23,6 +23,7 @@ from ats_pipelines.emulator.birdeye import BirdeyeConfig, BirdeyeEmulator
 from ats_pipelines.emulator.clock import EmulatorClock
 from ats_pipelines.emulator.faults import FaultConfig, Faults
 from ats_pipelines.emulator.publisher import Publisher
+from ats_pipelines.emulator.ratelimit import RateLimitConfig
 from ats_pipelines.emulator.replay import ReplayMarket
 from ats_pipelines.emulator.rest import BinanceRest
 from ats_pipelines.emulator.source import MarketSource
@@ -70,6 +71,7 @@ class EmulatorConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     birdeye: BirdeyeConfig | None = field(default_factory=BirdeyeConfig)
     tick_s: float = 0.01  # publisher period (wall seconds)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
 
 
 class Emulator:
@@ -100,7 +102,9 @@ class Emulator:
             )
         self.subs = Subscriptions()
         self.publisher = Publisher(self.sources, self.subs, self.clock, self.faults, config.tick_s)
-        self.rest = BinanceRest(self.sources, self.clock, self.faults)
+        self.rest = BinanceRest(self.sources, self.clock, self.faults, config.rate_limit)
+        self.rest.stream_progress = self._depth_progress
+        self.rest.tick_s = config.tick_s
         self.birdeye = BirdeyeEmulator(config.birdeye, self.clock) if config.birdeye else None
         self.port = config.port
         self._runner: web.AppRunner | None = None
@@ -199,6 +203,12 @@ class Emulator:
     def source(self, symbol_id: str) -> MarketSource:
         return self.sources[symbol_id]
 
+    def _depth_progress(self, symbol_id: str) -> int | None:
+        """Diffs published for the symbol if a client watches its diff stream, else None."""
+        if any(s.kind in ("depth", "depth100") for s in self.subs.streams_of(symbol_id)):
+            return self.publisher.diffs_published[symbol_id]
+        return None
+
     def drop_connections(self) -> int:
         """Abort every websocket connection now (the dropped-connection fault)."""
         return self.publisher.drop_all()
@@ -236,7 +246,9 @@ class Emulator:
 
     def _subscribe(self, conn: Connection, name: str) -> None:
         stream = parse_stream(name, set(self.sources))
-        if self.subs.add(conn, stream):
+        if stream.symbol_id not in self.sources:  # the all-market streams
+            self.subs.add(conn, stream)
+        elif self.subs.add(conn, stream):
             self.sources[stream.symbol_id].start_stream(stream.symbol_id, self.clock.market_ms())
 
     def _control(self, conn: Connection, text: str) -> str | None:
@@ -268,7 +280,7 @@ class Emulator:
                         )
                 else:
                     orphan = self.subs.remove(conn, name)
-                    if orphan:
+                    if orphan in self.sources:
                         self.sources[orphan].stop_stream(orphan)
             return json.dumps({"result": None, "id": req_id})
         if method == "LIST_SUBSCRIPTIONS":

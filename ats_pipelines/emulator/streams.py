@@ -1,7 +1,9 @@
 """Binance stream names and the subscriptions of connected websocket clients.
 
 Supported streams (spot): ``<symbol>@trade``, ``<symbol>@aggTrade``, ``<symbol>@depth`` (1000 ms),
-``<symbol>@depth@100ms``, ``<symbol>@kline_<interval>``.
+``<symbol>@depth@100ms``, ``<symbol>@kline_<interval>``, ``<symbol>@miniTicker``,
+``<symbol>@ticker``, ``<symbol>@bookTicker``, ``<symbol>@depth<5|10|20>[@100ms|@1000ms]`` and the
+all-market ``!miniTicker@arr`` and ``!ticker@arr``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ats_pipelines.emulator.intervals import is_interval
+from ats_pipelines.emulator.market_streams import ALL_MARKETS
 from ats_pipelines.emulator.protocol import combined
 
 log = logging.getLogger(__name__)
@@ -25,8 +28,9 @@ MAX_QUEUED_BATCHES = 20_000  # a client this far behind is cut off, as Binance d
 class Stream:
     name: str  # as the client wrote it
     symbol_id: str  # upper case Binance id
-    kind: str  # trade | aggTrade | depth | depth100 | kline
-    interval: str = ""
+    kind: str  # trade | aggTrade | depth | depth100 | kline | miniTicker | ticker | bookTicker
+    # | partialDepth
+    interval: str = ""  # kline interval, or partial depth "<levels>[@100ms]"
 
 
 class StreamError(ValueError):
@@ -37,6 +41,8 @@ def parse_stream(name: str, known: set[str]) -> Stream:
     """Parse a stream name; unknown symbols or kinds raise :class:`StreamError`."""
     if not isinstance(name, str) or "@" not in name:
         raise StreamError(f"invalid stream name {name!r}")
+    if name in ("!miniTicker@arr", "!ticker@arr"):
+        return Stream(name, ALL_MARKETS, name[1:].partition("@")[0])
     sym, _, rest = name.partition("@")
     symbol_id = sym.upper()
     if symbol_id not in known or sym != sym.lower():
@@ -47,6 +53,17 @@ def parse_stream(name: str, known: set[str]) -> Stream:
         return Stream(name, symbol_id, "depth")
     if rest == "depth@100ms":
         return Stream(name, symbol_id, "depth100")
+    if rest in ("miniTicker", "ticker", "bookTicker"):
+        return Stream(name, symbol_id, rest)
+    levels, _, speed = rest[5:].partition("@")
+    if (
+        rest.startswith("depth")
+        and levels in ("5", "10", "20")
+        and speed in ("", "100ms", "1000ms")
+    ):
+        return Stream(
+            name, symbol_id, "partialDepth", levels + ("@100ms" if speed == "100ms" else "")
+        )
     if rest.startswith("kline_") and is_interval(rest[6:]):
         return Stream(name, symbol_id, "kline", rest[6:])
     raise StreamError(f"unsupported stream {name!r}")
@@ -121,7 +138,7 @@ class Subscriptions:
 
     def add(self, conn: Connection, stream: Stream) -> bool:
         """Subscribe; True if the symbol had no listener before."""
-        new_symbol = stream.symbol_id not in self.symbols()
+        new_symbol = stream.symbol_id not in self.symbols() and stream.symbol_id != ALL_MARKETS
         conn.streams[stream.name] = stream
         self.by_stream[stream].add(conn)
         return new_symbol
@@ -136,16 +153,19 @@ class Subscriptions:
             listeners.discard(conn)
             if not listeners:
                 del self.by_stream[stream]
-        return None if stream.symbol_id in self.symbols() else stream.symbol_id
+        if stream.symbol_id == ALL_MARKETS or stream.symbol_id in self.symbols():
+            return None
+        return stream.symbol_id
 
     def drop(self, conn: Connection) -> list[str]:
         """Forget a connection; returns symbols nobody listens to any more."""
         self.connections.discard(conn)
         orphaned = [self.remove(conn, name) for name in list(conn.streams)]
-        return [s for s in orphaned if s]
+        return [s for s in orphaned if s and s != ALL_MARKETS]
 
     def symbols(self) -> set[str]:
-        return {s.symbol_id for s in self.by_stream}
+        """Symbols someone listens to (the all-market streams' ``*`` not included)."""
+        return {s.symbol_id for s in self.by_stream if s.symbol_id != ALL_MARKETS}
 
     def streams_of(self, symbol_id: str) -> list[Stream]:
         return [s for s in self.by_stream if s.symbol_id == symbol_id]
