@@ -85,11 +85,11 @@ async def _create_database(server_url: str, name: str) -> None:
 
 
 async def _drop_database(server_url: str, name: str) -> None:
+    # WITH (FORCE) terminates the database's sessions and waits for them to exit; a separate
+    # pg_terminate_backend only signals them, and under load a DROP right after it can still
+    # find a session: "database ... is being accessed by other users".
     async with connection(server_url) as conn:
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
-        )
-        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)}")
+        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")
