@@ -25,6 +25,7 @@ _POLARS: dict[str, Any] = {
     "bigint": pl.Int64,
     "integer": pl.Int32,
     "double precision[]": pl.List(pl.Float64),
+    "text[]": pl.List(pl.String),
 }
 _ARROW: dict[str, pa.DataType] = {
     "text": pa.string(),
@@ -33,6 +34,7 @@ _ARROW: dict[str, pa.DataType] = {
     "bigint": pa.int64(),
     "integer": pa.int32(),
     "double precision[]": pa.list_(pa.float64()),
+    "text[]": pa.list_(pa.string()),
 }
 
 
@@ -123,6 +125,7 @@ taker_buy_volume double precision
 source text not null
 batch_id bigint
 ingested_at timestamptz not null
+asserted_by text[]
 """),
     values=(
         "open",
@@ -152,6 +155,7 @@ source text not null
 batch_id bigint
 received_at timestamptz
 ingested_at timestamptz not null
+asserted_by text[]
 """),
     values=("price", "amount", "cost", "side"),
 )
