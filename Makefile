@@ -32,7 +32,7 @@ test: db-up
 # ../shared/tools/timescale-community.sh; its own cluster, ports and state dir (.ats-community/).
 ATS_COMMUNITY_PREFIX ?= /opt/ats-pg-community
 COMMUNITY_ENV = ATS_PG_BINDIR=$$bindir ATS_STATE_DIR=$(CURDIR)/.ats-community \
-	ATS_DB_PORT=$${ATS_COMMUNITY_DB_PORT:-55533} ATS_REDIS_PORT=$${ATS_COMMUNITY_REDIS_PORT:-56480}
+	ATS_DB_PORT=$${ATS_COMMUNITY_DB_PORT:-55533} ATS_REDIS_PORT=$${ATS_COMMUNITY_REDIS_PORT:-56533}
 test-community: setup
 	@bindir=$$(ls -d $(ATS_COMMUNITY_PREFIX)/usr/lib/postgresql/*/bin 2>/dev/null | tail -1); \
 	if [ -z "$$bindir" ] || ! ls $$bindir/../lib/timescaledb-tsl-*.so >/dev/null 2>&1; then \
