@@ -48,6 +48,7 @@ class Publisher:
         self.events_sent = 0
         self.diffs_published: Counter[str] = Counter()  # per symbol, gaps excluded
         self.trades_published: Counter[str] = Counter()
+        self.last_diff_id: dict[str, int] = {}  # per symbol, the newest update id sent
         self._slow_depth: dict[str, list[DepthDiff]] = defaultdict(list)
         self.snapshots = SnapshotStreams(sources)
         self._prefetcher: ThreadPoolExecutor | None = None
@@ -148,6 +149,8 @@ class Publisher:
                 if not self.faults.skip_diff(symbol_id)
             ]
             self.diffs_published[symbol_id] += len(diffs)
+            if diffs:
+                self.last_diff_id[symbol_id] = diffs[-1].last_id
             fast = [depth_event(d) for d in diffs]
             slow = self._slow_batch(symbol_id, diffs, now, "depth" in kinds)
             for stream in streams:

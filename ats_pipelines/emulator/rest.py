@@ -204,29 +204,29 @@ class BinanceRest:
         symbol_id, source = self.source_of(request)
         limit = _limit(request, 100, DEPTH_MAX)
         snapshot = source.depth(symbol_id, limit, self.clock.market_ms())
-        await self._lag_behind_stream(symbol_id)
+        await self._lag_behind_stream(symbol_id, snapshot.last_update_id)
         return web.json_response(protocol.depth_rest(snapshot))
 
-    async def _lag_behind_stream(self, symbol_id: str) -> None:
+    async def _lag_behind_stream(self, symbol_id: str, snapshot_id: int) -> None:
         """While the symbol's diff stream runs, answer a snapshot only once the stream has
-        moved past it. Binance's snapshots lag its stream, so a client that buffers diffs
-        while fetching one (as Binance tells it to) always holds diffs newer than the
-        snapshot; an emulator answering with the very latest book left the buffer stale, and
+        sent a diff newer than it. Binance's snapshots lag its stream, so a client that
+        buffers diffs while fetching one (as Binance tells it to) holds diffs newer than the
+        snapshot; an emulator answering with the very latest book left that buffer stale, and
         ccxt then handed out a book with no event time."""
         tick = self.tick_s
-        published = self.stream_progress(symbol_id)
-        # ccxt asks for the snapshot as it sends SUBSCRIBE: the stream may start just after
-        quiet_ticks = 5
+        quiet_ticks = 5  # ccxt asks for the snapshot as it subscribes: the stream may lag
+        newer: int | None = None
         for n in range(int(1.0 / tick)):  # at most a second: a quiet book may not move
-            if published is None and n >= quiet_ticks:
+            sent = self.stream_progress(symbol_id)
+            if sent is None and n >= quiet_ticks:
                 return  # nobody streams this book: answer at once
-            await asyncio.sleep(tick)
-            now_published = self.stream_progress(symbol_id)
-            if published is None:
-                published = now_published
-            elif now_published != published:
-                await asyncio.sleep(tick)  # the diff's frame is on its way before the answer
+            if newer is None and sent is not None and sent > snapshot_id:
+                newer = sent
+            elif newer is not None and sent is not None and sent > newer:
+                # a second newer diff has left: the first has surely reached the client
+                # (loopback does not keep frame and answer in order across two sockets)
                 return
+            await asyncio.sleep(tick)
 
     async def trades(self, request: web.Request) -> web.Response:
         symbol_id, source = self.source_of(request)

@@ -204,10 +204,15 @@ class Emulator:
         return self.sources[symbol_id]
 
     def _depth_progress(self, symbol_id: str) -> int | None:
-        """Diffs published for the symbol if a client watches its diff stream, else None."""
-        if any(s.kind in ("depth", "depth100") for s in self.subs.streams_of(symbol_id)):
-            return self.publisher.diffs_published[symbol_id]
-        return None
+        """The newest update id the symbol's diff stream has sent (-1: none yet), or None if
+        no client watches that stream."""
+        streams = [s for s in self.subs.streams_of(symbol_id) if s.kind in ("depth", "depth100")]
+        if not streams:
+            return None
+        listeners = {c for s in streams for c in self.subs.by_stream.get(s, ())}
+        if any(c.queue.qsize() for c in listeners):
+            return -1  # frames still queued: the newest diff has not left yet
+        return self.publisher.last_diff_id.get(symbol_id, -1)
 
     def drop_connections(self) -> int:
         """Abort every websocket connection now (the dropped-connection fault)."""
