@@ -22,6 +22,7 @@ from aiohttp import WSMsgType, web
 from ats_pipelines.emulator.birdeye import BirdeyeConfig, BirdeyeEmulator
 from ats_pipelines.emulator.clock import EmulatorClock
 from ats_pipelines.emulator.faults import FaultConfig, Faults
+from ats_pipelines.emulator.keepalive import KeepAlive, WsLimits
 from ats_pipelines.emulator.publisher import Publisher
 from ats_pipelines.emulator.ratelimit import RateLimitConfig
 from ats_pipelines.emulator.replay import ReplayMarket
@@ -72,6 +73,7 @@ class EmulatorConfig:
     birdeye: BirdeyeConfig | None = field(default_factory=BirdeyeConfig)
     tick_s: float = 0.01  # publisher period (wall seconds)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    ws_limits: WsLimits = field(default_factory=WsLimits)
 
 
 class Emulator:
@@ -110,6 +112,7 @@ class Emulator:
         self._runner: web.AppRunner | None = None
         self._publisher_task: asyncio.Task[None] | None = None
         self._conn_ids = itertools.count(1)
+        self.keepalives: dict[int, KeepAlive] = {}  # per connection id, closed ones kept
         self.loop: asyncio.AbstractEventLoop | None = None  # set when run in a thread
 
     # -- addresses -----------------------------------------------------------------------------
@@ -221,12 +224,15 @@ class Emulator:
     # -- websocket -----------------------------------------------------------------------------
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
+        # pings and pongs by hand: the server pings and must see the client's pongs
+        ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 20)
         await ws.prepare(request)
         conn = Connection(
             ws, request, request.path == "/stream", self.faults.latency_s, next(self._conn_ids)
         )
         self.subs.connections.add(conn)
+        keeper = KeepAlive(ws, self.config.ws_limits, conn.conn_id, conn.abort)
+        self.keepalives[conn.conn_id] = keeper
         initial = (
             request.query.get("streams", "").split("/")
             if conn.combined
@@ -241,9 +247,14 @@ class Emulator:
                     reply = self._control(conn, msg.data)
                     if reply is not None:
                         conn.push_raw([reply])
-                elif msg.type == WSMsgType.ERROR:
+                elif msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type == WSMsgType.PONG:
+                    keeper.pong()
+                elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                     break
         finally:
+            keeper.cancel()
             for symbol_id in self.subs.drop(conn):
                 self.sources[symbol_id].stop_stream(symbol_id)
             conn.queue.put_nowait(None)
