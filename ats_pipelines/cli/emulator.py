@@ -105,6 +105,19 @@ def emulator(
         float, Opt(help="Fault: the exchange clock jumps at this many seconds after start ...")
     ] = 0.0,
     time_jump_ms: Annotated[int, Opt(help="... by this many ms (negative: backwards).")] = 0,
+    weight_limit: Annotated[
+        int, Opt(help="REST request weight per window, as Binance's REQUEST_WEIGHT (0: off).")
+    ] = 6000,
+    weight_window: Annotated[float, Opt(help="Length of a weight window, seconds.")] = 60.0,
+    ping_interval: Annotated[
+        float, Opt(help="Websocket server ping every N seconds (0: no pings).")
+    ] = 20.0,
+    pong_timeout: Annotated[
+        float, Opt(help="Drop a websocket client silent this many seconds after a ping.")
+    ] = 60.0,
+    max_connection_age: Annotated[
+        float, Opt(help="Close websocket connections at this age, seconds (Binance: 24 h).")
+    ] = 86_400.0,
     birdeye_quota: Annotated[
         int, Opt(help="Emulated Birdeye: requests per API key per day.")
     ] = 1000,
@@ -116,12 +129,21 @@ def emulator(
     """
     from ats_pipelines.emulator.birdeye import BirdeyeConfig
     from ats_pipelines.emulator.faults import FaultConfig
+    from ats_pipelines.emulator.keepalive import WsLimits
+    from ats_pipelines.emulator.ratelimit import RateLimitConfig
     from ats_pipelines.emulator.server import Emulator, EmulatorConfig, EmulatorConfigError
     from ats_pipelines.emulator.synthetic import SyntheticConfig
 
     if data is not None and not data.is_dir():
         fail(f"--data {data} is not a directory")
     use_synthetic = synthetic if synthetic is not None else data is None
+    if weight_limit < 0 or weight_window <= 0:
+        fail(f"--weight-limit {weight_limit} must be >= 0 and --weight-window {weight_window} > 0")
+    if ping_interval < 0 or pong_timeout <= 0 or max_connection_age < 0:
+        fail(
+            f"--ping-interval {ping_interval} and --max-connection-age {max_connection_age} "
+            f"must be >= 0, --pong-timeout {pong_timeout} > 0"
+        )
     faults = FaultConfig(
         drop_every_s=drop_every,
         drop_at_s=tuple(drop_at or ()),
@@ -152,6 +174,12 @@ def emulator(
         replay_dir=data,
         faults=faults,
         birdeye=BirdeyeConfig(daily_quota=birdeye_quota),
+        rate_limit=RateLimitConfig(weight_per_window=weight_limit, window_s=weight_window),
+        ws_limits=WsLimits(
+            ping_interval_s=ping_interval,
+            pong_timeout_s=pong_timeout,
+            max_age_s=max_connection_age,
+        ),
     )
     try:
         server = Emulator(config)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
 from typer.testing import CliRunner
 
 from ats_pipelines.cli.emulator import emulator
@@ -70,3 +71,20 @@ def test_the_command_serves_binance_on_loopback_until_terminated() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--weight-limit", "-1"], "--weight-limit -1"),
+        (["--weight-window", "0"], "--weight-window 0"),
+        (["--pong-timeout", "0"], "--pong-timeout 0"),
+        (["--ping-interval", "-5"], "--ping-interval -5"),
+    ],
+)
+def test_bad_rate_and_connection_limits_are_refused_in_one_line(
+    args: list[str], named: str
+) -> None:
+    result = runner.invoke(app, ["emulator", *args])
+    assert result.exit_code == 1
+    assert named in result.output and "Traceback" not in result.output
