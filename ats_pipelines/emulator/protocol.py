@@ -36,6 +36,22 @@ def kline_rest(row: KlineRow) -> list[object]:
     ]
 
 
+def klines_body(rows: list[KlineRow]) -> bytes:
+    """A klines answer as JSON text, formatted directly: a list-then-dumps round trip was
+    most of the emulator's time per 1000-row page. Values are decimal strings and integers,
+    so nothing needs escaping."""
+    return (
+        "["
+        + ",".join(
+            f'[{r.open_time},"{r.open}","{r.high}","{r.low}","{r.close}","{r.volume}",'
+            f'{r.close_time},"{r.quote_volume}",{r.trades},"{r.taker_buy_base}",'
+            f'"{r.taker_buy_quote}","0"]'
+            for r in rows
+        )
+        + "]"
+    ).encode()
+
+
 def depth_rest(snapshot: DepthSnapshot) -> dict[str, object]:
     return {
         "lastUpdateId": snapshot.last_update_id,

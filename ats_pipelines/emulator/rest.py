@@ -198,7 +198,7 @@ class BinanceRest:
             raise BinanceError(400, -1023, "Start time is greater than end time.")
         limit = _limit(request, 500, KLINES_MAX)
         rows = source.klines(symbol_id, interval, start, end, limit, self.clock.market_ms())
-        return web.json_response([protocol.kline_rest(r) for r in rows])
+        return web.Response(body=protocol.klines_body(rows), content_type="application/json")
 
     async def depth(self, request: web.Request) -> web.Response:
         symbol_id, source = self.source_of(request)
