@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -42,6 +43,7 @@ from ats_pipelines.warehouse.backfill import backfill
 from ats_pipelines.warehouse.rollups import rollup_incremental
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
+WEIGHT_PER_MINUTE = 6000  # the emulator's default REQUEST_WEIGHT budget, as Binance's
 FIRST_DAY = date(2024, 4, 1)  # the emulator's market starts 2024-03-31, its clock 2024-05-01
 
 
@@ -62,15 +64,54 @@ def timed(fn: Callable[[], object], n: int, warmup: int = 20) -> list[float]:
     return out
 
 
+class WeightTally:
+    """The REST weight the exchange charged, from its ``x-mbx-used-weight-1m`` answers: the
+    highest value seen in each window, a window ending when the value drops."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._window_max = 0
+        self.refused = 0  # 429 and 418 answers
+
+    def see(self, used: int) -> None:
+        if used < self._window_max:
+            self.total += self._window_max
+            self._window_max = 0
+        self._window_max = max(self._window_max, used)
+
+    def charged(self) -> int:
+        return self.total + self._window_max
+
+    def watch(self, exchange: Any) -> None:
+        """Tally every REST answer ``exchange`` (ccxt) receives."""
+        original = exchange.on_rest_response
+
+        def hook(code: Any, reason: Any, url: Any, method: Any, headers: Any, *rest: Any) -> Any:
+            value = (headers or {}).get("x-mbx-used-weight-1m") or (headers or {}).get(
+                "X-MBX-USED-WEIGHT-1M"
+            )
+            if value is not None:
+                self.see(int(value))
+            if code in (418, 429):
+                self.refused += 1
+            return original(code, reason, url, method, headers, *rest)
+
+        exchange.on_rest_response = hook
+
+
 async def write_side(url: str, rest_url: str, wanted: list[date]) -> None:
     async with connection(url) as conn:
         async with ExchangeResource(rest_url=rest_url).open() as client:
+            tally = WeightTally()
+            tally.watch(client.exchange)
             await client.load_markets()
+            charged_before = tally.charged()
             t0 = time.perf_counter()
             report = await backfill(
                 conn, client, exchange="binance", days_by_symbol={s: wanted for s in SYMBOLS}
             )
             ours_s = time.perf_counter() - t0
+            weight = tally.charged() - charged_before
         rows = report.write.inserted
         assert rows == len(SYMBOLS) * len(wanted) * 1440, rows
         stored = pl.DataFrame(
@@ -101,6 +142,14 @@ async def write_side(url: str, rest_url: str, wanted: list[date]) -> None:
         print(
             f"  ({rows:,} rows; backfill {ours_s:.1f} s over {report.requests} REST ranges "
             f"(pages of 1000), bulk writer alone {base_s:.2f} s)"
+        )
+        budget = WEIGHT_PER_MINUTE * ours_s / 60.0
+        print(
+            f"backfill_weight_budget_used: {weight / budget:.3f} of the budget "
+            f"({weight:,} weight in {ours_s:.1f} s; budget {WEIGHT_PER_MINUTE}/min, "
+            "no 429 answered)"
+            if weight
+            else "backfill_weight_budget_used: no weight headers"
         )
 
         t0 = time.perf_counter()

@@ -7,8 +7,9 @@ go over the budget is refused with HTTP 429 (``-1003``) and a ``Retry-After`` (s
 next window); a client that keeps sending after a 429 before that time is banned: HTTP 418 with
 ``Retry-After`` until the ban ends (Binance scales bans from 2 minutes to 3 days).
 
-Windows run on the wall clock (a client's budget is wall time even when the emulated market
-runs faster). ``window_s`` and the budget are configurable so tests need not wait a minute.
+Windows run on the wall clock, aligned to its minutes as Binance's are (a client's budget is
+wall time even when the emulated market runs faster). ``window_s`` and the budget are
+configurable so tests need not wait a minute.
 """
 
 from __future__ import annotations
@@ -110,9 +111,7 @@ class WeightLimiter:
     """Used weight per window, and the 429/418 decisions, for one emulator (one client IP:
     everything on loopback is one address)."""
 
-    def __init__(
-        self, config: RateLimitConfig, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, config: RateLimitConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self._clock = clock
         self._window = -1

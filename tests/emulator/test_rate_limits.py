@@ -14,6 +14,7 @@ from ats_pipelines.emulator.ratelimit import RateLimitConfig, WeightLimiter
 from ats_pipelines.emulator.server import Emulator
 
 MakeEmulator = Callable[..., Awaitable[Emulator]]
+LONG = 1e9  # windows are wall-clock aligned: one this long never rolls over inside a test
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, str], Any]:
@@ -48,7 +49,7 @@ async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, dict[str,
 async def test_each_endpoint_charges_binance_weight_and_says_so(
     make_emulator: MakeEmulator, path: str, weight: int
 ) -> None:
-    emulator = await make_emulator()
+    emulator = await make_emulator(rate_limit=RateLimitConfig(window_s=LONG))
     async with aiohttp.ClientSession() as session:
         _, first, _ = await _get(session, emulator.rest_url + "/api/v3/ping")
         status, headers, body = await _get(session, emulator.rest_url + path)
@@ -62,7 +63,7 @@ async def test_over_budget_429_with_retry_after_then_418_for_a_client_that_keeps
     make_emulator: MakeEmulator,
 ) -> None:
     emulator = await make_emulator(
-        rate_limit=RateLimitConfig(weight_per_window=10, window_s=3600, ban_after=2, ban_s=600)
+        rate_limit=RateLimitConfig(weight_per_window=10, window_s=LONG, ban_after=2, ban_s=600)
     )
     url = emulator.rest_url + "/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=5"
     async with aiohttp.ClientSession() as session:
@@ -73,7 +74,7 @@ async def test_over_budget_429_with_retry_after_then_418_for_a_client_that_keeps
         status, headers, body = await _get(session, url)
         assert status == 429
         assert body["code"] == -1003 and "request weight" in body["msg"]
-        assert 1 <= int(headers["Retry-After"]) <= 3600
+        assert 1 <= int(headers["Retry-After"]) <= LONG
         assert (await _get(session, url))[0] == 429  # a first violation: still only 429
         status, headers, body = await _get(session, url)
         assert status == 418
@@ -87,7 +88,7 @@ async def test_ccxt_sees_429_and_418_as_ddos_protection_a_transient_error(
     make_emulator: MakeEmulator, make_ccxt: Callable[..., Any]
 ) -> None:
     emulator = await make_emulator(
-        rate_limit=RateLimitConfig(weight_per_window=25, window_s=3600, ban_after=1)
+        rate_limit=RateLimitConfig(weight_per_window=25, window_s=LONG, ban_after=1)
     )
     exchange = make_ccxt(emulator)
     exchange.enableRateLimit = False
