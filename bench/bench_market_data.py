@@ -146,8 +146,8 @@ async def write_side(url: str, rest_url: str, wanted: list[date]) -> None:
         budget = WEIGHT_PER_MINUTE * ours_s / 60.0
         print(
             f"backfill_weight_budget_used: {weight / budget:.3f} of the budget "
-            f"({weight:,} weight in {ours_s:.1f} s; budget {WEIGHT_PER_MINUTE}/min, "
-            "no 429 answered)"
+            f"({weight:,} weight in {ours_s:.1f} s; budget {WEIGHT_PER_MINUTE}/min; "
+            f"{tally.refused} answers 429/418)"
             if weight
             else "backfill_weight_budget_used: no weight headers"
         )
