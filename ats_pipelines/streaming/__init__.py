@@ -3,8 +3,11 @@ bars, book metrics and snapshots in TimescaleDB and the Redis hot cache. No Dags
 ``ats_pipelines.defs.streaming`` runs :class:`~ats_pipelines.streaming.service.StreamService`
 as a long-running job and watches its heartbeats.
 
-Modules: ``config`` (what to stream), ``service`` (the loop, shutdown; it owns the parts
-below), ``symbols`` (per-symbol state), ``intake`` (trades in, with the service's bookkeeping),
+Modules: ``config`` (what to stream), ``service`` (start, shutdown; it owns the parts
+below), ``supervisor`` (every long-lived task restarted on errors and stalls), ``loops`` (the
+trade and book watchers, the clock tick), ``symbols`` (per-symbol state), ``intake`` (trades
+in, with the service's bookkeeping), ``gapfill`` (missing trade ids over REST), ``verify``
+(stored trades and bars against the emulator's market, for tests and benchmarks),
 ``emitter`` (bars, trades and snapshots to the writer lanes and the hot cache; commit listeners
 with the typed metadata of ``commits``), ``recovery`` (what a reconnect or resume missed,
 fetched over REST), ``upkeep`` (checkpoints, heartbeat, stats, the healing loop), ``ingest``

@@ -12,7 +12,8 @@ from ats_pipelines.exchange.client import ExchangeClient
 from ats_pipelines.exchange.errors import PermanentExchangeError, RetriesExhausted
 from ats_pipelines.streaming.config import StreamConfig
 from ats_pipelines.streaming.emitter import Emitter
-from ats_pipelines.streaming.ingest import SymbolPipeline, TradeGapFiller
+from ats_pipelines.streaming.gapfill import TradeGapFiller
+from ats_pipelines.streaming.ingest import SymbolPipeline
 from ats_pipelines.streaming.intake import TradeIntake
 from ats_pipelines.streaming.symbols import SymbolRegistry
 
@@ -113,13 +114,16 @@ class TradeRecovery:
             applied,
         )
 
-    async def refill(self, p: SymbolPipeline) -> None:
-        """Missing ids that did not turn up within the patience: fetch, or give up on them."""
+    async def refill(self, p: SymbolPipeline, patience_s: float | None = None) -> None:
+        """Missing ids that did not turn up within the patience (default ``gap_patience_s``;
+        0 at shutdown: a reordered trade still on its way is fetched rather than left
+        missing): fetch, or give up on them."""
         tracker = p.tracker
         if tracker is None:
             return
+        patience = self.config.gap_patience_s if patience_s is None else patience_s
         async with self.symbols.locks[p.symbol]:
-            for run in tracker.overdue(time.time(), self.config.gap_patience_s):
+            for run in tracker.overdue(time.time(), patience):
                 try:
                     fetched = await self.filler.fetch(
                         p.symbol, run.first, run.last, run.ts_lo, run.ts_hi

@@ -30,7 +30,7 @@ from typing import Any
 from ats_pipelines.config import ConfigError
 from ats_pipelines.db.connect import DatabaseUnavailable, connect
 from ats_pipelines.exchange.client import ExchangeClient, build_exchange
-from ats_pipelines.exchange.errors import PermanentExchangeError, RetriesExhausted
+from ats_pipelines.exchange.errors import PermanentExchangeError
 from ats_pipelines.exchange.retry import RetryPolicy
 from ats_pipelines.lib.timeframes import parse_timeframe
 from ats_pipelines.lib.validation import DataValidator
@@ -38,10 +38,12 @@ from ats_pipelines.streaming.clock import ExchangeClock
 from ats_pipelines.streaming.commits import BarCommit
 from ats_pipelines.streaming.committer import LaneThread
 from ats_pipelines.streaming.config import StreamConfig
-from ats_pipelines.streaming.emitter import TRADE_BATCH_S, Emitter
+from ats_pipelines.streaming.emitter import Emitter
+from ats_pipelines.streaming.gapfill import TradeGapFiller
 from ats_pipelines.streaming.heal import HealPlanner
-from ats_pipelines.streaming.ingest import FAR_PAST, SymbolPipeline, TradeGapFiller
+from ats_pipelines.streaming.ingest import SymbolPipeline
 from ats_pipelines.streaming.intake import TradeIntake
+from ats_pipelines.streaming.loops import StreamLoops
 from ats_pipelines.streaming.metrics import StreamMetrics
 from ats_pipelines.streaming.recovery import TradeRecovery
 from ats_pipelines.streaming.rows import Precision
@@ -53,7 +55,6 @@ from ats_pipelines.streaming.upkeep import Upkeep
 from ats_pipelines.streaming.writer import Lane
 
 log = logging.getLogger(__name__)
-RECOVER_AFTER_S = 0.5  # a reconnect the trade watcher has not processed by then: the tick does
 STARTUP_DB_WAIT_S = 30.0
 SHUTDOWN_FLUSH_S = 30.0
 __all__ = ["BarCommit", "StreamService", "StreamServiceError"]
@@ -67,7 +68,7 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-class StreamService(TradeRecovery, Upkeep):
+class StreamService:
     """``await StreamService(config).run()`` streams until stopped; see the module docstring."""
 
     def __init__(self, config: StreamConfig, *, install_signal_handlers: bool = False) -> None:
@@ -118,6 +119,14 @@ class StreamService(TradeRecovery, Upkeep):
             (self.trades_client, self.books_client),
             self.gc_pacer,
             self.stopping,
+        )
+        self.loops = StreamLoops(
+            config,
+            (self.symbols, self.intake, self.emitter, self.recovery, self.upkeep),
+            self.clock,
+            (self.trades_client, self.books_client),
+            self.supervisor,
+            self._tasks.append,
         )
 
     # -- views other code reads (tests, benchmarks, the Dagster job) -------------------------
@@ -249,6 +258,7 @@ class StreamService(TradeRecovery, Upkeep):
     def _start_tasks(self) -> None:
         """Every long-lived task, under the supervisor (see ``supervisor``)."""
         c, upkeep, sup, emitter = self.config, self.upkeep, self.supervisor, self.emitter
+        loops = self.loops
         keep = self._tasks.append
         keep(sup.start("gc", "gc", self.gc_pacer.run))
         for symbol in c.symbols:
@@ -256,10 +266,10 @@ class StreamService(TradeRecovery, Upkeep):
                 sup.start(
                     f"trades-{symbol}",
                     "trades",
-                    lambda s=symbol: self._trade_loop(s),
-                    on_restart=lambda s=symbol: self._watcher_restarted(s),
+                    lambda s=symbol: loops.trades(s),
+                    on_restart=lambda s=symbol: loops.watcher_restarted(s),
                     stall_s=c.stall_s,
-                    active=lambda s=symbol: self._market_traded(s),
+                    active=lambda s=symbol: loops.market_traded(s),
                 )
             )
             if self.books_client is not None:
@@ -267,12 +277,12 @@ class StreamService(TradeRecovery, Upkeep):
                     sup.start(
                         f"book-{symbol}",
                         "book",
-                        lambda s=symbol: self._book_loop(s),
+                        lambda s=symbol: loops.book(s),
                         stall_s=c.stall_s,
-                        active=lambda s=symbol: self._trades_flowing(s),
+                        active=lambda s=symbol: loops.trades_flowing(s),
                     )
                 )
-        keep(sup.start("tick", "tick", self._tick_loop, stall_s=c.stall_s))
+        keep(sup.start("tick", "tick", loops.tick, stall_s=c.stall_s))
         periodic: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = [
             ("snapshots", c.snapshot_interval_s, emitter.sample_books),
             ("checkpoint", c.checkpoint_interval_s, upkeep.checkpoint_all),
@@ -370,6 +380,16 @@ class StreamService(TradeRecovery, Upkeep):
                     return saved
                 await asyncio.sleep(1.0)
 
+    async def _fetch_missing(self) -> None:
+        """Before the final checkpoint: trade ids still missing (a reordered trade the stop cut
+        off) are fetched now, so a service that is not restarted leaves no hole."""
+        for p in self.pipelines.values():
+            if p.tracker is not None and p.tracker.missing:
+                try:
+                    await asyncio.wait_for(self.recovery.refill(p, patience_s=0.0), 10.0)
+                except Exception as exc:  # the saved state still lists them for the next run
+                    log.warning("event=stream_stop_refill_failed symbol=%s error=%r", p.symbol, exc)
+
     async def _shutdown(self) -> None:
         self.stopping.set()
         for task in self._tasks:
@@ -380,6 +400,7 @@ class StreamService(TradeRecovery, Upkeep):
             for lane in lanes:
                 await lane.abandon()
         elif self.pipelines and self.bars_lane.started:
+            await self._fetch_missing()
             await self.upkeep.checkpoint_all(final=True)  # emits what each holds, saves state
             await self.emitter.sample_books()
         for lane in lanes:
@@ -402,117 +423,3 @@ class StreamService(TradeRecovery, Upkeep):
             self.stop_reason,
             self.summary(),
         )
-
-    # -- trades ----------------------------------------------------------------------------
-
-    async def _trade_loop(self, symbol: str) -> None:
-        p, lock = self.pipelines[symbol], self.symbols.locks[symbol]
-        beat, name = self.supervisor.beat, f"trades-{symbol}"
-        while True:
-            try:
-                # ids are checked once, by the pipeline (its tracker and aggregator)
-                trades = await self.trades_client.watch_trades(symbol, dedupe=False)
-            except RetriesExhausted as exc:
-                log.error("event=stream_trades_down symbol=%s error=%s", symbol, exc)
-                await asyncio.sleep(self.config.reconnect_max_s)
-                continue
-            received = time.time()
-            beat(name)  # progress; where the chaos tests inject (a batch in hand is lost)
-            async with lock:
-                reconnects = self.trades_client.stats["reconnects"]
-                if p.pending_reconnect or reconnects != p.seen_reconnects:
-                    await self.recovery.recover(p, trades, reconnects)
-                self.intake.ingest(p, trades, received)
-                await self.emitter.emit(p, received)
-
-    async def _tick_loop(self) -> None:
-        c = self.config
-        while True:
-            await asyncio.sleep(c.tick_s)
-            self.supervisor.beat("tick")
-            self.upkeep.count_reconnects()
-            now_wall = time.time()
-            now_ms = self.clock.now_ms()
-            reconnects = self.trades_client.stats["reconnects"]
-            for symbol, p in self.pipelines.items():
-                if self.symbols.locks[symbol].locked() or symbol in self.symbols.recovering:
-                    continue
-                if len(p.trades) and now_wall - p.trades_since >= TRADE_BATCH_S:
-                    await self.emitter.emit(p, now_wall)  # trades of a symbol gone quiet
-                if reconnects != p.seen_reconnects and not p.pending_reconnect:
-                    p.pending_reconnect, p.reconnect_noticed = True, now_wall
-                if p.pending_reconnect:
-                    if now_wall - p.reconnect_noticed >= RECOVER_AFTER_S:
-                        self._background(symbol, lambda p=p: self.recovery.recover_later(p))
-                    continue
-                if p.tracker is not None and p.tracker.missing:
-                    if p.tracker.overdue(now_wall, c.gap_patience_s):
-                        self._background(symbol, lambda p=p: self.recovery.refill(p))
-                    continue
-                # the clock closes bars of a quiet market only: while trades flow they close
-                # bars themselves, and a clock running ahead of a lagging stream would
-                # finalise buckets whose trades are still on the way
-                if now_wall - p.last_received >= c.quiet_s:
-                    await self.emitter.emit(p, now_wall, p.agg.advance(now_ms))
-                keep = p.closed_before - 4 * self._largest_tf_ms()
-                if p.tainted and keep > FAR_PAST:
-                    p.prune_tainted(keep)
-
-    def _largest_tf_ms(self) -> int:
-        return max(parse_timeframe(tf).ms or 31 * 86_400_000 for tf in self.config.timeframes)
-
-    def _background(self, symbol: str, make: Callable[[], Awaitable[None]]) -> None:
-        """Run ``make()`` once, supervised (a coroutine factory: created inside the task, so a
-        task cancelled before it starts leaves no coroutine un-awaited) with ``symbol`` marked
-        recovering; a failure is logged and counted, and the clock schedules it again."""
-        recovering = self.symbols.recovering
-        recovering.add(symbol)
-
-        async def run() -> None:
-            try:
-                await make()
-            finally:
-                recovering.discard(symbol)
-
-        self._tasks.append(self.supervisor.once(f"recover-{symbol}", "recover", run))
-
-    def _watcher_restarted(self, symbol: str) -> None:
-        # the batch a failed watcher held may be lost: fetch from the last id seen, as after
-        # a reconnect
-        p = self.pipelines[symbol]
-        p.pending_reconnect, p.reconnect_noticed = True, time.time()
-
-    async def _market_traded(self, symbol: str) -> bool:
-        """The exchange has a trade of ``symbol`` newer than the last one applied."""
-        newest = await self.trades_client.fetch_trades(symbol, limit=1)
-        tracker = self.pipelines[symbol].tracker
-        if not newest:
-            return False
-        if tracker is None or tracker.hi is None or not str(newest[-1]["id"]).isdigit():
-            return True
-        return int(newest[-1]["id"]) > tracker.hi
-
-    async def _trades_flowing(self, symbol: str) -> bool:
-        """Trades of ``symbol`` arrive, so its book must be changing too."""
-        entry = self.supervisor.tasks.get(f"trades-{symbol}")
-        return entry is not None and time.monotonic() - entry.last_beat < self.config.stall_s
-
-    # -- books -----------------------------------------------------------------------------
-
-    async def _book_loop(self, symbol: str) -> None:
-        assert self.books_client is not None
-        tracker = self.symbols.books[symbol]
-        cache = self.emitter.cache
-        while True:
-            try:
-                book = await self.books_client.watch_order_book(symbol)
-            except RetriesExhausted as exc:
-                log.error("event=stream_book_down symbol=%s error=%s", symbol, exc)
-                await asyncio.sleep(self.config.reconnect_max_s)
-                continue
-            self.supervisor.beat(f"book-{symbol}")
-            tracker.update(book, self.clock.now_ms())
-            if cache is not None:
-                values = tracker.cache_values()
-                if values is not None:
-                    cache.book(symbol, values)

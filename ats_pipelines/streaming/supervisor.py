@@ -5,7 +5,7 @@ from ccxt's websocket client, an ``OSError``, an asyncio timeout, a ccxt error, 
 ``ValueError`` — is logged once (one line with the task, its kind, the error and the restart
 delay), counted in ``ats_stream_task_failures_total{task,error}``, and the task is started
 again after an exponential backoff with jitter (reset once a run lasted ``healthy_s``). A task
-whose ``on_restart`` hook is set gets it called before each restart (the trade watcher marks
+whose ``on_restart`` hook is set gets it called as soon as it failed (the trade watcher marks
 its symbol "reconnected", so the trades it may have dropped are fetched over REST).
 
 Stalls: a task calls :meth:`Supervisor.beat` whenever it makes progress. The watchdog restarts
@@ -157,9 +157,9 @@ class Supervisor:
             entry.restarts += 1
             delay = self.backoff.delay_s(entry.failures, self.rng)
             self.record(entry.name, entry.kind, error, restart_in=delay)
-            await asyncio.sleep(delay)
-            if entry.on_restart is not None:
+            if entry.on_restart is not None:  # at once: recovery need not wait for the backoff
                 entry.on_restart()
+            await asyncio.sleep(delay)
 
     def record(self, name: str, kind: str, exc: BaseException, restart_in: float | None) -> None:
         self.failures_seen += 1
