@@ -57,6 +57,7 @@ from ats_pipelines.streaming.writer import Lane
 log = logging.getLogger(__name__)
 STARTUP_DB_WAIT_S = 30.0
 SHUTDOWN_FLUSH_S = 30.0
+STOP_REFILL_S = 10.0  # for fetching ids still missing at a stop, all symbols together
 __all__ = ["BarCommit", "StreamService", "StreamServiceError"]
 
 
@@ -383,10 +384,12 @@ class StreamService:
     async def _fetch_missing(self) -> None:
         """Before the final checkpoint: trade ids still missing (a reordered trade the stop cut
         off) are fetched now, so a service that is not restarted leaves no hole."""
+        deadline = time.monotonic() + STOP_REFILL_S
         for p in self.pipelines.values():
-            if p.tracker is not None and p.tracker.missing:
+            left = deadline - time.monotonic()
+            if p.tracker is not None and p.tracker.missing and left > 0:
                 try:
-                    await asyncio.wait_for(self.recovery.refill(p, patience_s=0.0), 10.0)
+                    await asyncio.wait_for(self.recovery.refill(p, patience_s=0.0), left)
                 except Exception as exc:  # the saved state still lists them for the next run
                     log.warning("event=stream_stop_refill_failed symbol=%s error=%r", p.symbol, exc)
 
