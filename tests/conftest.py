@@ -85,11 +85,17 @@ async def _create_database(server_url: str, name: str) -> None:
 
 
 async def _drop_database(server_url: str, name: str) -> None:
-    # WITH (FORCE) terminates the database's sessions and waits for them to exit; a separate
-    # pg_terminate_backend only signals them, and under load a DROP right after it can still
-    # find a session: "database ... is being accessed by other users".
+    # Our own sessions only: TimescaleDB's workers run as the superuser, which the platform's
+    # role may not end (so neither may WITH (FORCE)); DROP DATABASE stops them itself. The
+    # timeout makes pg_terminate_backend wait until each session has exited: right after a
+    # bare signal, a DROP under load can still find one ("being accessed by other users").
     async with connection(server_url) as conn:
-        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid, 30000) FROM pg_stat_activity WHERE datname = $1 "
+            "AND pg_has_role(usesysid, 'MEMBER')",
+            name,
+        )
+        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)}")
 
 
 @pytest.fixture(scope="session")

@@ -142,8 +142,10 @@ def reset(yes: bool = typer.Option(False, "--yes", help="Do not ask for confirma
     async def body() -> MigrationReport:
         async with connection(settings.database_url_for("postgres")) as conn:
             await conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                # our own sessions: TimescaleDB's workers (superuser) stop with the database
+                "SELECT pg_terminate_backend(pid, 30000) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid() "
+                "AND pg_has_role(usesysid, 'MEMBER')",
                 settings.db_name,
             )
             await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(settings.db_name)}")
