@@ -4,8 +4,9 @@
   logs in as it, by peer authentication over the 0700 socket directory. It creates roles and
   databases, nothing else.
 * ``ats`` — the platform: LOGIN, CREATEDB (test sessions and Dagster make their own
-  databases), no superuser; it owns the databases and therefore its schemas. TimescaleDB is
-  installed in ``template1`` by the owner, so every database it creates has the extension.
+  databases), pg_checkpoint (benchmarks), no superuser; it owns the databases and therefore
+  its schemas. TimescaleDB is installed in ``template1`` by the owner, so every database it
+  creates has the extension.
 * ``ats_reader`` — analysts and BI tools: SELECT on the platform's schemas (granted by the
   migration runner, ``db.migrate``), nothing else.
 
@@ -57,7 +58,10 @@ def ensure_roles(cluster: LocalCluster) -> None:
         f"\\set app_password '{ensure_secret(state, DEFAULT_DB_USER)}'\n"
         f"\\set reader_password '{ensure_secret(state, READER_DB_USER)}'\n"
     )
-    cluster.run(cluster.psql(ADMIN_DB_USER), "setting up roles", stdin=passwords + _ROLES_SQL)
+    # the benchmarks settle the disk with CHECKPOINT between runs (pg_checkpoint: PG 15+)
+    checkpoint = f"GRANT pg_checkpoint TO {DEFAULT_DB_USER};\n"
+    roles = passwords + _ROLES_SQL + (checkpoint if cluster.install.version >= 15 else "")
+    cluster.run(cluster.psql(ADMIN_DB_USER), "setting up roles", stdin=roles)
     if cluster.preloads_timescaledb:
         # New databases (the platform's, each test session's, Dagster's) come from template1:
         # with the extension there, a non-superuser owner never has to create it. (Creating a
