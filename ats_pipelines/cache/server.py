@@ -63,15 +63,12 @@ def ensure_redis(settings: Settings) -> str:
     password = ensure_secret(settings.state_dir, REDIS_SECRET)
     if _answers(port, password):
         return f"Redis already running on 127.0.0.1:{port}"
+    state = settings.state_dir / "redis"
     if _answers(port, None):
-        raise CacheServerError(
-            f"a Redis without a password answers on 127.0.0.1:{port} (started before "
-            "passwords?): stop it (`redis-cli -p PORT shutdown nosave`) and run `ats cache up`"
-        )
+        _replace_open_redis(port, state)
     binary = shutil.which("redis-server")
     if binary is None:
         raise CacheServerError("redis-server is not installed; run `make setup`")
-    state = settings.state_dir / "redis"
     state.mkdir(parents=True, exist_ok=True)
     os.chmod(state, 0o700)
     proc = subprocess.run(
@@ -109,6 +106,24 @@ def ensure_redis(settings: Settings) -> str:
         f"Redis did not start on 127.0.0.1:{port}: {(proc.stderr or proc.stdout).strip()} "
         f"(log: {state / 'redis.log'})"
     )
+
+
+def _replace_open_redis(port: int, state: Path) -> None:
+    """Our own Redis from before passwords (its pid file is in our state dir) is stopped so
+    that it restarts with one; it holds nothing the database and the stream cannot rebuild.
+    Anyone else's passwordless Redis on our port is named and left alone."""
+    if not (state / "redis.pid").exists():
+        raise CacheServerError(
+            f"a Redis without a password that is not this project's answers on 127.0.0.1:{port};"
+            " stop it or choose another port with ATS_REDIS_PORT"
+        )
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(_command("SHUTDOWN", "NOSAVE"))
+    deadline = time.monotonic() + 10
+    while _answers(port, None):
+        if time.monotonic() > deadline:
+            raise CacheServerError(f"the old Redis on 127.0.0.1:{port} did not stop")
+        time.sleep(0.05)
 
 
 def stop_redis(settings: Settings) -> bool:
