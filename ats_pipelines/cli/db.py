@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 import typer
 
 from ats_pipelines.cli.common import fail, run
-from ats_pipelines.config import Settings, load_settings
+from ats_pipelines.config import ADMIN_DB_USER, Settings, load_settings
 from ats_pipelines.db.backup import backup, manifest_path, restore
 from ats_pipelines.db.cluster import LocalCluster
 from ats_pipelines.db.connect import connection, database_name, describe_url
@@ -169,6 +169,13 @@ def backup_cmd(
     )
 
 
+def _restore_url(settings: Settings) -> str:
+    """TimescaleDB's restore procedure needs a superuser: the managed cluster's admin."""
+    if settings.managed_database:
+        return settings.managed_url(ADMIN_DB_USER)
+    return settings.database_url
+
+
 @app.command("restore")
 def restore_cmd(
     path: Annotated[Path, typer.Argument(help="Dump written by `ats db backup`.")],
@@ -182,7 +189,7 @@ def restore_cmd(
     settings = run(load_settings)
     target = into or database_name(settings.database_url)
     manifest = run(
-        lambda: restore(admin_url or settings.database_url, path, target, replace=replace)
+        lambda: restore(admin_url or _restore_url(settings), path, target, replace=replace)
     )
     typer.echo(
         f"restored {path} into {target}: {len(manifest.tables)} tables verified "

@@ -244,9 +244,19 @@ async def restore(admin_url: str, dump: Path, target: str, *, replace: bool = Fa
     target_url = replace_database(admin_url, target)
     if manifest.timescaledb:
         async with connection(target_url) as conn:
+            # the managed cluster's template1 already holds the extension (db.cluster_roles)
             await conn.execute(
-                f"CREATE EXTENSION timescaledb VERSION {quote_literal(manifest.timescaledb)}"
+                "CREATE EXTENSION IF NOT EXISTS timescaledb "
+                f"VERSION {quote_literal(manifest.timescaledb)}"
             )
+            have = await conn.fetchval(
+                "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+            )
+            if have != manifest.timescaledb:
+                raise BackupError(
+                    f"the new database {target} came with TimescaleDB {have} (from its template) "
+                    f"but the backup needs {manifest.timescaledb}"
+                )
             await conn.execute("SELECT timescaledb_pre_restore()")
     await _run_tool("pg_restore", ["--exit-on-error", str(dump)], target_url, "pg_restore")
     async with connection(target_url) as conn:

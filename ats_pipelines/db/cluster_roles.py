@@ -1,8 +1,9 @@
 """Roles of the managed cluster, made by its owner at ``ats db up``.
 
-* ``ats_admin`` — the superuser (initdb's bootstrap role); only the OS user running the server
-  logs in as it, by peer authentication over the 0700 socket directory. It creates roles and
-  databases, nothing else.
+* ``ats_admin`` — the superuser (initdb's bootstrap role); the OS user running the server logs
+  in as it by peer authentication over the 0700 socket directory, anyone else only with its
+  password (0600 under the state dir; ``ats db restore`` uses it, TimescaleDB's restore
+  procedure needs a superuser). It creates roles and databases, nothing else.
 * ``ats`` — the platform: LOGIN, CREATEDB (test sessions and Dagster make their own
   databases), pg_checkpoint (benchmarks), no superuser; it owns the databases and therefore
   its schemas. TimescaleDB is installed in ``template1`` by the owner, so every database it
@@ -35,6 +36,7 @@ ALTER ROLE {DEFAULT_DB_USER} LOGIN NOSUPERUSER NOCREATEROLE CREATEDB NOREPLICATI
     PASSWORD :'app_password';
 ALTER ROLE {READER_DB_USER} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS
     PASSWORD :'reader_password';
+ALTER ROLE {ADMIN_DB_USER} PASSWORD :'admin_password';
 """  # noqa: S608
 
 
@@ -57,6 +59,7 @@ def ensure_roles(cluster: LocalCluster) -> None:
     passwords = (
         f"\\set app_password '{ensure_secret(state, DEFAULT_DB_USER)}'\n"
         f"\\set reader_password '{ensure_secret(state, READER_DB_USER)}'\n"
+        f"\\set admin_password '{ensure_secret(state, ADMIN_DB_USER)}'\n"
     )
     # the benchmarks settle the disk with CHECKPOINT between runs (pg_checkpoint: PG 15+)
     checkpoint = f"GRANT pg_checkpoint TO {DEFAULT_DB_USER};\n"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ats_pipelines.config import ADMIN_DB_USER, load_settings
 from ats_pipelines.db.connect import connection, replace_database
 from ats_pipelines.db.fingerprint import fingerprint
 from ats_pipelines.db.migrate import migrate
@@ -61,7 +62,19 @@ async def _migrate_and_populate(url: str) -> None:
 
 
 def restore_into(target: str, dump: Path, url: str) -> subprocess.CompletedProcess[str]:
-    return ats("db", "restore", str(dump), "--into", target, env={"ATS_DATABASE_URL": url})
+    # TimescaleDB's restore procedure needs a superuser: the managed cluster's admin (the
+    # platform's role is none)
+    admin = load_settings({**os.environ, "ATS_ENV": "test"}).managed_url(ADMIN_DB_USER)
+    return ats(
+        "db",
+        "restore",
+        str(dump),
+        "--into",
+        target,
+        "--admin-url",
+        admin,
+        env={"ATS_DATABASE_URL": url},
+    )
 
 
 @pytest.fixture(scope="module")

@@ -207,9 +207,8 @@ async def db_proxy(db_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
     parts = urlsplit(db_url)
     proxy = TcpProxy(parts.port or 5432)
     await proxy.start()
-    netloc = (
-        f"{parts.username}@127.0.0.1:{proxy.port}" if parts.username else f"127.0.0.1:{proxy.port}"
-    )
+    auth = parts.netloc.rpartition("@")[0]  # user and password (every role has one)
+    netloc = f"{auth}@127.0.0.1:{proxy.port}" if auth else f"127.0.0.1:{proxy.port}"
     yield proxy, urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     await proxy.stop()
 
