@@ -53,6 +53,7 @@ class Settings:
     webserver_port: int = DEFAULT_WEBSERVER_PORT  # ATS_WEBSERVER_PORT (or PORT, Railway's)
     code_server_host: str = "127.0.0.1"  # ATS_CODE_SERVER_HOST
     code_server_port: int = DEFAULT_CODE_SERVER_PORT  # ATS_CODE_SERVER_PORT
+    backfill_executor: str = "multiprocess"  # ATS_BACKFILL_EXECUTOR: multiprocess or celery
 
     @property
     def lake_dir(self) -> Path:
@@ -156,6 +157,20 @@ def _database_url(env: Mapping[str, str]) -> tuple[str, str | None]:
     return DATABASE_URL_VARIABLES[0], None
 
 
+BACKFILL_EXECUTORS = ("multiprocess", "celery")
+
+
+def _backfill_executor(env: Mapping[str, str]) -> str:
+    """Where the fan-out backfill's steps run. ``celery`` needs ``ATS_CELERY_BROKER_URL`` (a
+    Redis URL; read by Dagster when a run starts, as it may hold a password)."""
+    name = env.get("ATS_BACKFILL_EXECUTOR") or "multiprocess"
+    if name not in BACKFILL_EXECUTORS:
+        raise ConfigError(f"ATS_BACKFILL_EXECUTOR={name!r}: use {' or '.join(BACKFILL_EXECUTORS)}")
+    if name == "celery" and not env.get("ATS_CELERY_BROKER_URL"):
+        raise ConfigError("ATS_BACKFILL_EXECUTOR=celery needs ATS_CELERY_BROKER_URL (redis://…)")
+    return name
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Resolve settings from ``environ`` (default: the process environment)."""
     env = os.environ if environ is None else environ
@@ -186,4 +201,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         webserver_port=_port(env, "ATS_WEBSERVER_PORT", _port(env, "PORT", DEFAULT_WEBSERVER_PORT)),
         code_server_host=env.get("ATS_CODE_SERVER_HOST") or "127.0.0.1",
         code_server_port=_port(env, "ATS_CODE_SERVER_PORT", DEFAULT_CODE_SERVER_PORT),
+        backfill_executor=_backfill_executor(env),
     )

@@ -6,6 +6,7 @@ from typing import Any
 import asyncpg
 import dagster as dg
 
+from ats_pipelines.defs.market_data.fanout import build_fanout_job
 from ats_pipelines.orchestration.jobs import JobLike
 from ats_pipelines.orchestration.partitions import market_partitions
 from ats_pipelines.orchestration.resources.timescale import TimescaleResource
@@ -95,4 +96,5 @@ def build_jobs(settings: MarketDataSettings) -> list[JobLike]:
             description="Aggregate stored order-book snapshots and trades of days × symbols.",
         ),
         build_retention_job(settings),
+        build_fanout_job(settings),
     ]
