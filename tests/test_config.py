@@ -42,3 +42,16 @@ def test_prod_resolves_the_variable_the_url_came_from_at_run_time() -> None:
     settings = load_settings({"ATS_ENV": "prod", "DATABASE_URL": PLATFORM})
     url = build_resources(settings)["timescale"].database_url
     assert isinstance(url, dg.EnvVar) and url.env_var_name == "DATABASE_URL"
+
+
+def test_exchange_credentials_reach_the_resources_as_run_time_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ATS_EXCHANGE_API_KEY", "k")
+    monkeypatch.setenv("ATS_EXCHANGE_SECRET", "s")
+    exchange = build_resources(load_settings({"ATS_ENV": "local"}))["exchange"]
+    assert isinstance(exchange.api_key, dg.EnvVar) and exchange.api_key.env_var_name == (
+        "ATS_EXCHANGE_API_KEY"
+    )
+    monkeypatch.delenv("ATS_EXCHANGE_API_KEY")
+    assert build_resources(load_settings({"ATS_ENV": "local"}))["exchange"].api_key is None

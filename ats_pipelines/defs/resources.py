@@ -20,7 +20,15 @@ def _exchange(settings: Settings) -> ExchangeResource:
     # local/test default to the emulator (no machine here reaches an exchange), prod to the
     # exchange's own hosts; ATS_EXCHANGE_URL overrides either.
     market = load_universe({**os.environ, "ATS_ENV": settings.ats_env})
-    return ExchangeResource(exchange_id=market.exchange, rest_url=market.exchange_url)
+    # credentials, where set, are resolved when a run starts (never stored in the definitions);
+    # with them a restarted stream refills a trade gap of any length (historicalTrades)
+    keyed = bool(os.environ.get("ATS_EXCHANGE_API_KEY"))
+    return ExchangeResource(
+        exchange_id=market.exchange,
+        rest_url=market.exchange_url,
+        api_key=dg.EnvVar("ATS_EXCHANGE_API_KEY") if keyed else None,
+        secret=dg.EnvVar("ATS_EXCHANGE_SECRET") if keyed else None,
+    )
 
 
 def _legacy_cache(settings: Settings) -> LegacyCacheResource:
