@@ -24,7 +24,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_training.py
 
 import asyncio
 import multiprocessing
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,11 +38,11 @@ import numpy as np
 import optuna
 import redis
 import yaml
-from distributed import LocalCluster
 
 from ats_pipelines.cache.server import ensure_redis
 from ats_pipelines.config import load_settings
 from ats_pipelines.defs.market_data.fanout import JOB
+from ats_pipelines.deploy.workers import celery_workers, dask_cluster
 from ats_pipelines.emulator.fixtures import FIXED_START_MS
 from ats_pipelines.emulator.server import EmulatorConfig
 from ats_pipelines.emulator.testing import emulator_in_thread
@@ -73,20 +72,10 @@ def timed(fn: Callable[[], object]) -> float:
 
 def final_fit(workers: int) -> float:
     data = make_training_set(ROWS, 20, seed=1, dtype=np.float32)
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        protocol="tcp",
-        host="127.0.0.1",
-        dashboard_address=":0",
-    )
-    try:
+    with dask_cluster(workers) as cluster:
         fit = dask_final_fit(cluster.scheduler_address, max_bin=63)
         fit(PARAMS, data.take(np.arange(2000)), 2)  # warm the workers' imports
         return timed(lambda: fit(PARAMS, data, 100))
-    finally:
-        cluster.close()
 
 
 def _trials(storage: str, study: str, n: int) -> None:
@@ -126,69 +115,23 @@ def _redis_db(url: str, db: int) -> str:
 
 
 def backfill(env: dict[str, str], keys: list[str], workers: int, tmp: Path) -> float:
-    broker = env["ATS_CELERY_BROKER_URL"]
-    redis.Redis.from_url(broker).flushdb()
-    config = tmp / "celery.yaml"
-    config.write_text(
-        yaml.safe_dump({"execution": {"config": {"broker": broker, "backend": broker}}})
-    )
-    exe = str(Path(sys.executable).with_name("dagster-celery"))
-    logs = [tmp / f"w{workers}-{i}.log" for i in range(workers)]
-    procs = [
-        subprocess.Popen(
-            [
-                exe,
-                "worker",
-                "start",
-                "-A",
-                "dagster_celery.app",
-                "-y",
-                str(config),
-                "-n",
-                f"w{workers}-{i}",
-                "--",
-                "--concurrency=1",
-            ],
-            env=env,
-            cwd=tmp,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        for i, log in enumerate(logs)
-    ]
-    try:
-        while not all(b"ready." in log.read_bytes() for log in logs):
-            time.sleep(0.5)
+    redis.Redis.from_url(env["ATS_CELERY_BROKER_URL"]).flushdb()
+    names = [f"w{workers}-{i}" for i in range(workers)]
+    with celery_workers(env, names, tmp):
         run_config = tmp / "run.yaml"
+        partitions = {"partition_keys": keys}
         run_config.write_text(
-            yaml.safe_dump(
-                {"ops": {"plan_candle_partitions": {"config": {"partition_keys": keys}}}}
-            )
+            yaml.safe_dump({"ops": {"plan_candle_partitions": {"config": partitions}}})
         )
         dagster = str(Path(sys.executable).with_name("dagster"))
+        execute = [dagster, "job", "execute", "-m", "ats_pipelines.definitions", "-j", JOB]
         subprocess.run(
-            [
-                dagster,
-                "job",
-                "execute",
-                "-m",
-                "ats_pipelines.definitions",
-                "-j",
-                JOB,
-                "-c",
-                str(run_config),
-            ],
+            [*execute, "-c", str(run_config)],
             env=env,
             cwd=tmp,
             check=True,
             capture_output=True,
         )
-    finally:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.wait(timeout=60)
     os.environ.update(env)
     import dagster as dg
 

@@ -26,10 +26,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT")
 
 
-def _wait(what: str, probe: Callable[[], bool], timeout_s: float = 180) -> None:
+def _wait(
+    what: str,
+    probe: Callable[[], bool],
+    timeout_s: float = 180,
+    state: Callable[[], object] = lambda: "",
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not probe():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}".format(state())
         time.sleep(0.5)
 
 
@@ -118,7 +123,13 @@ def test_shards_cover_disjoint_symbols_and_a_killed_shard_loses_nothing(
                     for s in victims
                 )
 
-            _wait("the restarted shard past its gap, every trade id stored", healed, 240)
+            _wait(
+                "the restarted shard past its gap, every trade id stored "
+                f"(at the kill {at_kill}, now {{}})",
+                healed,
+                300,
+                lambda: _trades(db_url, label),
+            )
         finally:
             for proc in shards.values():
                 if proc.poll() is None:

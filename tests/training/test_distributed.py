@@ -16,6 +16,7 @@ import optuna
 import pytest
 from distributed import LocalCluster
 
+from ats_pipelines.deploy.workers import dask_cluster
 from ats_pipelines.training.backends import final_fit_for
 from ats_pipelines.training.config import sqlalchemy_url
 from ats_pipelines.training.synthetic import make_training_set
@@ -34,18 +35,8 @@ AUC_TOLERANCE = 0.01
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
     """Two worker processes, one thread each, talking TCP on loopback."""
-    local_cluster = LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        protocol="tcp",
-        host="127.0.0.1",
-        dashboard_address=":0",
-    )
-    try:
+    with dask_cluster(2) as local_cluster:
         yield local_cluster
-    finally:
-        local_cluster.close()
 
 
 def test_dask_final_fit_scores_the_holdout_like_the_local_fit(
@@ -79,10 +70,15 @@ def test_optuna_workers_in_two_processes_share_one_postgres_study(
     outs = [tmp_path / f"worker{i}.txt" for i in range(2)]
     worker = Path(__file__).with_name("optuna_worker.py")
     procs = [
-        subprocess.Popen([sys.executable, str(worker), storage, scope, str(per_worker), str(out)])
+        subprocess.Popen(
+            [sys.executable, str(worker), storage, scope, str(per_worker), str(out)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for out in outs
     ]
-    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for e in errors]
     ran = [int(n) for out in outs for n in out.read_text().split()]
     study = optuna.load_study(study_name=f"ats:{scope}", storage=storage)
     numbers = [t.number for t in study.trials]

@@ -5,10 +5,8 @@ every partition is written and materialised exactly once."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ import yaml
 from ats_pipelines.db.connect import connection
 from ats_pipelines.db.migrate import migrate
 from ats_pipelines.defs.market_data.fanout import JOB
+from ats_pipelines.deploy.workers import celery_workers
 from ats_pipelines.emulator.fixtures import FIXED_START_MS
 from ats_pipelines.emulator.server import EmulatorConfig
 from ats_pipelines.emulator.testing import emulator_in_thread
@@ -79,51 +78,8 @@ def celery_env(make_database, redis_url: str, tmp_path: Path) -> Iterator[dict[s
 @pytest.fixture
 def workers(celery_env: dict[str, str], tmp_path: Path) -> Iterator[list[Path]]:
     """Two `dagster-celery` workers, one task at a time each, ready before the run starts."""
-    config = tmp_path / "celery.yaml"
-    broker = celery_env["ATS_CELERY_BROKER_URL"]
-    config.write_text(
-        yaml.safe_dump({"execution": {"config": {"broker": broker, "backend": broker}}})
-    )
-    exe = str(Path(sys.executable).with_name("dagster-celery"))
-    logs, procs = [], []
-    for name in ("w1", "w2"):
-        log = tmp_path / f"{name}.log"
-        logs.append(log)
-        with log.open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        exe,
-                        "worker",
-                        "start",
-                        "-A",
-                        "dagster_celery.app",
-                        "-y",
-                        str(config),
-                        "-n",
-                        name,
-                        "--",
-                        "--concurrency=1",
-                    ],
-                    env={**os.environ, **celery_env},
-                    cwd=tmp_path,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-    try:
-        deadline = time.monotonic() + 180
-        while not all(b"ready." in log.read_bytes() for log in logs):
-            assert time.monotonic() < deadline, [log.read_text()[-2000:] for log in logs]
-            assert all(p.poll() is None for p in procs), [log.read_text()[-2000:] for log in logs]
-            time.sleep(0.5)
+    with celery_workers({**os.environ, **celery_env}, ["w1", "w2"], tmp_path) as logs:
         yield logs
-    finally:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            proc.wait(timeout=60)
 
 
 def test_fanout_backfill_runs_each_partition_once_across_two_workers(
