@@ -34,7 +34,7 @@ def _wait(
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while not probe():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}".format(state())
+        assert time.monotonic() < deadline, f"timed out waiting for {what}; now {state()}"
         time.sleep(0.5)
 
 
@@ -124,8 +124,7 @@ def test_shards_cover_disjoint_symbols_and_a_killed_shard_loses_nothing(
                 )
 
             _wait(
-                "the restarted shard past its gap, every trade id stored "
-                f"(at the kill {at_kill}, now {{}})",
+                f"the restarted shard past its gap, every trade id stored (at the kill {at_kill})",
                 healed,
                 300,
                 lambda: _trades(db_url, label),
