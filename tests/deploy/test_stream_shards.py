@@ -101,6 +101,7 @@ def test_shards_cover_disjoint_symbols_and_a_killed_shard_loses_nothing(
         shards = {"0/2": start("0/2"), "1/2": start("1/2")}
         try:
             _wait("trades of every symbol", lambda: len(_trades(db_url, label)) == 4)
+            _wait("a heartbeat of each shard", lambda: len(_heartbeat_symbols(db_url, label)) == 2)
             covered = _heartbeat_symbols(db_url, label)
             assert covered == {
                 "0/2": set(shard_symbols(SYMBOLS, 0, 2)),
