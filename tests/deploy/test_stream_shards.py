@@ -49,6 +49,14 @@ def _trades(db_url: str, label: str) -> dict[str, tuple[int, int, int]]:
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
+def _saved(db_url: str, label: str) -> set[str]:
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT symbol FROM ops.stream_state WHERE exchange = %s", (label,)
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
 def _heartbeat_symbols(db_url: str, label: str) -> dict[str, set[str]]:
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
@@ -110,7 +118,12 @@ def test_shards_cover_disjoint_symbols_and_a_killed_shard_loses_nothing(
             assert not covered["0/2"] & covered["1/2"]
             assert covered["0/2"] | covered["1/2"] == set(SYMBOLS)
 
-            shards["1/2"].send_signal(signal.SIGKILL)  # a crash: nothing flushed, nothing saved
+            # the service resumes a symbol from its last checkpoint (ops.stream_state, saved
+            # every few seconds); a crash before the first one starts the symbol afresh
+            _wait(
+                "a checkpoint of the shard to kill", lambda: _saved(db_url, label) >= covered["1/2"]
+            )
+            shards["1/2"].send_signal(signal.SIGKILL)  # a crash: nothing flushed since
             shards["1/2"].wait(timeout=30)
             at_kill = _trades(db_url, label)
             time.sleep(3.0)  # 30 exchange seconds go by unwatched
