@@ -84,7 +84,9 @@ def _trials(storage: str, study: str, n: int) -> None:
     train = lgb.Dataset(data.X.to_numpy(np.float32), label=data.y, params={"max_bin": 63})
 
     def objective(trial: optuna.Trial) -> float:
-        params = {**PARAMS, "num_threads": 1, "learning_rate": trial.suggest_float("lr", 0.05, 0.3)}
+        lr = trial.suggest_float("lr", 0.05, 0.3)
+        # lgb.train needs the class count the Dask estimator derives from the labels
+        params = {**PARAMS, "num_class": 3, "num_threads": 1, "learning_rate": lr}
         booster = lgb.train(params, train, num_boost_round=60)
         return float(booster.current_iteration())
 
