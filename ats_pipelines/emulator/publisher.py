@@ -50,6 +50,7 @@ class Publisher:
         self.trades_published: Counter[str] = Counter()
         self.last_diff_id: dict[str, int] = {}  # per symbol, the newest update id sent
         self._slow_depth: dict[str, list[DepthDiff]] = defaultdict(list)
+        self._turn: Counter[Stream] = Counter()  # per stream, who is served first next
         self.snapshots = SnapshotStreams(sources)
         self._prefetcher: ThreadPoolExecutor | None = None
         self._prefetching: dict[tuple[str, int], Future[None]] = {}
@@ -194,6 +195,12 @@ class Publisher:
         listeners = self.subs.by_stream.get(stream)
         if not listeners:
             return 0
-        for conn in list(listeners):
+        # Connections take turns to be served first, as on a real exchange, where no
+        # connection is always ahead: a client whose two connections share one order book
+        # (ccxt's) resolves its watch only on the connection that advanced the book.
+        conns = sorted(listeners, key=lambda c: c.conn_id)
+        first = self._turn[stream] % len(conns)
+        self._turn[stream] += 1
+        for conn in conns[first:] + conns[:first]:
             conn.push(stream, events)
-        return len(events) * len(listeners)
+        return len(events) * len(conns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from typing import Any
@@ -110,6 +111,32 @@ async def test_watch_order_book_stays_equal_to_the_true_book(
     )
     book = ex.orderbooks[symbol]
     assert book["bids"] == levels(truth.bids) and book["asks"] == levels(truth.asks)
+
+
+async def test_a_book_shared_by_two_connections_resolves_on_both(
+    make_emulator: Any, make_ccxt: Any
+) -> None:
+    """ccxt keeps one order book per symbol for all its connections and resolves a watch only
+    on the connection whose diff advanced it. The emulator once served every stream's
+    listeners in the same order, so one connection was always behind and its
+    watch_order_book never returned (ccxt's own ws suite hung on it): connections take turns."""
+    emu = await start(make_emulator, speed=50.0)
+    ex = make_ccxt(emu)
+    symbol = "BTC/USDT"
+    await ex.watch_order_book(symbol)  # its own connection (ccxt's ws/1 …)
+    other = asyncio.create_task(_keep_watching(ex, [symbol, "ETH/USDT"]))
+    try:
+        for _ in range(20):
+            book = await asyncio.wait_for(ex.watch_order_book(symbol), timeout=10)
+            assert book["bids"][0][0] < book["asks"][0][0]
+    finally:
+        other.cancel()
+    assert len({client.url for client in ex.clients.values()}) >= 2
+
+
+async def _keep_watching(ex: Any, symbols: list[str]) -> None:
+    while True:
+        await ex.watch_order_book_for_symbols(symbols)
 
 
 async def test_watch_trades_delivers_every_trade_once(make_emulator: Any, make_ccxt: Any) -> None:
