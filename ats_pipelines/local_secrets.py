@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 SECRETS_DIRNAME = "secrets"
 
@@ -35,3 +36,30 @@ def ensure_secret(state_dir: Path, name: str) -> str:
     with os.fdopen(fd, "w", encoding="ascii") as out:
         out.write(value + "\n")
     return value
+
+
+def without_password(url: str) -> str:
+    """``url`` with any password removed (the user stays): safe to show in config and UIs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+def with_password(url: str, password_file: str | None) -> str:
+    """``url`` with the password read *now* from ``password_file`` (a file of this module's);
+    unchanged when no file is named or none was generated (a server without passwords)."""
+    if not password_file:
+        return url
+    try:
+        password = Path(password_file).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return url
+    if not password:
+        return url
+    parts = urlsplit(without_password(url))
+    host = parts.netloc.rsplit("@", 1)[-1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))

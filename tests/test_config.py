@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
-from ats_pipelines.config import ConfigError, load_settings
+from ats_pipelines.config import ConfigError, Settings, load_settings
 from ats_pipelines.defs.resources import build_resources
+from ats_pipelines.local_secrets import ensure_secret, with_password, without_password
 
 OURS = "postgresql://ats:pw@ours.example:5432/ats"
 PLATFORM = "postgres://u:pw@railway.internal:5432/railway"
@@ -55,3 +58,46 @@ def test_exchange_credentials_reach_the_resources_as_run_time_variables(
     )
     monkeypatch.delenv("ATS_EXCHANGE_API_KEY")
     assert build_resources(load_settings({"ATS_ENV": "local"}))["exchange"].api_key is None
+
+
+def _config_text(resource: object) -> str:
+    dump = getattr(resource, "model_dump", None)
+    return repr(dump() if dump else resource)
+
+
+def test_local_resources_hold_no_password_but_connect_with_it(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """The Dagster UI shows every resource's config: the managed cluster's and Redis's generated
+    passwords are read from their 0600 files when used, never stored in the definitions."""
+    state = tmp_path / "state"
+    db_pw, redis_pw = ensure_secret(state, "ats"), ensure_secret(state, "redis")
+    local = load_settings({"ATS_ENV": "local", "ATS_STATE_DIR": str(state), "DATABASE_URL": ""})
+    assert db_pw in local.database_url and redis_pw in local.redis_url  # what was stored before
+    resources = build_resources(local)
+    for name, resource in resources.items():
+        text = _config_text(resource)
+        assert db_pw not in text and redis_pw not in text, name
+    assert resources["timescale"].url == local.database_url
+    assert resources["stream"].url == local.redis_url
+    optuna = resources["models"]
+    if optuna.optuna_url:
+        assert optuna.optuna_password_file and db_pw not in optuna.optuna_url
+    # and the suite's own managed cluster is reached through the file
+    ours = build_resources(settings)["timescale"]
+    assert ours.password_file and ":" not in ours.database_url.split("@")[0].split("//")[1]
+    assert ours.run(lambda conn: conn.fetchval("select current_user")) == "ats"
+
+
+def test_urls_lose_and_regain_their_password(tmp_path: Path) -> None:
+    url = "postgresql://ats:s3cr%2Ft@127.0.0.1:5/x"
+    bare = without_password(url)
+    assert bare == "postgresql://ats@127.0.0.1:5/x"
+    secret = tmp_path / "pw"
+    secret.write_text("p/w@:\n")
+    assert with_password(bare, str(secret)) == "postgresql://ats:p%2Fw%40%3A@127.0.0.1:5/x"
+    assert with_password(bare, None) == bare
+    assert with_password(bare, str(tmp_path / "missing")) == bare
+    assert (
+        with_password("redis://127.0.0.1:6/0", str(secret)) == "redis://:p%2Fw%40%3A@127.0.0.1:6/0"
+    )

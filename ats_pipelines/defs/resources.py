@@ -5,7 +5,8 @@ from typing import Any
 
 import dagster as dg
 
-from ats_pipelines.config import Settings, load_settings
+from ats_pipelines.config import DEFAULT_DB_USER, REDIS_SECRET, Settings, load_settings
+from ats_pipelines.local_secrets import secret_path, without_password
 from ats_pipelines.orchestration.resources.exchange import ExchangeResource
 from ats_pipelines.orchestration.resources.features import PROD_YAML, FeastResource, LakeResource
 from ats_pipelines.orchestration.resources.legacy_cache import LegacyCacheResource
@@ -65,11 +66,33 @@ def _training(settings: Settings, prod: bool) -> dict[str, Any]:
     return {**features, **training_resources(settings, features["feast"], prod)}
 
 
+def _timescale(settings: Settings) -> TimescaleResource:
+    """No password in the definitions (the UI shows resource config): an external URL is read
+    from its variable when a run starts, the managed cluster's password from its 0600 file."""
+    if not settings.managed_database:
+        return TimescaleResource(database_url=dg.EnvVar(settings.database_url_variable))
+    return TimescaleResource(
+        database_url=without_password(settings.database_url),
+        password_file=str(secret_path(settings.state_dir, DEFAULT_DB_USER)),
+    )
+
+
+def _stream(settings: Settings) -> StreamResource:
+    state_dir = str(settings.state_dir)
+    if not settings.managed_redis:
+        return StreamResource(redis_url=dg.EnvVar("ATS_REDIS_URL"), state_dir=state_dir)
+    return StreamResource(
+        redis_url=without_password(settings.redis_url),
+        password_file=str(secret_path(settings.state_dir, REDIS_SECRET)),
+        state_dir=state_dir,
+    )
+
+
 def _local(settings: Settings) -> dict[str, Any]:
     return {
-        "timescale": TimescaleResource(database_url=settings.database_url),
+        "timescale": _timescale(settings),
         "exchange": _exchange(settings),
-        "stream": StreamResource(redis_url=settings.redis_url, state_dir=str(settings.state_dir)),
+        "stream": _stream(settings),
         "quality": _quality(settings),
         "legacy_cache": _legacy_cache(settings),
         **_training(settings, prod=False),

@@ -44,7 +44,7 @@ def stream_config(
     symbols = config.symbols or list(load_universe().symbols)
     index, count = parse_shard(config.shard)
     return StreamConfig(
-        database_url=timescale.database_url,
+        database_url=timescale.url,
         symbols=shard_symbols(symbols, index, count),
         shard_index=index,
         shard_count=count,
@@ -58,7 +58,7 @@ def stream_config(
         watch_books=config.watch_books,
         heal_interval_s=config.heal_interval_s,
         duration_s=config.duration_s,
-        redis_url=stream.redis_url,
+        redis_url=stream.url,
         metrics_port=stream.metrics_port,
         spill_dir=Path(stream.state_dir) / "stream" / "spill",
         reconnect_base_s=exchange.backoff_base_s,

@@ -15,6 +15,7 @@ import optuna
 from pydantic import Field
 
 from ats_pipelines.lib.timeframes import to_timedelta
+from ats_pipelines.local_secrets import with_password
 from ats_pipelines.training.config import ModelScope, TrainingSettings
 from ats_pipelines.training.labels import Barriers
 from ats_pipelines.training.optuna_storage import open_storage
@@ -78,6 +79,7 @@ class ModelsResource(dg.ConfigurableResource):
     models_dir: str
     reports_dir: str
     optuna_url: str | None = None  # postgresql+psycopg2://…; None: in-memory studies
+    optuna_password_file: str | None = None  # the managed cluster's password, read per use
     create_optuna_database: bool = True
     n_trials: int = 30
     timeout_s: float | None = 1800.0
@@ -155,7 +157,8 @@ class ModelsResource(dg.ConfigurableResource):
 
     def storage(self) -> optuna.storages.BaseStorage | None:
         """The study storage; heartbeats let a resumed request fail a crashed run's trial."""
-        return open_storage(self.optuna_url, self.create_optuna_database)
+        url = self.optuna_url and with_password(self.optuna_url, self.optuna_password_file)
+        return open_storage(url, self.create_optuna_database)
 
     def promotion_policy(self) -> PromotionPolicy:
         return PromotionPolicy(

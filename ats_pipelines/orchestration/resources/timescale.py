@@ -11,6 +11,7 @@ import asyncpg
 import dagster as dg
 
 from ats_pipelines.db.connect import connection, create_pool, describe_url
+from ats_pipelines.local_secrets import with_password
 
 T = TypeVar("T")
 
@@ -18,7 +19,13 @@ T = TypeVar("T")
 class TimescaleResource(dg.ConfigurableResource):
     """PostgreSQL/TimescaleDB holding market data, ML and signals (asyncpg)."""
 
-    database_url: str
+    database_url: str  # no password here: it would show in the UI (EnvVar or password_file)
+    password_file: str | None = None  # the managed cluster's generated password, read per use
+
+    @property
+    def url(self) -> str:
+        """The URL to connect with (the password added when it is used, never stored)."""
+        return with_password(self.database_url, self.password_file)
 
     @property
     def address(self) -> str:
@@ -27,11 +34,11 @@ class TimescaleResource(dg.ConfigurableResource):
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[asyncpg.Connection]:
-        async with connection(self.database_url) as conn:
+        async with connection(self.url) as conn:
             yield conn
 
     async def pool(self, max_size: int = 4) -> asyncpg.Pool:
-        return await create_pool(self.database_url, max_size=max_size)
+        return await create_pool(self.url, max_size=max_size)
 
     def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``fn(conn)`` on a fresh connection from synchronous Dagster code."""

@@ -17,8 +17,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from ats_pipelines.config import Settings
+from ats_pipelines.config import DEFAULT_DB_USER, Settings
 from ats_pipelines.features.lake import Lake
+from ats_pipelines.local_secrets import secret_path, without_password
 from ats_pipelines.orchestration.resources.features import FeastResource
 from ats_pipelines.orchestration.resources.models import ModelsResource
 from ats_pipelines.training.config import (
@@ -155,9 +156,15 @@ def training_resources(
             training, optuna_url=dg.EnvVar("ATS_OPTUNA_URL"), create_optuna_database=False
         )
     elif training.optuna_database is not None:  # the database on this settings' server
-        models = ModelsResource.from_settings(
-            training, optuna_url=sqlalchemy_url(settings.database_url_for(training.optuna_database))
-        )
+        url = sqlalchemy_url(settings.database_url_for(training.optuna_database))
+        if settings.managed_database:  # the password is read when a study opens
+            models = ModelsResource.from_settings(
+                training,
+                optuna_url=without_password(url),
+                optuna_password_file=str(secret_path(settings.state_dir, DEFAULT_DB_USER)),
+            )
+        else:  # on an external server the URL came from the environment (left as given)
+            models = ModelsResource.from_settings(training, optuna_url=url)
     else:
         models = ModelsResource.from_settings(training)
     return {"models": models, "training_data": FeastTrainingData(feast=feast)}
