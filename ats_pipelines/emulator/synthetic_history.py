@@ -229,6 +229,10 @@ class SymbolHistory:
         half = sym.half_spread_ticks
         price = np.maximum(mid + np.where(is_buy, half, -half), 1)
         qty = np.maximum(np.rint(np.exp(rng.normal(sym.lot_log_mean, 1.1, n))), 1).astype(np.int64)
+        # Trades of one millisecond are one matching pass: a taker sweeping the book fills buys
+        # at rising and sells at falling prices (ccxt's suite checks exactly this).
+        order = np.lexsort((np.where(is_buy, price, -price), ~is_buy, local))
+        local, price, qty, is_buy = local[order], price[order], qty[order], is_buy[order]
         first = self.first_id(day) + int(self._offsets(day)[first_minute])
         ids = first + np.arange(n, dtype=np.int64)
         return TradeArrays(day * DAY_MS + local, ids, price, qty, ~is_buy)

@@ -126,6 +126,20 @@ def test_trade_ids_are_consecutive_across_days(market: SyntheticMarket) -> None:
     assert after.price.min() > 0 and after.qty.min() > 0
 
 
+def test_trades_of_one_millisecond_sweep_the_book(market: SyntheticMarket) -> None:
+    """Consecutive trades with the same timestamp and side are one taker sweeping the book:
+    buys at rising, sells at falling prices (ccxt's suite failed fetchTrades on a sell at a
+    higher price than the sell before it in the same millisecond)."""
+    t = market.trades_between("BTCUSDT", FIXED_START_MS, FIXED_START_MS + 86_400_000)
+    same = (t.ts[1:] == t.ts[:-1]) & (t.buyer_maker[1:] == t.buyer_maker[:-1])
+    step = np.sign(t.price[1:] - t.price[:-1])
+    buy = ~t.buyer_maker[1:]
+    assert same.sum() > 5  # the case occurs
+    assert not np.any(same & buy & (step < 0))
+    assert not np.any(same & ~buy & (step > 0))
+    assert np.all(np.diff(t.ids) == 1) and np.all(np.diff(t.ts) >= 0)
+
+
 def test_same_seed_same_market_other_seed_other_market() -> None:
     a = SyntheticMarket(SyntheticConfig(seed=5), FIXED_START_MS)
     b = SyntheticMarket(SyntheticConfig(seed=5), FIXED_START_MS)
