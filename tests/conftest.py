@@ -132,6 +132,19 @@ def db_url(migration_report: tuple[str, MigrationReport]) -> str:
     return migration_report[0]
 
 
+@pytest.fixture(scope="session")
+def server_license(db_url: str) -> str:
+    """The TimescaleDB licence the test server runs ('apache' in CI, 'timescale' under
+    `make test-community`), read from the server in a database with the extension: tests
+    assert per edition."""
+
+    async def read() -> str:
+        async with connection(db_url) as conn:
+            return await conn.fetchval("SELECT current_setting('timescaledb.license', true)")
+
+    return run_sync(read())
+
+
 @pytest.fixture
 async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
     async with connection(db_url) as c:
