@@ -222,7 +222,10 @@ def _market_data(ctx: DemoContext) -> list[str]:
         faults = install_kline_faults(emulator, symbols[0].replace("/", ""))
         faults.withhold(withheld)
         backfill = _candle_runs(ctx, resources, symbols, days)
-        metas = [r.asset_materializations_for_node("candles_1m")[0].metadata for r in backfill]
+        # every partition's materialisation carries its own numbers: sum them all
+        metas = [
+            m.metadata for r in backfill for m in r.asset_materializations_for_node("candles_1m")
+        ]
         lines += [
             f"backfilled {', '.join(symbols)} for {days[0]}..{days[-1]} from the emulator "
             f"({emulator.rest_url}, {len(withheld)} minutes of {symbols[0]} withheld): "
@@ -232,10 +235,10 @@ def _market_data(ctx: DemoContext) -> list[str]:
         ]
         faults.heal()
         repair = _candle_runs(ctx, resources, symbols[:1], days, repair=True)
-        meta = repair[0].asset_materializations_for_node("candles_1m")[0].metadata
+        fixed = [m.metadata for m in repair[0].asset_materializations_for_node("candles_1m")]
         lines += [
-            f"repair of {symbols[0]}: asked {meta['rest_ranges'].value} range(s), "
-            f"inserted {meta['rows_inserted'].value} rows",
+            f"repair of {symbols[0]}: asked {sum(m['rest_ranges'].value for m in fixed)} "
+            f"range(s), inserted {sum(m['rows_inserted'].value for m in fixed)} rows",
             _checks_line(repair, symbols[:1]),
         ]
     rollups = _rollup_selection(ctx)

@@ -49,11 +49,10 @@ def sql(
     ] = "auto",
 ) -> None:
     """Run DuckDB SQL over the lake (views features_1m…4h, labels_1m, candles_*, order_book_1m)."""
+    from ats_pipelines.cli.tables import FORMATS, render
     from ats_pipelines.features.duck import connect
     from ats_pipelines.features.lake import Lake
     from ats_pipelines.features.views import register_views, view_statements
-
-    from ats_pipelines.cli.tables import FORMATS, render
 
     if fmt not in FORMATS:
         fail(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")

@@ -89,9 +89,9 @@ def test_an_unknown_symbol_is_one_clear_error(db_url: str, tmp_path: Path) -> No
             "ATS_EXCHANGE_URL": emu.rest_url,
             "ATS_STATE_DIR": str(tmp_path),
         }
+        argv = ["stream", "--symbols", "NOPE/USDT", "--no-cache", "--no-books"]
         done = subprocess.run(
-            [sys.executable, "-m", "ats_pipelines.cli.main", "stream", "--symbols", "NOPE/USDT"]
-            + ["--no-cache", "--no-books"],
+            [sys.executable, "-m", "ats_pipelines.cli.main", *argv],
             env=env,
             capture_output=True,
             text=True,
