@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 
 from ats_pipelines.config import Settings, load_settings
+from ats_pipelines.deploy.local import exchange_origin
 from ats_pipelines.orchestration.resources.exchange import ExchangeResource
 from ats_pipelines.orchestration.resources.features import PROD_YAML, FeastResource, LakeResource
 from ats_pipelines.orchestration.resources.legacy_cache import LegacyCacheResource
@@ -26,6 +27,7 @@ def _exchange(settings: Settings) -> ExchangeResource:
     return ExchangeResource(
         exchange_id=market.exchange,
         rest_url=market.exchange_url,
+        origin=exchange_origin(settings.ats_env, os.environ),
         api_key=dg.EnvVar("ATS_EXCHANGE_API_KEY") if keyed else None,
         secret=dg.EnvVar("ATS_EXCHANGE_SECRET") if keyed else None,
     )

@@ -76,6 +76,7 @@ def build_candles_1m(settings: MarketDataSettings) -> dg.AssetsDefinition:
                     repair_only=config.repair_only,
                 )
 
+        context.log.info(f"exchange: {exchange.origin or exchange.rest_url or 'its own hosts'}")
         report = timescale.run(body)
         first, last = report.time_range
         context.log.info(
