@@ -86,6 +86,7 @@ def _launch_when_loaded(web: DagsterWebClient, proc: subprocess.Popen[str], **kw
             time.sleep(2)  # the webserver or the code location is still loading
 
 
+@pytest.mark.timeout(1800)  # a new cluster, the UI's start and a queued run, on a busy machine
 def test_make_ui_brings_up_everything_and_a_partition_materialises(
     fresh_env: dict[str, str], tmp_path: Path
 ) -> None:
