@@ -41,8 +41,10 @@ test-community: setup
 	$(COMMUNITY_ENV) $(UV) ats db down >/dev/null; $(COMMUNITY_ENV) $(UV) ats cache down >/dev/null; \
 	exit $$status
 
+# `make ui HOST=0.0.0.0 PORT=3001`; `ats dagster ui` itself brings up the database, the cache
+# and (local profile, no ATS_EXCHANGE_URL) the exchange emulator.
 ui: db-up
-	@$(UV) ats dagster ui
+	@$(UV) ats dagster ui $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 prod-local: setup
 	@$(UV) ats prod up

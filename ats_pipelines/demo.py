@@ -24,6 +24,19 @@ if TYPE_CHECKING:
     from ats_pipelines.orchestration.resources.models import ScopeConfig
 
 
+def _console(run_config: Any = None) -> dict[str, Any]:
+    """``run_config`` with Dagster's console logger at WARNING: its per-event DEBUG lines are
+    noise in the demo's output (the runs keep every event for the UI); ``-v`` shows them."""
+    from ats_pipelines.cli.common import verbose_logging
+
+    level = "DEBUG" if verbose_logging() else "WARNING"
+    return {**(run_config or {}), "loggers": {"console": {"config": {"log_level": level}}}}
+
+
+def _materialize(assets: Any, *, run_config: Any = None, **kwargs: Any) -> dg.ExecuteInJobResult:
+    return dg.materialize(assets, run_config=_console(run_config), **kwargs)
+
+
 @dataclass(frozen=True)
 class DemoContext:
     settings: Settings
@@ -42,7 +55,7 @@ class DemoContext:
             for a in self.defs.assets or []
             if isinstance(a, dg.AssetsDefinition) and set(a.keys) & keys
         ]
-        result = dg.materialize(
+        result = _materialize(
             assets,
             instance=self.instance,
             resources=self.defs.resources,
@@ -121,7 +134,7 @@ def _signal_replay(ctx: DemoContext) -> list[str]:
             "replayed_signals": {"config": {"start": start.isoformat(), "end": end.isoformat()}}
         }
     }
-    result = dg.materialize(
+    result = _materialize(
         assets, instance=ctx.instance, resources=ctx.defs.resources, run_config=config
     )
     meta = result.asset_materializations_for_node("replayed_signals")[0].metadata
@@ -155,7 +168,7 @@ def _candle_runs(
     assets += [c for c in ctx.defs.asset_checks or [] if gap_check in c.check_keys]
     config = {"ops": {"candles_1m": {"config": {"repair_only": True}}}} if repair else None
     return [
-        dg.materialize(
+        _materialize(
             assets,
             instance=ctx.instance,
             resources=resources,
@@ -222,7 +235,10 @@ def _market_data(ctx: DemoContext) -> list[str]:
         faults = install_kline_faults(emulator, symbols[0].replace("/", ""))
         faults.withhold(withheld)
         backfill = _candle_runs(ctx, resources, symbols, days)
-        metas = [r.asset_materializations_for_node("candles_1m")[0].metadata for r in backfill]
+        # every partition's materialisation carries its own numbers: sum them all
+        metas = [
+            m.metadata for r in backfill for m in r.asset_materializations_for_node("candles_1m")
+        ]
         lines += [
             f"backfilled {', '.join(symbols)} for {days[0]}..{days[-1]} from the emulator "
             f"({emulator.rest_url}, {len(withheld)} minutes of {symbols[0]} withheld): "
@@ -232,10 +248,10 @@ def _market_data(ctx: DemoContext) -> list[str]:
         ]
         faults.heal()
         repair = _candle_runs(ctx, resources, symbols[:1], days, repair=True)
-        meta = repair[0].asset_materializations_for_node("candles_1m")[0].metadata
+        fixed = [m.metadata for m in repair[0].asset_materializations_for_node("candles_1m")]
         lines += [
-            f"repair of {symbols[0]}: asked {meta['rest_ranges'].value} range(s), "
-            f"inserted {meta['rows_inserted'].value} rows",
+            f"repair of {symbols[0]}: asked {sum(m['rest_ranges'].value for m in fixed)} "
+            f"range(s), inserted {sum(m['rows_inserted'].value for m in fixed)} rows",
             _checks_line(repair, symbols[:1]),
         ]
     rollups = _rollup_selection(ctx)
@@ -296,7 +312,7 @@ def _quality(ctx: DemoContext) -> list[str]:
             **(ctx.defs.resources or {}),
             "exchange": ExchangeResource(exchange_id=market.exchange, rest_url=emulator.rest_url),
         }
-        result = dg.materialize(assets, instance=ctx.instance, resources=resources)
+        result = _materialize(assets, instance=ctx.instance, resources=resources)
     meta = {
         k: v.value
         for k, v in result.asset_materializations_for_node("quality_report")[0].metadata.items()
@@ -371,7 +387,7 @@ def _train_queued(ctx: DemoContext, resources: dict[str, Any], request_id: int) 
         ) as context:
             tick = sensors.retrain_queue_sensor(context)
         for run_request in tick.run_requests or []:  # type: ignore[union-attr]
-            run = dg.materialize(
+            run = _materialize(
                 assets,
                 instance=ctx.instance,
                 resources=resources,
@@ -443,7 +459,7 @@ def _training(ctx: DemoContext) -> list[str]:
         for a in ctx.defs.assets or []
         if isinstance(a, dg.AssetsDefinition) and dg.AssetKey("predictions") in a.keys
     ]
-    scored = dg.materialize(
+    scored = _materialize(
         predictions,
         instance=ctx.instance,
         resources={**resources, "models": models.with_overrides(scopes={"demo": demo_scope})},
@@ -480,7 +496,7 @@ def _features(ctx: DemoContext) -> list[str]:
     ]
     totals = dict.fromkeys(names, 0)
     for symbol in symbols:  # one ranged run per symbol over both days
-        result = dg.materialize(
+        result = _materialize(
             assets,
             instance=ctx.instance,
             resources=ctx.defs.resources,
@@ -571,7 +587,7 @@ def _streaming(ctx: DemoContext) -> list[str]:
             "exchange": ExchangeResource(rest_url=emulator.rest_url),
         }
         result = streaming_service_job.execute_in_process(
-            run_config=config, instance=ctx.instance, resources=resources
+            run_config=_console(config), instance=ctx.instance, resources=resources
         )
     summary = result.output_for_node("run_stream_service")
     latency = summary["latency"].get("closed_to_committed", {})

@@ -28,7 +28,7 @@ from ats_pipelines.features.labels import LabelSpec
 from ats_pipelines.features.lake import SYMBOL_KEY, Lake, write_if_changed
 from ats_pipelines.features.repo import build_repo
 from ats_pipelines.features.store import apply_repo, materialize_views, open_store
-from ats_pipelines.features.training import read_labels, training_frame
+from ats_pipelines.features.training import NoLabelsError, read_labels, training_frame
 from ats_pipelines.features.views import register_views
 
 REPO = Path(__file__).resolve().parents[1] / "feature_repo"
@@ -131,9 +131,10 @@ def main() -> None:
     print("feature services:", ", ".join(s.name for s in store.list_feature_services()))
 
     # 1. A training set for a window: labels are the entity rows, features as of their time.
-    labels = read_labels(lake, datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC))
-    if labels.empty:
-        raise SystemExit(f"no labels in {lake.root}: run `make demo` or use --synthetic")
+    try:
+        labels = read_labels(lake, datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC))
+    except NoLabelsError as exc:
+        raise SystemExit(f"{exc}, or use --synthetic") from None
     end = labels["event_timestamp"].max()
     window = labels.loc[labels["event_timestamp"] > end - timedelta(hours=6)].copy()
     train = training_frame(store, window, "signals_v1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
 
@@ -42,11 +43,45 @@ def run(fn: Callable[[], Awaitable[T]] | Callable[[], T]) -> T:
         fail(str(exc))
 
 
+# Libraries whose INFO lines are noise at default verbosity (Great Expectations logs a line per
+# function it skips registering, Feast one per apply/materialise step); `-v` shows them.
+LIBRARY_LOGGERS = ("alembic", "sqlalchemy", "great_expectations", "feast", "dagster")
+
+
+class _NoDeprecations(logging.Filter):
+    """Drops DeprecationWarnings that arrive as log records (Dagster routes warnings through
+    logging, and its runs re-enable them whatever the process's warning filters say)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "DeprecationWarning" not in record.getMessage()
+
+
 def configure_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
     )
-    for noisy in ("alembic", "sqlalchemy"):
+    if verbose:
+        return
+    for noisy in LIBRARY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    logging.getLogger("py.warnings").addFilter(_NoDeprecations())
+
+
+def verbose_logging() -> bool:
+    """Whether the command runs with ``-v`` (the root logger at DEBUG)."""
+    return logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+
+
+def demo_logging() -> None:
+    """`ats demo` at default verbosity: its summary says what each step did, so the steps' own
+    INFO lines and Optuna's per-trial lines (its own handler, at INFO whatever logging's
+    configuration says) show only with -v."""
+    if verbose_logging():
+        return
+    import optuna
+
+    logging.getLogger("ats_pipelines").setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import shutil
+import signal
+import socket
+import subprocess
 from pathlib import Path
+from typing import Annotated
 
 import asyncpg
 import typer
 
-from ats_pipelines.cli.common import run
-from ats_pipelines.config import Settings, load_settings, project_root
+from ats_pipelines.cli.common import fail, run
+from ats_pipelines.config import DEFAULT_WEBSERVER_PORT, Settings, load_settings, project_root
 from ats_pipelines.db.connect import connection, database_name
 from ats_pipelines.db.sqlid import quote_ident
 
@@ -89,17 +94,64 @@ def prepare_cmd() -> None:
         typer.echo(line)
 
 
+def _ui_address(host: str, port: str) -> tuple[str, int]:
+    """``--host``/``--port`` checked: one line naming the option for a bad value."""
+    try:
+        number = int(port)
+    except ValueError:
+        fail(f"--port {port!r} is not a port number (1-65535)")
+    if not 0 < number < 65536:
+        fail(f"--port {number} is out of range (1-65535)")
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            fail(f"--host {host!r} is not an IP address (e.g. 127.0.0.1, or 0.0.0.0 for all)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        try:
+            probe.bind((host, number))
+        except OSError as exc:
+            fail(f"--host {host} --port {number}: cannot listen there ({exc.strerror})")
+    return host, number
+
+
 @app.command()
-def ui() -> None:
-    """Start `dagster dev -w workspace.yaml` (webserver and daemon) against the local server."""
+def ui(
+    host: Annotated[str, typer.Option(help="Address the webserver listens on.")] = "127.0.0.1",
+    port: Annotated[str, typer.Option(help="Port the webserver listens on.")] = str(
+        DEFAULT_WEBSERVER_PORT
+    ),
+) -> None:
+    """Start `dagster dev -w workspace.yaml` (webserver and daemon) with what the profile needs:
+    the database (migrated) and the cache, and the exchange emulator as the local exchange when
+    ATS_EXCHANGE_URL is not set (never in production). Ctrl-C stops it all."""
+    from ats_pipelines.cache.server import CacheServerError
+    from ats_pipelines.deploy.local import local_services
+
+    address, number = _ui_address(host, port)
     settings = run(load_settings)
-    run(lambda: prepare(settings))
-    env = {
-        **os.environ,
-        **NO_TELEMETRY,
-        "DAGSTER_HOME": str(dagster_home(settings)),
-        "ATS_DAGSTER_PG_URL": dagster_storage_url(settings),
-    }
-    exe = shutil.which("dagster") or "dagster"
-    os.chdir(project_root())
-    os.execvpe(exe, [exe, "dev", "-w", "workspace.yaml"], env)
+    with contextlib.ExitStack() as stack:
+        try:
+            services = run(lambda: stack.enter_context(local_services(settings)))
+        except (CacheServerError, OSError) as exc:  # Redis or the emulator could not start
+            fail(str(exc))
+        for line in services.lines:
+            typer.echo(line)
+        env = {
+            **os.environ,
+            **NO_TELEMETRY,
+            **services.env,
+            "DAGSTER_HOME": str(dagster_home(settings)),
+            "ATS_DAGSTER_PG_URL": dagster_storage_url(settings),
+        }
+        exe = shutil.which("dagster") or "dagster"
+        argv = [exe, "dev", "-w", "workspace.yaml", "-h", address, "-p", str(number)]
+        typer.echo(f"Dagster UI: http://{address}:{number} (Ctrl-C stops it)")
+        proc = subprocess.Popen(argv, env=env, cwd=project_root())
+        # Ctrl-C reaches `dagster dev` from the terminal itself (same process group); a SIGTERM
+        # sent to this process is passed on. Either way we wait for it, then stop the emulator.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+        code = proc.wait()
+    raise typer.Exit(code)

@@ -39,12 +39,25 @@ def sql(
         bool, typer.Option("--print-views", help="Print the CREATE VIEW statements.")
     ] = False,
     limit: Annotated[int, typer.Option(help="Rows to print at most.")] = 50,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="auto (a table when it fits the terminal, else one record per block), "
+            "table, records, csv or json.",
+        ),
+    ] = "auto",
 ) -> None:
     """Run DuckDB SQL over the lake (views features_1m…4h, labels_1m, candles_*, order_book_1m)."""
+    from ats_pipelines.cli.tables import FORMATS, render
     from ats_pipelines.features.duck import connect
     from ats_pipelines.features.lake import Lake
     from ats_pipelines.features.views import register_views, view_statements
 
+    if fmt not in FORMATS:
+        fail(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if limit < 1:
+        fail(f"--limit {limit}: give a positive number of rows")
     lake = Lake(run(load_settings).lake_dir)
     if print_views:
         for statement in view_statements(lake):
@@ -66,7 +79,7 @@ def sql(
             fail(f"{type(exc).__name__}: {exc}")
     finally:
         con.close()
-    import polars as pl
-
-    with pl.Config(tbl_rows=limit, tbl_cols=-1, tbl_width_chars=200):
-        typer.echo(frame.head(limit))
+    shown = frame.head(limit)
+    typer.echo(render(shown, fmt))
+    if fmt in ("auto", "table", "records") and frame.height > limit:
+        typer.echo(f"({limit} of {frame.height} rows; --limit N for more)")

@@ -39,8 +39,10 @@ app.command("stream")(stream.stream)
 @app.command()
 def demo() -> None:
     """Run the platform end to end on the local server and print a summary."""
+    from ats_pipelines.cli.common import demo_logging
     from ats_pipelines.demo import run_demo
 
+    demo_logging()
     settings = run(load_settings)
     run(lambda: run_demo(settings, typer.echo))
 

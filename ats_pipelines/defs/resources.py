@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 
 from ats_pipelines.config import DEFAULT_DB_USER, REDIS_SECRET, Settings, load_settings
+from ats_pipelines.deploy.local import exchange_origin
 from ats_pipelines.local_secrets import secret_path, without_password
 from ats_pipelines.orchestration.resources.exchange import ExchangeResource
 from ats_pipelines.orchestration.resources.features import PROD_YAML, FeastResource, LakeResource
@@ -27,6 +28,7 @@ def _exchange(settings: Settings) -> ExchangeResource:
     return ExchangeResource(
         exchange_id=market.exchange,
         rest_url=market.exchange_url,
+        origin=exchange_origin(settings.ats_env, os.environ),
         api_key=dg.EnvVar("ATS_EXCHANGE_API_KEY") if keyed else None,
         secret=dg.EnvVar("ATS_EXCHANGE_SECRET") if keyed else None,
     )

@@ -41,6 +41,14 @@ query Logs($runId: ID!) {
     ... on EventConnection { events { __typename ... on MessageEvent { message } } }
   }
 }"""
+RESOURCE = """
+query Resource($selector: ResourceSelector!) {
+  topLevelResourceDetailsOrError(resourceSelector: $selector) {
+    __typename
+    ... on ResourceDetails { configuredValues { key value } }
+    ... on Error { message }
+  }
+}"""
 TERMINATE = """
 mutation Terminate($runId: String!) {
   terminateRun(runId: $runId) { __typename ... on Error { message } }
@@ -144,6 +152,23 @@ class DagsterWebClient:
             if found:
                 return int(found.group(1))
         return None
+
+    def messages(self, run_id: str) -> list[str]:
+        """The run's log messages, in order (what the UI's run page lists)."""
+        result = self._post(LOGS, {"runId": run_id})["logsForRun"]
+        return [e["message"] for e in result.get("events", []) if e.get("message")]
+
+    def resource_config(self, name: str) -> dict[str, str]:
+        """A top-level resource's configured values as the UI shows them (JSON-encoded)."""
+        selector = {
+            "repositoryLocationName": self.location,
+            "repositoryName": REPOSITORY,
+            "resourceName": name,
+        }
+        result = self._post(RESOURCE, {"selector": selector})["topLevelResourceDetailsOrError"]
+        if result["__typename"] != "ResourceDetails":
+            raise GraphQLError(f"resource {name}: {result.get('message', result['__typename'])}")
+        return {v["key"]: v["value"] for v in result["configuredValues"]}
 
     def terminate(self, run_id: str) -> None:
         result = self._post(TERMINATE, {"runId": run_id})["terminateRun"]

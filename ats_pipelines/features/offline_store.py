@@ -178,9 +178,9 @@ def _candidates(plan: _Plan, index: int, bounds: dict[str, Any], *, dedup: bool 
     cols = [f"{q(src)} AS {q(out)}" for src, out in plan.features]
     keys = [f"{q(src)} AS {q(ent)}" for ent, src in plan.keys]
     created = f"{q(plan.created)}::TIMESTAMPTZ" if plan.created else "NULL::TIMESTAMPTZ"
-    where = [f"{q(plan.ts)}::TIMESTAMPTZ <= $max_ts"]
+    where = [f"{q(plan.ts)}::TIMESTAMPTZ <= $max_ts::TIMESTAMPTZ"]
     if plan.ttl is not None:
-        where.append(f"{q(plan.ts)}::TIMESTAMPTZ >= $min_ts - $ttl{index}")
+        where.append(f"{q(plan.ts)}::TIMESTAMPTZ >= $min_ts::TIMESTAMPTZ - $ttl{index}")
         bounds[f"ttl{index}"] = plan.ttl
     partition = ", ".join([q(src) for _, src in plan.keys] + [q(plan.ts)])
     # A key seen twice at one timestamp keeps its latest-created row (the reference's rule);
@@ -202,10 +202,10 @@ def _keys_unique(
 ) -> bool:
     """Whether no key repeats a timestamp within the bounds (then no dedup pass is needed)."""
     keys = ", ".join([q(src) for _, src in plan.keys] + [q(plan.ts)])
-    where = f"{q(plan.ts)}::TIMESTAMPTZ <= $max_ts"
+    where = f"{q(plan.ts)}::TIMESTAMPTZ <= $max_ts::TIMESTAMPTZ"
     args = {"max_ts": params["max_ts"]}
     if plan.ttl is not None:
-        where += f" AND {q(plan.ts)}::TIMESTAMPTZ >= $min_ts - $ttl{index}"
+        where += f" AND {q(plan.ts)}::TIMESTAMPTZ >= $min_ts::TIMESTAMPTZ - $ttl{index}"
         args |= {"min_ts": params["min_ts"], f"ttl{index}": plan.ttl}
     row = con.execute(
         f"SELECT count(*) FROM (SELECT 1 FROM {plan.source} WHERE {where} "
@@ -218,9 +218,9 @@ def _keys_unique(
 def _plain(plan: _Plan, index: int, bounds: dict[str, Any]) -> str:
     cols = [f"{q(src)} AS {q(out)}" for src, out in plan.features]
     keys = [f"{q(src)} AS {q(ent)}" for ent, src in plan.keys]
-    where = f"{q(plan.ts)}::TIMESTAMPTZ <= $max_ts"
+    where = f"{q(plan.ts)}::TIMESTAMPTZ <= $max_ts::TIMESTAMPTZ"
     if plan.ttl is not None:
-        where += f" AND {q(plan.ts)}::TIMESTAMPTZ >= $min_ts - $ttl{index}"
+        where += f" AND {q(plan.ts)}::TIMESTAMPTZ >= $min_ts::TIMESTAMPTZ - $ttl{index}"
         bounds[f"ttl{index}"] = plan.ttl
     return (
         f"SELECT {', '.join([*keys, *cols])}, {q(plan.ts)}::TIMESTAMPTZ AS __ts{index} "
@@ -547,6 +547,7 @@ def _query(
     *,
     ordered: bool,
 ) -> tuple[str, dict[str, Any]]:
+    # typed in the SQL: no entity rows (an empty window) bind both bounds as an untyped NULL
     params: dict[str, Any] = {"min_ts": min_ts, "max_ts": max_ts}
     entity_cols = [c[0] for c in con.execute("DESCRIBE __entity").fetchall() if c[0] not in (_ROW,)]
     steps = [f"SELECT *, {q(ts_col)}::TIMESTAMPTZ AS {_TS} FROM __entity"]

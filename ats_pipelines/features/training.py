@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import polars as pl
 
-from ats_pipelines.features.labels import LABEL_SCHEMA, LabelSpec
+from ats_pipelines.features.labels import LabelSpec
 from ats_pipelines.features.lake import Lake
 
 if TYPE_CHECKING:
@@ -31,6 +31,18 @@ LABEL_COLUMNS = (
 )
 
 
+class NoLabelsError(ValueError):
+    """A window holds no label rows; the message names the window and what the lake holds."""
+
+
+def _span(frame: pl.LazyFrame) -> str:
+    row = frame.select(
+        pl.col("event_timestamp").min().alias("lo"), pl.col("event_timestamp").max().alias("hi")
+    ).collect()
+    lo, hi = row["lo"][0], row["hi"][0]
+    return f"; the lake's labels span {lo:%Y-%m-%d %H:%M} .. {hi:%Y-%m-%d %H:%M}" if lo else ""
+
+
 def read_labels(
     lake: Lake,
     start: datetime,
@@ -40,23 +52,33 @@ def read_labels(
     spec: LabelSpec | None = None,
     columns: Sequence[str] = LABEL_COLUMNS,
 ) -> pd.DataFrame:
-    """Label rows with decision time in ``[start, end)`` (all symbols unless given)."""
+    """Label rows with decision time in ``[start, end)`` (all symbols unless given).
+
+    Raises :class:`NoLabelsError` (one line naming the window) when the window holds none.
+    """
     folder = lake.dataset_dir((spec or LabelSpec()).dataset)
     files = sorted(folder.glob("*/*/*.parquet"))
-    if not files:
-        empty = pl.DataFrame(pl.from_arrow(LABEL_SCHEMA.empty_table()))
-        return empty.select("symbol", "exchange", "event_timestamp", *columns).to_pandas()
-    frame = pl.scan_parquet(files).filter(
-        (pl.col("event_timestamp") >= start) & (pl.col("event_timestamp") < end)
-    )
-    if symbols:
-        frame = frame.filter(pl.col("symbol").is_in(list(symbols)))
-    return (
-        frame.select("symbol", "exchange", "event_timestamp", *columns)
-        .sort("symbol", "event_timestamp")
-        .collect()
-        .to_pandas()
-    )
+    scan = pl.scan_parquet(files) if files else None
+    frame = None
+    if scan is not None:
+        frame = scan.filter(
+            (pl.col("event_timestamp") >= start) & (pl.col("event_timestamp") < end)
+        )
+        if symbols:
+            frame = frame.filter(pl.col("symbol").is_in(list(symbols)))
+        frame = (
+            frame.select("symbol", "exchange", "event_timestamp", *columns)
+            .sort("symbol", "event_timestamp")
+            .collect()
+        )
+    if frame is None or frame.is_empty():
+        which = f" of {', '.join(symbols)}" if symbols else ""
+        raise NoLabelsError(
+            f"no labels{which} in [{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M}) UTC under "
+            f"{folder}{_span(scan) if scan is not None else ' (none built yet)'}: choose a "
+            "window inside it, or build labels first (make demo)"
+        )
+    return frame.to_pandas()
 
 
 def training_frame(

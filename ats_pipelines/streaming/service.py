@@ -217,6 +217,9 @@ class StreamService:
                 await self._start()
                 self.ready.set()
                 await self.stopping.wait()
+        except ConfigError as exc:  # bad input (a symbol the exchange lacks): one line
+            self.error = exc
+            log.error("event=stream_start_failed shard=%s error=%s", self.config.shard, exc)
         except Exception as exc:
             self.error = exc
             log.exception("event=stream_start_failed shard=%s", self.config.shard)

@@ -16,7 +16,7 @@ import asyncpg
 
 from ats_pipelines.db.bulk import EMPTY_RESULT, WriteResult
 from ats_pipelines.lib.validation import DataValidator
-from ats_pipelines.warehouse.candles import CandleSource, WindowResult, ingest_window
+from ats_pipelines.warehouse.candles import CandleSource, DayResult, WindowResult, ingest_window
 from ats_pipelines.warehouse.coverage import GapReport, find_gaps
 from ats_pipelines.warehouse.intervals import DAY, Interval, day_runs, day_start
 
@@ -59,6 +59,15 @@ class BackfillReport:
     @property
     def missing_minutes(self) -> int:
         return sum(g.missing_minutes for g in self.gaps.values())
+
+    def day(self, symbol: str, day: date) -> DayResult:
+        """One partition's own numbers: what the run's ranges produced for that symbol and day."""
+        found = [w.days[day] for w in self.windows if w.symbol == symbol and day in w.days]
+        return sum(found, DayResult())
+
+    def ranges_touching(self, symbol: str, day: date) -> int:
+        """REST ranges of the run that asked minutes of that symbol and day."""
+        return sum(1 for w in self.windows if w.symbol == symbol and day in w.days)
 
     @property
     def time_range(self) -> tuple[datetime | None, datetime | None]:

@@ -10,8 +10,9 @@ is a no-op: writing a range twice leaves one row per key.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any, Protocol, cast
 
 import asyncpg
@@ -49,8 +50,32 @@ class CandleSource(Protocol):
 
 
 @dataclass(frozen=True)
+class DayResult:
+    """What one UTC day of a range produced (a partition's own numbers in a ranged run)."""
+
+    fetched: int = 0
+    rejected: int = 0
+    quarantined: int = 0
+    write: WriteResult = EMPTY_RESULT
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+
+    def __add__(self, other: DayResult) -> DayResult:
+        firsts = [t for t in (self.first_ts, other.first_ts) if t is not None]
+        lasts = [t for t in (self.last_ts, other.last_ts) if t is not None]
+        return DayResult(
+            self.fetched + other.fetched,
+            self.rejected + other.rejected,
+            self.quarantined + other.quarantined,
+            self.write + other.write,
+            min(firsts) if firsts else None,
+            max(lasts) if lasts else None,
+        )
+
+
+@dataclass(frozen=True)
 class WindowResult:
-    """What one asked range produced."""
+    """What one asked range produced, in total and per UTC day."""
 
     symbol: str
     asked: Interval | None  # None: nothing of the window had closed yet
@@ -61,6 +86,7 @@ class WindowResult:
     empty: EmptyAnswers
     first_ts: datetime | None
     last_ts: datetime | None
+    days: Mapping[date, DayResult] = field(default_factory=dict)
 
 
 def _ms(moment: datetime) -> int:
@@ -109,18 +135,45 @@ async def ingest_window(
         pl.lit(batch_id, pl.Int64).alias("batch_id"),
     )
     returned = frame["ts"].drop_nulls().to_list()
+    # Written one UTC day at a time, so each partition of a ranged run gets its own counts;
+    # a row whose time could not be read belongs to the range's first day.
+    first_day = asked.start.date()
+    indexed = frame.with_row_index("row").with_columns(
+        pl.col("row").cast(pl.Int64), pl.col("ts").dt.date().fill_null(first_day).alias("day")
+    )
+    quarantinable = checked.quarantinable()
+    days: dict[date, DayResult] = {}
     async with conn.transaction():
-        quarantined = await quarantine(
-            conn, checked.quarantinable(), dataset="candles", source=source, batch_id=batch_id
-        )
-        write = await bulk_write(
-            conn, "market.candles", rows, on_conflict="update", update_columns=OHLCV
-        )
-        per_day = frame["ts"].dt.date().value_counts() if frame.height else None
-        counts = dict(per_day.iter_rows()) if per_day is not None else {}
         for day in split_days(asked):
-            await record_fetch(conn, exchange, symbol, day, int(counts.get(day.start.date(), 0)))
+            d = day.start.date()
+            in_day = indexed.filter(pl.col("day") == d)
+            row_ids = in_day["row"].implode()
+            rejected = checked.rejected.filter(pl.col("row").is_in(row_ids))
+            written = await bulk_write(
+                conn,
+                "market.candles",
+                rows.filter(pl.col("ts").dt.date() == d),
+                on_conflict="update",
+                update_columns=OHLCV,
+            )
+            days[d] = DayResult(
+                fetched=in_day.height,
+                rejected=rejected["row"].n_unique(),
+                quarantined=await quarantine(
+                    conn,
+                    quarantinable.filter(pl.col("row").is_in(row_ids)),
+                    dataset="candles",
+                    source=source,
+                    batch_id=batch_id,
+                ),
+                write=written,
+                first_ts=cast("datetime | None", in_day["ts"].min()),
+                last_ts=cast("datetime | None", in_day["ts"].max()),
+            )
+            await record_fetch(conn, exchange, symbol, day, in_day.height)
         empty = await record_answers(conn, exchange, symbol, asked, returned)
+    total = sum(days.values(), DayResult())
+    write, quarantined = total.write, total.quarantined
     if checked.rejected_rows:
         log.warning(
             "event=candles_rejected exchange=%s symbol=%s rows=%s rules=%s",
@@ -146,5 +199,14 @@ async def ingest_window(
         empty.empty,
     )
     return WindowResult(
-        symbol, asked, frame.height, checked.rejected_rows, quarantined, write, empty, first, last
-    )  # type: ignore[arg-type]
+        symbol,
+        asked,
+        frame.height,
+        checked.rejected_rows,
+        quarantined,
+        write,
+        empty,
+        first,
+        last,
+        days,
+    )

@@ -84,6 +84,29 @@ def backfill_summary(report: BackfillReport) -> dict[str, Any]:
     }
 
 
+def partition_summary(report: BackfillReport, symbol: str, day: date) -> dict[str, Any]:
+    """The numbers of one partition (symbol, day) of a ``candles_1m`` run: its own rows and
+    time range, also when the run covered a range of partitions."""
+    own = report.day(symbol, day)
+    write = own.write
+    gaps = report.gaps.get((symbol, day))
+    return {
+        "mode": report.mode,
+        "exchange": report.exchange,
+        "partitions_in_run": len(report.gaps),
+        "rest_ranges": report.ranges_touching(symbol, day),
+        "rows_fetched": own.fetched,
+        "rows_inserted": write.inserted,
+        "rows_updated": write.updated,
+        "rows_already_present": write.skipped,
+        "rows_rejected": own.rejected,
+        "rows_quarantined": own.quarantined,
+        "first_ts": _iso(own.first_ts),
+        "last_ts": _iso(own.last_ts),
+        **gap_summary([gaps] if gaps is not None else []),
+    }
+
+
 def rollup_rows(results: Iterable[RollupResult]) -> list[tuple[Any, ...]]:
     return [
         (

@@ -353,3 +353,23 @@ def test_retrieval_without_entity_rows_equals_the_reference(stores: dict) -> Non
     ours = ours.sort_values("symbol").reset_index(drop=True)
     ref = ref.sort_values("symbol").reset_index(drop=True)[ours.columns]
     pd.testing.assert_frame_equal(ours, ref, check_dtype=False)
+
+
+@pytest.mark.parametrize("as_sql", [False, True])
+def test_no_entity_rows_give_an_empty_frame(
+    stores: dict, lake: Lake, entity_df: pd.DataFrame, as_sql: bool
+) -> None:
+    """A window without labels is an empty training set, not a DuckDB binder error (the
+    bounds of no rows are NULL)."""
+    empty = entity_df.iloc[0:0]
+    entity: pd.DataFrame | str = empty
+    if as_sql:
+        path = lake.root / "no_entities.parquet"
+        empty.to_parquet(path)
+        entity = f"SELECT * FROM read_parquet('{path}')"
+    store = stores["ours"]
+    frame = store.get_historical_features(
+        entity_df=entity, features=store.get_feature_service("signals_v1")
+    ).to_df()
+    assert len(frame) == 0
+    assert {"symbol", "event_timestamp", "label", "rsi_14"} <= set(frame.columns)

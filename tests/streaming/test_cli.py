@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -76,17 +78,27 @@ def test_sigterm_stops_the_stream_cleanly_with_exit_code_0(db_url: str, tmp_path
 
 
 def test_an_unknown_symbol_is_one_clear_error(db_url: str, tmp_path: Path) -> None:
+    """As a person runs it (a process of its own, logging to its stderr): no traceback."""
     config = EmulatorConfig(
         start_ms=FIXED_START_MS, birdeye=None, synthetic=SyntheticConfig(symbol_count=1)
     )
     with emulator_in_thread(config) as emu:
         env = {
+            **os.environ,
             "ATS_DATABASE_URL": db_url,
             "ATS_EXCHANGE_URL": emu.rest_url,
             "ATS_STATE_DIR": str(tmp_path),
         }
-        result = CliRunner().invoke(
-            app, ["stream", "--symbols", "NOPE/USDT", "--no-cache", "--no-books"], env=env
+        argv = ["stream", "--symbols", "NOPE/USDT", "--no-cache", "--no-books"]
+        done = subprocess.run(
+            [sys.executable, "-m", "ats_pipelines.cli.main", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
-    assert result.exit_code == 1
-    assert "has no market NOPE/USDT" in result.output
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "Traceback" not in output, output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "has no market NOPE/USDT" in last, output

@@ -18,9 +18,16 @@ MINUTES = 1440
 
 
 def _meta(result: dg.ExecuteInJobResult, asset: str = "candles_1m") -> dict[str, Any]:
-    # a ranged run materialises every partition with the run's metadata
     mat = result.asset_materializations_for_node(asset)[0]
     return {k: v.value for k, v in mat.metadata.items()}
+
+
+def _per_partition(result: dg.ExecuteInJobResult) -> dict[str, dict[str, Any]]:
+    """Each partition's materialisation metadata, as stored for the UI."""
+    return {
+        str(mat.partition): {k: v.value for k, v in mat.metadata.items()}
+        for mat in result.asset_materializations_for_node("candles_1m")
+    }
 
 
 def _per_key(query: Callable[..., list[Any]], exchange: str) -> list[Any]:
@@ -57,7 +64,7 @@ def test_partition_twice_and_overlapping_backfill_leave_one_row_per_key(
     first = _meta(md.materialize(["candles_1m"], partition=key(DAY2)))
     assert (first["rows_inserted"], first["rows_already_present"]) == (MINUTES, 0)
     assert first["first_ts"].startswith(DAY2) and first["last_ts"].startswith(f"{DAY2}T23:59")
-    assert first["missing_minutes"] == 0 and first["partitions"] == 1
+    assert first["missing_minutes"] == 0 and first["partitions_in_run"] == 1
 
     again = _meta(md.materialize(["candles_1m"], partition=key(DAY2)))
     assert (again["rows_inserted"], again["rows_updated"], again["rows_already_present"]) == (
@@ -67,10 +74,15 @@ def test_partition_twice_and_overlapping_backfill_leave_one_row_per_key(
     )
 
     # a ranged backfill (one run) over DAY1..DAY3 overlapping the stored DAY2
-    ranged = _meta(md.materialize(["candles_1m"], first=key(DAY1), last=key(DAY3)))
-    assert ranged["partitions"] == 3 and ranged["rest_ranges"] == 1
-    assert (ranged["rows_inserted"], ranged["rows_already_present"]) == (2 * MINUTES, MINUTES)
-    assert ranged["first_ts"].startswith(DAY1) and ranged["last_ts"].startswith(DAY3)
+    ranged = _per_partition(md.materialize(["candles_1m"], first=key(DAY1), last=key(DAY3)))
+    assert sorted(ranged) == [key(DAY1), key(DAY2), key(DAY3)]
+    for day, inserted in ((DAY1, MINUTES), (DAY2, 0), (DAY3, MINUTES)):
+        meta = ranged[key(day)]
+        assert meta["partitions_in_run"] == 3 and meta["rest_ranges"] == 1  # one range, 3 days
+        assert (meta["rows_inserted"], meta["rows_already_present"]) == (
+            inserted,
+            MINUTES - inserted,
+        )
 
     counts = _per_key(query, exchange_name)
     assert [(r["symbol"], str(r["day"]), r["n"], r["keys"]) for r in counts] == [
@@ -84,6 +96,36 @@ def test_partition_twice_and_overlapping_backfill_leave_one_row_per_key(
     assert {(str(r["day"]), r["rows_returned"]) for r in logged} == {
         (d, MINUTES) for d in (DAY1, DAY2, DAY3)
     }
+
+
+def test_a_ranged_run_gives_each_partition_its_own_metadata(
+    make_defs: Callable[..., MarketDefs],
+    synthetic_emulator: Emulator,
+    exchange_name: str,
+) -> None:
+    """One run over 2 days x ETH/USDT (the UI's ranged backfill): each partition's
+    materialisation carries its own rows and time range, not the run's."""
+    md = make_defs(exchange_name, synthetic_emulator)
+    md.materialize(["candles_1m"], partition=key(DAY1, "ETH/USDT"))  # DAY1 is stored already
+    run = md.materialize(["candles_1m"], first=key(DAY1, "ETH/USDT"), last=key(DAY2, "ETH/USDT"))
+    metas = _per_partition(run)
+    assert sorted(metas) == [key(DAY1, "ETH/USDT"), key(DAY2, "ETH/USDT")]
+    day1, day2 = metas[key(DAY1, "ETH/USDT")], metas[key(DAY2, "ETH/USDT")]
+    assert (day1["rows_fetched"], day1["rows_inserted"], day1["rows_already_present"]) == (
+        MINUTES,
+        0,
+        MINUTES,
+    )
+    assert (day2["rows_fetched"], day2["rows_inserted"], day2["rows_already_present"]) == (
+        MINUTES,
+        MINUTES,
+        0,
+    )
+    for day, meta in ((DAY1, day1), (DAY2, day2)):
+        assert meta["first_ts"].startswith(f"{day}T00:00"), meta["first_ts"]
+        assert meta["last_ts"].startswith(f"{day}T23:59"), meta["last_ts"]
+        assert meta["missing_minutes"] == 0 and meta["partitions_in_run"] == 2
+        assert day in meta["coverage"] and ("2024" not in meta["coverage"].replace(day, ""))
 
 
 def test_stored_candles_are_the_exchanges(

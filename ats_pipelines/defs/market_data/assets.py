@@ -5,6 +5,7 @@ the partitions exist when the definitions load; the logic lives in ``ats_pipelin
 """
 
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import asyncpg
@@ -34,13 +35,12 @@ class CandlesConfig(dg.Config):
     repair_only: bool = False  # fetch only the minutes the gap report lists (the repair path)
 
 
-def _candles_metadata(report: BackfillReport) -> dict[str, Any]:
-    summary = reports.backfill_summary(report)
-    gaps = sorted(report.gaps.items())
+def _partition_metadata(report: BackfillReport, symbol: str, day: date) -> dict[str, Any]:
+    summary = reports.partition_summary(report, symbol, day)
+    gaps = [((symbol, day), report.gaps[(symbol, day)])] if (symbol, day) in report.gaps else []
     return {
         **{k: v for k, v in summary.items() if k != "missing_by_reason"},
         "missing_by_reason": dg.MetadataValue.json(summary["missing_by_reason"]),
-        "partitions": len(report.gaps),
         "coverage": dg.MetadataValue.md(reports.coverage_markdown(gaps)),
         "gaps": dg.MetadataValue.md(reports.gaps_markdown(gaps)),
     }
@@ -76,6 +76,7 @@ def build_candles_1m(settings: MarketDataSettings) -> dg.AssetsDefinition:
                     repair_only=config.repair_only,
                 )
 
+        context.log.info(f"exchange: {exchange.origin or exchange.rest_url or 'its own hosts'}")
         report = timescale.run(body)
         first, last = report.time_range
         context.log.info(
@@ -84,7 +85,17 @@ def build_candles_1m(settings: MarketDataSettings) -> dg.AssetsDefinition:
             f"inserted={report.write.inserted} present={report.write.skipped} "
             f"missing_minutes={report.missing_minutes} first={first} last={last}"
         )
-        return dg.MaterializeResult(metadata=_candles_metadata(report))
+        # each partition's materialisation carries its own numbers, in ranged runs too
+        for partition_key, (day, symbol) in zip(
+            context.partition_keys,
+            day_symbol_pairs(partitions, context.partition_keys),
+            strict=True,
+        ):
+            context.add_asset_metadata(
+                _partition_metadata(report, symbol, date.fromisoformat(day)),
+                partition_key=partition_key,
+            )
+        return dg.MaterializeResult()
 
     return candles_1m
 

@@ -15,6 +15,9 @@ class ExchangeResource(dg.ConfigurableResource):
     """ccxt REST and ccxt.pro websocket access to one exchange, with retries and backoff."""
 
     exchange_id: str = "binance"
+    # where rest_url points, in words, for the UI and run logs (e.g. "the project's exchange
+    # emulator at http://127.0.0.1:8765, started by `ats dagster ui`")
+    origin: str = ""
     api_key: str | None = None  # dg.EnvVar("ATS_EXCHANGE_API_KEY"); public data needs none
     secret: str | None = None  # dg.EnvVar("ATS_EXCHANGE_SECRET")
     rest_url: str | None = None  # e.g. the emulator's http://127.0.0.1:8765; None: real hosts
