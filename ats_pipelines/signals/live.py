@@ -37,7 +37,7 @@ from typing import Any
 import asyncpg
 
 from ats_pipelines.config import ConfigError
-from ats_pipelines.db.connect import connect
+from ats_pipelines.db.connect import connect, connection
 from ats_pipelines.lib.timeframes import to_timedelta
 from ats_pipelines.signals.analyzer import AnalyzerBatch, AnalyzerTarget, run_analyzer
 from ats_pipelines.signals.bars import BarSource, bar_source, datetime_to_ms
@@ -118,6 +118,7 @@ class SignalService:
         self.counts = {"events": 0, "runs": 0, "signals": 0, "decisions": 0, "sweeps": 0}
         self.caught_up: set[str] = set()  # timeframes whose catch-up is done (tests)
         self.started_at = datetime.now(UTC)
+        self._identity: ServiceIdentity | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -209,6 +210,9 @@ class SignalService:
         for reader in self._readers.values():
             with contextlib.suppress(Exception):
                 await reader.close()
+        if self._identity is not None:  # the last word: final counts and latency
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._beat_once(final=True), 5.0)
         self.metrics.close()
         log.info(
             "event=signal_service_stopped service=%s reason=%s summary=%s",
@@ -384,9 +388,21 @@ class SignalService:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 5.0)
 
+    def _stats(self, final: bool = False) -> dict[str, Any]:
+        stats: dict[str, Any] = {**self.counts, "caught_up": sorted(self.caught_up)}
+        stats["latency"] = self.metrics.summary()
+        if final:
+            stats["stopped"] = self.stop_reason
+        return stats
+
+    async def _beat_once(self, final: bool = False) -> None:
+        assert self._identity is not None
+        async with connection(self.config.database_url, timeout=5.0) as conn:
+            await beat(conn, self._identity, self._stats(final))
+
     async def _heartbeat(self) -> None:
         s, c = self.settings, self.config
-        me = ServiceIdentity(
+        self._identity = me = ServiceIdentity(
             c.service_id,
             s.analyzer_id,
             s.coordinator.coordinator_id,
@@ -399,12 +415,12 @@ class SignalService:
         try:
             while True:
                 self.supervisor.beat("heartbeat")
-                stats = {**self.counts, "caught_up": sorted(self.caught_up)}
-                stats["latency"] = self.metrics.summary()
                 try:
-                    await beat(conn, me, stats)
+                    await beat(conn, me, self._stats())
                 except asyncpg.UndefinedTableError as exc:
-                    raise ConfigError(f"{exc}: the schema is not migrated; run `ats db migrate`")
+                    raise ConfigError(
+                        f"{exc}: the schema is not migrated; run `ats db migrate`"
+                    ) from None
                 await asyncio.sleep(c.heartbeat_interval_s)
         finally:
             with contextlib.suppress(Exception):
