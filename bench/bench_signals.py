@@ -335,9 +335,12 @@ async def bench_live(seconds: float) -> dict[str, dict[str, float]]:
         )
     for hop in (
         "committed_to_received",
+        "committed_to_sent",
+        "sent_to_received",
         "received_to_analyzed",
         "analyzed_to_committed",
         "signal_to_decision",
+        "bar_to_analyzed",
     ):
         h = hops.get(hop, {})
         print(
@@ -396,7 +399,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--live-seconds",
         type=float,
-        default=45.0,
+        default=60.0,
         help="of the live path at 10k trades/s (0: skip)",
     )
     args = parser.parse_args()

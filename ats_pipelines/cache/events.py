@@ -10,10 +10,11 @@ analysed is not the stream but the database's watermarks (``signals.analyzer``):
 longer downtime, or with Redis gone, the reader catches up from them; an event is a prompt to
 look now, never the only way a bar gets analysed.
 
-**What an event says.** Keys only: exchange, symbol, timeframe, the bar's open time and the
-commit's wall time (for latency). The bar is read from the store as of the event, so a reader
-never trusts a payload it did not read itself. One stream per (exchange, timeframe),
-``keys.bar_events_key``, so each timeframe's analyzer reads only its own bars.
+**What an event says.** Keys only: exchange, symbol, timeframe, the bar's open time, and the
+wall times of the commit and of the send (for latency). The bar is read from the store as of
+the event, so a reader never trusts a payload it did not read itself. One stream per
+(exchange, timeframe), ``keys.bar_events_key``, so each timeframe's analyzer reads only its
+own bars.
 """
 
 from __future__ import annotations
@@ -27,26 +28,31 @@ from ats_pipelines.cache.keys import bar_events_key
 @dataclass(frozen=True, slots=True)
 class BarEvent:
     """One committed final bar: ``ts`` its open time (epoch ms), ``committed`` the commit's
-    wall time (epoch seconds)."""
+    wall time and ``sent`` the publisher's (epoch seconds; ``sent`` is set by the publisher
+    and splits the hop to the reader in two: the writer's side and Redis plus the reader's)."""
 
     exchange: str
     symbol: str
     timeframe: str
     ts: int
     committed: float
+    sent: float | None = None
 
     @property
     def key(self) -> str:
         return bar_events_key(self.exchange, self.timeframe)
 
-    def fields(self) -> dict[str, str]:
-        return {
+    def fields(self, sent: float | None = None) -> dict[str, str]:
+        out = {
             "exchange": self.exchange,
             "symbol": self.symbol,
             "timeframe": self.timeframe,
             "ts": str(self.ts),
             "committed": repr(self.committed),
         }
+        if sent is not None:
+            out["sent"] = repr(sent)
+        return out
 
     @classmethod
     def decode(cls, fields: Mapping[bytes, bytes]) -> BarEvent:
@@ -58,6 +64,7 @@ class BarEvent:
                 fields[b"timeframe"].decode(),
                 int(fields[b"ts"]),
                 float(fields[b"committed"]),
+                float(fields[b"sent"]) if b"sent" in fields else None,
             )
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             raise ValueError(f"bar event {dict(fields)!r}: {exc!r}") from None

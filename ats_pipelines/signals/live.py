@@ -36,8 +36,9 @@ from typing import Any
 
 import asyncpg
 
+from ats_pipelines.cache.events import BarEvent
 from ats_pipelines.config import ConfigError
-from ats_pipelines.db.connect import connect, connection
+from ats_pipelines.db.connect import connect, connection, create_pool
 from ats_pipelines.lib.timeframes import to_timedelta
 from ats_pipelines.signals.analyzer import AnalyzerBatch, AnalyzerTarget, run_analyzer
 from ats_pipelines.signals.bars import BarSource, bar_source, datetime_to_ms
@@ -50,6 +51,7 @@ from ats_pipelines.streaming.supervisor import Backoff, Supervisor
 
 log = logging.getLogger(__name__)
 SIGNAL_TIMES_KEPT = 100_000  # signals awaiting their decision, for the latency of that hop
+POOL_MAX = 8  # connections per timeframe's analyzer task
 RETRIES = 200  # an event's bar still not analysed after this many retries is left to the sweep
 
 
@@ -118,6 +120,7 @@ class SignalService:
         self.counts = {"events": 0, "runs": 0, "signals": 0, "decisions": 0, "sweeps": 0}
         self.caught_up: set[str] = set()  # timeframes whose catch-up is done (tests)
         self.started_at = datetime.now(UTC)
+        self._symbols = set(settings.symbols)
         self._identity: ServiceIdentity | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -238,23 +241,45 @@ class SignalService:
     async def _analyzer(self, tf: str) -> None:
         name = f"analyzer-{tf}"
         reader = self._readers.get(tf)
-        conn = await connect(self.config.database_url)
+        # one connection per symbol up to POOL_MAX: the symbols whose bars close together
+        # are analysed side by side, not one after the other (measured at 10k trades/s: the
+        # sixth symbol of a burst waited for five runs, p99 138 ms from event to analysed)
+        size = max(1, min(len(self.settings.symbols), POOL_MAX))
+        pool = await create_pool(self.config.database_url, min_size=1, max_size=size)
         try:
             if reader is not None and not reader.last_ids:
                 await reader.start_at_tail()  # before the catch-up: nothing is missed
-            await self._sweep(conn, tf)
+            await self._sweep(pool, tf)
             self.caught_up.add(tf)
             log.info("event=signal_analyzer_live timeframe=%s", tf)
-            await self._follow(conn, tf, reader, name)
+            await self._follow(pool, tf, reader, name)
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 5.0)
+                await asyncio.wait_for(pool.close(), 5.0)
+
+    def _intake(
+        self, events: list[BarEvent], tf: str, received: float
+    ) -> dict[str, dict[int, float]]:
+        """This task's events per symbol: bar open time -> commit time."""
+        s = self.settings
+        due: dict[str, dict[int, float]] = {}
+        for e in events:
+            if e.exchange != s.exchange or e.timeframe != tf or e.symbol not in self._symbols:
+                continue
+            self.counts["events"] += 1
+            self.metrics.events.labels(timeframe=tf).inc()
+            self.metrics.observe("committed_to_received", received - e.committed)
+            if e.sent is not None:
+                self.metrics.observe("committed_to_sent", e.sent - e.committed)
+                self.metrics.observe("sent_to_received", received - e.sent)
+            bars = due.setdefault(e.symbol, {})
+            bars[e.ts] = min(e.committed, bars.get(e.ts, e.committed))
+        return due
 
     async def _follow(
-        self, conn: asyncpg.Connection, tf: str, reader: BarEventReader | None, name: str
+        self, pool: asyncpg.Pool, tf: str, reader: BarEventReader | None, name: str
     ) -> None:
-        c, s = self.config, self.settings
-        symbols = set(s.symbols)
+        c = self.config
         retry: dict[str, tuple[float, dict[int, float]]] = {}  # symbol -> (due, events)
         attempts: dict[str, int] = {}
         last_sweep = time.monotonic()
@@ -262,7 +287,7 @@ class SignalService:
             self.supervisor.beat(name)
             now = time.monotonic()
             if now - last_sweep >= c.sweep_interval_s:
-                await self._sweep(conn, tf)
+                await self._sweep(pool, tf)
                 last_sweep = now = time.monotonic()
             if reader is None:
                 await asyncio.sleep(max(0.0, c.sweep_interval_s - (now - last_sweep)))
@@ -272,22 +297,18 @@ class SignalService:
                 wait_s = min(wait_s, min(due for due, _ in retry.values()) - now)
             events = await reader.read(max(1, int(wait_s * 1000)))
             received = time.time()
-            due: dict[str, dict[int, float]] = {}
-            for e in events:
-                if e.exchange != s.exchange or e.timeframe != tf or e.symbol not in symbols:
-                    continue
-                self.counts["events"] += 1
-                self.metrics.events.labels(timeframe=tf).inc()
-                self.metrics.observe("committed_to_received", received - e.committed)
-                bars = due.setdefault(e.symbol, {})
-                bars[e.ts] = min(e.committed, bars.get(e.ts, e.committed))
+            due = self._intake(events, tf, received)
             now = time.monotonic()
             for symbol, (when, bars) in list(retry.items()):
                 if when <= now or symbol in due:
                     del retry[symbol]
                     due[symbol] = {**bars, **due.get(symbol, {})}
-            for symbol, bars in due.items():
-                newest = await self._analyze(conn, self._target(symbol, tf), bars, received)
+            symbols = list(due)
+            marks = await asyncio.gather(
+                *(self._analyze(pool, self._target(x, tf), due[x], received) for x in symbols)
+            )
+            for symbol, newest in zip(symbols, marks, strict=True):
+                bars = due[symbol]
                 missing = {ts: t for ts, t in bars.items() if newest is None or ts > newest}
                 attempts[symbol] = attempts.get(symbol, 0) + 1 if missing else 0
                 if missing and attempts[symbol] > RETRIES:
@@ -303,14 +324,15 @@ class SignalService:
                 elif missing:  # not closed by the database's clock yet (or not visible): soon
                     retry[symbol] = (time.monotonic() + c.retry_s, missing)
 
-    async def _sweep(self, conn: asyncpg.Connection, tf: str) -> None:
+    async def _sweep(self, pool: asyncpg.Pool, tf: str) -> None:
         self.counts["sweeps"] += 1
-        for symbol in self.settings.symbols:
-            await self._analyze(conn, self._target(symbol, tf), {}, None)
+        await asyncio.gather(
+            *(self._analyze(pool, self._target(x, tf), {}, None) for x in self.settings.symbols)
+        )
 
     async def _analyze(
         self,
-        conn: asyncpg.Connection,
+        pool: asyncpg.Pool,
         target: AnalyzerTarget,
         bars: dict[int, float],
         received: float | None,
@@ -322,20 +344,23 @@ class SignalService:
         async def mark(_: AnalyzerBatch) -> None:
             analyzed.append(time.time())
 
-        result = await run_analyzer(
-            conn,
-            target,
-            self.settings.params(tf),
-            batch_bars=self.settings.batch_bars,
-            before_commit=mark,
-            source=self._sources[tf],
-        )
+        async with pool.acquire() as conn:
+            result = await run_analyzer(
+                conn,  # pyright: ignore[reportArgumentType] - a pool's proxy of a Connection
+                target,
+                self.settings.params(tf),
+                batch_bars=self.settings.batch_bars,
+                before_commit=mark,
+                source=self._sources[tf],
+            )
         done = time.time()
         self.counts["runs"] += 1
         self.metrics.runs.labels(trigger="event" if received is not None else "sweep").inc()
         if received is not None and analyzed:
             self.metrics.observe("received_to_analyzed", analyzed[0] - received)
             self.metrics.observe("analyzed_to_committed", done - analyzed[-1])
+            for committed in bars.values():
+                self.metrics.observe("bar_to_analyzed", done - committed)
         if result.inserted:
             self.counts["signals"] += result.inserted
             self.metrics.signals.labels(timeframe=tf).inc(result.inserted)

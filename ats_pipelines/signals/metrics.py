@@ -2,10 +2,13 @@
 
 Hops (histogram ``ats_signals_latency_seconds{hop=...}``; wall clocks of one machine):
 
-* ``committed_to_received`` — the bar's commit (by the streaming service) to its event read;
+* ``committed_to_received`` — the bar's commit (by the streaming service) to its event read,
+  split in ``committed_to_sent`` (the streaming process: hand-off to the publisher's thread)
+  and ``sent_to_received`` (Redis, and this process getting to read it);
 * ``received_to_analyzed`` — event read to the analyzer's writes done (before the commit);
 * ``analyzed_to_committed`` — the analyzer transaction's commit;
 * ``signal_to_decision`` — a signal committed to the coordinator's decision on it committed;
+* ``bar_to_analyzed`` — per event, the bar's commit to the analyzer's commit (signal or not);
 * ``bar_to_signal`` and ``bar_to_decision`` — end to end, from the bar's commit.
 
 Each hop also keeps its recent samples (``streaming.metrics.Recent``) for exact p50/p99 in the
@@ -22,9 +25,12 @@ from ats_pipelines.streaming.metrics import BUCKETS, Recent
 
 HOPS = (
     "committed_to_received",
+    "committed_to_sent",
+    "sent_to_received",
     "received_to_analyzed",
     "analyzed_to_committed",
     "signal_to_decision",
+    "bar_to_analyzed",
     "bar_to_signal",
     "bar_to_decision",
 )

@@ -83,8 +83,9 @@ class BarEventPublisher:
             return True
         events = list(self._pending)
         pipe = self.client.pipeline(transaction=False)
+        sent = time.time()
         for e in events:
-            pipe.xadd(e.key, e.fields(), maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+            pipe.xadd(e.key, e.fields(sent), maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
         try:
             pipe.execute()
         except (RedisError, OSError) as exc:
