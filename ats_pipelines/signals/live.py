@@ -30,56 +30,27 @@ import logging
 import signal
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from ats_pipelines.cache.events import BarEvent
 from ats_pipelines.config import ConfigError
-from ats_pipelines.db.connect import connect, connection, create_pool
+from ats_pipelines.db.connect import connect, connection
 from ats_pipelines.lib.timeframes import to_timedelta
-from ats_pipelines.signals.analyzer import AnalyzerBatch, AnalyzerTarget, run_analyzer
-from ats_pipelines.signals.bars import BarSource, bar_source, datetime_to_ms
-from ats_pipelines.signals.config import SignalsSettings
+from ats_pipelines.signals.analyzer import AnalyzerTarget
+from ats_pipelines.signals.bars import bar_source
+from ats_pipelines.signals.config import LiveConfig, SignalsSettings
 from ats_pipelines.signals.coordinator import run_coordinator
 from ats_pipelines.signals.events import BarEventReader
+from ats_pipelines.signals.follower import TimeframeAnalyzer
 from ats_pipelines.signals.heartbeat import ServiceIdentity, beat
 from ats_pipelines.signals.metrics import SignalMetrics
 from ats_pipelines.streaming.supervisor import Backoff, Supervisor
 
 log = logging.getLogger(__name__)
+__all__ = ["LiveConfig", "SignalService", "SignalServiceError"]
 SIGNAL_TIMES_KEPT = 100_000  # signals awaiting their decision, for the latency of that hop
-POOL_MAX = 8  # connections per timeframe's analyzer task
-RETRIES = 200  # an event's bar still not analysed after this many retries is left to the sweep
-
-
-@dataclass(frozen=True)
-class LiveConfig:
-    """Where the live service reads and writes, and its knobs."""
-
-    database_url: str
-    redis_url: str | None  # None: no events; every sweep_interval_s all series are looked at
-    service_id: str = "signals"
-    sweep_interval_s: float = 30.0
-    heartbeat_interval_s: float = 5.0
-    block_ms: int = 1_000
-    retry_s: float = 0.05  # an event's bar not yet closed by the database clock
-    metrics_port: int | None = None
-    duration_s: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.sweep_interval_s <= 0:
-            raise ConfigError(f"signal service sweep interval {self.sweep_interval_s}: must be > 0")
-        if self.heartbeat_interval_s <= 0:
-            raise ConfigError(
-                f"signal service heartbeat interval {self.heartbeat_interval_s}: must be > 0"
-            )
-        if not self.service_id.strip():
-            raise ConfigError("signal service id is empty")
-        if self.duration_s is not None and self.duration_s <= 0:
-            raise ConfigError(f"signal service duration {self.duration_s}: must be > 0")
 
 
 class SignalServiceError(RuntimeError):
@@ -112,15 +83,13 @@ class SignalService:
         self._coordinate = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._readers: dict[str, BarEventReader] = {}
-        self._sources: dict[str, BarSource] = {}
+        self._analyzers: dict[str, TimeframeAnalyzer] = {}
         # (exchange, symbol, decision time) -> (bar committed, signal committed), wall seconds
         self._signal_times: OrderedDict[tuple[str, str, datetime], tuple[float | None, float]] = (
             OrderedDict()
         )
         self.counts = {"events": 0, "runs": 0, "signals": 0, "decisions": 0, "sweeps": 0}
-        self.caught_up: set[str] = set()  # timeframes whose catch-up is done (tests)
         self.started_at = datetime.now(UTC)
-        self._symbols = set(settings.symbols)
         self._identity: ServiceIdentity | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -170,8 +139,7 @@ class SignalService:
         c, s = self.config, self.settings
         conn = await connect(c.database_url)
         try:
-            for tf in s.timeframes:
-                self._sources[tf] = await bar_source(conn, tf)
+            sources = {tf: await bar_source(conn, tf) for tf in s.timeframes}
         finally:
             await conn.close()
         if c.metrics_port is not None:
@@ -179,11 +147,23 @@ class SignalService:
             log.info("event=signal_service_metrics url=http://127.0.0.1:%s/metrics", port)
         sup = self.supervisor
         for tf in s.timeframes:
-            if c.redis_url:
-                self._readers[tf] = BarEventReader(c.redis_url, s.exchange, [tf])
-            self._tasks.append(
-                sup.start(f"analyzer-{tf}", "analyzer", lambda t=tf: self._analyzer(t))
+            reader = BarEventReader(c.redis_url, s.exchange, [tf]) if c.redis_url else None
+            if reader is not None:
+                self._readers[tf] = reader
+            analyzer = TimeframeAnalyzer(
+                tf,
+                s,
+                c,
+                sources[tf],
+                reader,
+                self.metrics,
+                self.counts,
+                beat=lambda n=f"analyzer-{tf}": sup.beat(n),
+                on_signal=self._remember,
+                on_advanced=self._coordinate.set,
             )
+            self._analyzers[tf] = analyzer
+            self._tasks.append(sup.start(f"analyzer-{tf}", "analyzer", analyzer.run))
         self._tasks.append(sup.start("coordinator", "coordinator", self._coordinator))
         self._tasks.append(sup.start("heartbeat", "heartbeat", self._heartbeat))
         if c.duration_s is not None:
@@ -224,6 +204,11 @@ class SignalService:
             self.summary(),
         )
 
+    @property
+    def caught_up(self) -> set[str]:
+        """The timeframes whose catch-up from the watermarks is done."""
+        return {tf for tf, a in self._analyzers.items() if a.caught_up}
+
     def summary(self) -> dict[str, Any]:
         return {
             **self.counts,
@@ -233,146 +218,6 @@ class SignalService:
         }
 
     # -- the analyzers ---------------------------------------------------------------------
-
-    def _target(self, symbol: str, timeframe: str) -> AnalyzerTarget:
-        s = self.settings
-        return AnalyzerTarget(s.analyzer_id, s.exchange, symbol, timeframe)
-
-    async def _analyzer(self, tf: str) -> None:
-        name = f"analyzer-{tf}"
-        reader = self._readers.get(tf)
-        # one connection per symbol up to POOL_MAX: the symbols whose bars close together
-        # are analysed side by side, not one after the other (measured at 10k trades/s: the
-        # sixth symbol of a burst waited for five runs, p99 138 ms from event to analysed)
-        size = max(1, min(len(self.settings.symbols), POOL_MAX))
-        pool = await create_pool(self.config.database_url, min_size=1, max_size=size)
-        try:
-            if reader is not None and not reader.last_ids:
-                await reader.start_at_tail()  # before the catch-up: nothing is missed
-            await self._sweep(pool, tf)
-            self.caught_up.add(tf)
-            log.info("event=signal_analyzer_live timeframe=%s", tf)
-            await self._follow(pool, tf, reader, name)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(pool.close(), 5.0)
-
-    def _intake(
-        self, events: list[BarEvent], tf: str, received: float
-    ) -> dict[str, dict[int, float]]:
-        """This task's events per symbol: bar open time -> commit time."""
-        s = self.settings
-        due: dict[str, dict[int, float]] = {}
-        for e in events:
-            if e.exchange != s.exchange or e.timeframe != tf or e.symbol not in self._symbols:
-                continue
-            self.counts["events"] += 1
-            self.metrics.events.labels(timeframe=tf).inc()
-            self.metrics.observe("committed_to_received", received - e.committed)
-            if e.sent is not None:
-                self.metrics.observe("committed_to_sent", e.sent - e.committed)
-                self.metrics.observe("sent_to_received", received - e.sent)
-            bars = due.setdefault(e.symbol, {})
-            bars[e.ts] = min(e.committed, bars.get(e.ts, e.committed))
-        return due
-
-    async def _follow(
-        self, pool: asyncpg.Pool, tf: str, reader: BarEventReader | None, name: str
-    ) -> None:
-        c = self.config
-        retry: dict[str, tuple[float, dict[int, float]]] = {}  # symbol -> (due, events)
-        attempts: dict[str, int] = {}
-        last_sweep = time.monotonic()
-        while True:
-            self.supervisor.beat(name)
-            now = time.monotonic()
-            if now - last_sweep >= c.sweep_interval_s:
-                await self._sweep(pool, tf)
-                last_sweep = now = time.monotonic()
-            if reader is None:
-                await asyncio.sleep(max(0.0, c.sweep_interval_s - (now - last_sweep)))
-                continue
-            wait_s = min(c.block_ms / 1000, c.sweep_interval_s - (now - last_sweep))
-            if retry:
-                wait_s = min(wait_s, min(due for due, _ in retry.values()) - now)
-            events = await reader.read(max(1, int(wait_s * 1000)))
-            received = time.time()
-            due = self._intake(events, tf, received)
-            now = time.monotonic()
-            for symbol, (when, bars) in list(retry.items()):
-                if when <= now or symbol in due:
-                    del retry[symbol]
-                    due[symbol] = {**bars, **due.get(symbol, {})}
-            symbols = list(due)
-            marks = await asyncio.gather(
-                *(self._analyze(pool, self._target(x, tf), due[x], received) for x in symbols)
-            )
-            for symbol, newest in zip(symbols, marks, strict=True):
-                bars = due[symbol]
-                missing = {ts: t for ts, t in bars.items() if newest is None or ts > newest}
-                attempts[symbol] = attempts.get(symbol, 0) + 1 if missing else 0
-                if missing and attempts[symbol] > RETRIES:
-                    log.warning(
-                        "event=signal_event_unprocessed timeframe=%s symbol=%s bars=%s "
-                        "watermark_ms=%s (left to the sweep)",
-                        tf,
-                        symbol,
-                        sorted(missing)[:5],
-                        newest,
-                    )
-                    attempts[symbol] = 0
-                elif missing:  # not closed by the database's clock yet (or not visible): soon
-                    retry[symbol] = (time.monotonic() + c.retry_s, missing)
-
-    async def _sweep(self, pool: asyncpg.Pool, tf: str) -> None:
-        self.counts["sweeps"] += 1
-        await asyncio.gather(
-            *(self._analyze(pool, self._target(x, tf), {}, None) for x in self.settings.symbols)
-        )
-
-    async def _analyze(
-        self,
-        pool: asyncpg.Pool,
-        target: AnalyzerTarget,
-        bars: dict[int, float],
-        received: float | None,
-    ) -> int | None:
-        """One analyzer run; returns the watermark after it (epoch ms) or None."""
-        tf = target.timeframe
-        analyzed: list[float] = []
-
-        async def mark(_: AnalyzerBatch) -> None:
-            analyzed.append(time.time())
-
-        async with pool.acquire() as conn:
-            result = await run_analyzer(
-                conn,  # pyright: ignore[reportArgumentType] - a pool's proxy of a Connection
-                target,
-                self.settings.params(tf),
-                batch_bars=self.settings.batch_bars,
-                before_commit=mark,
-                source=self._sources[tf],
-            )
-        done = time.time()
-        self.counts["runs"] += 1
-        self.metrics.runs.labels(trigger="event" if received is not None else "sweep").inc()
-        if received is not None and analyzed:
-            self.metrics.observe("received_to_analyzed", analyzed[0] - received)
-            self.metrics.observe("analyzed_to_committed", done - analyzed[-1])
-            for committed in bars.values():
-                self.metrics.observe("bar_to_analyzed", done - committed)
-        if result.inserted:
-            self.counts["signals"] += result.inserted
-            self.metrics.signals.labels(timeframe=tf).inc(result.inserted)
-        for sig in result.signals:
-            committed = bars.get(datetime_to_ms(sig.ts))
-            if committed is not None:
-                self.metrics.observe("bar_to_signal", done - committed)
-            self._remember(target, sig.ts, committed, done)
-        if result.batches and tf in self.settings.coordinator.timeframes:
-            self._coordinate.set()
-        mark_to = result.watermark_to
-        return datetime_to_ms(mark_to) if mark_to is not None else None
 
     def _remember(
         self, target: AnalyzerTarget, ts: datetime, committed: float | None, done: float

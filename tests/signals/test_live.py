@@ -146,11 +146,12 @@ async def live_matches_replay(
 
 async def duplicates(db_url: str, settings: SignalsSettings) -> int:
     async with connection(db_url) as conn:
-        return await conn.fetchval(
+        extra = await conn.fetchval(
             "SELECT count(*) - count(DISTINCT (symbol, timeframe, ts, signal_type)) "
             "FROM signals.detected_signals WHERE analyzer_id = $1",
             settings.analyzer_id,
         )
+    return int(extra or 0)
 
 
 async def test_live_signals_equal_the_replay_once(

@@ -14,7 +14,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -29,7 +29,7 @@ from ats_pipelines.emulator.testing import wait_until
 from ats_pipelines.orchestration.resources.timescale import TimescaleResource
 from ats_pipelines.signals.config import SignalsSettings
 from ats_pipelines.signals.live import LiveConfig, SignalService
-from ats_pipelines.signals.replay import compare_with_live, replay
+from ats_pipelines.signals.replay import Comparison, ReplayResult, compare_with_live, replay
 from ats_pipelines.streaming.events import BarEventPublisher
 from tests.signals.conftest import make_settings, roll_up, write_bars
 
@@ -168,13 +168,7 @@ async def test_sensor_path_and_live_service_race_without_duplicate_or_gap(
         await wait_until_async(lambda: caught_up(db_url, settings, newest))
         start = bars5["ts"][0] + timedelta(days=2)
         end = bars5["ts"][-1] + timedelta(minutes=5)
-        for _ in range(300):  # until the last decisions are made
-            async with connection(db_url) as conn:
-                result = await replay(conn, settings, start, end)
-                comparison = await compare_with_live(conn, result)
-            if comparison.matches:
-                break
-            await asyncio.sleep(0.1)
+        result, comparison = await settled(db_url, settings, start, end)
         async with connection(db_url) as conn:
             stored = await conn.fetchval(
                 "SELECT count(*) FROM signals.detected_signals WHERE analyzer_id = $1",
@@ -196,6 +190,21 @@ async def test_sensor_path_and_live_service_race_without_duplicate_or_gap(
     assert path.decisions_written + service.counts["decisions"] == decided
     assert path.signals_written > 0 and service.counts["signals"] > 0
     assert path.decisions_written > 0 and service.counts["decisions"] > 0
+
+
+async def settled(
+    db_url: str, settings: SignalsSettings, start: datetime, end: datetime
+) -> tuple[ReplayResult, Comparison]:
+    """The replay of the range and its comparison with the live rows, once they match (the
+    last decisions may still be on their way; polled with a safety limit)."""
+    for _ in range(300):
+        async with connection(db_url) as conn:
+            result = await replay(conn, settings, start, end)
+            comparison = await compare_with_live(conn, result)
+        if comparison.matches:
+            break
+        await asyncio.sleep(0.1)
+    return result, comparison  # pyright: ignore[reportPossiblyUnboundVariable]
 
 
 async def wait_until_async(check, limit_s: float = 60.0) -> None:  # type: ignore[no-untyped-def]
