@@ -18,20 +18,32 @@ Prints:
   next tick with the default interval (30 s): the daemon ticks on its own clock, so a bar waits
   a uniformly distributed part of the interval (seeded draw, one per sample);
 * ``signal_run_process_start: p50 …`` — what the daemon's run launcher adds on top: starting a
-  Python process that loads the code location (measured by doing exactly that).
+  Python process that loads the code location (measured by doing exactly that);
+* ``signal_live_bar_to_signal_at_10k`` / ``signal_live_bar_to_decision_at_10k: p50 …, p99 …``
+  — the live path (``ats signals run``) while the streaming service takes 10,000 trades/s
+  from the emulator (``bench_streaming.py``'s setup: emulator process at 60x, the service in
+  this process publishing a bar event per commit, the signal service in a process of its own):
+  from a bar's commit to its signal's commit, and to the coordinator's decision on it, per hop
+  as well; then ``signal_latency_live_vs_sensor`` puts the p50/p99 beside the sensor path's
+  figures above (ratio = sensor / live).
 
-Everything runs against a scratch database on the project's server, dropped afterwards.
+Everything runs against scratch databases on the project's server, dropped afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,7 +52,7 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ratio_line, scratch_database
+from _common import ratio_line, scratch_database, scratch_url
 
 from ats_pipelines.config import load_settings
 from ats_pipelines.db.bulk import bulk_write
@@ -147,7 +159,7 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-async def bench_latency(conn, samples: int) -> None:  # type: ignore[no-untyped-def]
+async def bench_latency(conn, samples: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Per sample: store the bars up to just before a bar that makes a signal, let the
     analyzer catch up (untimed), then commit that bar and time sensor tick + run until its
     signal is committed."""
@@ -213,11 +225,13 @@ async def bench_latency(conn, samples: int) -> None:  # type: ignore[no-untyped-
         f"signal_latency_processing: p50 {percentile(ms, 50):,.0f} ms, "
         f"p99 {percentile(ms, 99):,.0f} ms ({len(ms)} signals)"
     )
+    figures = {"p50": percentile(ms, 50), "p99": percentile(ms, 99)}
     ms = [t * 1000 for t in total]
     print(
         f"signal_latency_default_interval: p50 {percentile(ms, 50):,.0f} ms, "
         f"p99 {percentile(ms, 99):,.0f} ms (sensor interval {interval} s)"
     )
+    return {**figures, "interval_p50": percentile(ms, 50), "interval_p99": percentile(ms, 99)}
 
 
 def bench_process_start(runs: int = 2) -> None:
@@ -233,18 +247,160 @@ def bench_process_start(runs: int = 2) -> None:
     )
 
 
-async def main(days: int, samples: int) -> None:
+LIVE_TIMEFRAMES = ("1m", "5m")
+# small rules: the synthetic market then signals about seven times per hundred minutes
+LIVE_PARAMS = "1m:swing=1,lookback=20,sensitivity=0;5m:swing=1,lookback=8,sensitivity=0"
+
+
+async def bench_live(seconds: float) -> dict[str, dict[str, float]]:
+    """The live path at the 10k trades/s streaming load; per hop {p50_ms, p99_ms, n}."""
+    import bench_streaming as streaming
+
+    from ats_pipelines.cache.server import ensure_redis
+    from ats_pipelines.db.connect import database_name
+    from ats_pipelines.streaming.config import StreamConfig
+    from ats_pipelines.streaming.service import StreamService
+
+    settings = load_settings({**os.environ, "ATS_ENV": "test"})
+    ensure_redis(settings)
+    proc, base = streaming.start_emulator()
+    try:
+        async with scratch_url("ats_bench_live", settings) as db_url:
+            symbols, offered = streaming.symbols_for(streaming.LATENCY_RATE)
+            label = f"bench{uuid.uuid4().hex[:6]}"
+            spec = {
+                "database": database_name(db_url),
+                "exchange": label,
+                "symbols": symbols,
+                "timeframes": list(LIVE_TIMEFRAMES),
+                "trend_params": LIVE_PARAMS,
+            }
+            live = subprocess.Popen(  # noqa: ASYNC220 - a long-lived child, not awaited
+                [
+                    sys.executable,
+                    str(Path(__file__).parent / "_signal_service.py"),
+                    json.dumps(spec),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            await _wait_for_beat(db_url)
+            with tempfile.TemporaryDirectory() as tmp:
+                config = StreamConfig(
+                    database_url=db_url,
+                    symbols=tuple(symbols),
+                    exchange_url=base,
+                    store_as=label,
+                    timeframes=LIVE_TIMEFRAMES,
+                    watch_books=False,
+                    heal_interval_s=3600.0,
+                    redis_url=settings.redis_url,
+                    spill_dir=Path(tmp) / "spill",
+                    grace_ms=2_000,
+                    checkpoint_interval_s=5.0,
+                    heartbeat_interval_s=5.0,
+                )
+                service = StreamService(config)
+                run = asyncio.create_task(service.run())
+                await asyncio.wait_for(service.ready.wait(), 60)
+                t0 = time.time()
+                applied0 = sum(p.counts["applied"] for p in service.pipelines.values())
+                await asyncio.sleep(seconds)
+                applied = sum(p.counts["applied"] for p in service.pipelines.values()) - applied0
+                rate = applied / (time.time() - t0)
+                service.request_stop("bench over")
+                await run
+            await asyncio.sleep(1.0)  # the last events analysed
+            live.send_signal(signal.SIGTERM)
+            out, _ = live.communicate(timeout=60)
+            summary = json.loads(out.strip().splitlines()[-1])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    hops = summary["latency"]
+    print(
+        f"  live: {len(symbols)} symbols, {rate:,.0f} trades/s applied of {offered:,.0f} offered, "
+        f"{summary['events']} bar events, {summary['signals']} signals, "
+        f"{summary['decisions']} decisions"
+    )
+    for hop, name in (("bar_to_signal", "signal"), ("bar_to_decision", "decision")):
+        h = hops.get(hop, {})
+        print(
+            f"signal_live_bar_to_{name}_at_10k: p50 {h.get('p50_ms', float('nan')):,.1f} ms, "
+            f"p99 {h.get('p99_ms', float('nan')):,.1f} ms ({h.get('n', 0)} {name}s)"
+        )
+    for hop in (
+        "committed_to_received",
+        "committed_to_sent",
+        "sent_to_received",
+        "received_to_analyzed",
+        "analyzed_to_committed",
+        "signal_to_decision",
+        "bar_to_analyzed",
+    ):
+        h = hops.get(hop, {})
+        print(
+            f"signal_live_hop_{hop}: p50 {h.get('p50_ms', float('nan')):,.2f} ms, "
+            f"p99 {h.get('p99_ms', float('nan')):,.2f} ms ({h.get('n', 0)})"
+        )
+    return hops
+
+
+async def _wait_for_beat(db_url: str, limit_s: float = 60.0) -> None:
+    """Until the signal service beat (it is caught up and reading events by then)."""
+    from ats_pipelines.db.connect import connection
+
+    deadline = time.monotonic() + limit_s
+    async with connection(db_url) as conn:
+        while time.monotonic() < deadline:
+            stats = await conn.fetchval(
+                "SELECT stats::text FROM signals.service_heartbeats WHERE service_id = 'bench'"
+            )
+            if stats and len(json.loads(stats).get("caught_up", [])) == len(LIVE_TIMEFRAMES):
+                return
+            await asyncio.sleep(0.2)
+    raise RuntimeError("the signal service did not start (no heartbeat)")
+
+
+def compare_paths(sensor: dict[str, float], live: dict[str, dict[str, float]]) -> None:
+    signal_hop = live.get("bar_to_signal", {})
+    if not signal_hop:
+        print("signal_latency_live_vs_sensor: n/a (no live signal)")
+        return
+    p50, p99 = signal_hop["p50_ms"], signal_hop["p99_ms"]
+    print(
+        f"signal_latency_live_vs_sensor: p50 live {p50:,.1f} ms vs sensor processing "
+        f"{sensor['p50']:,.0f} ms (ratio {sensor['p50'] / p50:,.0f}), at the default interval "
+        f"{sensor['interval_p50']:,.0f} ms (ratio {sensor['interval_p50'] / p50:,.0f}); "
+        f"p99 live {p99:,.1f} ms vs {sensor['p99']:,.0f} / {sensor['interval_p99']:,.0f} ms "
+        f"(ratios {sensor['p99'] / p99:,.0f} / {sensor['interval_p99'] / p99:,.0f})"
+    )
+
+
+async def main(days: int, samples: int, live_s: float) -> None:
     bars = synthetic_bars(days * 1440)
     bench_rule(arrays(bars))
     async with scratch_database("ats_bench_signals") as conn:
         await bench_analyzer_run(conn, bars)
-        await bench_latency(conn, samples)
+        sensor = await bench_latency(conn, samples)
     bench_process_start()
+    if live_s > 0:
+        compare_paths(sensor, await bench_live(live_s))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument(
+        "--live-seconds",
+        type=float,
+        default=60.0,
+        help="of the live path at 10k trades/s (0: skip)",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.days, args.samples))
+    asyncio.run(main(args.days, args.samples, args.live_seconds))

@@ -14,6 +14,10 @@ Keys (``{exchange}`` a ccxt id, ``{symbol}`` ccxt unified as is, e.g. ``BTC/USDT
   an undefined metric is the empty string).
 * ``ats:stream:{shard}`` — hash: ``last_beat`` (epoch ms), ``symbols`` (comma-separated), the
   shard's liveness for readers that do not query the database.
+* ``ats:events:bars:{exchange}:{timeframe}`` — Redis Stream of bar-commit events (writer: the
+  streaming service, after the bars' commit; reader: the live signal service). One entry per
+  committed final bar, keys only (``cache.events.BarEvent``): the bar itself is read from the
+  database. Trimmed to about ``EVENTS_KEPT`` entries.
 
 Every value is plain JSON or strings, so any Redis client (or ``redis-cli``) can read it.
 """
@@ -46,6 +50,13 @@ def book_key(exchange: str, symbol: str) -> str:
 
 def stream_key(shard: str) -> str:
     return f"{PREFIX}:stream:{shard}"
+
+
+def bar_events_key(exchange: str, timeframe: str) -> str:
+    return f"{PREFIX}:events:bars:{exchange}:{timeframe}"
+
+
+EVENTS_KEPT = 100_000
 
 
 def encode_bar(bar: Mapping[str, Any], *, final: bool = True, source: str = "stream") -> str:

@@ -14,6 +14,7 @@ from ats_pipelines.cli import (
     prod,
     retrain,
     serve,
+    signals,
     stream,
 )
 from ats_pipelines.cli.common import configure_logging, run
@@ -32,6 +33,7 @@ app.add_typer(retrain.app, name="retrain")
 app.add_typer(features.app, name="features")
 app.add_typer(prod.app, name="prod")
 app.add_typer(serve.app, name="serve")
+app.add_typer(signals.app, name="signals")
 app.command("emulator")(emulator.emulator)
 app.command("stream")(stream.stream)
 

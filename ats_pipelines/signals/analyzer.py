@@ -205,13 +205,15 @@ async def run_analyzer(
     now: datetime | None = None,
     batch_bars: int = 200_000,
     before_commit: BeforeCommit | None = None,
+    source: BarSource | None = None,
 ) -> AnalyzerRunResult:
     """Analyse every closed bar after the watermark, ``batch_bars`` new bars per transaction.
 
     ``now`` (default: the server's clock) decides which bars are closed. ``before_commit`` is
-    awaited inside each transaction after the writes: a hook for crash tests.
+    awaited inside each transaction after the writes (crash tests, the live service's
+    latency). ``source``: where the bars live, if the caller looked it up already.
     """
-    source = await bar_source(conn, target.timeframe)
+    source = source or await bar_source(conn, target.timeframe)
     cutoff = closed_cutoff(now or await db_now(conn), target.timeframe)
     start = await watermark(conn, target)
     result = AnalyzerRunResult(target, start, start)

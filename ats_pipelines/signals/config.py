@@ -13,6 +13,8 @@ Variables (all optional; exchange and symbols are the market-data ones, ``ATS_EX
 * ``ATS_COORDINATOR_TIMEFRAMES`` — timeframes the coordinator combines (``15m,1h``);
 * ``ATS_COORDINATOR_WINDOW`` — how far back a signal still counts for confluence (``4h``);
 * ``ATS_SIGNAL_SENSOR_INTERVAL`` — seconds between sensor evaluations (``30``).
+
+:class:`LiveConfig` holds the live service's own knobs (``ats signals run`` options).
 """
 
 from __future__ import annotations
@@ -249,3 +251,30 @@ def load_signals_settings(
         coordinator=coordinator,
         sensor_interval_s=interval_s,
     )
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """Where the live service reads and writes, and its knobs."""
+
+    database_url: str
+    redis_url: str | None  # None: no events; every sweep_interval_s all series are looked at
+    service_id: str = "signals"
+    sweep_interval_s: float = 30.0
+    heartbeat_interval_s: float = 5.0
+    block_ms: int = 1_000
+    retry_s: float = 0.05  # an event's bar not yet closed by the database clock
+    metrics_port: int | None = None
+    duration_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.sweep_interval_s <= 0:
+            raise ConfigError(f"signal service sweep interval {self.sweep_interval_s}: must be > 0")
+        if self.heartbeat_interval_s <= 0:
+            raise ConfigError(
+                f"signal service heartbeat interval {self.heartbeat_interval_s}: must be > 0"
+            )
+        if not self.service_id.strip():
+            raise ConfigError("signal service id is empty")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise ConfigError(f"signal service duration {self.duration_s}: must be > 0")

@@ -13,7 +13,9 @@ The ingest loop stays the only loop that owns exchange connections and symbol st
 only runs the lane. ``put`` is non-blocking while fewer than ``max_in_flight`` batches are on
 their way to the lane's queue, then waits for the oldest (back-pressure, as with a plain lane).
 Commit callbacks are carried back to the ingest loop with ``call_soon_threadsafe``; the commit
-time they report is taken in this thread, at the commit.
+time they report is taken in this thread, at the commit. An ``on_commit_here`` callback runs in
+this thread at once instead (it must be thread-safe and must not block: the bar-event
+publisher's hand-off, which would otherwise wait for the ingest loop's current iteration).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 from ats_pipelines.streaming.spill import Batch
 from ats_pipelines.streaming.supervisor import Supervisor
-from ats_pipelines.streaming.writer import Lane
+from ats_pipelines.streaming.writer import Lane, OnCommit
 
 MAX_IN_FLIGHT = 256
 
@@ -37,15 +39,22 @@ class LaneThread:
     """A :class:`Lane` driven from its own thread and event loop; the producer side is called
     from the ingest loop."""
 
-    def __init__(self, lane: Lane, *, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+    def __init__(
+        self,
+        lane: Lane,
+        *,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        on_commit_here: OnCommit | None = None,
+    ) -> None:
         self.lane = lane
         self.max_in_flight = max_in_flight
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._in_flight: deque[concurrent.futures.Future[None]] = deque()
         self._on_commit = lane.on_commit
+        self._on_commit_here = on_commit_here
         self._caller: asyncio.AbstractEventLoop | None = None
-        if self._on_commit is not None:
+        if self._on_commit is not None or on_commit_here is not None:
             lane.on_commit = self._commit_callback
 
     # -- the thread ------------------------------------------------------------------------
@@ -78,7 +87,10 @@ class LaneThread:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
     def _commit_callback(self, batches: list[Batch], committed: float) -> None:
-        assert self._on_commit is not None and self._caller is not None
+        if self._on_commit_here is not None:
+            self._on_commit_here(batches, committed)
+        if self._on_commit is None or self._caller is None:
+            return
         with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody listens
             self._caller.call_soon_threadsafe(self._on_commit, batches, committed)
 

@@ -55,7 +55,8 @@ class StreamConfig:
     exchange_url: str | None = None  # REST base replacing the exchange's hosts (the emulator)
     api_key: str | None = field(default=None, repr=False)
     secret: str | None = field(default=None, repr=False)
-    redis_url: str | None = None  # None: no hot cache
+    redis_url: str | None = None  # None: no hot cache and no bar events
+    bar_events: bool = True  # publish an event per committed bar (cache.events) to Redis
     shard_index: int = 0
     shard_count: int = 1
     # bars

@@ -1,9 +1,12 @@
 """What the service produces, handed on: final bars to the ``bars`` writer lane (with the
 quarantine and the saved state, so they commit together) and the hot cache; trades and book
-snapshots to the ``bulk`` lane; commits reported to listeners with typed metadata."""
+snapshots to the ``bulk`` lane; commits reported to listeners with typed metadata: ``listeners``
+on the ingest loop, ``thread_listeners`` at once in the bar lane's thread (thread-safe and
+non-blocking only: the bar-event publisher of ``events``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from pathlib import Path
@@ -15,6 +18,7 @@ from ats_pipelines.streaming.clock import ExchangeClock
 from ats_pipelines.streaming.commits import BarCommit, BarsWritten, BarTiming, OnBarsCommitted
 from ats_pipelines.streaming.committer import LaneThread
 from ats_pipelines.streaming.config import StreamConfig
+from ats_pipelines.streaming.events import BarEventPublisher
 from ats_pipelines.streaming.hotcache import HotCache
 from ats_pipelines.streaming.ingest import SymbolPipeline
 from ats_pipelines.streaming.metrics import StreamMetrics
@@ -28,6 +32,7 @@ from ats_pipelines.streaming.spill import Batch
 from ats_pipelines.streaming.symbols import SymbolRegistry
 from ats_pipelines.streaming.writer import Lane, OnCommit
 
+log = logging.getLogger(__name__)
 TRADE_BATCH_ROWS = 5_000
 TRADE_BATCH_S = 0.5
 BAR_COMMITS_KEPT = 200_000
@@ -47,10 +52,18 @@ class Emitter:
         self.config, self.metrics, self.clock, self.symbols = config, metrics, clock, symbols
         self.bar_commits: deque[BarCommit] = deque(maxlen=BAR_COMMITS_KEPT)
         self.listeners: list[OnBarsCommitted] = [self.bar_commits.extend]
+        self.thread_listeners: list[OnBarsCommitted] = []
+        self.events = (
+            BarEventPublisher(config.redis_url) if config.redis_url and config.bar_events else None
+        )
+        if self.events is not None:
+            self.thread_listeners.append(self.events.listener(config.label))
         # bars commit from their own thread: not gated by the ingest loop's iterations
         # (committer.py). Trades stay on the loop: a second writer thread contending for the
         # GIL and the database doubled the bars' closed -> committed p50 (measured 22 vs 12 ms)
-        self.bars_lane = LaneThread(self._lane("bars", spill, self._bars_committed))
+        self.bars_lane = LaneThread(
+            self._lane("bars", spill, self._bars_committed), on_commit_here=self._committed_here
+        )
         self.bulk_lane = self._lane("bulk", spill, None)
         self.cache = (
             HotCache(config.redis_url, config.label, interval_s=config.hot_cache_interval_s)
@@ -145,6 +158,25 @@ class Emitter:
                 by_tf.setdefault(bar.timeframe, []).append(v)
             for tf, vs in by_tf.items():
                 self.cache.final_bars(p.symbol, tf, vs)
+
+    def _committed_here(self, batches: list[Batch], committed: float) -> None:
+        """In the bar lane's thread, right after the commit: ``thread_listeners``."""
+        if not self.thread_listeners:
+            return
+        commits = [
+            BarCommit(t, committed)
+            for batch in batches
+            for meta in batch.meta
+            if isinstance(meta, BarsWritten)
+            for t in meta.timings
+        ]
+        if not commits:
+            return
+        for listener in self.thread_listeners:
+            try:
+                listener(commits)
+            except Exception as exc:  # a listener never stops the bar lane
+                log.warning("event=bar_commit_listener_failed error=%r", exc)
 
     def _bars_committed(self, batches: list[Batch], committed: float) -> None:
         commits: list[BarCommit] = []

@@ -241,6 +241,8 @@ class StreamService:
             log.info("event=stream_metrics url=http://127.0.0.1:%s/metrics", port)
         await self._retrying("load_markets", self._load_markets)
         await self._retrying("clock", lambda: self.clock.sync(self.trades_client.server_time_ms))
+        if self.emitter.events is not None:
+            self.emitter.events.start()
         for lane in self.emitter.lanes:  # connected before the load starts
             await lane.open()
             lane.start(self.supervisor)
@@ -412,6 +414,8 @@ class StreamService:
         for lane in lanes:
             if lane.started and not self._crashed:
                 await lane.close(SHUTDOWN_FLUSH_S)
+        if self.emitter.events is not None:
+            await asyncio.to_thread(self.emitter.events.close)
         if self.pipelines and not self._crashed:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.upkeep.heartbeat(final=True), 5.0)

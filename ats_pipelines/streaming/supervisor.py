@@ -29,15 +29,23 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from prometheus_client import Counter
 
 from ats_pipelines.config import ConfigError
-from ats_pipelines.streaming.metrics import StreamMetrics
 
 log = logging.getLogger("ats_pipelines.streaming.service")
 
 Factory = Callable[[], Coroutine[Any, Any, None]]
 ActiveCheck = Callable[[], Awaitable[bool]]
+
+
+class FailureMetrics(Protocol):
+    """What the supervisor counts in: ``task_failures{task,error}`` (the stream's metrics,
+    the signal service's)."""
+
+    task_failures: Counter
 
 
 class TaskStalled(RuntimeError):
@@ -82,13 +90,15 @@ class Supervisor:
 
     def __init__(
         self,
-        metrics: StreamMetrics,
+        metrics: FailureMetrics,
         *,
         fatal: Callable[[BaseException, str], None],
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        service: str = "stream",
     ) -> None:
         self.metrics = metrics
+        self.service = service  # names the log event: ``<service>_task_failed``
         self.fatal = fatal
         self.backoff = backoff or Backoff()
         self.rng = rng or random.Random()
@@ -165,7 +175,8 @@ class Supervisor:
         self.failures_seen += 1
         self.metrics.task_failures.labels(task=kind, error=type(exc).__name__).inc()
         log.error(
-            "event=stream_task_failed task=%s kind=%s error=%s: %s restart_in_s=%s",
+            "event=%s_task_failed task=%s kind=%s error=%s: %s restart_in_s=%s",
+            self.service,
             name,
             kind,
             type(exc).__name__,

@@ -155,11 +155,12 @@ def test_definitions_have_a_sensor_per_timeframe_and_no_schedules(signal_defs: S
         "trend_analyzer_5m_sensor",
         "trend_analyzer_15m_sensor",
         "signal_coordinator_sensor",
+        "signal_service_freshness_sensor",
     }
     assert not defs.schedules
     for name in names:
         sensor = defs.resolve_sensor_def(name)
         assert sensor.minimum_interval_seconds == 30
         assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
-    for job in (TREND_ANALYSIS, COORDINATION, "signal_replay_job"):
+    for job in (TREND_ANALYSIS, COORDINATION, "signal_replay_job", "signal_service_job"):
         defs.resolve_job_def(job)

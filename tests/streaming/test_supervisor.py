@@ -14,7 +14,7 @@ import pytest
 from ats_pipelines.config import ConfigError
 from ats_pipelines.emulator.testing import wait_until
 from ats_pipelines.streaming.metrics import StreamMetrics
-from ats_pipelines.streaming.supervisor import Backoff, Supervisor
+from ats_pipelines.streaming.supervisor import Backoff, FailureMetrics, Supervisor
 
 FAST = Backoff(base_s=0.001, max_s=0.01, healthy_s=60.0)
 ERRORS = [
@@ -28,7 +28,7 @@ ERRORS = [
 ]
 
 
-def failures(metrics: StreamMetrics, kind: str, error: str) -> float:
+def failures(metrics: FailureMetrics, kind: str, error: str) -> float:
     return metrics.task_failures.labels(task=kind, error=error)._value.get()
 
 
