@@ -316,26 +316,24 @@ class SymbolPipeline:
             self.counts["backfilled"] += applied
         if tracker is not None:
             self.sync_hold()
+        late_ts: list[int] = []
         for late in self.agg.drain_late():
+            # A new trade (its id passed the tracker) for a bar already final: the trade is
+            # kept (nothing the exchange reported is lost) and the bar is healed from the
+            # exchange's kline. A feed that lags the clock (a starved or slow exchange
+            # connection while the watcher waits) delivers such trades.
             self.counts["late"] += 1
-            where = f"stream {self.exchange} {self.symbol} trade {late.trade_id}"
-            self.rejections.append(
-                Rejection(
-                    late.rule,
-                    late.reason,
-                    where,
-                    self.exchange,
-                    self.symbol,
-                    late.ts,
-                    {
-                        "timestamp": late.ts,
-                        "price": late.price,
-                        "amount": late.amount,
-                        "side": late.side,
-                        "id": late.trade_id,
-                    },
-                    self.agg.base,
-                )
+            self.trades.add(late.ts, late.trade_id, late.price, late.amount, late.side, received)
+            late_ts.append(late.ts)
+        if late_ts:
+            self.heal_wanted.append((min(late_ts), max(late_ts)))
+            log.warning(
+                "event=stream_late_trades symbol=%s count=%s from=%s to=%s: stored, their "
+                "bars will be healed from klines",
+                self.symbol,
+                len(late_ts),
+                min(late_ts),
+                max(late_ts),
             )
         return applied
 

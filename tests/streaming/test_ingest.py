@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ats_pipelines.lib.bars import LATE_RULE, BarAggregator
+from ats_pipelines.lib.bars import BarAggregator
 from ats_pipelines.lib.validation import DataValidator
 from ats_pipelines.streaming.config import parse_shard, shard_symbols
 from ats_pipelines.streaming.ingest import FAR_PAST, IdTracker, SymbolPipeline
@@ -86,15 +86,19 @@ def test_bad_trades_are_quarantined_with_their_rule(bad: dict[str, Any], rule: s
     assert rejection.payload["id"] == bad["id"] and p.counts["invalid"] == 1
 
 
-def test_repeated_trades_count_once_and_late_ones_are_refused() -> None:
+def test_repeated_trades_count_once_and_late_ones_are_kept_and_their_bars_healed() -> None:
     p = pipeline(grace_ms=0)
     trades = market(300)
     p.ingest(trades[:200] + trades[150:200] + trades[200:], 0.0, LATEST)
     assert p.counts["applied"] == 300 and p.counts["duplicate"] == 50
-    # ids never seen, but for a bucket already final: late, with the aggregator's rule
-    p.ingest([trade(10_000, T0 + 1)], 0.0, LATEST)
-    [late] = p.take_rejections()
-    assert late.rule == LATE_RULE and "late trade" in late.reason and late.timeframe == "1m"
+    p.take_heal_wanted()
+    stored = len(p.trades)
+    # ids never seen, but for a bucket already final: the trade is stored (not quarantined,
+    # where it was lost to market.trades) and its bar is healed from the exchange's kline
+    p.ingest([trade(10_000, T0 + 1), trade(10_001, T0 + 2)], 0.0, LATEST)
+    assert p.counts["late"] == 2 and p.take_rejections() == []
+    assert len(p.trades) == stored + 2 and p.trades.ids[-2:] == ["10000", "10001"]
+    assert p.take_heal_wanted() == [(T0 + 1, T0 + 2)]
 
 
 def test_a_fresh_start_taints_its_first_buckets_and_asks_for_healing() -> None:
